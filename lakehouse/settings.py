@@ -1,0 +1,215 @@
+"""One typed settings object for every process in the lakehouse.
+
+Values come from a TOML file (``conf/lakehouse.toml`` unless ``LAKEHOUSE_CONFIG`` names another)
+and are overridden by environment variables ``LAKEHOUSE__SECTION__KEY`` (double underscores,
+case-insensitive), e.g. ``LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS=broker:9092``. Nothing else in the
+project reads ``os.environ``: callers build ``Settings`` once at start and pass it down.
+
+Relative paths are resolved against the project root so that every process, wherever it was
+started from, agrees on the same local state directory, catalog file and warehouse.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_FILE = PROJECT_ROOT / "conf" / "lakehouse.toml"
+ENV_PREFIX = "LAKEHOUSE__"
+CONFIG_FILE_ENV = "LAKEHOUSE_CONFIG"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalSettings(_Section):
+    """Where the embedded stack keeps its state (broker logs, catalog, warehouse, checkpoints)."""
+
+    state_dir: Path = Path(".state")
+    kafka_jars_dir: Path = Path("jars/kafka")
+    spark_jars_dir: Path = Path("jars/spark")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:19092"
+    trades_topic: str = "market.trades"
+    vendor_bars_topic: str = "market.vendor_bars"
+    feed_events_topic: str = "market.feed_events"
+    quarantine_topic: str = "market.quarantine"
+    partitions: int = Field(default=4, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1)
+    # Local broker only: where the embedded KRaft broker listens.
+    local_broker_port: int = Field(default=19092, ge=1, le=65535)
+    local_controller_port: int = Field(default=19093, ge=1, le=65535)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_port_list(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return value
+
+
+class CatalogSettings(_Section):
+    """The one Iceberg catalog that Spark (Java) and pyiceberg both open.
+
+    ``uri`` is a JDBC URI (what Java's JdbcCatalog takes); pyiceberg's SQLAlchemy URI is derived
+    from it. Embedded default: SQLite file under the state directory. On GCP: a Postgres JDBC URI
+    (or ``type = "rest"`` with the REST catalog's URL) and a ``gs://`` warehouse.
+    """
+
+    name: str = "lakehouse"
+    type: Literal["jdbc", "rest"] = "jdbc"
+    uri: str = "jdbc:sqlite:.state/catalog.db"
+    warehouse: str = ".state/warehouse"
+    namespace: str = "market"
+    user: str | None = None
+    password: SecretStr | None = None
+
+    @field_validator("name", "namespace")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not value.replace("_", "").isalnum():
+            raise ValueError(f"must be letters, digits and underscores, got {value!r}")
+        return value
+
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("jdbc:sqlite:", "jdbc:postgresql:", "http://", "https://")):
+            raise ValueError(f"expected jdbc:sqlite:, jdbc:postgresql: or an http(s) REST URL, got {value!r}")
+        return value
+
+
+class GcsSettings(_Section):
+    """Google Cloud Storage access. ``endpoint`` is set only for an emulator."""
+
+    project: str | None = None
+    endpoint: str | None = None
+    credentials_file: Path | None = None
+
+
+class BigQuerySettings(_Section):
+    project: str = "local-project"
+    dataset: str = "market"
+    location: str = "US"
+    endpoint: str | None = None
+    credentials_file: Path | None = None
+
+
+class FinnhubSettings(_Section):
+    url: str = "wss://ws.finnhub.io"
+    token: SecretStr | None = None
+    symbols: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT", "AMZN", "NVDA", "TSLA"])
+
+
+class VnstockSettings(_Section):
+    source: str = "VCI"
+    base_url: str | None = None
+    symbols: list[str] = Field(default_factory=lambda: ["VCB", "FPT", "HPG"])
+    poll_interval_seconds: float = Field(default=30.0, gt=0)
+
+
+class StreamingSettings(_Section):
+    trigger_seconds: float = Field(default=5.0, ge=0)
+    allowed_lateness_seconds: float = Field(default=60.0, ge=0)
+    max_offsets_per_trigger: int | None = Field(default=None, ge=1)
+    shuffle_partitions: int = Field(default=2, ge=1)
+    checkpoint_dir: str = ".state/checkpoints"
+
+
+class Settings(_Section):
+    local: LocalSettings = LocalSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    catalog: CatalogSettings = CatalogSettings()
+    gcs: GcsSettings = GcsSettings()
+    bigquery: BigQuerySettings = BigQuerySettings()
+    finnhub: FinnhubSettings = FinnhubSettings()
+    vnstock: VnstockSettings = VnstockSettings()
+    streaming: StreamingSettings = StreamingSettings()
+
+    def path(self, relative: Path | str) -> Path:
+        """Resolve a configured path against the project root (absolute paths pass through)."""
+        candidate = Path(relative)
+        return candidate if candidate.is_absolute() else PROJECT_ROOT / candidate
+
+    @property
+    def state_dir(self) -> Path:
+        return self.path(self.local.state_dir)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Turn ``LAKEHOUSE__KAFKA__PARTITIONS=8`` into ``{"kafka": {"partitions": "8"}}``.
+
+    List settings take a comma-separated value (``LAKEHOUSE__FINNHUB__SYMBOLS=AAPL,MSFT``).
+    """
+    overrides: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX):].split("__") if part]
+        if len(path) != 2:
+            raise SettingsError(f"environment variable {name} must look like {ENV_PREFIX}SECTION__KEY")
+        section, key = path
+        field = Settings.model_fields.get(section)
+        section_type = field.annotation if field else None
+        key_field = section_type.model_fields.get(key) if isinstance(section_type, type) else None
+        is_list = key_field is not None and "list[" in str(key_field.annotation)
+        overrides.setdefault(section, {})[key] = (
+            [item.strip() for item in value.split(",") if item.strip()] if is_list else value
+        )
+    return overrides
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        setting = ".".join(str(part) for part in problem["loc"])
+        env_name = ENV_PREFIX + "__".join(str(part).upper() for part in problem["loc"][:2])
+        lines.append(f"setting '{setting}' (env {env_name}): {problem['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build and validate the settings; raise ``SettingsError`` naming every bad setting."""
+    environ = os.environ if environ is None else environ
+    if config_file is None:
+        config_file = Path(environ[CONFIG_FILE_ENV]) if CONFIG_FILE_ENV in environ else DEFAULT_CONFIG_FILE
+    file_values: dict[str, Any] = {}
+    if config_file.exists():
+        try:
+            file_values = tomllib.loads(config_file.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {config_file} is not valid TOML: {exc}") from exc
+    elif config_file != DEFAULT_CONFIG_FILE:
+        raise SettingsError(f"config file {config_file} (from {CONFIG_FILE_ENV}) does not exist")
+    try:
+        return Settings.model_validate(_merge(file_values, _env_overrides(environ)))
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None

@@ -1,0 +1,201 @@
+"""The Iceberg tables of the lakehouse: schemas, partition specs and properties, defined once.
+
+Each table is a ``TableDef`` holding a pyiceberg ``Schema`` (the contract pyiceberg readers see)
+from which the Spark DDL is rendered, so Spark jobs, pyiceberg readers, the BigQuery sync and the
+tests all agree on one definition. All timestamps are UTC (``timestamptz``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pyiceberg.schema import Schema
+from pyiceberg.types import (
+    BinaryType,
+    DoubleType,
+    IcebergType,
+    IntegerType,
+    ListType,
+    LongType,
+    NestedField,
+    StringType,
+    TimestamptzType,
+)
+
+
+@dataclass(frozen=True)
+class TableDef:
+    name: str
+    schema: Schema
+    partition_by: tuple[str, ...]  # Spark transform expressions, e.g. "symbol", "days(event_time)"
+    key: tuple[str, ...]  # the columns that identify one row (used by MERGE and dedup)
+    doc: str
+    properties: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [f.name for f in self.schema.fields]
+
+
+def _schema(*columns: tuple[str, IcebergType, bool, str]) -> Schema:
+    return Schema(
+        *[
+            NestedField(field_id=i, name=name, field_type=type_, required=required, doc=doc)
+            for i, (name, type_, required, doc) in enumerate(columns, start=1)
+        ]
+    )
+
+
+# Properties every table gets: v2 tables, zstd Parquet, and files sized for analysts' scans.
+COMMON_PROPERTIES = {
+    "format-version": "2",
+    "write.parquet.compression-codec": "zstd",
+    "write.target-file-size-bytes": str(128 * 1024 * 1024),
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "50",
+}
+
+TRADES = TableDef(
+    name="trades",
+    doc="Every trade once, as the source reported it. Deduplicated on trade_id.",
+    schema=_schema(
+        ("trade_id", StringType(), True, "deterministic id from the source's own fields"),
+        ("source", StringType(), True, "finnhub | vnstock"),
+        ("symbol", StringType(), True, "ticker as the source spells it"),
+        ("price", DoubleType(), True, "trade price in the instrument's currency"),
+        ("volume", DoubleType(), True, "shares (or units) traded"),
+        ("event_time", TimestamptzType(), True, "when the trade happened (UTC)"),
+        ("conditions", ListType(element_id=100, element_type=StringType(), element_required=False), False,
+         "source trade condition codes"),
+        ("venue", StringType(), False, "exchange or venue, where known"),
+        ("received_time", TimestamptzType(), True, "when the producer received it (UTC)"),
+        ("ingested_time", TimestamptzType(), True, "when the job wrote it (UTC)"),
+        ("kafka_partition", IntegerType(), True, "Kafka partition it was read from"),
+        ("kafka_offset", LongType(), True, "Kafka offset it was read from"),
+    ),
+    partition_by=("symbol", "days(event_time)"),
+    key=("trade_id",),
+)
+
+BARS_1M = TableDef(
+    name="bars_1m",
+    doc="1-minute OHLCV bars computed from trades; late trades within the lateness correct them.",
+    schema=_schema(
+        ("symbol", StringType(), True, "ticker"),
+        ("window_start", TimestamptzType(), True, "bar start, inclusive (UTC)"),
+        ("window_end", TimestamptzType(), True, "bar end, exclusive (UTC)"),
+        ("open", DoubleType(), True, "price of the first eligible trade by event time"),
+        ("high", DoubleType(), True, "highest eligible trade price"),
+        ("low", DoubleType(), True, "lowest eligible trade price"),
+        ("close", DoubleType(), True, "price of the last eligible trade by event time"),
+        ("volume", DoubleType(), True, "sum of eligible trade volumes"),
+        ("trade_count", LongType(), True, "number of eligible trades"),
+        ("vwap", DoubleType(), False, "volume-weighted average price; null when volume is 0"),
+        ("updated_time", TimestamptzType(), True, "when this bar was last (re)computed (UTC)"),
+    ),
+    partition_by=("symbol", "days(window_start)"),
+    key=("symbol", "window_start"),
+)
+
+VENDOR_BARS = TableDef(
+    name="vendor_bars",
+    doc="OHLCV bars as the vendor (vnstock) computed them, upserted on their key.",
+    schema=_schema(
+        ("source", StringType(), True, "vendor"),
+        ("symbol", StringType(), True, "ticker"),
+        ("interval", StringType(), True, "1m, 5m, 15m, 30m, 1H or 1D"),
+        ("bar_start", TimestamptzType(), True, "bar start (UTC)"),
+        ("open", DoubleType(), True, ""),
+        ("high", DoubleType(), True, ""),
+        ("low", DoubleType(), True, ""),
+        ("close", DoubleType(), True, ""),
+        ("volume", DoubleType(), True, ""),
+        ("received_time", TimestamptzType(), True, "when the producer received it (UTC)"),
+        ("ingested_time", TimestamptzType(), True, "when the job wrote it (UTC)"),
+    ),
+    partition_by=("symbol",),
+    key=("source", "symbol", "interval", "bar_start"),
+)
+
+QUARANTINE = TableDef(
+    name="quarantine",
+    doc="Every Kafka message that could not be parsed or validated, with the reason.",
+    schema=_schema(
+        ("topic", StringType(), True, "Kafka topic"),
+        ("kafka_partition", IntegerType(), True, ""),
+        ("kafka_offset", LongType(), True, ""),
+        ("kafka_timestamp", TimestamptzType(), False, "broker timestamp of the message"),
+        ("raw_key", BinaryType(), False, "message key bytes"),
+        ("raw_value", BinaryType(), False, "message value bytes, untouched"),
+        ("reason", StringType(), True, "why it was rejected"),
+        ("quarantined_time", TimestamptzType(), True, "when the job rejected it (UTC)"),
+    ),
+    partition_by=("days(quarantined_time)",),
+    key=("topic", "kafka_partition", "kafka_offset"),
+)
+
+LATE_TRADES = TableDef(
+    name="late_trades",
+    doc="Trades that arrived after their bar was closed (beyond the allowed lateness).",
+    schema=_schema(
+        ("trade_id", StringType(), True, ""),
+        ("symbol", StringType(), True, ""),
+        ("event_time", TimestamptzType(), True, ""),
+        ("window_start", TimestamptzType(), True, "the bar it belonged to"),
+        ("watermark", TimestamptzType(), True, "the bars job's watermark when it arrived"),
+        ("detected_time", TimestamptzType(), True, ""),
+    ),
+    partition_by=("symbol",),
+    key=("trade_id",),
+)
+
+FEED_EVENTS = TableDef(
+    name="feed_events",
+    doc="What producers reported about the feed itself: gaps while disconnected.",
+    schema=_schema(
+        ("source", StringType(), True, ""),
+        ("kind", StringType(), True, "gap"),
+        ("symbol", StringType(), False, "empty when the event concerns the whole feed"),
+        ("start_time", TimestamptzType(), True, ""),
+        ("end_time", TimestamptzType(), True, ""),
+        ("reason", StringType(), False, ""),
+        ("ingested_time", TimestamptzType(), True, ""),
+    ),
+    partition_by=("source",),
+    key=("source", "kind", "start_time"),
+)
+
+ALL_TABLES: tuple[TableDef, ...] = (TRADES, BARS_1M, VENDOR_BARS, QUARANTINE, LATE_TRADES, FEED_EVENTS)
+
+
+_SPARK_TYPES = {
+    StringType: "string",
+    DoubleType: "double",
+    LongType: "bigint",
+    IntegerType: "int",
+    TimestamptzType: "timestamp",
+    BinaryType: "binary",
+}
+
+
+def _spark_type(type_: IcebergType) -> str:
+    if isinstance(type_, ListType):
+        return f"array<{_spark_type(type_.element_type)}>"
+    return _SPARK_TYPES[type(type_)]
+
+
+def create_table_ddl(table: TableDef, qualified_name: str) -> str:
+    """Spark SQL that creates ``table`` if it does not exist (idempotent)."""
+    columns = ",\n  ".join(
+        f"`{f.name}` {_spark_type(f.field_type)}{' NOT NULL' if f.required else ''}"
+        f" COMMENT '{f.doc.replace(chr(39), '')}'"
+        for f in table.schema.fields
+    )
+    properties = {**COMMON_PROPERTIES, **table.properties}
+    props = ", ".join(f"'{k}'='{v}'" for k, v in properties.items())
+    return (
+        f"CREATE TABLE IF NOT EXISTS {qualified_name} (\n  {columns}\n) USING iceberg\n"
+        f"PARTITIONED BY ({', '.join(table.partition_by)})\n"
+        f"COMMENT '{table.doc.replace(chr(39), '')}'\n"
+        f"TBLPROPERTIES ({props})"
+    )
