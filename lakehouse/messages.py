@@ -25,7 +25,9 @@ class Source(StrEnum):
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Unknown fields are ignored, as the Spark jobs ignore them: a newer producer may add a field
+    # without breaking older consumers. A change of meaning needs a new schema_version.
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     schema_version: Literal[1] = SCHEMA_VERSION
 

@@ -1,0 +1,212 @@
+"""OHLCV bar maths: pure ``DataFrame -> DataFrame`` functions over the trades table's columns.
+
+A bar covers ``[window_start, window_end)`` in UTC, aligned to the epoch (so 1-minute bars start on
+the minute, 1-day bars at 00:00 UTC). Only trades that pass the condition rule
+(``lakehouse.conditions``) count. Trades are ordered by ``(event_time, kafka_partition,
+kafka_offset, trade_id)``: open is the first eligible trade's price, close the last's; the Kafka
+position breaks ties between trades in the same microsecond the way the exchange feed ordered them.
+
+Lateness: the bars job keeps a high-water mark (the largest event time it has seen, capped per trade
+at the time the trade was ingested so one bad future timestamp cannot close every bar). The
+watermark is that mark minus the allowed lateness; a trade whose window ends at or before the
+watermark is too late to change its bar and is recorded instead (``late_trade_records``).
+
+Coarser bars (5m, 15m, 1h, 1d) are derived from 1-minute bars by ``rollup_bars``, never recomputed
+from trades elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from lakehouse.conditions import bar_eligible_column
+from lakehouse.tables import BARS_1M, LATE_TRADES
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+BAR_SECONDS = 60
+# Interval name -> length in seconds, for rollup_bars.
+INTERVAL_SECONDS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86400}
+
+# The trade order that defines open and close.
+TRADE_ORDER = ("event_time", "kafka_partition", "kafka_offset", "trade_id")
+
+
+def window_start_column(time: Column, seconds: int = BAR_SECONDS) -> Column:
+    """Start of the epoch-aligned ``seconds``-long window holding ``time`` (integer maths, UTC)."""
+    from pyspark.sql import functions as F
+
+    micros = F.unix_micros(time)
+    step = seconds * 1_000_000
+    return F.timestamp_micros(micros - F.pmod(micros, F.lit(step)))
+
+
+def eligible_trades(trades: DataFrame) -> DataFrame:
+    """Only the trades the condition rule lets update a bar."""
+    return trades.where(bar_eligible_column("source", "conditions"))
+
+
+def with_window(trades: DataFrame, seconds: int = BAR_SECONDS) -> DataFrame:
+    """Add ``window_start`` and ``window_end`` (exclusive) for each trade's ``event_time``."""
+    from pyspark.sql import functions as F
+
+    start = window_start_column(F.col("event_time"), seconds)
+    return trades.withColumn("window_start", start).withColumn(
+        "window_end", F.col("window_start") + F.expr(f"INTERVAL {seconds} SECONDS")
+    )
+
+
+def bars_from_trades(trades: DataFrame, seconds: int = BAR_SECONDS, updated_time: Column | None = None) -> DataFrame:
+    """One bar per (symbol, window) from already-eligible trades, in the ``bars_1m`` column order.
+
+    Every trade given counts: filter with ``eligible_trades`` first. VWAP is
+    ``sum(price * volume) / sum(volume)``, null when the volume is 0 (bars of zero-volume prints).
+    """
+    from pyspark.sql import functions as F
+
+    order_then_price = F.struct(*[F.col(c) for c in TRADE_ORDER], F.col("price").alias("price"))
+    volume = F.sum("volume")
+    bars = (
+        with_window(trades, seconds)
+        .groupBy("symbol", "window_start", "window_end")
+        .agg(
+            F.min(order_then_price)["price"].alias("open"),
+            F.max("price").alias("high"),
+            F.min("price").alias("low"),
+            F.max(order_then_price)["price"].alias("close"),
+            volume.alias("volume"),
+            F.count(F.lit(1)).alias("trade_count"),
+            F.when(volume != 0, F.sum(F.col("price") * F.col("volume")) / volume).alias("vwap"),
+        )
+        .withColumn("updated_time", updated_time if updated_time is not None else F.current_timestamp())
+    )
+    return bars.select(*BARS_1M.column_names)
+
+
+def affected_windows(trades: DataFrame, seconds: int = BAR_SECONDS) -> DataFrame:
+    """The distinct (symbol, window_start, window_end) keys that these trades fall into."""
+    return with_window(trades.select("symbol", "event_time"), seconds).select(
+        "symbol", "window_start", "window_end"
+    ).distinct()
+
+
+def split_late(trades: DataFrame, watermark: datetime | None, seconds: int = BAR_SECONDS) -> tuple[DataFrame, DataFrame]:
+    """(on time, too late): a trade is too late when its window ends at or before ``watermark``.
+
+    With no watermark yet (the job's first batch) nothing is late. Both results carry
+    ``window_start``/``window_end``.
+    """
+    from pyspark.sql import functions as F
+
+    windowed = with_window(trades, seconds)
+    if watermark is None:
+        return windowed, windowed.where(F.lit(False))
+    is_late = F.col("window_end") <= F.lit(watermark)
+    return windowed.where(~is_late), windowed.where(is_late)
+
+
+def late_trade_records(late: DataFrame, watermark: datetime, detected_time: Column | None = None) -> DataFrame:
+    """Late trades (from ``split_late``) as rows of the ``late_trades`` table."""
+    from pyspark.sql import functions as F
+
+    return late.select(
+        "trade_id",
+        "symbol",
+        "event_time",
+        "window_start",
+        F.lit(watermark).cast("timestamp").alias("watermark"),
+        (detected_time if detected_time is not None else F.current_timestamp()).alias("detected_time"),
+    ).select(*LATE_TRADES.column_names)
+
+
+def high_water_mark_candidate() -> Column:
+    """Per trade: how far it may move the high-water mark (event time, capped at its ingest time)."""
+    from pyspark.sql import functions as F
+
+    return F.least(F.col("event_time"), F.col("ingested_time"))
+
+
+def advance_high_water_mark(previous: datetime | None, batch_max: datetime | None) -> datetime | None:
+    """The high-water mark never moves back."""
+    if previous is None:
+        return batch_max
+    if batch_max is None:
+        return previous
+    return max(previous, batch_max)
+
+
+def watermark_from(high_water_mark: datetime | None, allowed_lateness_seconds: float) -> datetime | None:
+    return None if high_water_mark is None else high_water_mark - timedelta(seconds=allowed_lateness_seconds)
+
+
+@dataclass(frozen=True)
+class SymbolRange:
+    """The event-time span ``[start, end)`` of one symbol's affected windows."""
+
+    symbol: str
+    start: datetime
+    end: datetime
+
+
+def symbol_ranges(windows: Iterable[tuple[str, datetime, datetime]]) -> list[SymbolRange]:
+    """Collapse affected (symbol, window_start, window_end) keys to one span per symbol."""
+    spans: dict[str, tuple[datetime, datetime]] = {}
+    for symbol, start, end in windows:
+        low, high = spans.get(symbol, (start, end))
+        spans[symbol] = (min(low, start), max(high, end))
+    return [SymbolRange(symbol, low, high) for symbol, (low, high) in sorted(spans.items())]
+
+
+def trades_in_ranges(ranges: Iterable[SymbolRange]) -> Column:
+    """A filter on the trades table that Iceberg turns into partition and file pruning
+    (``symbol`` is an identity partition, ``event_time`` a day partition plus file min/max)."""
+    from pyspark.sql import functions as F
+
+    condition = F.lit(False)
+    for span in ranges:
+        condition = condition | (
+            (F.col("symbol") == F.lit(span.symbol))
+            & (F.col("event_time") >= F.lit(span.start))
+            & (F.col("event_time") < F.lit(span.end))
+        )
+    return condition
+
+
+def rollup_bars(bars_1m: DataFrame, interval: str) -> DataFrame:
+    """Coarser bars derived from 1-minute bars (``interval`` in ``INTERVAL_SECONDS``).
+
+    open = the first 1-minute bar's open, close = the last's close, high = max, low = min, volume
+    and trade_count = sums, vwap = volume-weighted mean of the 1-minute VWAPs (null when volume is 0),
+    updated_time = the newest 1-minute bar's. Windows are epoch-aligned in UTC: a 1-day bar is a
+    UTC calendar day, which holds the whole regular session of both US (13:30-20:00 UTC) and
+    Vietnamese (02:00-08:00 UTC) markets.
+    """
+    from pyspark.sql import functions as F
+
+    if interval not in INTERVAL_SECONDS:
+        raise ValueError(f"interval must be one of {sorted(INTERVAL_SECONDS)}, got {interval!r}")
+    seconds = INTERVAL_SECONDS[interval]
+    first_open = F.min(F.struct(F.col("window_start"), F.col("open")))["open"]
+    last_close = F.max(F.struct(F.col("window_start"), F.col("close")))["close"]
+    volume = F.sum("volume")
+    return (
+        bars_1m.withColumn("bucket_start", window_start_column(F.col("window_start"), seconds))
+        .groupBy("symbol", "bucket_start")
+        .agg(
+            first_open.alias("open"),
+            F.max("high").alias("high"),
+            F.min("low").alias("low"),
+            last_close.alias("close"),
+            volume.alias("volume"),
+            F.sum("trade_count").alias("trade_count"),
+            F.when(volume != 0, F.sum(F.col("vwap") * F.col("volume")) / volume).alias("vwap"),
+            F.max("updated_time").alias("updated_time"),
+        )
+        .withColumnRenamed("bucket_start", "window_start")
+        .withColumn("window_end", F.col("window_start") + F.expr(f"INTERVAL {seconds} SECONDS"))
+        .select(*BARS_1M.column_names)
+    )

@@ -1,0 +1,54 @@
+"""Exactly-once appends from Spark micro-batches into Iceberg.
+
+``foreachBatch`` is at-least-once: after a crash Spark replays the last micro-batch. Each append
+here carries a snapshot property naming the writer and the batch; a replayed batch whose commit
+already landed is recognised from the table's snapshot summaries and skipped. The writer id is a
+UUID kept next to the streaming checkpoint, so a new checkpoint (batch ids restart at 0) is a new
+writer and never mistaken for an old one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+BATCH_PROPERTY = "lakehouse.batch"
+# How many recent snapshots to search for a replayed batch: a replay is always of the last batch,
+# so its commit, if any, is among the newest few.
+RECENT_SNAPSHOTS = 50
+
+
+def writer_id(checkpoint_dir: str) -> str:
+    """The stable id of the writer that owns ``checkpoint_dir`` (created on first use)."""
+    if "://" in checkpoint_dir and not checkpoint_dir.startswith("file:"):
+        # Remote checkpoints (gs://, hdfs://): derive a stable id from the location itself.
+        return uuid.uuid5(uuid.NAMESPACE_URL, checkpoint_dir).hex
+    path = Path(checkpoint_dir.removeprefix("file:")) / "lakehouse-writer-id"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(uuid.uuid4().hex)
+    return path.read_text().strip()
+
+
+def batch_marker(writer: str, batch_id: int) -> str:
+    return f"{writer}:{batch_id}"
+
+
+def batch_committed(spark: SparkSession, table_name: str, marker: str) -> bool:
+    rows = spark.sql(
+        f"SELECT summary['{BATCH_PROPERTY}'] AS marker FROM {table_name}.snapshots "
+        f"ORDER BY committed_at DESC LIMIT {RECENT_SNAPSHOTS}"
+    ).collect()
+    return any(row.marker == marker for row in rows)
+
+
+def append_once(frame: DataFrame, table_name: str, marker: str) -> bool:
+    """Append ``frame`` unless a commit with ``marker`` exists; True when it appended."""
+    if batch_committed(frame.sparkSession, table_name, marker):
+        return False
+    frame.writeTo(table_name).option(f"snapshot-property.{BATCH_PROPERTY}", marker).append()
+    return True

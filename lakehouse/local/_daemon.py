@@ -1,0 +1,177 @@
+"""Start, find and stop a local emulator process by PID file, shared by the GCS and BigQuery emulators.
+
+An emulator is started detached (its own session) so that a ``start`` from the CLI outlives the
+command, and it is found again through a small JSON record in its state directory. A record whose
+process is gone (crashed, rebooted, PID reused by another program) counts as "not running".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+RECORD_FILE = "emulator.json"
+LOG_FILE = "emulator.log"
+
+
+class EmulatorError(RuntimeError):
+    """An emulator could not be installed, started or stopped; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class EmulatorProcess:
+    """A running emulator: where it answers and which process to stop."""
+
+    pid: int
+    port: int
+    endpoint: str
+    state_dir: Path
+    marker: str  # a substring of the process's command line, so a reused PID is not mistaken for it
+    grpc_port: int | None = None  # BigQuery Storage Read/Write API, where the emulator has one
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now (the caller binds it soon after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log written)"
+
+
+def is_running(pid: int, marker: str) -> bool:
+    """True if ``pid`` is alive, not a zombie, and its command line contains ``marker``."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z" and marker in cmdline
+
+
+def read_record(state_dir: Path) -> EmulatorProcess | None:
+    """The emulator recorded in ``state_dir`` if it is still running; a stale record is removed."""
+    path = state_dir / RECORD_FILE
+    try:
+        raw = json.loads(path.read_text())
+        record = EmulatorProcess(
+            pid=int(raw["pid"]),
+            port=int(raw["port"]),
+            endpoint=str(raw["endpoint"]),
+            state_dir=state_dir,
+            marker=str(raw["marker"]),
+            grpc_port=int(raw["grpc_port"]) if raw.get("grpc_port") is not None else None,
+        )
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        path.unlink(missing_ok=True)
+        return None
+    if not is_running(record.pid, record.marker):
+        path.unlink(missing_ok=True)
+        return None
+    return record
+
+
+def write_record(record: EmulatorProcess) -> None:
+    fields = asdict(record) | {"state_dir": str(record.state_dir)}
+    tmp = record.state_dir / (RECORD_FILE + ".tmp")
+    tmp.write_text(json.dumps(fields, indent=2) + "\n")
+    tmp.replace(record.state_dir / RECORD_FILE)
+
+
+def spawn(argv: Sequence[str], state_dir: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``argv`` detached, with cwd = ``state_dir`` and stdout+stderr appended to its log."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / LOG_FILE, "ab") as log:
+        return subprocess.Popen(
+            list(argv),
+            cwd=state_dir,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def wait_until_answers(
+    process: subprocess.Popen[bytes], url: str, name: str, log_path: Path, timeout_s: float
+) -> None:
+    """Poll ``url`` until it returns HTTP 200; on exit or timeout, stop the process and raise with its log."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EmulatorError(
+                f"{name} exited with code {process.returncode} before answering on {url}.\n"
+                f"Last lines of {log_path}:\n{log_tail(log_path)}"
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    terminate(process.pid, marker="", timeout_s=5)
+    process.wait(timeout=5)
+    raise EmulatorError(
+        f"{name} did not answer on {url} within {timeout_s:.0f} s and was stopped.\n"
+        f"Last lines of {log_path}:\n{log_tail(log_path)}"
+    )
+
+
+def _reap(pid: int) -> None:
+    """Collect ``pid`` if it is our own child, so it does not linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def terminate(pid: int, marker: str, timeout_s: float) -> None:
+    """SIGTERM the process group of ``pid``, SIGKILL it after ``timeout_s``; gone already is fine."""
+
+    def alive() -> bool:
+        _reap(pid)
+        return is_running(pid, marker)
+
+    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+        if not alive():
+            return
+        try:
+            os.killpg(pid, sig)  # spawn() made it a session (and group) leader
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and alive():
+            time.sleep(0.05)
+    if alive():
+        raise EmulatorError(f"process {pid} did not exit after SIGKILL")
+
+
+def stop_recorded(state_dir: Path, timeout_s: float) -> bool:
+    """Stop the emulator recorded in ``state_dir``; False if none was running (not an error)."""
+    record = read_record(state_dir)
+    if record is None:
+        return False
+    terminate(record.pid, record.marker, timeout_s)
+    (state_dir / RECORD_FILE).unlink(missing_ok=True)
+    return True

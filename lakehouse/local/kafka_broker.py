@@ -1,0 +1,231 @@
+"""A real single-node Apache Kafka broker (KRaft, combined broker+controller) for the local stack.
+
+Runs the broker jars that ``make jars`` fetched from Maven Central (``jars/kafka``) in a JVM of its
+own, bound to 127.0.0.1, with its data, config and log under one state directory. Start is
+idempotent (a PID file marks a running broker), stop is a no-op when it is already down.
+
+CLI: ``python -m lakehouse.local.kafka_broker start|stop|status``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from lakehouse.logs import configure_logging
+from lakehouse.local.processes import port_open, read_pid, stop_pid, tail, wait_until
+from lakehouse.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be started or reached; the message says why."""
+
+
+def server_properties(data_dir: Path, port: int, controller_port: int, node_id: int = 1) -> str:
+    """KRaft config for one combined broker+controller node on loopback, tuned for a laptop."""
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            f"node.id={node_id}",
+            f"controller.quorum.voters={node_id}@127.0.0.1:{controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={data_dir}",
+            "num.partitions=4",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=4",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=false",
+            "log.retention.hours=168",
+            "log.segment.bytes=268435456",
+            "num.network.threads=2",
+            "num.io.threads=2",
+        ]
+    ) + "\n"
+
+
+class LocalKafkaBroker:
+    def __init__(self, jars_dir: Path, state_dir: Path, port: int, controller_port: int, heap_mb: int = 512):
+        self.jars_dir = jars_dir
+        self.state_dir = state_dir
+        self.port = port
+        self.controller_port = controller_port
+        self.heap_mb = heap_mb
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalKafkaBroker:
+        return cls(
+            jars_dir=settings.path(settings.local.kafka_jars_dir),
+            state_dir=settings.state_dir / "kafka",
+            port=settings.kafka.local_broker_port,
+            controller_port=settings.kafka.local_controller_port,
+        )
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.state_dir / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.state_dir / "broker.log"
+
+    def is_running(self) -> bool:
+        return read_pid(self.pid_file) is not None
+
+    def _java_command(self, main_class: str, *args: str) -> list[str]:
+        if not any(self.jars_dir.glob("kafka_2.13-*.jar")):
+            raise BrokerError(f"Kafka broker jars not found in {self.jars_dir}: run `make jars` first")
+        return [
+            "java", f"-Xmx{self.heap_mb}m", f"-Xms{min(self.heap_mb, 256)}m", "-XX:+UseG1GC",
+            f"-Dlog4j.configuration=file:{self.state_dir / 'log4j.properties'}",
+            f"-Dkafka.logs.dir={self.state_dir}",
+            "-cp", f"{self.jars_dir}/*", main_class, *args,
+        ]
+
+    def _format_storage(self, config: Path, data_dir: Path) -> None:
+        if (data_dir / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        result = subprocess.run(
+            self._java_command("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
+            capture_output=True, text=True, timeout=120,
+        )
+        if result.returncode != 0:
+            raise BrokerError(f"formatting Kafka storage failed:\n{result.stdout}\n{result.stderr}")
+
+    def start(self, timeout_seconds: float = 60) -> None:
+        """Start the broker unless it runs already; return once it accepts connections."""
+        if self.is_running():
+            log.info("Kafka broker already running at %s", self.bootstrap_servers)
+            return
+        if port_open("127.0.0.1", self.port):
+            raise BrokerError(f"port {self.port} is taken by another process; set kafka.local_broker_port")
+        data_dir = self.state_dir / "data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        config = self.state_dir / "server.properties"
+        config.write_text(server_properties(data_dir, self.port, self.controller_port))
+        (self.state_dir / "log4j.properties").write_text(
+            "log4j.rootLogger=WARN, stdout\n"
+            "log4j.logger.kafka.server.KafkaServer=INFO\n"
+            "log4j.logger.kafka.server.BrokerServer=INFO\n"
+            "log4j.appender.stdout=org.apache.log4j.ConsoleAppender\n"
+            "log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n"
+            "log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\n"
+        )
+        self._format_storage(config, data_dir)
+        with self.log_file.open("ab") as log_out:
+            process = subprocess.Popen(
+                self._java_command("kafka.Kafka", str(config)),
+                stdout=log_out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(str(process.pid))
+        ready = wait_until(
+            lambda: process.poll() is not None or port_open("127.0.0.1", self.port), timeout_seconds
+        )
+        if process.poll() is not None or not ready:
+            self.stop()
+            raise BrokerError(
+                f"Kafka broker did not come up on {self.bootstrap_servers} within {timeout_seconds}s; "
+                f"log {self.log_file}:\n{tail(self.log_file)}"
+            )
+        self._wait_for_metadata(timeout_seconds)
+        log.info("Kafka broker up at %s (pid %s, state %s)", self.bootstrap_servers, process.pid, self.state_dir)
+
+    def _wait_for_metadata(self, timeout_seconds: float) -> None:
+        def answers() -> bool:
+            try:
+                admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000)
+            except KafkaError:
+                return False
+            try:
+                admin.list_topics()
+                return True
+            except KafkaError:
+                return False
+            finally:
+                admin.close()
+
+        if not wait_until(answers, timeout_seconds, interval_seconds=0.5):
+            raise BrokerError(f"Kafka broker at {self.bootstrap_servers} does not answer metadata requests")
+
+    def stop(self, timeout_seconds: float = 30) -> None:
+        """Stop the broker by its PID (clean shutdown first); a no-op when it is down."""
+        pid = read_pid(self.pid_file)
+        if pid is not None:
+            stop_pid(pid, timeout_seconds)
+            log.info("Kafka broker (pid %s) stopped", pid)
+        self.pid_file.unlink(missing_ok=True)
+
+
+def ensure_topics(
+    bootstrap_servers: str, topics: list[str], partitions: int, replication_factor: int = 1
+) -> list[str]:
+    """Create the topics that do not exist yet; return the ones created. Safe to call repeatedly."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=30000)
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        created = []
+        for topic in missing:
+            try:
+                admin.create_topics([NewTopic(topic, partitions, replication_factor)])
+                created.append(topic)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        admin.close()
+
+
+def project_topics(settings: Settings) -> list[str]:
+    k = settings.kafka
+    return [k.trades_topic, k.vendor_bars_topic, k.feed_events_topic, k.quarantine_topic]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the local single-node Kafka broker (KRaft).")
+    parser.add_argument("command", choices=["start", "stop", "status"])
+    args = parser.parse_args(argv)
+    configure_logging()
+    settings = load_settings()
+    broker = LocalKafkaBroker.from_settings(settings)
+    if args.command == "start":
+        broker.start()
+        created = ensure_topics(
+            broker.bootstrap_servers, project_topics(settings), settings.kafka.partitions,
+            settings.kafka.replication_factor,
+        )
+        print(f"Kafka broker running at {broker.bootstrap_servers}; topics created: {created or 'none (all exist)'}")
+    elif args.command == "stop":
+        broker.stop()
+        print("Kafka broker stopped")
+    else:
+        running = broker.is_running()
+        print(f"Kafka broker {'running at ' + broker.bootstrap_servers if running else 'not running'}")
+        return 0 if running else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

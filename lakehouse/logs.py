@@ -1,0 +1,11 @@
+"""Logging set-up shared by every CLI: one readable line per event, noisy client libraries quieted."""
+
+from __future__ import annotations
+
+import logging
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("kafka", "py4j", "urllib3", "google", "websockets"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,142 @@
+"""Kafka message bytes -> typed, validated rows, with a reason for every reject.
+
+The Spark JSON schema and the validation rules are derived from the pydantic message models in
+``lakehouse.messages`` (field types, required fields, bounds, lengths, patterns, enums), so producer
+and consumer validate the same contract. Rules pydantic expresses in code (model validators) are
+added here explicitly and named. Parsing never raises: a message that fails gets ``reject_reason``
+set and goes to quarantine.
+"""
+
+from __future__ import annotations
+
+import enum
+import types
+import typing
+from typing import TYPE_CHECKING, Any, Literal
+
+import annotated_types
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+    from pyspark.sql.types import DataType, StructType
+
+REJECT_REASON = "reject_reason"
+PARSED = "message"
+
+
+def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return annotation, False
+
+
+def _spark_type(annotation: Any) -> DataType:
+    from pyspark.sql import types as T
+
+    annotation, _ = _unwrap_optional(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _spark_type(typing.get_args(annotation)[0])
+    if origin is list:
+        return T.ArrayType(_spark_type(typing.get_args(annotation)[0]))
+    if origin is Literal:
+        return _spark_type(type(typing.get_args(annotation)[0]))
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum) or annotation is str:
+        return T.StringType()
+    if annotation is bool:
+        return T.BooleanType()
+    if annotation is int:
+        return T.LongType()
+    if annotation is float:
+        return T.DoubleType()
+    raise TypeError(f"no Spark type for {annotation!r}")
+
+
+def spark_json_schema(model: type[BaseModel]) -> StructType:
+    """The Spark struct that ``from_json`` parses a message of ``model`` into."""
+    from pyspark.sql import types as T
+
+    return T.StructType(
+        [T.StructField(name, _spark_type(field.annotation), True) for name, field in model.model_fields.items()]
+    )
+
+
+def _field_rules(name: str, field: FieldInfo) -> list[tuple[Column, str]]:
+    """(condition that marks the field invalid, reason) pairs for one model field."""
+    from pyspark.sql import functions as F
+
+    value = F.col(f"{PARSED}.{name}")
+    annotation, _ = _unwrap_optional(field.annotation)
+    rules: list[tuple[Column, str]] = []
+    if field.is_required():
+        rules.append((value.isNull(), f"{name} is missing or has the wrong type"))
+    present = value.isNotNull()
+    if typing.get_origin(annotation) is Literal:
+        allowed = list(typing.get_args(annotation))
+        rules.append((present & ~value.isin(allowed), f"{name} must be one of {allowed}"))
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        allowed = [member.value for member in annotation]
+        rules.append((present & ~value.isin(allowed), f"{name} must be one of {allowed}"))
+    for constraint in field.metadata:
+        if isinstance(constraint, annotated_types.Gt):
+            rules.append((present & (value <= constraint.gt), f"{name} must be > {constraint.gt}"))
+        elif isinstance(constraint, annotated_types.Ge):
+            rules.append((present & (value < constraint.ge), f"{name} must be >= {constraint.ge}"))
+        elif isinstance(constraint, annotated_types.Le):
+            rules.append((present & (value > constraint.le), f"{name} must be <= {constraint.le}"))
+        elif isinstance(constraint, annotated_types.MinLen):
+            size = F.size(value) if typing.get_origin(annotation) is list else F.length(value)
+            rules.append((present & (size < constraint.min_length), f"{name} is shorter than {constraint.min_length}"))
+        elif isinstance(constraint, annotated_types.MaxLen):
+            size = F.size(value) if typing.get_origin(annotation) is list else F.length(value)
+            rules.append((present & (size > constraint.max_length), f"{name} is longer than {constraint.max_length}"))
+        elif getattr(constraint, "pattern", None):
+            rules.append((present & ~value.rlike(constraint.pattern), f"{name} does not match {constraint.pattern}"))
+        elif getattr(constraint, "allow_inf_nan", None) is False:
+            rules.append(
+                (present & (F.isnan(value) | value.isin(float("inf"), float("-inf"))), f"{name} is not finite")
+            )
+    return rules
+
+
+def validation_rules(model: type[BaseModel], extra: list[tuple[Column, str]] | None = None) -> list[tuple[Column, str]]:
+    """Every rule of ``model`` (in field order), then the ``extra`` cross-field rules."""
+    rules = [rule for name, field in model.model_fields.items() for rule in _field_rules(name, field)]
+    return rules + list(extra or [])
+
+
+def parse_messages(kafka_rows: DataFrame, model: type[BaseModel], extra_rules: list[tuple[Column, str]] | None = None) -> DataFrame:
+    """Kafka source rows -> the same rows plus ``message`` (parsed struct) and ``reject_reason``.
+
+    ``reject_reason`` is null for a valid message, otherwise the first rule it breaks.
+    """
+    from pyspark.sql import functions as F
+
+    text = F.col("value").cast("string")
+    parsed = kafka_rows.withColumn(PARSED, F.from_json(text, spark_json_schema(model), {"mode": "PERMISSIVE"}))
+    reason = F.when(F.col("value").isNull(), F.lit("empty message")).when(
+        F.get_json_object(text, "$").isNull() | ~F.trim(text).startswith("{"), F.lit("not a JSON object")
+    )
+    for condition, message in validation_rules(model, extra_rules):
+        reason = reason.when(condition, F.lit(message))
+    return parsed.withColumn(REJECT_REASON, reason)
+
+
+def quarantine_rows(rejected: DataFrame) -> DataFrame:
+    """Rejected Kafka rows in the quarantine table's shape (raw bytes untouched)."""
+    from pyspark.sql import functions as F
+
+    return rejected.select(
+        F.col("topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+        F.col("key").alias("raw_key"),
+        F.col("value").alias("raw_value"),
+        F.col(REJECT_REASON).alias("reason"),
+        F.current_timestamp().alias("quarantined_time"),
+    )

@@ -1,0 +1,88 @@
+"""Running streaming queries: Kafka source options, progress logging and clean shutdown.
+
+Shared by every job so each job file stays a few lines of wiring.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from lakehouse.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+log = logging.getLogger(__name__)
+
+
+def read_kafka(spark: SparkSession, settings: Settings, topic: str) -> DataFrame:
+    """The official Kafka source on one topic, from the earliest offset on a new checkpoint."""
+    reader = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+        .option("includeHeaders", "false")
+    )
+    if settings.streaming.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(settings.streaming.max_offsets_per_trigger))
+    return reader.load()
+
+
+def checkpoint_location(settings: Settings, job_name: str) -> str:
+    location = settings.streaming.checkpoint_dir
+    if "://" in location:
+        return f"{location.rstrip('/')}/{job_name}"
+    return str(settings.path(location) / job_name)
+
+
+def describe_progress(progress: dict) -> str:
+    """One line an operator can read: rows, rate, batch time, and Kafka lag where known."""
+    rows = progress.get("numInputRows", 0)
+    rate = progress.get("processedRowsPerSecond") or 0.0
+    duration_ms = (progress.get("durationMs") or {}).get("triggerExecution", 0)
+    lag = None
+    for source in progress.get("sources") or []:
+        behind = (source.get("metrics") or {}).get("maxOffsetsBehindLatest")
+        if behind is not None:
+            lag = int(float(behind)) + (lag or 0)
+    return (
+        f"{progress.get('name') or 'query'} batch {progress.get('batchId')}: {rows} rows, "
+        f"{rate:,.0f} rows/s, {duration_ms} ms" + (f", Kafka lag {lag} msgs" if lag is not None else "")
+    )
+
+
+def run_until_stopped(queries: list[StreamingQuery], poll_seconds: float = 1.0) -> None:
+    """Log each query's progress per micro-batch until one fails or SIGTERM/SIGINT arrives.
+
+    On a signal every query is stopped between micro-batches, so checkpoints stay consistent.
+    A failed query raises its exception after the others are stopped.
+    """
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    last_batch: dict[str, int] = {}
+    failure: Exception | None = None
+    while not stop.is_set():
+        for query in queries:
+            progress = query.lastProgress
+            if progress and last_batch.get(query.id) != progress["batchId"]:
+                last_batch[query.id] = progress["batchId"]
+                if progress.get("numInputRows", 0):
+                    log.info(describe_progress(progress))
+            if not query.isActive:
+                failure = query.exception()
+                stop.set()
+        time.sleep(poll_seconds)
+    for query in queries:
+        if query.isActive:
+            log.info("stopping %s", query.name)
+            query.stop()
+    if failure is not None:
+        raise RuntimeError(f"streaming query failed: {failure}")

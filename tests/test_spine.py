@@ -1,0 +1,100 @@
+"""The local stack is real: a KRaft broker, Spark's Kafka source, Iceberg via the shared catalog."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lakehouse.catalog import load_catalog, table_identifier
+from lakehouse.local.processes import pid_alive
+from lakehouse.messages import Source, Trade, trade_id
+from lakehouse.settings import Settings
+from lakehouse.tables import TRADES
+from tests.conftest import start_broker
+from tests.kafka_helpers import consume_all, new_topic, publish
+
+
+def make_trade(symbol: str, n: int, base_ms: int = 1_767_261_600_000) -> Trade:
+    price, volume, at = 100.0 + n / 100, float(n % 7 + 1), base_ms + n * 250
+    return Trade(
+        source=Source.FINNHUB, symbol=symbol, price=price, volume=volume, event_time_ms=at,
+        conditions=["1"], venue="Q", received_time_ms=at + 5,
+        trade_id=trade_id(Source.FINNHUB, symbol, at, price, volume, ["1"]),
+    )
+
+
+def test_broker_round_trips_keyed_json(kafka_broker) -> None:
+    topic = new_topic(kafka_broker.bootstrap_servers, "spine.roundtrip", partitions=3)
+    sent = [make_trade(symbol, n) for symbol in ("AAPL", "MSFT") for n in range(20)]
+    publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in sent])
+
+    received = consume_all(kafka_broker.bootstrap_servers, topic, expected=len(sent))
+
+    trades = [Trade.model_validate_json(r.value) for r in received]
+    assert sorted(trades, key=lambda t: t.trade_id) == sorted(sent, key=lambda t: t.trade_id)
+    for symbol in ("AAPL", "MSFT"):
+        assert [t for t in trades if t.symbol == symbol] == [t for t in sent if t.symbol == symbol]
+    partitions_by_symbol: dict[bytes, set[int]] = {}
+    for record in received:
+        partitions_by_symbol.setdefault(record.key, set()).add(record.partition)
+    assert all(len(p) == 1 for p in partitions_by_symbol.values()), "one symbol must stay on one partition"
+
+
+def test_second_start_is_a_noop_and_stop_leaves_no_process(tmp_path: Path) -> None:
+    broker = start_broker(tmp_path)
+    pid = int(broker.pid_file.read_text())
+    broker.start()
+    assert int(broker.pid_file.read_text()) == pid
+    running = subprocess.run(["pgrep", "-f", f"{tmp_path}/server.properties"], capture_output=True, text=True)
+    assert len(running.stdout.split()) == 1, "a second start must not start a second broker"
+
+    broker.stop()
+    broker.stop()  # stopping a stopped broker is not an error
+
+    assert not pid_alive(pid)
+    assert not broker.is_running()
+
+
+def test_spark_reads_kafka_writes_iceberg_and_pyiceberg_reads_it_back(spark, settings: Settings, kafka_broker) -> None:
+    from jobs import raw_trades
+
+    sent = [make_trade(symbol, n) for symbol in ("AAPL", "MSFT", "NVDA") for n in range(50)]
+    new_topic(kafka_broker.bootstrap_servers, settings.kafka.trades_topic, partitions=settings.kafka.partitions)
+    publish(kafka_broker.bootstrap_servers, settings.kafka.trades_topic, [(t.key(), t.to_json_bytes()) for t in sent])
+
+    query = raw_trades.start(spark, settings)
+    query.processAllAvailable()
+    query.stop()
+
+    table = load_catalog(settings).load_table(table_identifier(settings, TRADES))
+    rows = table.scan(row_filter="symbol in ('AAPL', 'MSFT', 'NVDA')").to_arrow().to_pylist()
+    stored = {row["trade_id"]: row for row in rows}
+    assert len(rows) == len(sent) == len(stored)
+    for trade in sent:
+        row = stored[trade.trade_id]
+        assert (row["symbol"], row["price"], row["volume"]) == (trade.symbol, trade.price, trade.volume)
+        assert int(row["event_time"].timestamp() * 1000) == trade.event_time_ms
+        assert row["conditions"] == trade.conditions
+
+
+def test_table_written_by_pyiceberg_is_read_by_spark(spark, settings: Settings) -> None:
+    import pyarrow as pa
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import LongType, NestedField, StringType
+
+    catalog = load_catalog(settings)
+    identifier = f"{settings.catalog.namespace}.written_by_pyiceberg"
+    if catalog.table_exists(identifier):
+        catalog.drop_table(identifier)
+    schema = Schema(NestedField(1, "symbol", StringType(), required=False), NestedField(2, "n", LongType(), required=False))
+    table = catalog.create_table(identifier, schema=schema)
+    table.append(pa.table({"symbol": ["VCB", "FPT"], "n": [1, 2]}))
+
+    rows = spark.sql(f"SELECT symbol, n FROM {settings.catalog.name}.{identifier} ORDER BY n").collect()
+
+    assert [(r.symbol, r.n) for r in rows] == [("VCB", 1), ("FPT", 2)]
+    assert json.loads(json.dumps(table.metadata.location))  # the table lives in the shared warehouse
+    assert table.metadata.location.startswith(Path(settings.state_dir, "warehouse").as_uri())
