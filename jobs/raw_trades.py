@@ -29,8 +29,9 @@ JOB_NAME = "raw_trades"
 log = logging.getLogger(JOB_NAME)
 
 
-def write_batch(spark: SparkSession, settings: Settings, writer: str, batch: DataFrame, batch_id: int) -> None:
+def write_batch(settings: Settings, writer: str, batch: DataFrame, batch_id: int) -> None:
     started = time.monotonic()
+    spark = batch.sparkSession
     trades_table = spark_table_name(settings, TRADES)
     parsed = parse_messages(batch, Trade).persist()
     try:
@@ -66,7 +67,7 @@ def start(spark: SparkSession, settings: Settings) -> StreamingQuery:
     return (
         read_kafka(spark, settings, settings.kafka.trades_topic)
         .writeStream.queryName(JOB_NAME)
-        .foreachBatch(lambda batch, batch_id: write_batch(spark, settings, writer, batch, batch_id))
+        .foreachBatch(lambda batch, batch_id: write_batch(settings, writer, batch, batch_id))
         .option("checkpointLocation", checkpoint)
         .trigger(processingTime=f"{settings.streaming.trigger_seconds} seconds")
         .start()

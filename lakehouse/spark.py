@@ -28,6 +28,9 @@ def catalog_conf(settings: Settings) -> dict[str, str]:
     conf = {
         prefix: "org.apache.iceberg.spark.SparkCatalog",
         f"{prefix}.warehouse": warehouse_uri(settings),
+        # Streaming micro-batches run in a cloned session with a catalog instance of its own, and
+        # other processes commit too: a cached table would be read stale, so always load fresh.
+        f"{prefix}.cache-enabled": "false",
     }
     if settings.catalog.type == "rest":
         conf.update({f"{prefix}.type": "rest", f"{prefix}.uri": settings.catalog.uri})
@@ -66,15 +69,20 @@ def spark_conf(settings: Settings) -> dict[str, str]:
     }
 
 
+def launched_by_spark_submit() -> bool:
+    """spark-submit starts the JVM first and hands the Python driver its gateway port."""
+    import os
+
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
 def build_spark_session(settings: Settings, app_name: str, master: str | None = None) -> SparkSession:
     """Create (or reuse) the session. Under ``spark-submit`` the jars and master come from the
     command line; in-process (tests, notebooks) they are added here from ``jars/spark``."""
-    from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
-    launched_by_spark_submit = SparkConf().contains("spark.app.name") or SparkConf().contains("spark.master")
-    if not launched_by_spark_submit:
+    if not launched_by_spark_submit():
         jars = spark_jars(settings)
         if not jars:
             raise RuntimeError(f"no Spark jars in {settings.path(settings.local.spark_jars_dir)}: run `make jars`")

@@ -25,7 +25,9 @@ METADATA_URI = "gs://market-lake/warehouse/market/trades/metadata/00003-6f1c.met
 
 def _emulator_processes(port: int) -> list[str]:
     pattern = f"bqemulator start --rest-host 127.0.0.1 --rest-port {port} "
-    return subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True, check=False).stdout.splitlines()
+    return subprocess.run(
+        ["pgrep", "-af", pattern], capture_output=True, text=True, check=False
+    ).stdout.splitlines()
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,9 @@ def _iceberg_external_table(table_id: str, uri: str = METADATA_URI) -> bigquery.
     return table
 
 
-def test_trades_inserted_by_streaming_are_queried_back(client: bigquery.Client, dataset: bigquery.Dataset) -> None:
+def test_trades_inserted_by_streaming_are_queried_back(
+    client: bigquery.Client, dataset: bigquery.Dataset
+) -> None:
     schema = [
         bigquery.SchemaField("symbol", "STRING", mode="REQUIRED"),
         bigquery.SchemaField("price", "FLOAT64"),
@@ -63,11 +67,14 @@ def test_trades_inserted_by_streaming_are_queried_back(client: bigquery.Client, 
     table = client.create_table(bigquery.Table(f"{PROJECT}.market.trades", schema=schema))
     assert [f.name for f in client.get_table(table).schema] == ["symbol", "price", "volume", "event_time"]
 
-    errors = client.insert_rows_json(table, [
-        {"symbol": "AAPL", "price": 187.5, "volume": 100, "event_time": "2026-01-02T14:30:00Z"},
-        {"symbol": "AAPL", "price": 188.0, "volume": 50, "event_time": "2026-01-02T14:30:01Z"},
-        {"symbol": "MSFT", "price": 410.25, "volume": 10, "event_time": "2026-01-02T14:30:02Z"},
-    ])
+    errors = client.insert_rows_json(
+        table,
+        [
+            {"symbol": "AAPL", "price": 187.5, "volume": 100, "event_time": "2026-01-02T14:30:00Z"},
+            {"symbol": "AAPL", "price": 188.0, "volume": 50, "event_time": "2026-01-02T14:30:01Z"},
+            {"symbol": "MSFT", "price": 410.25, "volume": 10, "event_time": "2026-01-02T14:30:02Z"},
+        ],
+    )
     assert errors == []
 
     rows = client.query(
@@ -117,11 +124,17 @@ def test_only_type_labels_and_description_survive_on_an_external_table(
     fetched = client.get_table(table.reference)
     assert fetched.table_type == "EXTERNAL"
     assert fetched.external_data_configuration is None
-    assert (fetched.description, fetched.labels) == (f"Iceberg metadata: {METADATA_URI}", {"iceberg_snapshot_id": "8841"})
+    assert (fetched.description, fetched.labels) == (
+        f"Iceberg metadata: {METADATA_URI}",
+        {"iceberg_snapshot_id": "8841"},
+    )
 
 
 def test_create_external_table_ddl_is_rejected(client: bigquery.Client, dataset: bigquery.Dataset) -> None:
-    ddl = f"CREATE EXTERNAL TABLE `{PROJECT}.market.ddl_iceberg` OPTIONS (format = 'ICEBERG', uris = ['{METADATA_URI}'])"
+    ddl = (
+        f"CREATE EXTERNAL TABLE `{PROJECT}.market.ddl_iceberg` "
+        f"OPTIONS (format = 'ICEBERG', uris = ['{METADATA_URI}'])"
+    )
     with pytest.raises(BadRequest, match="Parser Error"):
         client.query(ddl).result()
 
@@ -149,5 +162,5 @@ def test_private_venv_is_reused_without_reinstalling() -> None:
     before = script.stat().st_mtime_ns
     assert bigquery_emulator.ensure_venv() == script
     assert script.stat().st_mtime_ns == before
-    extension = (bigquery_emulator.duckdb_home(script.parent.parent) / ".duckdb" / "extensions" / "v1.5.5")
+    extension = bigquery_emulator.duckdb_home(script.parent.parent) / ".duckdb" / "extensions" / "v1.5.5"
     assert list(extension.glob("*/spatial.duckdb_extension"))

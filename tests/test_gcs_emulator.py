@@ -41,7 +41,9 @@ def test_bucket_object_round_trip_through_official_client(emulator: EmulatorProc
 
     listed = sorted(b.name for b in client.list_blobs("market-data", prefix="trades/"))
     assert listed == ["trades/AAPL/2026-01-02.json", "trades/MSFT/2026-01-02.json"]
-    assert bucket.blob("trades/AAPL/2026-01-02.json").download_as_bytes() == b'{"symbol":"AAPL","price":187.5}'
+    assert (
+        bucket.blob("trades/AAPL/2026-01-02.json").download_as_bytes() == b'{"symbol":"AAPL","price":187.5}'
+    )
 
     blob.delete()
     assert [b.name for b in client.list_blobs("market-data")] == ["trades/MSFT/2026-01-02.json"]
@@ -81,7 +83,9 @@ def test_cli_start_status_stop_keeps_one_process(tmp_path: Path, capsys: pytest.
 
 def test_filesystem_backend_keeps_objects_across_restart(tmp_path: Path) -> None:
     with gcs_emulator.running(tmp_path, backend="filesystem") as first:
-        gcs_emulator.storage_client(first.endpoint).create_bucket("kept").blob("a.txt").upload_from_string(b"x")
+        gcs_emulator.storage_client(first.endpoint).create_bucket("kept").blob("a.txt").upload_from_string(
+            b"x"
+        )
     with gcs_emulator.running(tmp_path, backend="filesystem") as second:
         client = gcs_emulator.storage_client(second.endpoint)
         assert client.bucket("kept").blob("a.txt").download_as_bytes() == b"x"

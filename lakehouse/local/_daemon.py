@@ -95,7 +95,9 @@ def write_record(record: EmulatorProcess) -> None:
     tmp.replace(record.state_dir / RECORD_FILE)
 
 
-def spawn(argv: Sequence[str], state_dir: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    argv: Sequence[str], state_dir: Path, env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start ``argv`` detached, with cwd = ``state_dir`` and stdout+stderr appended to its log."""
     state_dir.mkdir(parents=True, exist_ok=True)
     with open(state_dir / LOG_FILE, "ab") as log:
@@ -136,20 +138,21 @@ def wait_until_answers(
     )
 
 
-def _reap(pid: int) -> None:
-    """Collect ``pid`` if it is our own child, so it does not linger as a zombie."""
+def _reap(pid: int) -> bool:
+    """Collect ``pid`` if it is our own exited child; False while our child is still exiting."""
     try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+        reaped, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child (started by another command), or already collected
+        return True
+    return reaped == pid
 
 
 def terminate(pid: int, marker: str, timeout_s: float) -> None:
     """SIGTERM the process group of ``pid``, SIGKILL it after ``timeout_s``; gone already is fine."""
 
     def alive() -> bool:
-        _reap(pid)
-        return is_running(pid, marker)
+        # A zombie (or a child mid-exit) no longer runs but holds its PID until its parent reaps it.
+        return is_running(pid, marker) or not _reap(pid)
 
     for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
         if not alive():

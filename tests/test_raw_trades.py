@@ -1,0 +1,126 @@
+"""The raw-trades job through real Kafka, Spark and Iceberg: every trade once, bad input quarantined."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from lakehouse.catalog import load_catalog, table_identifier
+from lakehouse.messages import Source, Trade, trade_id
+from lakehouse.settings import PROJECT_ROOT, Settings
+from lakehouse.tables import QUARANTINE, TRADES
+from tests.kafka_helpers import new_topic, publish
+
+BASE_MS = 1_767_261_600_000  # 2026-01-01T10:00:00Z
+
+
+def trade(symbol: str, n: int) -> Trade:
+    price, volume, at = round(50 + (n % 97) / 10, 2), float(n % 5 + 1), BASE_MS + n * 37
+    return Trade(
+        source=Source.FINNHUB, symbol=symbol, price=price, volume=volume, event_time_ms=at,
+        conditions=[], venue=None, received_time_ms=at + 3,
+        trade_id=trade_id(Source.FINNHUB, symbol, at, price, volume, []),
+    )
+
+
+def stored_rows(settings: Settings, symbols: tuple[str, ...]) -> list[dict]:
+    table = load_catalog(settings).load_table(table_identifier(settings, TRADES))
+    quoted = ", ".join(f"'{s}'" for s in symbols)
+    return table.scan(row_filter=f"symbol in ({quoted})").to_arrow().to_pylist()
+
+
+def test_resent_trades_are_stored_once_and_bad_messages_are_quarantined(spark, settings: Settings, kafka_broker):
+    from jobs import raw_trades
+
+    topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.trades_topic, settings.kafka.partitions)
+    trades = [trade("DUPE", n) for n in range(300)]
+    good = [(t.key(), t.to_json_bytes()) for t in trades]
+    bad = [
+        (b"DUPE", b"{not json"),
+        (b"DUPE", b'{"schema_version": 1, "source": "finnhub", "symbol": "DUPE"}'),
+        (b"DUPE", trades[0].to_json_bytes().replace(b'"price":', b'"price":-')),
+        (b"DUPE", None),
+        (b"DUPE", trades[1].to_json_bytes().replace(b'"schema_version":1', b'"schema_version":9')),
+    ]
+    publish(kafka_broker.bootstrap_servers, topic, good[:200] + bad)
+
+    query = raw_trades.start(spark, settings)
+    query.processAllAvailable()
+    # The producer re-sends the first 200 (a reconnect replay) and sends the rest, in a later batch.
+    publish(kafka_broker.bootstrap_servers, topic, good[:200] + good[200:])
+    query.processAllAvailable()
+    query.stop()
+
+    rows = stored_rows(settings, ("DUPE",))
+    assert sorted(r["trade_id"] for r in rows) == sorted(t.trade_id for t in trades)
+    quarantine = load_catalog(settings).load_table(table_identifier(settings, QUARANTINE)).scan().to_arrow()
+    mine = [r for r in quarantine.to_pylist() if r["raw_key"] == b"DUPE"]
+    reasons = sorted(r["reason"] for r in mine)
+    assert len(mine) == len(bad)
+    assert reasons == sorted([
+        "not a JSON object", "price is missing or has the wrong type", "price must be > 0",
+        "empty message", "schema_version must be one of [1]",
+    ])
+    assert {r["raw_value"] for r in mine} == {value for _, value in bad}
+    assert all(r["topic"] == topic and r["kafka_offset"] >= 0 for r in mine)
+
+
+def test_kill_dash_nine_mid_stream_then_restart_loses_and_duplicates_nothing(
+    settings: Settings, kafka_broker, lakehouse_dir: Path, spark
+):
+    topic = new_topic(kafka_broker.bootstrap_servers, "kill9.trades", partitions=2)
+    symbols = ("KILLA", "KILLB", "KILLC")
+    trades = [trade(symbol, n) for n in range(4000) for symbol in symbols]
+    env = {
+        **os.environ,
+        "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+        "LAKEHOUSE__KAFKA__TRADES_TOPIC": topic,
+        "LAKEHOUSE__LOCAL__STATE_DIR": str(lakehouse_dir),
+        "LAKEHOUSE__CATALOG__URI": settings.catalog.uri,
+        "LAKEHOUSE__CATALOG__WAREHOUSE": settings.catalog.warehouse,
+        "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": str(lakehouse_dir / "kill9-checkpoints"),
+        "LAKEHOUSE__STREAMING__TRIGGER_SECONDS": "0",
+        "LAKEHOUSE__STREAMING__MAX_OFFSETS_PER_TRIGGER": "1500",
+    }
+    log_file = lakehouse_dir / "kill9.log"
+
+    def start_job() -> subprocess.Popen:
+        with log_file.open("ab") as log:
+            return subprocess.Popen(
+                [str(PROJECT_ROOT / "spark-submit.sh"), "--master", "local[2]", "raw_trades"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def stored_count() -> int:
+        return len(stored_rows(settings, symbols))
+
+    publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in trades[:6000]])
+    job = start_job()
+    try:
+        deadline = time.monotonic() + 180
+        while stored_count() == 0:  # kill it once it has committed something, mid-stream
+            assert job.poll() is None, f"job died: {log_file.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"no commit within 180 s: {log_file.read_text()[-3000:]}"
+            time.sleep(0.5)
+        publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in trades[6000:]])
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(30)
+        assert stored_count() < len(trades), "the kill must land mid-stream for this test to mean anything"
+
+        job = start_job()
+        deadline = time.monotonic() + 240
+        while stored_count() < len(trades) and time.monotonic() < deadline:
+            assert job.poll() is None, f"restarted job died: {log_file.read_text()[-3000:]}"
+            time.sleep(1)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGTERM)
+            job.wait(60)
+
+    rows = stored_rows(settings, symbols)
+    ids = [r["trade_id"] for r in rows]
+    assert len(ids) == len(set(ids)), "a trade was stored twice"
+    assert set(ids) == {t.trade_id for t in trades}, "a trade was lost"
