@@ -1,0 +1,44 @@
+"""Vendor bars: Kafka vendor-bars topic -> Iceberg ``vendor_bars``, upserted on
+(source, symbol, interval, bar_start); rejects -> ``quarantine``."""
+
+from __future__ import annotations
+
+import argparse
+
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from lakehouse import keyed_topic_job
+from lakehouse.logs import configure_logging
+from lakehouse.messages import VendorBar
+from lakehouse.settings import Settings, load_settings
+from lakehouse.spark import build_spark_session
+from lakehouse.streaming import run_until_stopped
+from lakehouse.tables import VENDOR_BARS
+from lakehouse.vendor_feeds import vendor_bar_rows, vendor_bar_rules
+
+JOB = keyed_topic_job.KeyedTopicJob(
+    name="vendor_bars",
+    model=VendorBar,
+    table=VENDOR_BARS,
+    to_rows=vendor_bar_rows,
+    topic=lambda settings: settings.kafka.vendor_bars_topic,
+    order_by="received_time",
+    extra_rules=vendor_bar_rules,
+)
+
+
+def start(spark: SparkSession, settings: Settings) -> StreamingQuery:
+    return keyed_topic_job.start(JOB, spark, settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.replace("\n", " ")).parse_args(argv)
+    configure_logging()
+    settings = load_settings()
+    run_until_stopped([start(build_spark_session(settings, JOB.name), settings)])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""One streaming shape for the small keyed topics (vendor bars, feed events).
+
+Kafka topic -> parse with the message model -> MERGE valid rows into their table on its key, and
+append rejects to quarantine. Both writes are idempotent, so a replayed micro-batch is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel
+
+from lakehouse.catalog import spark_table_name
+from lakehouse.iceberg_writes import append_once, batch_marker, writer_id
+from lakehouse.parsing import REJECT_REASON, parse_messages, quarantine_rows
+from lakehouse.settings import Settings
+from lakehouse.spark import ensure_tables
+from lakehouse.streaming import checkpoint_location, read_kafka
+from lakehouse.tables import QUARANTINE, TableDef
+from lakehouse.upserts import upsert
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+
+@dataclass(frozen=True)
+class KeyedTopicJob:
+    name: str
+    model: type[BaseModel]
+    table: TableDef
+    to_rows: Callable[[DataFrame], DataFrame]
+    topic: Callable[[Settings], str]
+    order_by: str
+    extra_rules: Callable[[], list[tuple[Column, str]]] = list
+
+
+def write_batch(job: KeyedTopicJob, settings: Settings, writer: str, batch: DataFrame, batch_id: int) -> None:
+    from pyspark.sql import functions as F
+
+    log = logging.getLogger(job.name)
+    started = time.monotonic()
+    parsed = parse_messages(batch, job.model, job.extra_rules()).persist()
+    try:
+        valid = job.to_rows(parsed.where(F.col(REJECT_REASON).isNull()))
+        upsert(valid, job.table, spark_table_name(settings, job.table), job.order_by)
+        rejected = parsed.where(F.col(REJECT_REASON).isNotNull())
+        quarantined = rejected.count()
+        if quarantined:
+            append_once(quarantine_rows(rejected), spark_table_name(settings, QUARANTINE), batch_marker(writer, batch_id))
+    finally:
+        parsed.unpersist()
+    log.info("batch %s: merged into %s, %s quarantined, %.1f s", batch_id, job.table.name, quarantined,
+             time.monotonic() - started)
+
+
+def start(job: KeyedTopicJob, spark: SparkSession, settings: Settings) -> StreamingQuery:
+    ensure_tables(spark, settings, (job.table, QUARANTINE))
+    checkpoint = checkpoint_location(settings, job.name)
+    writer = writer_id(checkpoint)
+    logging.getLogger(job.name).info(
+        "reading Kafka topic %s at %s; merging into %s (key %s); rejects to %s; checkpoint %s",
+        job.topic(settings), settings.kafka.bootstrap_servers, spark_table_name(settings, job.table),
+        ", ".join(job.table.key), spark_table_name(settings, QUARANTINE), checkpoint,
+    )
+    return (
+        read_kafka(spark, settings, job.topic(settings))
+        .writeStream.queryName(job.name)
+        .foreachBatch(lambda batch, batch_id: write_batch(job, settings, writer, batch, batch_id))
+        .option("checkpointLocation", checkpoint)
+        .trigger(processingTime=f"{settings.streaming.trigger_seconds} seconds")
+        .start()
+    )

@@ -1,0 +1,50 @@
+"""Vendor bars and feed events: parsed messages -> rows of their tables. Pure transforms."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lakehouse.parsing import PARSED
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+
+def vendor_bar_rules() -> list[tuple[Column, str]]:
+    """The VendorBar model validator, as a Spark rule: low <= open, close <= high."""
+    from pyspark.sql import functions as F
+
+    m = f"{PARSED}."
+    low, high = F.col(m + "low"), F.col(m + "high")
+    broken = (low > F.least(m + "open", m + "close")) | (high < F.greatest(m + "open", m + "close"))
+    return [(broken, "low <= open, close <= high does not hold")]
+
+
+def vendor_bar_rows(valid_messages: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    m = f"{PARSED}."
+    return valid_messages.select(
+        F.col(m + "source").alias("source"),
+        F.col(m + "symbol").alias("symbol"),
+        F.col(m + "interval").alias("interval"),
+        F.timestamp_millis(F.col(m + "bar_start_ms")).alias("bar_start"),
+        *[F.col(m + c).alias(c) for c in ("open", "high", "low", "close", "volume")],
+        F.timestamp_millis(F.col(m + "received_time_ms")).alias("received_time"),
+        F.current_timestamp().alias("ingested_time"),
+    )
+
+
+def feed_event_rows(valid_messages: DataFrame) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    m = f"{PARSED}."
+    return valid_messages.select(
+        F.col(m + "source").alias("source"),
+        F.col(m + "kind").alias("kind"),
+        F.coalesce(F.col(m + "symbol"), F.lit("")).alias("symbol"),
+        F.timestamp_millis(F.col(m + "start_ms")).alias("start_time"),
+        F.timestamp_millis(F.col(m + "end_ms")).alias("end_time"),
+        F.col(m + "reason").alias("reason"),
+        F.current_timestamp().alias("ingested_time"),
+    )
