@@ -1,0 +1,55 @@
+"""Maintenance: compact small files, expire old snapshots and remove orphan files of the lakehouse
+tables, once or every --interval seconds, while the streaming jobs keep running."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from datetime import timedelta
+
+from lakehouse.logs import configure_logging
+from lakehouse.maintenance import MaintenancePolicy, maintain
+from lakehouse.settings import load_settings
+from lakehouse.spark import build_spark_session
+from lakehouse.tables import ALL_TABLES
+
+log = logging.getLogger("maintenance")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.replace("\n", " "))
+    parser.add_argument("--tables", default=",".join(t.name for t in ALL_TABLES),
+                        help="comma-separated table names (default: all)")
+    parser.add_argument("--interval", type=float, default=0, help="repeat every N seconds (default: run once)")
+    parser.add_argument("--snapshot-retention-hours", type=float, default=6.0)
+    parser.add_argument("--orphan-age-hours", type=float, default=24.0,
+                        help="only files older than this can be orphans (younger may be in-flight commits)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging()
+    settings = load_settings()
+    known = {t.name for t in ALL_TABLES}
+    tables = [name.strip() for name in args.tables.split(",") if name.strip()]
+    unknown = sorted(set(tables) - known)
+    if unknown:
+        raise SystemExit(f"unknown tables {unknown}; known: {sorted(known)}")
+    policy = MaintenancePolicy(
+        snapshot_retention=timedelta(hours=args.snapshot_retention_hours),
+        orphan_age=timedelta(hours=args.orphan_age_hours),
+    )
+    spark = build_spark_session(settings, "maintenance")
+    stop = threading.Event()
+    while True:
+        for name in tables:
+            report = maintain(spark, settings.catalog.name, f"{settings.catalog.namespace}.{name}", policy)
+            log.info(report.describe())
+        if not args.interval or stop.wait(args.interval):
+            return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
