@@ -23,7 +23,7 @@ from lakehouse.settings import Settings, load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.streaming import checkpoint_location, read_kafka, run_until_stopped
 from lakehouse.tables import QUARANTINE, TRADES
-from lakehouse.trades import event_hours, first_of_each_trade, in_hours, not_yet_stored, trade_rows
+from lakehouse.trades import event_time_ranges, first_of_each_trade, in_ranges, not_yet_stored, trade_rows
 
 JOB_NAME = "raw_trades"
 log = logging.getLogger(JOB_NAME)
@@ -37,7 +37,7 @@ def write_batch(settings: Settings, writer: str, batch: DataFrame, batch_id: int
     try:
         rejected = parsed.where(F.col(REJECT_REASON).isNotNull())
         trades = first_of_each_trade(trade_rows(parsed.where(F.col(REJECT_REASON).isNull()))).persist()
-        stored_ids = in_hours(spark.table(trades_table), event_hours(trades)).select("trade_id")
+        stored_ids = in_ranges(spark.table(trades_table), event_time_ranges(trades)).select("trade_id")
         fresh = not_yet_stored(trades, stored_ids)
         marker = batch_marker(writer, batch_id)
         wrote = append_once(fresh, trades_table, marker)

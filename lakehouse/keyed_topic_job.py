@@ -1,7 +1,8 @@
-"""One streaming shape for the small keyed topics (vendor bars, feed events).
+"""One streaming shape for the small topics (vendor bars, feed events, producers' rejects).
 
-Kafka topic -> parse with the message model -> MERGE valid rows into their table on its key, and
-append rejects to quarantine. Both writes are idempotent, so a replayed micro-batch is harmless.
+Kafka topic -> parse with the message model -> MERGE valid rows into their table on its key (or,
+for append-only tables, append once per micro-batch), and append rejects to quarantine. Every
+write is idempotent, so a micro-batch replayed after a crash is harmless.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class KeyedTopicJob:
     topic: Callable[[Settings], str]
     order_by: str
     extra_rules: Callable[[], list[tuple[Column, str]]] = list
+    append_only: bool = False  # rows are unique by Kafka offset: append once instead of MERGE
 
 
 def write_batch(job: KeyedTopicJob, settings: Settings, writer: str, batch: DataFrame, batch_id: int) -> None:
@@ -46,16 +48,20 @@ def write_batch(job: KeyedTopicJob, settings: Settings, writer: str, batch: Data
     started = time.monotonic()
     parsed = parse_messages(batch, job.model, job.extra_rules()).persist()
     try:
+        marker = batch_marker(writer, batch_id)
         valid = job.to_rows(parsed.where(F.col(REJECT_REASON).isNull()))
-        upsert(valid, job.table, spark_table_name(settings, job.table), job.order_by)
+        if job.append_only:
+            append_once(valid, spark_table_name(settings, job.table), marker + ":valid")
+        else:
+            upsert(valid, job.table, spark_table_name(settings, job.table), job.order_by)
         rejected = parsed.where(F.col(REJECT_REASON).isNotNull())
         quarantined = rejected.count()
         if quarantined:
-            append_once(quarantine_rows(rejected), spark_table_name(settings, QUARANTINE), batch_marker(writer, batch_id))
+            append_once(quarantine_rows(rejected), spark_table_name(settings, QUARANTINE), marker)
     finally:
         parsed.unpersist()
-    log.info("batch %s: merged into %s, %s quarantined, %.1f s", batch_id, job.table.name, quarantined,
-             time.monotonic() - started)
+    log.info("batch %s: %s %s, %s quarantined, %.1f s", batch_id, "appended to" if job.append_only else "merged into",
+             job.table.name, quarantined, time.monotonic() - started)
 
 
 def start(job: KeyedTopicJob, spark: SparkSession, settings: Settings) -> StreamingQuery:

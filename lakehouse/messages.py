@@ -107,6 +107,23 @@ class FeedEvent(_Message):
         return self.source.value.encode()
 
 
+class QuarantinedInput(_Message):
+    """Something a producer received from a source and could not turn into a message.
+
+    Published to the quarantine topic keyed by source, so nothing a source sends is dropped
+    silently; the quarantine job lands it in the quarantine table with its reason.
+    """
+
+    source: Source
+    reason: str = Field(max_length=2000)
+    raw: str
+    raw_truncated: bool = False
+    received_time_ms: EpochMs
+
+    def key(self) -> bytes:
+        return self.source.value.encode()
+
+
 def trade_id(
     source: Source,
     symbol: str,

@@ -5,7 +5,7 @@ Pure ``DataFrame -> DataFrame`` functions; the raw-trades job wires them to Kafk
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from lakehouse.parsing import PARSED
@@ -54,25 +54,45 @@ def not_yet_stored(trades: DataFrame, stored_trade_ids: DataFrame) -> DataFrame:
     return trades.join(stored_trade_ids.select("trade_id"), on="trade_id", how="left_anti")
 
 
-def event_hours(trades: DataFrame) -> list[tuple[object, object]]:
-    """The [start, end) UTC hours that ``trades`` span, to bound the read of stored trade ids.
+MAX_RANGES = 32
 
-    A re-sent trade has the same event time as its original, so looking only in these hours finds
-    every earlier copy while Iceberg prunes all other files.
+
+def contiguous_ranges(bucket_starts: list[datetime], width: timedelta) -> list[tuple[datetime, datetime]]:
+    """Sorted buckets of ``width`` -> the fewest [start, end) ranges that cover exactly them."""
+    ranges: list[tuple[datetime, datetime]] = []
+    for start in sorted(bucket_starts):
+        if ranges and ranges[-1][1] >= start:
+            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], start + width))
+        else:
+            ranges.append((start, start + width))
+    return ranges
+
+
+def event_time_ranges(trades: DataFrame) -> list[tuple[datetime, datetime]]:
+    """The event-time ranges ``trades`` cover, to bound the read of stored trade ids.
+
+    A re-sent trade has the same event time as its original, so looking only in these ranges finds
+    every earlier copy, while Iceberg skips every file whose event_time min/max lies outside them.
+    Seconds are tried first (a steady stream gives one narrow range); minutes, then hours, when
+    scattered late trades would make too many ranges.
     """
     from pyspark.sql import functions as F
 
-    hours = trades.select(F.date_trunc("hour", "event_time").alias("hour")).distinct().collect()
-    return [(row.hour, row.hour + _ONE_HOUR) for row in hours]
+    for unit, width in (("second", timedelta(seconds=1)), ("minute", timedelta(minutes=1)), ("hour", _ONE_HOUR)):
+        buckets = trades.select(F.date_trunc(unit, "event_time").alias("b")).distinct().limit(MAX_RANGES * 64)
+        ranges = contiguous_ranges([row.b for row in buckets.collect()], width)
+        if len(ranges) <= MAX_RANGES:
+            return ranges
+    return ranges
 
 
-def in_hours(frame: DataFrame, hours: list[tuple[object, object]], column: str = "event_time") -> DataFrame:
+def in_ranges(frame: DataFrame, ranges: list[tuple[datetime, datetime]], column: str = "event_time") -> DataFrame:
     from functools import reduce
 
     from pyspark.sql import functions as F
 
-    if not hours:
+    if not ranges:
         return frame.limit(0)
-    condition = reduce(lambda a, b: a | b, [(F.col(column) >= s) & (F.col(column) < e) for s, e in hours])
+    condition = reduce(lambda a, b: a | b, [(F.col(column) >= s) & (F.col(column) < e) for s, e in ranges])
     return frame.where(condition)
 

@@ -1,4 +1,4 @@
-"""Vendor bars and feed events: parsed messages -> rows of their tables. Pure transforms."""
+"""Vendor bars, feed events and source rejects: parsed messages -> rows of their tables. Pure transforms."""
 
 from __future__ import annotations
 
@@ -47,4 +47,27 @@ def feed_event_rows(valid_messages: DataFrame) -> DataFrame:
         F.timestamp_millis(F.col(m + "end_ms")).alias("end_time"),
         F.col(m + "reason").alias("reason"),
         F.current_timestamp().alias("ingested_time"),
+    )
+
+
+def source_reject_rows(valid_messages: DataFrame) -> DataFrame:
+    """QuarantinedInput messages (what a producer could not parse) in the quarantine table's shape.
+
+    The Kafka coordinates are those of the quarantine-topic message; the raw bytes are the source's
+    own frame, and the reason says which source rejected it and why.
+    """
+    from pyspark.sql import functions as F
+
+    m = f"{PARSED}."
+    reason = F.concat(F.col(m + "source"), F.lit(" producer: "), F.col(m + "reason"),
+                      F.when(F.col(m + "raw_truncated"), F.lit(" (raw text truncated)")).otherwise(F.lit("")))
+    return valid_messages.select(
+        F.col("topic"),
+        F.col("partition").alias("kafka_partition"),
+        F.col("offset").alias("kafka_offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+        F.col("key").alias("raw_key"),
+        F.encode(F.col(m + "raw"), "UTF-8").alias("raw_value"),
+        reason.alias("reason"),
+        F.timestamp_millis(F.col(m + "received_time_ms")).alias("quarantined_time"),
     )

@@ -124,3 +124,16 @@ def test_kill_dash_nine_mid_stream_then_restart_loses_and_duplicates_nothing(
     ids = [r["trade_id"] for r in rows]
     assert len(ids) == len(set(ids)), "a trade was stored twice"
     assert set(ids) == {t.trade_id for t in trades}, "a trade was lost"
+
+
+def test_contiguous_buckets_collapse_into_one_range_and_gaps_split_them() -> None:
+    from datetime import datetime, timedelta
+
+    from lakehouse.trades import contiguous_ranges
+
+    second = timedelta(seconds=1)
+    t0 = datetime(2026, 1, 2, 14, 30, 0)
+    buckets = [t0 + 2 * second, t0, t0 + second, t0 + 10 * second]
+
+    assert contiguous_ranges(buckets, second) == [(t0, t0 + 3 * second), (t0 + 10 * second, t0 + 11 * second)]
+    assert contiguous_ranges([], second) == []

@@ -61,3 +61,25 @@ def test_feed_gaps_land_once_even_when_resent(spark, settings: Settings, kafka_b
     assert len(rows) == 1
     assert rows[0]["reason"] == "connection closed (1006)"
     assert (rows[0]["end_time"] - rows[0]["start_time"]).total_seconds() == 4.2
+
+
+def test_frames_a_producer_rejected_land_in_the_quarantine_table(spark, settings: Settings, kafka_broker):
+    from jobs import source_rejects
+    from lakehouse.messages import QuarantinedInput
+
+    topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.quarantine_topic, settings.kafka.partitions)
+    frame = '{"type":"trade","data":[{"s":"AAPL","p":"NaN"}]}'
+    reject = QuarantinedInput(source=Source.FINNHUB, reason="item 0: price is not a number", raw=frame,
+                              received_time_ms=BASE_MS)
+    publish(kafka_broker.bootstrap_servers, topic, [(reject.key(), reject.to_json_bytes())])
+
+    query = source_rejects.start(spark, settings)
+    query.processAllAvailable()
+    query.processAllAvailable()
+    query.stop()
+
+    rows = load_catalog(settings).load_table(table_identifier(settings, QUARANTINE)).scan().to_arrow().to_pylist()
+    mine = [r for r in rows if r["topic"] == topic]
+    assert len(mine) == 1
+    assert mine[0]["raw_value"] == frame.encode()
+    assert mine[0]["reason"] == "finnhub producer: item 0: price is not a number"

@@ -21,8 +21,8 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from lakehouse.logs import configure_logging
 from lakehouse.local.processes import port_open, read_pid, stop_pid, tail, wait_until
+from lakehouse.logs import configure_logging
 from lakehouse.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,9 @@ class LocalKafkaBroker:
     def _format_storage(self, config: Path, data_dir: Path) -> None:
         if (data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # the format tool would read a leading dash as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
             self._java_command("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
             capture_output=True, text=True, timeout=120,

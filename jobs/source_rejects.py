@@ -1,0 +1,44 @@
+"""Source rejects: the producers' quarantine topic (frames a source sent that could not become a
+message) -> Iceberg ``quarantine``, beside the jobs' own rejects, so every reject is in one table."""
+
+from __future__ import annotations
+
+import argparse
+
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from lakehouse import keyed_topic_job
+from lakehouse.logs import configure_logging
+from lakehouse.messages import QuarantinedInput
+from lakehouse.settings import Settings, load_settings
+from lakehouse.spark import build_spark_session
+from lakehouse.streaming import run_until_stopped
+from lakehouse.tables import QUARANTINE
+from lakehouse.vendor_feeds import source_reject_rows
+
+JOB = keyed_topic_job.KeyedTopicJob(
+    name="source_rejects",
+    model=QuarantinedInput,
+    table=QUARANTINE,
+    to_rows=source_reject_rows,
+    topic=lambda settings: settings.kafka.quarantine_topic,
+    order_by="kafka_offset",
+    append_only=True,
+)
+
+
+def start(spark: SparkSession, settings: Settings) -> StreamingQuery:
+    return keyed_topic_job.start(JOB, spark, settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.replace("\n", " ")).parse_args(argv)
+    configure_logging()
+    settings = load_settings()
+    run_until_stopped([start(build_spark_session(settings, JOB.name), settings)])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

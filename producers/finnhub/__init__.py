@@ -1,0 +1,1 @@
+"""Finnhub WebSocket trades -> Kafka. Pure frame parsing in ``parser``, the socket loop in ``client``."""

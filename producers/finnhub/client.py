@@ -1,0 +1,237 @@
+"""The Finnhub WebSocket loop: connect, subscribe, publish trades, reconnect with backoff, record gaps.
+
+Connection life:
+1. connect to ``<url>?token=…`` (the token is never logged: every logged URL goes through
+   :func:`redact_url`), send ``{"type":"subscribe","symbol":S}`` for every configured symbol;
+2. if this is a re-connect, publish a ``gap`` FeedEvent (from the last frame before the drop to
+   now): trades in that span may be missing, and a consumer can see it;
+3. read frames; trades go to the trades topic, bad frames/items to the quarantine topic; a silence
+   longer than ``stall_timeout_seconds`` (Finnhub pings every few seconds even when quiet) counts
+   as a dead connection;
+4. on any drop: back off exponentially with jitter, and go to 1.
+
+Stopping (``stop`` event, set by SIGTERM/SIGINT) closes the socket; the caller then flushes the sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from lakehouse.messages import FeedEvent, FeedEventKind, Source
+from producers.backoff import Backoff
+from producers.finnhub.parser import newest_event_ms, parse_frame
+from producers.kafka_sink import KafkaSink, SinkClosedError
+from producers.progress import FeedCounters, ProgressLog
+
+log = logging.getLogger(__name__)
+
+
+def url_with_token(url: str, token: str | None) -> str:
+    if not token:
+        return url
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "token"]
+    query.append(("token", token))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def redact_url(url: str) -> str:
+    """The URL with any token value replaced, safe for logs and error messages."""
+    return re.sub(r"(?i)(token=)[^&#\s]*", r"\1***", url)
+
+
+@dataclass(frozen=True)
+class FinnhubTopics:
+    trades: str
+    feed_events: str
+    quarantine: str
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class FinnhubFeed:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        symbols: list[str],
+        sink: KafkaSink,
+        topics: FinnhubTopics,
+        backoff: Backoff | None = None,
+        stall_timeout_seconds: float = 30.0,
+        progress_interval_seconds: float = 30.0,
+        clock_ms: Callable[[], int] = now_ms,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._url = url_with_token(url, token)
+        self._token = token
+        self.symbols = symbols
+        self.sink = sink
+        self.topics = topics
+        self.backoff = backoff or Backoff()
+        self.stall_timeout_seconds = stall_timeout_seconds
+        self.clock_ms = clock_ms
+        self.rng = rng or random.Random()
+        self.counters = FeedCounters()
+        self.progress = ProgressLog("finnhub", sink.stats, self.counters, progress_interval_seconds)
+        self.trades_published = 0
+        self.gaps_published = 0
+        self._stop = asyncio.Event()
+        self._stopping = threading.Event()  # readable from a blocked publish(), settable from a signal
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self._url)
+
+    def request_stop(self) -> None:
+        """Stop reading; safe to call from a signal handler or another thread."""
+        self._stopping.set()
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    def _redact(self, text: str) -> str:
+        text = redact_url(text)
+        return text.replace(self._token, "***") if self._token else text
+
+    async def run(self) -> None:
+        """Run until :meth:`request_stop`; never raises for network trouble (it retries)."""
+        self._loop = asyncio.get_running_loop()
+        if self._stopping.is_set():
+            return
+        attempt = 0
+        gap_start_ms: int | None = None
+        last_reason = ""
+        progress_task = asyncio.create_task(self._log_progress())
+        try:
+            while not self._stop.is_set():
+                reason = ""
+                try:
+                    async with connect(
+                        self._url,
+                        open_timeout=10,
+                        close_timeout=2,
+                        max_size=2**22,
+                        ping_interval=20,
+                        ping_timeout=20,
+                    ) as socket:
+                        log.info(
+                            "connected to %s; subscribing to %d symbols", self.safe_url, len(self.symbols)
+                        )
+                        for symbol in self.symbols:
+                            await socket.send(json.dumps({"type": "subscribe", "symbol": symbol}))
+                        if gap_start_ms is not None:
+                            self._publish_gap(gap_start_ms, self.clock_ms(), last_reason)
+                            gap_start_ms = None
+                        got_frames = await self._read(socket)
+                        if got_frames:
+                            attempt = 0
+                        reason = "connection closed by server" if not self._stop.is_set() else ""
+                except (ConnectionClosed, InvalidHandshake, OSError, TimeoutError) as exc:
+                    reason = self._redact(f"{type(exc).__name__}: {exc}")[:300]
+                except SinkClosedError as exc:  # stop requested while Kafka's buffer was full
+                    log.error("stopping while Kafka is not taking records: %s", exc)
+                    break
+                except InvalidURI as exc:  # configuration error: retrying cannot help
+                    raise ValueError(f"invalid Finnhub URL {self.safe_url}") from exc
+                if self._stop.is_set():
+                    break
+                if gap_start_ms is None:
+                    gap_start_ms = self._last_frame_ms or self.clock_ms()
+                last_reason = reason or "disconnected"
+                delay = self.backoff.delay_seconds(attempt, self.rng)
+                attempt += 1
+                self.counters.reconnects += 1
+                log.warning(
+                    "finnhub connection lost (%s); reconnect %d in %.1fs", last_reason, attempt, delay
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=delay)
+        finally:
+            progress_task.cancel()
+            self.progress.maybe_log(force=True)
+
+    _last_frame_ms: int | None = None
+
+    async def _read(self, socket: ClientConnection) -> bool:
+        """Read frames until the socket closes, stalls, or stop is requested; True if any frame came."""
+        got_frames = False
+        stop_waiter = asyncio.create_task(self._stop.wait())
+        try:
+            while not self._stop.is_set():
+                receive = asyncio.create_task(socket.recv())
+                done, _ = await asyncio.wait(
+                    {receive, stop_waiter},
+                    timeout=self.stall_timeout_seconds,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if receive not in done:
+                    receive.cancel()
+                    if not self._stop.is_set():
+                        log.warning(
+                            "no frame for %.0fs: treating the connection as stalled",
+                            self.stall_timeout_seconds,
+                        )
+                    await socket.close()
+                    return got_frames
+                raw = receive.result()
+                got_frames = True
+                self._handle(raw)
+            return got_frames
+        finally:
+            stop_waiter.cancel()
+
+    def _handle(self, raw: str | bytes) -> None:
+        received = self.clock_ms()
+        self._last_frame_ms = received
+        frame = parse_frame(raw, received)
+        should_stop = self._stopping.is_set
+        for trade in frame.trades:
+            self.sink.publish(self.topics.trades, trade, should_stop)
+        self.trades_published += len(frame.trades)
+        for record in frame.quarantined:
+            self.sink.publish(self.topics.quarantine, record, should_stop)
+            log.warning(
+                "quarantined a finnhub %s: %s", "frame" if frame.kind == "invalid" else "item", record.reason
+            )
+        self.counters.quarantined += len(frame.quarantined)
+        newest = newest_event_ms(frame.trades)
+        if newest is not None:
+            self.counters.source_lag_ms = received - newest
+        if frame.kind == "error":
+            log.error("finnhub error frame: %s", self._redact(frame.error_message or ""))
+
+    def _publish_gap(self, start_ms: int, end_ms: int, reason: str) -> None:
+        event = FeedEvent(
+            source=Source.FINNHUB,
+            kind=FeedEventKind.GAP,
+            start_ms=start_ms,
+            end_ms=max(start_ms, end_ms),
+            reason=reason[:500],
+        )
+        self.sink.publish(self.topics.feed_events, event, self._stopping.is_set)
+        self.gaps_published += 1
+        log.warning("recorded a feed gap of %.1fs (%s)", (end_ms - start_ms) / 1000, reason)
+
+    async def _log_progress(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.progress.maybe_log()
+
+
+__all__ = ["FinnhubFeed", "FinnhubTopics", "SinkClosedError", "redact_url", "url_with_token"]

@@ -1,0 +1,265 @@
+"""The one Kafka producer both feeds publish through: durable, ordered per symbol, bounded in memory.
+
+Why these settings:
+- ``acks=all`` + idempotence: a record counts as delivered only once every in-sync replica has it,
+  and the broker drops the duplicates a retry would otherwise create. Idempotence also keeps the
+  order of one partition (= one symbol, the key) through retries with up to 5 requests in flight.
+- ``linger_ms``/``batch_size``/gzip: one request carries hundreds of trades; there is no flush per
+  message (that is what makes a naive producer ~two orders of magnitude slower, see bench/).
+- a bounded buffer: while the broker is down, records wait in kafka-python's accumulator, which
+  (since kafka-python 3) has no memory bound of its own, so this sink counts the bytes not yet
+  acknowledged and, above ``max_pending_bytes``, blocks :meth:`KafkaSink.publish` (the source
+  reader) in steps of ``max_block_ms``, logging the back-pressure, instead of growing memory or
+  crashing. A caller that wants to give up (shutdown) passes ``should_stop``.
+- Records whose delivery finally failed (``delivery_timeout_ms`` exceeded during a long outage)
+  are re-sent, not dropped: the deterministic trade id lets the jobs store a re-sent trade once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+
+from lakehouse.messages import _Message
+
+log = logging.getLogger(__name__)
+
+
+def _lz4_available() -> bool:
+    try:
+        import lz4.frame  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_compression() -> str:
+    """lz4 when its library is installed (cheaper on CPU), else gzip (stdlib, always there)."""
+    return "lz4" if _lz4_available() else "gzip"
+
+
+@dataclass
+class SinkStats:
+    """Delivery counters; ``acked``/``failed`` are updated from kafka-python's I/O thread."""
+
+    sent: int = 0
+    acked: int = 0
+    failed: int = 0
+    resent: int = 0
+    awaiting_resend: int = 0
+    pending_bytes: int = 0
+    backpressure_waits: int = 0
+    blocked_since: float | None = None  # monotonic time the buffer first refused a record
+    last_error: str = ""
+    acked_by_topic: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def pending(self) -> int:
+        """Records handed to Kafka and not yet acknowledged (includes ones queued for a re-send)."""
+        return self.sent - self.acked - self.failed + self.awaiting_resend
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    bootstrap_servers: str
+    client_id: str = "lakehouse-producer"
+    linger_ms: int = 20
+    batch_size: int = 256 * 1024
+    max_pending_bytes: int = 32 * 1024 * 1024  # unacknowledged record bytes held in memory
+    max_block_ms: int = 1000  # one step of back-pressure; publish() loops over these steps
+    delivery_timeout_ms: int = 120_000
+    request_timeout_ms: int = 15_000
+    compression_type: str | None = None  # None = default_compression()
+    connect_timeout_seconds: float = 60.0
+
+
+class SinkClosedError(RuntimeError):
+    """publish() was asked to give up (shutdown) while the buffer was still full."""
+
+
+class KafkaSink:
+    """Publishes message models (key = symbol) to Kafka; see the module docstring for guarantees."""
+
+    def __init__(self, config: SinkConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.stats = SinkStats()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._acked = threading.Condition(self._lock)
+        self._to_resend: deque[tuple[str, bytes | None, bytes]] = deque()
+        self._last_backpressure_log = 0.0
+        self._producer = self._connect()
+
+    def _connect(self) -> KafkaProducer:
+        """Create the client, retrying while the broker is unreachable (a producer may start first)."""
+        deadline = self._clock() + self.config.connect_timeout_seconds
+        attempt = 0
+        while True:
+            try:
+                return KafkaProducer(
+                    bootstrap_servers=self.config.bootstrap_servers.split(","),
+                    client_id=self.config.client_id,
+                    acks="all",
+                    enable_idempotence=True,
+                    retries=2**31 - 1,
+                    max_in_flight_requests_per_connection=5,
+                    linger_ms=self.config.linger_ms,
+                    batch_size=self.config.batch_size,
+                    max_block_ms=self.config.max_block_ms,
+                    delivery_timeout_ms=self.config.delivery_timeout_ms,
+                    request_timeout_ms=self.config.request_timeout_ms,
+                    compression_type=self.config.compression_type or default_compression(),
+                    bootstrap_timeout_ms=10_000,
+                    reconnect_backoff_max_ms=5_000,
+                )
+            except (KafkaConnectionError, KafkaTimeoutError) as exc:
+                attempt += 1
+                if self._clock() >= deadline:
+                    raise
+                log.warning(
+                    "Kafka at %s unreachable (%s); retry %d", self.config.bootstrap_servers, exc, attempt
+                )
+                time.sleep(min(5.0, 0.5 * attempt))
+
+    def publish(self, topic: str, message: _Message, should_stop: Callable[[], bool] | None = None) -> None:
+        """Queue one message for delivery; blocks (reporting back-pressure) while the buffer is full."""
+        self.publish_raw(topic, message.key() or None, message.to_json_bytes(), should_stop)
+
+    def publish_raw(
+        self, topic: str, key: bytes | None, value: bytes, should_stop: Callable[[], bool] | None = None
+    ) -> None:
+        self._resend_failed(should_stop)
+        self._send(topic, key, value, should_stop)
+
+    def _wait_for_room(self, size: int, should_stop: Callable[[], bool] | None) -> None:
+        while True:
+            with self._lock:
+                if (
+                    self.stats.pending_bytes + size <= self.config.max_pending_bytes
+                    or self.stats.pending_bytes == 0
+                ):
+                    return
+                self._acked.wait(self.config.max_block_ms / 1000)
+                full = self.stats.pending_bytes + size > self.config.max_pending_bytes
+            if full:
+                self._report_backpressure(BufferError(f"{self.stats.pending_bytes} bytes unacknowledged"))
+                if should_stop is not None and should_stop():
+                    raise SinkClosedError("gave up queueing a record: the buffer is full")
+
+    def _send(
+        self, topic: str, key: bytes | None, value: bytes, should_stop: Callable[[], bool] | None
+    ) -> None:
+        size = len(value) + len(key or b"")
+        self._wait_for_room(size, should_stop)
+        while True:
+            try:
+                future = self._producer.send(topic, key=key, value=value)
+            except KafkaTimeoutError as exc:  # no metadata yet: the broker is unreachable
+                self._report_backpressure(exc)
+                if should_stop is not None and should_stop():
+                    raise SinkClosedError(f"gave up queueing a record for {topic}") from exc
+                continue
+            break
+        with self._lock:
+            self.stats.sent += 1
+            self.stats.pending_bytes += size
+            if self.stats.blocked_since is not None:
+                log.info(
+                    "Kafka accepts records again after %.1fs of back-pressure",
+                    self._clock() - self.stats.blocked_since,
+                )
+                self.stats.blocked_since = None
+        future.add_callback(self._on_ack, topic, size)
+        future.add_errback(self._on_error, topic, key, value, size)
+
+    def _report_backpressure(self, exc: Exception) -> None:
+        now = self._clock()
+        with self._lock:
+            self.stats.backpressure_waits += 1
+            self.stats.last_error = type(exc).__name__
+            if self.stats.blocked_since is None:
+                self.stats.blocked_since = now
+            blocked_for = now - self.stats.blocked_since
+        if now - self._last_backpressure_log >= 5.0:
+            self._last_backpressure_log = now
+            log.warning(
+                "back-pressure: Kafka at %s is not taking records (%s) for %.0fs; %d records pending, "
+                "reading from the source is paused",
+                self.config.bootstrap_servers,
+                type(exc).__name__,
+                blocked_for,
+                self.stats.pending,
+            )
+
+    def _on_ack(self, topic: str, size: int, _metadata: object) -> None:
+        with self._lock:
+            self.stats.acked += 1
+            self.stats.pending_bytes -= size
+            self._acked.notify_all()
+            self.stats.acked_by_topic[topic] = self.stats.acked_by_topic.get(topic, 0) + 1
+
+    def _on_error(self, topic: str, key: bytes | None, value: bytes, size: int, exc: Exception) -> None:
+        with self._lock:
+            self.stats.failed += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            self.stats.awaiting_resend += 1
+            self.stats.pending_bytes -= size  # counted again when it is re-sent
+            self._acked.notify_all()
+        self._to_resend.append((topic, key, value))
+
+    def _resend_failed(self, should_stop: Callable[[], bool] | None) -> None:
+        """Re-queue records whose delivery expired; called from the publishing thread only."""
+        if not self._to_resend:
+            return
+        log.warning(
+            "re-sending %d records whose delivery failed (%s)", len(self._to_resend), self.stats.last_error
+        )
+        while self._to_resend:
+            topic, key, value = self._to_resend.popleft()
+            try:
+                self._send(topic, key, value, should_stop)
+            except SinkClosedError:
+                self._to_resend.appendleft((topic, key, value))
+                raise
+            with self._lock:
+                self.stats.resent += 1
+                self.stats.awaiting_resend -= 1
+
+    def flush(self, timeout_seconds: float | None = None) -> bool:
+        """Wait for every queued record to be acknowledged (re-sending failed ones); True if all were."""
+        deadline = None if timeout_seconds is None else self._clock() + timeout_seconds
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - self._clock())
+            try:
+                self._producer.flush(timeout=remaining)
+            except KafkaTimeoutError:
+                return False
+            if not self._to_resend:
+                return self.stats.pending == 0
+            if deadline is not None and self._clock() >= deadline:
+                return False
+            self._resend_failed(lambda: deadline is not None and self._clock() >= deadline)
+
+    def close(self, timeout_seconds: float = 30.0) -> bool:
+        """Flush and close; returns True when nothing was left undelivered."""
+        delivered = self.flush(timeout_seconds)
+        if delivered:
+            self.stats.blocked_since = None
+        if not delivered:
+            log.error(
+                "closing with %d records not acknowledged by Kafka (%s)",
+                self.stats.pending,
+                self.stats.last_error or "flush timed out",
+            )
+        try:
+            self._producer.close(timeout=0 if not delivered else 5)
+        except KafkaError as exc:  # closing must never mask the flush result
+            log.warning("error while closing the Kafka producer: %s", exc)
+        return delivered

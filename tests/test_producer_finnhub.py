@@ -1,0 +1,190 @@
+"""The Finnhub producer against the real local Kafka broker and the local Finnhub protocol server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from lakehouse.local.kafka_broker import LocalKafkaBroker, ensure_topics
+from lakehouse.settings import PROJECT_ROOT
+from producers.backoff import Backoff
+from producers.finnhub.client import FinnhubFeed, FinnhubTopics
+from producers.kafka_sink import KafkaSink, SinkConfig
+from producers.simulators.finnhub_server import FinnhubSimulator
+from producers.simulators.kafka_reader import read_topic
+from tests.conftest import start_broker
+
+SYMBOLS = ["AAPL", "MSFT", "NVDA"]
+TOKEN = "test-token-8f3a"
+
+
+@pytest.fixture
+def topics(kafka_broker: LocalKafkaBroker) -> FinnhubTopics:
+    suffix = uuid.uuid4().hex[:8]
+    names = FinnhubTopics(f"trades.{suffix}", f"feed_events.{suffix}", f"quarantine.{suffix}")
+    ensure_topics(kafka_broker.bootstrap_servers, [names.trades, names.feed_events, names.quarantine], 4)
+    return names
+
+
+@pytest.fixture
+def simulator() -> Iterator[FinnhubSimulator]:
+    server = FinnhubSimulator(
+        token=TOKEN, trades_per_symbol=400, rate_per_second=3000, frame_size=25, ping_interval_seconds=0.5
+    ).start_in_thread()
+    yield server
+    server.stop_thread()
+
+
+def run_feed_until_replayed(
+    simulator: FinnhubSimulator,
+    bootstrap: str,
+    topics: FinnhubTopics,
+    during: Callable[[], None] | None = None,
+    timeout: float = 60,
+) -> tuple[FinnhubFeed, KafkaSink]:
+    """Run the producer until the server has sent every trade, then stop it cleanly and flush."""
+    sink = KafkaSink(SinkConfig(bootstrap, linger_ms=5))
+    feed = FinnhubFeed(
+        simulator.url, TOKEN, SYMBOLS, sink, topics, backoff=Backoff(0.1, 0.5), stall_timeout_seconds=2.0
+    )
+
+    def stop_when_replayed() -> None:
+        deadline = time.monotonic() + timeout
+        if during:
+            during()
+        while not simulator.exhausted(SYMBOLS) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # let the last frames reach the producer
+        feed.request_stop()
+
+    stopper = threading.Thread(target=stop_when_replayed, daemon=True)
+    stopper.start()
+    asyncio.run(feed.run())
+    stopper.join()
+    assert sink.close(timeout_seconds=60), sink.stats
+    return feed, sink
+
+
+def assert_every_trade_once_in_order(simulator: FinnhubSimulator, messages: list[dict]) -> None:
+    for symbol in SYMBOLS:
+        landed = [(m["event_time_ms"], m["price"], m["volume"]) for m in messages if m["symbol"] == symbol]
+        sent = [(t["t"], t["p"], float(t["v"])) for t in simulator.sent_trades(symbol)]
+        assert len(sent) == 400
+        assert landed == sent, f"{symbol}: {len(landed)} landed vs {len(sent)} sent"
+    assert len({m["trade_id"] for m in messages}) == len(messages)
+
+
+def test_every_replayed_trade_lands_once_in_per_symbol_order(kafka_broker, simulator, topics) -> None:
+    feed, _ = run_feed_until_replayed(simulator, kafka_broker.bootstrap_servers, topics)
+    assert_every_trade_once_in_order(simulator, read_topic(kafka_broker.bootstrap_servers, topics.trades))
+    assert feed.counters.reconnects == 0 and not read_topic(
+        kafka_broker.bootstrap_servers, topics.feed_events
+    )
+
+
+def test_dropped_connection_reconnects_resubscribes_and_records_the_gap(
+    kafka_broker, simulator, topics
+) -> None:
+    simulator.drop_after_frames, simulator.max_drops = 10, 2
+    feed, _ = run_feed_until_replayed(simulator, kafka_broker.bootstrap_servers, topics)
+    assert simulator.drops == 2 and feed.counters.reconnects == 2
+    by_connection = {
+        n: sorted(s for c, s in simulator.subscriptions if c == n) for n, _ in simulator.subscriptions
+    }
+    assert list(by_connection.values()) == [sorted(SYMBOLS)] * 3
+    gaps = read_topic(kafka_broker.bootstrap_servers, topics.feed_events)
+    assert [g["kind"] for g in gaps] == ["gap", "gap"]
+    assert all(0 <= g["end_ms"] - g["start_ms"] < 10_000 and g["source"] == "finnhub" for g in gaps)
+    assert_every_trade_once_in_order(simulator, read_topic(kafka_broker.bootstrap_servers, topics.trades))
+
+
+def test_malformed_frames_go_to_quarantine_and_the_stream_goes_on(kafka_broker, simulator, topics) -> None:
+    simulator.malformed_every_frames = 4
+    feed, _ = run_feed_until_replayed(simulator, kafka_broker.bootstrap_servers, topics)
+    quarantined = read_topic(kafka_broker.bootstrap_servers, topics.quarantine)
+    assert simulator.malformed_sent >= 5 and len(quarantined) == simulator.malformed_sent
+    assert feed.counters.quarantined == len(quarantined)
+    assert {q["reason"].split(":")[0] for q in quarantined} >= {"not valid JSON", "invalid trade item"}
+    assert any(q["raw"] == "{not json" for q in quarantined)
+    assert_every_trade_once_in_order(simulator, read_topic(kafka_broker.bootstrap_servers, topics.trades))
+
+
+def test_a_stalled_feed_is_detected_and_reconnected(kafka_broker, simulator, topics) -> None:
+    simulator.stall_after_frames, simulator.stall_seconds = 5, 4.0
+    feed, _ = run_feed_until_replayed(simulator, kafka_broker.bootstrap_servers, topics)
+    assert simulator.stalls == 1 and feed.counters.reconnects >= 1 and simulator.connections >= 2
+    assert_every_trade_once_in_order(simulator, read_topic(kafka_broker.bootstrap_servers, topics.trades))
+
+
+def test_broker_restart_midstream_loses_no_acknowledged_trade(tmp_path: Path, simulator) -> None:
+    broker = start_broker(tmp_path / "kafka")
+    try:
+        names = FinnhubTopics("t", "f", "q")
+        ensure_topics(broker.bootstrap_servers, ["t", "f", "q"], 4)
+        simulator.rate_per_second = 150  # ~8 s of replay, so the outage lands in the middle
+
+        def restart_broker() -> None:
+            time.sleep(2.0)
+            broker.stop()
+            time.sleep(3.0)
+            broker.start(timeout_seconds=90)
+
+        _, sink = run_feed_until_replayed(
+            simulator, broker.bootstrap_servers, names, during=restart_broker, timeout=120
+        )
+        assert sink.stats.pending == 0 and sink.stats.acked >= 1200
+        assert_every_trade_once_in_order(
+            simulator, read_topic(broker.bootstrap_servers, "t", timeout_seconds=60)
+        )
+    finally:
+        broker.stop()
+
+
+def test_sigterm_stops_reading_flushes_and_exits_zero(kafka_broker, topics) -> None:
+    server = FinnhubSimulator(token=TOKEN, trades_per_symbol=None, rate_per_second=2000).start_in_thread()
+    env = {
+        **os.environ,
+        "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+        "LAKEHOUSE__KAFKA__TRADES_TOPIC": topics.trades,
+        "LAKEHOUSE__KAFKA__FEED_EVENTS_TOPIC": topics.feed_events,
+        "LAKEHOUSE__KAFKA__QUARANTINE_TOPIC": topics.quarantine,
+        "LAKEHOUSE__FINNHUB__TOKEN": TOKEN,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "producers.finnhub", "--url", server.url, "--symbols", ",".join(SYMBOLS)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while sum(len(server.sent_trades(s)) for s in SYMBOLS) < 3000 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        server.stop_thread()
+    assert process.returncode == 0, output
+    assert TOKEN not in output
+    published = int(re.search(r"stopped: (\d+) trades published, (\d+) acknowledged", output).group(1))
+    landed = read_topic(kafka_broker.bootstrap_servers, topics.trades)
+    assert published >= 3000 and len(landed) == published
+    for symbol in SYMBOLS:  # what landed is exactly the start of what was sent, in order
+        sent = [(t["t"], t["p"]) for t in server.sent_trades(symbol)]
+        got = [(m["event_time_ms"], m["price"]) for m in landed if m["symbol"] == symbol]
+        assert got == sent[: len(got)]

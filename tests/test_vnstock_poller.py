@@ -1,0 +1,159 @@
+"""The vnstock producer: the real vnstock library -> local VCI-shaped server -> real local Kafka."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+
+import pytest
+
+from lakehouse.local.kafka_broker import LocalKafkaBroker, ensure_topics
+from lakehouse.messages import BarInterval
+from producers.backoff import Backoff
+from producers.kafka_sink import KafkaSink, SinkConfig
+from producers.simulators.kafka_reader import read_topic
+from producers.simulators.vnstock_server import VnstockSimulator
+from producers.vnstock_feed.poller import VnstockPoller, VnstockTopics
+from producers.vnstock_feed.source import RequestPacer, SourceUnavailableError, VnstockSource
+from producers.vnstock_feed.trading_hours import VN_TZ
+from producers.vnstock_feed.watermark import HighWaterMarks
+
+SYMBOL = "FPT"
+
+
+class MarketClock:
+    """The simulated market's 'now', shared by the server and the producer (epoch seconds)."""
+
+    def __init__(self, at: datetime) -> None:
+        self.now = at.timestamp()
+
+    def set(self, at: datetime) -> None:
+        self.now = at.timestamp()
+
+
+@pytest.fixture(autouse=True)
+def vnstock_as_a_fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """vnstock refuses intraday calls 07:00-09:00 Vietnam *wall-clock* time and keeps a per-process
+    quota (20 calls/min for guests). Each test stands for its own producer process on a market
+    clock of its own, so both are pinned here; the library itself is otherwise unmodified."""
+    import vnai.beam.quota as quota
+    import vnstock.explorer.vci.quote as vci_quote
+
+    monkeypatch.setattr(
+        vci_quote,
+        "trading_hours",
+        lambda *a, **k: {"is_trading_hour": True, "data_status": "realtime", "time": ""},
+    )
+    quota.guardian.usage_counters.clear()
+
+
+@pytest.fixture
+def clock() -> MarketClock:
+    return MarketClock(datetime(2025, 6, 3, 10, 0, 30, tzinfo=VN_TZ))  # a Tuesday morning
+
+
+@pytest.fixture
+def server(clock: MarketClock) -> Iterator[VnstockSimulator]:
+    simulator = VnstockSimulator(clock=lambda: clock.now).start_in_thread()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture
+def topics(kafka_broker: LocalKafkaBroker) -> VnstockTopics:
+    suffix = uuid.uuid4().hex[:8]
+    names = VnstockTopics(f"vn.trades.{suffix}", f"vn.bars.{suffix}", f"vn.quarantine.{suffix}")
+    ensure_topics(kafka_broker.bootstrap_servers, [names.trades, names.vendor_bars, names.quarantine], 2)
+    return names
+
+
+def make_poller(
+    server: VnstockSimulator,
+    clock: MarketClock,
+    kafka_broker: LocalKafkaBroker,
+    topics: VnstockTopics,
+    state: Path,
+) -> VnstockPoller:
+    return VnstockPoller(
+        VnstockSource(server.base_url, RequestPacer(100)),
+        KafkaSink(SinkConfig(kafka_broker.bootstrap_servers)),
+        topics,
+        HighWaterMarks(state / "hwm.json"),
+        [SYMBOL],
+        page_size=100,
+        backoff=Backoff(0.05, 0.2),
+        clock_ms=lambda: int(clock.now * 1000),
+    )
+
+
+def test_polling_across_a_restart_publishes_no_duplicates(
+    server, clock, kafka_broker, topics, tmp_path
+) -> None:
+    first = make_poller(server, clock, kafka_broker, topics, tmp_path)
+    r1 = first.poll_once()
+    clock.set(datetime(2025, 6, 3, 10, 20, 50, tzinfo=VN_TZ))
+    r2 = first.poll_once()  # 20 minutes later
+    r_same = first.poll_once()  # nothing new
+    assert first.sink.close()
+
+    clock.set(datetime(2025, 6, 3, 15, 30, tzinfo=VN_TZ))
+    restarted = make_poller(server, clock, kafka_broker, topics, tmp_path)  # same state dir
+    r3 = restarted.poll_once()
+    assert restarted.sink.close()
+
+    trades = read_topic(kafka_broker.bootstrap_servers, topics.trades)
+    bars = read_topic(kafka_broker.bootstrap_servers, topics.vendor_bars)
+    assert r1.trades == 3 * 60 + 2 and r2.trades == 1 + 3 * 20 and r_same.trades == 0
+    assert len(trades) == 3 * 255 == r1.trades + r2.trades + r3.trades  # the whole session, once
+    assert not [k for k, n in Counter(t["trade_id"] for t in trades).items() if n > 1]
+    assert [t["event_time_ms"] for t in trades] == sorted(t["event_time_ms"] for t in trades)
+    minute_bars = [b for b in bars if b["interval"] == "1m"]
+    day_bars = [b for b in bars if b["interval"] == "1D"]
+    assert not [k for k, n in Counter((b["interval"], b["bar_start_ms"]) for b in bars).items() if n > 1]
+    today = [
+        b for b in minute_bars if b["bar_start_ms"] >= datetime(2025, 6, 3, tzinfo=VN_TZ).timestamp() * 1000
+    ]
+    assert len(today) == 255  # every final minute of the day
+    assert day_bars[-1]["bar_start_ms"] == datetime(2025, 6, 3, tzinfo=VN_TZ).timestamp() * 1000
+    assert all(t["source"] == "vnstock" and t["conditions"] in (["Buy"], ["Sell"]) for t in trades)
+    assert not read_topic(kafka_broker.bootstrap_servers, topics.quarantine)
+
+
+def test_backfill_loads_the_date_range_of_daily_and_minute_bars(
+    server, clock, kafka_broker, topics, tmp_path
+) -> None:
+    poller = make_poller(server, clock, kafka_broker, topics, tmp_path)
+    result = poller.backfill(date(2025, 5, 26), date(2025, 5, 30))
+    assert poller.sink.close()
+    bars = read_topic(kafka_broker.bootstrap_servers, topics.vendor_bars)
+    days = {
+        datetime.fromtimestamp(b["bar_start_ms"] / 1000, VN_TZ).date() for b in bars if b["interval"] == "1D"
+    }
+    assert {date(2025, 5, d) for d in range(26, 31)} <= days
+    assert result.bars["1m"] == 5 * 255
+    assert (
+        poller.marks.bar_mark(SYMBOL, BarInterval.DAY_1)
+        >= datetime(2025, 5, 30, tzinfo=VN_TZ).timestamp() * 1000
+    )
+
+
+def test_source_errors_back_off_and_the_next_poll_catches_up(
+    server, clock, kafka_broker, topics, tmp_path
+) -> None:
+    poller = make_poller(server, clock, kafka_broker, topics, tmp_path)
+    server.fail_next(1, 500)
+    with pytest.raises(SourceUnavailableError):
+        poller.poll_once()
+    server.fail_next(2, 429)  # vnstock waits out Retry-After once, then opens its circuit
+    with pytest.raises(SourceUnavailableError) as refused:
+        poller.poll_once()
+    wait = refused.value.retry_after_seconds
+    assert wait is not None and 1 <= wait <= 60
+    assert poller.marks.trade_mark(SYMBOL).time_ms == -1  # nothing published, nothing marked
+    time.sleep(wait)
+    assert poller.poll_once().trades == 3 * 60 + 2
+    assert poller.sink.close()

@@ -1,0 +1,144 @@
+"""Pure parts of the vnstock producer: market hours, row conversion, high-water marks, pacing."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lakehouse.messages import BarInterval
+from producers.backoff import Backoff
+from producers.vnstock_feed.convert import (
+    TradeMark,
+    bar_is_final,
+    bars_from_rows,
+    new_final_bars,
+    new_trades,
+    trades_from_rows,
+)
+from producers.vnstock_feed.source import RequestPacer
+from producers.vnstock_feed.trading_hours import VN_TZ, is_trading_time, next_session_start, session_minutes
+from producers.vnstock_feed.watermark import HighWaterMarks
+
+
+def vn(*args: int) -> datetime:
+    return datetime(*args, tzinfo=VN_TZ)
+
+
+def ms(at: datetime) -> int:
+    return int(at.timestamp() * 1000)
+
+
+def test_sessions_are_morning_and_afternoon_on_weekdays_only() -> None:
+    assert is_trading_time(vn(2025, 6, 3, 9, 0))  # Tuesday open
+    assert is_trading_time(vn(2025, 6, 3, 11, 29, 59))
+    assert not is_trading_time(vn(2025, 6, 3, 11, 30))  # lunch
+    assert is_trading_time(vn(2025, 6, 3, 14, 59))
+    assert not is_trading_time(vn(2025, 6, 3, 15, 0))
+    assert not is_trading_time(vn(2025, 6, 7, 10, 0))  # Saturday
+    assert is_trading_time(datetime(2025, 6, 3, 2, 30, tzinfo=UTC))  # 09:30 in Hanoi
+
+
+def test_next_session_after_friday_close_is_monday_morning() -> None:
+    assert next_session_start(vn(2025, 6, 6, 15, 30)) == vn(2025, 6, 9, 9, 0)
+    assert next_session_start(vn(2025, 6, 3, 12, 0)) == vn(2025, 6, 3, 13, 0)
+
+
+def test_a_trading_day_has_270_one_minute_bars() -> None:
+    assert len(session_minutes(date(2025, 6, 3))) == 150 + 120
+    assert session_minutes(date(2025, 6, 8)) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)))
+def test_next_session_start_is_never_in_the_past_and_is_a_trading_time(at: datetime) -> None:
+    start = next_session_start(at)
+    assert is_trading_time(start)
+    assert start <= at or not is_trading_time(at)
+
+
+def trade_rows(*specs: tuple[int, str]) -> list[dict]:
+    return [{"time_ms": t, "price": 95.4, "volume": 100, "match_type": "Buy", "id": i} for t, i in specs]
+
+
+def test_new_trades_skip_what_the_mark_covers_including_same_second_ids() -> None:
+    first = trades_from_rows("FPT", trade_rows((1000, "a"), (2000, "b"), (2000, "c")), 5000).trades
+    published, mark = new_trades(first, TradeMark())
+    assert len(published) == 3 and mark.time_ms == 2000 and len(mark.ids_at_time) == 2
+    later = trades_from_rows(
+        "FPT", trade_rows((2000, "b"), (2000, "c"), (2000, "d"), (3000, "e")), 6000
+    ).trades
+    again, mark = new_trades(later, mark)
+    assert [t.event_time_ms for t in again] == [2000, 3000]
+    assert new_trades(later, mark) == ([], mark)
+
+
+def test_bad_rows_are_quarantined_not_raised() -> None:
+    out = trades_from_rows("FPT", [{"time_ms": 1, "price": -1, "volume": 1, "id": "x"}, {"price": 1}], 5)
+    assert not out.trades and len(out.quarantined) == 2
+    bars = bars_from_rows(
+        "FPT",
+        BarInterval.MINUTE_1,
+        [{"time_ms": 0, "open": 2, "high": 1, "low": 1, "close": 1, "volume": 1}],
+        5,
+    )
+    assert not bars.bars and "low <= open" in bars.quarantined[0].reason
+
+
+def test_only_final_bars_are_published_and_a_forming_bar_stops_the_mark() -> None:
+    start = ms(vn(2025, 6, 3, 10, 0))
+    rows = [
+        {"time_ms": start + i * 60_000, "open": 1, "high": 1, "low": 1, "close": 1, "volume": 1}
+        for i in range(3)
+    ]
+    bars = bars_from_rows("FPT", BarInterval.MINUTE_1, rows, 0).bars
+    published = new_final_bars(bars, -1, start + 2 * 60_000 + 30_000)
+    assert [b.bar_start_ms for b in published] == [start, start + 60_000]
+    assert new_final_bars(bars, start + 60_000, start + 10 * 60_000)[0].bar_start_ms == start + 120_000
+
+
+def test_a_daily_bar_is_final_after_the_afternoon_close() -> None:
+    day_start = ms(vn(2025, 6, 3))
+    assert not bar_is_final(BarInterval.DAY_1, day_start, ms(vn(2025, 6, 3, 14, 59)))
+    assert bar_is_final(BarInterval.DAY_1, day_start, ms(vn(2025, 6, 3, 15, 0)))
+
+
+def test_high_water_marks_survive_a_restart(tmp_path) -> None:
+    marks = HighWaterMarks(tmp_path / "hwm.json")
+    marks.trades["FPT"] = TradeMark(2000, frozenset({"x", "y"}))
+    marks.bars[HighWaterMarks.bar_key("FPT", BarInterval.DAY_1)] = 123
+    marks.save()
+    reloaded = HighWaterMarks(tmp_path / "hwm.json")
+    assert reloaded.trade_mark("FPT") == TradeMark(2000, frozenset({"x", "y"}))
+    assert (
+        reloaded.bar_mark("FPT", BarInterval.DAY_1) == 123
+        and reloaded.bar_mark("HPG", BarInterval.DAY_1) == -1
+    )
+
+
+def test_pacer_waits_instead_of_exceeding_the_quota() -> None:
+    now = [0.0]
+    waits: list[float] = []
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        now[0] += seconds
+        return False
+
+    pacer = RequestPacer(2, clock=lambda: now[0], wait=wait)
+    assert pacer.acquire() and pacer.acquire() and not waits
+    assert pacer.acquire() and 59 < waits[0] <= 60.1
+
+
+@given(st.integers(min_value=0, max_value=10_000), st.floats(min_value=0, max_value=1))
+def test_backoff_grows_to_its_cap_with_bounded_jitter(attempt: int, draw: float) -> None:
+    policy = Backoff(initial_seconds=0.5, max_seconds=60, jitter=0.5)
+
+    class Fixed:
+        def random(self) -> float:
+            return draw
+
+    delay = policy.delay_seconds(attempt, Fixed())  # type: ignore[arg-type]
+    ceiling = min(60, 0.5 * 2**attempt) if attempt < 64 else 60
+    assert ceiling * 0.5 - 1e-9 <= delay <= ceiling + 1e-9
