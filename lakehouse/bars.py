@@ -60,7 +60,9 @@ def with_window(trades: DataFrame, seconds: int = BAR_SECONDS) -> DataFrame:
     )
 
 
-def bars_from_trades(trades: DataFrame, seconds: int = BAR_SECONDS, updated_time: Column | None = None) -> DataFrame:
+def bars_from_trades(
+    trades: DataFrame, seconds: int = BAR_SECONDS, updated_time: Column | None = None
+) -> DataFrame:
     """One bar per (symbol, window) from already-eligible trades, in the ``bars_1m`` column order.
 
     Every trade given counts: filter with ``eligible_trades`` first. VWAP is
@@ -89,12 +91,16 @@ def bars_from_trades(trades: DataFrame, seconds: int = BAR_SECONDS, updated_time
 
 def affected_windows(trades: DataFrame, seconds: int = BAR_SECONDS) -> DataFrame:
     """The distinct (symbol, window_start, window_end) keys that these trades fall into."""
-    return with_window(trades.select("symbol", "event_time"), seconds).select(
-        "symbol", "window_start", "window_end"
-    ).distinct()
+    return (
+        with_window(trades.select("symbol", "event_time"), seconds)
+        .select("symbol", "window_start", "window_end")
+        .distinct()
+    )
 
 
-def split_late(trades: DataFrame, watermark: datetime | None, seconds: int = BAR_SECONDS) -> tuple[DataFrame, DataFrame]:
+def split_late(
+    trades: DataFrame, watermark: datetime | None, seconds: int = BAR_SECONDS
+) -> tuple[DataFrame, DataFrame]:
     """(on time, too late): a trade is too late when its window ends at or before ``watermark``.
 
     With no watermark yet (the job's first batch) nothing is late. Both results carry
@@ -109,7 +115,9 @@ def split_late(trades: DataFrame, watermark: datetime | None, seconds: int = BAR
     return windowed.where(~is_late), windowed.where(is_late)
 
 
-def late_trade_records(late: DataFrame, watermark: datetime, detected_time: Column | None = None) -> DataFrame:
+def late_trade_records(
+    late: DataFrame, watermark: datetime, detected_time: Column | None = None
+) -> DataFrame:
     """Late trades (from ``split_late``) as rows of the ``late_trades`` table."""
     from pyspark.sql import functions as F
 

@@ -48,14 +48,66 @@ def warehouse_uri(settings: Settings) -> str:
     return Path(settings.path(warehouse)).as_uri()
 
 
-def gcs_file_io_properties(settings: Settings) -> dict[str, str]:
-    """Iceberg GCS FileIO properties (same names in Java and pyiceberg) for a ``gs://`` warehouse."""
+def is_gcs_warehouse(settings: Settings) -> bool:
+    """True when the warehouse is a ``gs://`` bucket (Spark and pyiceberg then need GCS FileIO props)."""
+    return warehouse_uri(settings).startswith("gs://")
+
+
+# ResolvingFileIO picks the FileIO by each path's scheme: gs:// -> GCSFileIO (what the warehouse
+# needs), file:/ and hdfs:/ -> HadoopFileIO. A plain GCSFileIO is not enough: Iceberg's streaming
+# source (the bars job) writes its offset file into the Spark checkpoint with the *table's* FileIO,
+# and a local checkpoint then fails with "not a valid gsutil URI".
+JAVA_RESOLVING_FILE_IO = "org.apache.iceberg.io.ResolvingFileIO"
+PYICEBERG_FSSPEC_FILE_IO = "pyiceberg.io.fsspec.FsspecFileIO"
+# Arrow's GCS client wants a token and its expiry when one is given; the emulator checks neither,
+# so a fixed far-future expiry (2100-01-01 UTC, epoch ms) keeps this function free of a clock.
+EMULATOR_TOKEN = "emulator-ignores-tokens"
+EMULATOR_TOKEN_EXPIRES_AT_MS = 4_102_444_800_000
+
+
+def gcs_java_properties(settings: Settings) -> dict[str, str]:
+    """Iceberg catalog properties for Java's ``GCSFileIO`` (Spark jobs), for a ``gs://`` warehouse.
+
+    The FileIO is ``ResolvingFileIO``, which hands ``gs://`` paths to GCSFileIO with these properties
+    and local checkpoint paths to HadoopFileIO.
+
+    Credentials, in order: with ``gcs.endpoint`` and no ``gcs.credentials_file`` (an emulator) no
+    authentication at all (``gcs.no-auth``); otherwise Google Application Default Credentials. Java
+    GCSFileIO has no key-file property: a ``gcs.credentials_file`` reaches the JVMs as
+    ``GOOGLE_APPLICATION_CREDENTIALS`` (see ``lakehouse.spark.spark_environment``).
+    """
+    props = {"io-impl": JAVA_RESOLVING_FILE_IO}
+    if settings.gcs.project:
+        props["gcs.project-id"] = settings.gcs.project
+    if settings.gcs.endpoint:
+        props["gcs.service.host"] = settings.gcs.endpoint
+        if settings.gcs.credentials_file is None:
+            props["gcs.no-auth"] = "true"
+    return props
+
+
+def gcs_pyiceberg_properties(settings: Settings) -> dict[str, str]:
+    """pyiceberg FileIO properties for a ``gs://`` warehouse.
+
+    * ``gcs.credentials_file`` set: gcsfs (``FsspecFileIO``) with ``gcs.oauth2.token`` = the key file
+      path; gcsfs loads the service-account key and refreshes its tokens (Arrow's GCS client has no
+      key-file option, and a token minted here would expire after an hour in a long notebook).
+    * ``gcs.endpoint`` without a key file (an emulator): Arrow (``PyArrowFileIO``) with a dummy token,
+      because without one Arrow asks Google's metadata server for credentials.
+    * neither: Arrow with Application Default Credentials (``GOOGLE_APPLICATION_CREDENTIALS``,
+      ``gcloud auth application-default login``, or the VM's service account).
+    """
     props: dict[str, str] = {}
     if settings.gcs.project:
         props["gcs.project-id"] = settings.gcs.project
     if settings.gcs.endpoint:
         props["gcs.service.host"] = settings.gcs.endpoint
-        props["gcs.no-auth"] = "true"
+    if settings.gcs.credentials_file is not None:
+        props["py-io-impl"] = PYICEBERG_FSSPEC_FILE_IO
+        props["gcs.oauth2.token"] = str(settings.path(settings.gcs.credentials_file))
+    elif settings.gcs.endpoint:
+        props["gcs.oauth2.token"] = EMULATOR_TOKEN
+        props["gcs.oauth2.token-expires-at"] = str(EMULATOR_TOKEN_EXPIRES_AT_MS)
     return props
 
 
@@ -65,8 +117,8 @@ def pyiceberg_properties(settings: Settings) -> dict[str, str]:
         props.update(type="rest", uri=settings.catalog.uri)
     else:
         props.update(type="sql", uri=sqlalchemy_uri(settings))
-    if warehouse_uri(settings).startswith("gs://"):
-        props.update(gcs_file_io_properties(settings))
+    if is_gcs_warehouse(settings):
+        props.update(gcs_pyiceberg_properties(settings))
     return props
 
 
@@ -74,6 +126,17 @@ def load_catalog(settings: Settings) -> Catalog:
     from pyiceberg.catalog import load_catalog as pyiceberg_load_catalog
 
     return pyiceberg_load_catalog(settings.catalog.name, **pyiceberg_properties(settings))
+
+
+def prepare_catalog(settings: Settings) -> None:
+    """Create the catalog's own database tables if missing (pyiceberg's SqlCatalog does so on load).
+
+    Java's JdbcCatalog is told not to (see ``lakehouse.spark.catalog_conf``); both engines use the
+    same two tables, ``iceberg_tables`` and ``iceberg_namespace_properties``.
+    """
+    if settings.catalog.type == "jdbc" and jdbc_uri(settings).startswith("jdbc:sqlite:"):
+        Path(jdbc_uri(settings).removeprefix("jdbc:sqlite:")).parent.mkdir(parents=True, exist_ok=True)
+        load_catalog(settings)
 
 
 def table_identifier(settings: Settings, table: TableDef) -> str:

@@ -9,14 +9,25 @@ writer and never mistaken for an old one.
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
 BATCH_PROPERTY = "lakehouse.batch"
+# SQLite (the embedded catalog) lets one connection write at a time. Iceberg's JDBC catalog reports
+# a commit that lost that race as an SQL error rather than a retryable commit conflict.
+CATALOG_BUSY_MARKERS = ("SQLITE_BUSY", "database is locked")
+COMMIT_ATTEMPTS = 8
 # How many recent snapshots to search for a replayed batch: a replay is always of the last batch,
 # so its commit, if any, is among the newest few.
 RECENT_SNAPSHOTS = 50
@@ -46,9 +57,32 @@ def batch_committed(spark: SparkSession, table_name: str, marker: str) -> bool:
     return any(row.marker == marker for row in rows)
 
 
+def with_commit_retry(write: Callable[[], T], what: str, attempts: int = COMMIT_ATTEMPTS) -> T:
+    """Run an idempotent write, retrying (with jittered backoff) when the catalog database was busy.
+
+    Only safe for idempotent writes (``append_once``, MERGE upserts): a write whose commit failed
+    left no snapshot, and a retried one that had committed is recognised and skipped.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return write()
+        except Exception as error:  # Py4JJavaError carries the Java exception text
+            if attempt == attempts or not any(m in str(error) for m in CATALOG_BUSY_MARKERS):
+                raise
+            pause = min(8.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random())
+            log.warning("catalog busy while committing %s (attempt %s/%s); retrying in %.1f s",
+                        what, attempt, attempts, pause)
+            time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
 def append_once(frame: DataFrame, table_name: str, marker: str) -> bool:
     """Append ``frame`` unless a commit with ``marker`` exists; True when it appended."""
-    if batch_committed(frame.sparkSession, table_name, marker):
-        return False
-    frame.writeTo(table_name).option(f"snapshot-property.{BATCH_PROPERTY}", marker).append()
-    return True
+
+    def append() -> bool:
+        if batch_committed(frame.sparkSession, table_name, marker):
+            return False
+        frame.writeTo(table_name).option(f"snapshot-property.{BATCH_PROPERTY}", marker).append()
+        return True
+
+    return with_commit_retry(append, table_name)

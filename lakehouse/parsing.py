@@ -45,7 +45,7 @@ def _spark_type(annotation: Any) -> DataType:
         return T.ArrayType(_spark_type(typing.get_args(annotation)[0]))
     if origin is Literal:
         return _spark_type(type(typing.get_args(annotation)[0]))
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum) or annotation is str:
+    if (isinstance(annotation, type) and issubclass(annotation, enum.Enum)) or annotation is str:
         return T.StringType()
     if annotation is bool:
         return T.BooleanType()

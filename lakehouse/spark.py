@@ -7,9 +7,17 @@ edge that creates the session.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
-from lakehouse.catalog import gcs_file_io_properties, jdbc_uri, warehouse_uri
+from lakehouse.catalog import (
+    gcs_java_properties,
+    is_gcs_warehouse,
+    jdbc_uri,
+    prepare_catalog,
+    spark_table_name,
+    warehouse_uri,
+)
 from lakehouse.settings import Settings
 from lakehouse.tables import ALL_TABLES, TableDef, create_table_ddl
 
@@ -37,21 +45,40 @@ def catalog_conf(settings: Settings) -> dict[str, str]:
     else:
         conf.update({f"{prefix}.type": "jdbc", f"{prefix}.uri": jdbc_uri(settings)})
         if jdbc_uri(settings).startswith("jdbc:sqlite:"):
-            # SQLite allows one writer: one pooled connection per JVM, WAL so readers in other
-            # processes (pyiceberg, other jobs) never block a commit, and a wait instead of an error.
+            # SQLite allows one writer at a time and every streaming query (and process) has its own
+            # catalog connection: WAL lets readers run beside a writer, busy_timeout makes a commit
+            # wait its turn. Iceberg 1.10's catalog-table check leaves a metadata ResultSet open,
+            # which pins a stale read snapshot on the connection so that every later commit fails
+            # with SQLITE_BUSY_SNAPSHOT; the tables are created by ``prepare_catalog`` instead.
             conf.update({
                 f"{prefix}.clients": "1",
+                f"{prefix}.jdbc.init-catalog-tables": "false",
                 f"{prefix}.jdbc.journal_mode": "WAL",
-                f"{prefix}.jdbc.busy_timeout": "30000",
+                f"{prefix}.jdbc.busy_timeout": "60000",
             })
         if settings.catalog.user:
             conf[f"{prefix}.jdbc.user"] = settings.catalog.user
         if settings.catalog.password:
             conf[f"{prefix}.jdbc.password"] = settings.catalog.password.get_secret_value()
-    if warehouse_uri(settings).startswith("gs://"):
-        conf[f"{prefix}.io-impl"] = "org.apache.iceberg.gcp.gcs.GCSFileIO"
-        conf.update({f"{prefix}.{key}": value for key, value in gcs_file_io_properties(settings).items()})
+    if is_gcs_warehouse(settings):
+        conf.update({f"{prefix}.{key}": value for key, value in gcs_java_properties(settings).items()})
     return conf
+
+
+GOOGLE_CREDENTIALS_ENV = "GOOGLE_APPLICATION_CREDENTIALS"
+
+
+def spark_environment(settings: Settings) -> dict[str, str]:
+    """Environment variables the Spark JVMs need: Java GCSFileIO reads a key file only through ADC.
+
+    Iceberg's GCSFileIO (1.10) has no property for a service-account key file; the Google auth
+    library finds one through ``GOOGLE_APPLICATION_CREDENTIALS``. The driver JVM must be started with
+    it (``build_spark_session`` does that in-process; under ``spark-submit`` the caller exports it)
+    and executors get it through ``spark.executorEnv`` (the file must exist on their hosts).
+    """
+    if is_gcs_warehouse(settings) and settings.gcs.credentials_file is not None:
+        return {GOOGLE_CREDENTIALS_ENV: str(settings.path(settings.gcs.credentials_file))}
+    return {}
 
 
 def spark_conf(settings: Settings) -> dict[str, str]:
@@ -66,13 +93,12 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.streaming.stateStore.providerClass":
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         **catalog_conf(settings),
+        **{f"spark.executorEnv.{name}": value for name, value in spark_environment(settings).items()},
     }
 
 
 def launched_by_spark_submit() -> bool:
     """spark-submit starts the JVM first and hands the Python driver its gateway port."""
-    import os
-
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
@@ -81,15 +107,28 @@ def build_spark_session(settings: Settings, app_name: str, master: str | None = 
     command line; in-process (tests, notebooks) they are added here from ``jars/spark``."""
     from pyspark.sql import SparkSession
 
+    prepare_catalog(settings)
     builder = SparkSession.builder.appName(app_name)
+    environment = spark_environment(settings)
     if not launched_by_spark_submit():
+        # The driver JVM is about to be started by this process and inherits its environment.
+        os.environ.update(environment)
         jars = spark_jars(settings)
         if not jars:
-            raise RuntimeError(f"no Spark jars in {settings.path(settings.local.spark_jars_dir)}: run `make jars`")
+            jars_dir = settings.path(settings.local.spark_jars_dir)
+            raise RuntimeError(f"no Spark jars in {jars_dir}: run `make jars`")
         builder = builder.master(master or "local[2]").config("spark.jars", ",".join(jars))
         builder = builder.config("spark.driver.memory", "2g").config("spark.ui.enabled", "false")
-    elif master:
-        builder = builder.master(master)
+    else:
+        missing = {name: value for name, value in environment.items() if os.environ.get(name) != value}
+        if missing:
+            exports = " ".join(f"{name}={value}" for name, value in missing.items())
+            raise RuntimeError(
+                f"the driver JVM was started without the GCS key file of gcs.credentials_file: "
+                f"run `{exports} ./spark-submit.sh ...`"
+            )
+        if master:
+            builder = builder.master(master)
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
@@ -101,4 +140,4 @@ def ensure_tables(spark: SparkSession, settings: Settings, tables: tuple[TableDe
     """Create the namespace and tables that do not exist yet (idempotent)."""
     spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {settings.catalog.name}.{settings.catalog.namespace}")
     for table in tables:
-        spark.sql(create_table_ddl(table, f"{settings.catalog.name}.{settings.catalog.namespace}.{table.name}"))
+        spark.sql(create_table_ddl(table, spark_table_name(settings, table)))

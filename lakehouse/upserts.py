@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lakehouse.iceberg_writes import with_commit_retry
 from lakehouse.tables import TableDef
 
 if TYPE_CHECKING:
@@ -35,4 +36,4 @@ def upsert(rows: DataFrame, table: TableDef, target: str, order_by: str) -> None
     """MERGE ``rows`` (already in the table's shape) into ``target`` on ``table.key``."""
     view = f"upsert_{table.name}"
     latest_per_key(rows, table.key, order_by).createOrReplaceTempView(view)
-    rows.sparkSession.sql(merge_sql(table, target, view))
+    with_commit_retry(lambda: rows.sparkSession.sql(merge_sql(table, target, view)), target)

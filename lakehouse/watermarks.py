@@ -36,8 +36,11 @@ class HighWaterMarkLog:
 
     def _batch_ids(self) -> list[int]:
         names = (path.rstrip("/").rsplit("/", 1)[-1] for path in self._fs.ls(self._root, detail=False))
-        return sorted(int(name[: -len(".json")]) for name in names if name.endswith(".json")
-                      and name[: -len(".json")].isdigit())
+        return sorted(
+            int(name[: -len(".json")])
+            for name in names
+            if name.endswith(".json") and name[: -len(".json")].isdigit()
+        )
 
     def before(self, batch_id: int) -> datetime | None:
         """The mark as it stood when batch ``batch_id`` started (None before the first batch)."""
@@ -52,8 +55,13 @@ class HighWaterMarkLog:
         path = f"{self._root}/{batch_id}.json"
         tmp = f"{self._root}/.{batch_id}.json.tmp"
         with self._fs.open(tmp, "w") as handle:
-            json.dump({"high_water_mark_us": to_epoch_micros(high_water_mark),
-                       "high_water_mark": high_water_mark.isoformat()}, handle)
+            json.dump(
+                {
+                    "high_water_mark_us": to_epoch_micros(high_water_mark),
+                    "high_water_mark": high_water_mark.isoformat(),
+                },
+                handle,
+            )
         self._fs.mv(tmp, path)
         for old in self._batch_ids():
             if old <= batch_id - KEEP_BATCHES:

@@ -27,6 +27,7 @@ import itertools
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,12 +82,16 @@ class FinnhubSimulator:
         start_ms: int = DEFAULT_START_MS,
         ping_interval_seconds: float = 5.0,
         keep_sent: bool = True,
+        live: bool = False,
     ) -> None:
         self.host, self.port, self.token = host, port, token
         self.rate_per_second, self.frame_size = rate_per_second, frame_size
         self.trades_per_symbol, self.seed, self.start_ms = trades_per_symbol, seed, start_ms
         self.ping_interval_seconds = ping_interval_seconds
         self.keep_sent = keep_sent
+        # live: stamp each trade with the wall clock as it is sent (a few hundred ms of jitter, so
+        # some arrive out of order), as a real feed during market hours; otherwise replay times.
+        self.live = live
         self._recorded = recorded_trades(recording) if recording else None
         self.streams: dict[str, SymbolStream] = {}
         # fault switches
@@ -207,6 +212,9 @@ class FinnhubSimulator:
                     budget = 0
                     break
                 budget -= len(items)
+                if self.live:
+                    now_ms = int(time.time() * 1000)
+                    items = [{**item, "t": now_ms - (index * 37) % 400} for index, item in enumerate(items)]
                 await connection.send(json.dumps({"type": "trade", "data": items}))
                 frames += 1
                 self.frames_sent += 1
@@ -289,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--malformed-every", type=int, help="send a malformed frame every N frames")
     parser.add_argument("--stall-after-frames", type=int, help="go silent after N frames ...")
     parser.add_argument("--stall-seconds", type=float, default=60.0, help="... for this long")
+    parser.add_argument("--live", action="store_true", help="stamp trades with the wall clock as they are sent")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     simulator = FinnhubSimulator(
@@ -301,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         recording=args.recording,
         seed=args.seed,
         keep_sent=False,
+        live=args.live,
     )
     simulator.drop_after_frames = args.drop_after_frames
     simulator.malformed_every_frames = args.malformed_every

@@ -1,0 +1,27 @@
+"""Reading the lakehouse from Python: ``Lakehouse().bars("AAPL", "2026-01-05", "2026-01-06")``.
+
+See ``lakehouse.reading.api`` for what each call reads and how it prunes.
+"""
+
+from lakehouse.reading.api import Lakehouse, row_filter
+from lakehouse.reading.errors import (
+    EmptyRangeError,
+    MissingCatalogError,
+    MissingTableError,
+    ReadError,
+    UnknownIntervalError,
+    UnknownSymbolError,
+)
+from lakehouse.reading.rollup import rollup_bars
+
+__all__ = [
+    "EmptyRangeError",
+    "Lakehouse",
+    "MissingCatalogError",
+    "MissingTableError",
+    "ReadError",
+    "UnknownIntervalError",
+    "UnknownSymbolError",
+    "rollup_bars",
+    "row_filter",
+]

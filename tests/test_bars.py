@@ -1,0 +1,431 @@
+"""Bars: the pure Spark functions on small DataFrames, and the streaming job end to end.
+
+The job runs in-process on a real Spark session against real Iceberg tables (JDBC catalog on
+SQLite in a throw-away directory). The raw-trades job is simulated by pyiceberg appends, one
+append per micro-batch, and every bar is compared with an independent DuckDB computation.
+Prices are multiples of 1/4 and volumes whole numbers, so every sum is exact in floating point
+and bars can be compared for exact equality whatever order the engines add in.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from jobs.bars import checkpoint_location, start_bars_query
+from lakehouse import bars
+from lakehouse.catalog import spark_table_name
+from lakehouse.conditions import bar_eligible_column, is_bar_eligible
+from lakehouse.settings import Settings, load_settings
+from lakehouse.spark import build_spark_session, ensure_tables
+from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES
+
+LATENESS_SECONDS = 60
+T0 = datetime(2024, 3, 4, 14, 30, tzinfo=UTC)
+MINUTE_US = 60_000_000
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def bars_base_settings(lakehouse_dir: Path) -> Settings:
+    """Embedded settings on the session's throw-away catalog; no Kafka needed downstream of trades."""
+    return load_settings(
+        environ={
+            "LAKEHOUSE__LOCAL__STATE_DIR": str(lakehouse_dir),
+            "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{lakehouse_dir}/catalog.db",
+            "LAKEHOUSE__CATALOG__WAREHOUSE": str(lakehouse_dir / "warehouse"),
+            "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": str(lakehouse_dir / "checkpoints"),
+            "LAKEHOUSE__STREAMING__TRIGGER_SECONDS": "1",
+            "LAKEHOUSE__STREAMING__ALLOWED_LATENESS_SECONDS": str(LATENESS_SECONDS),
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def bars_spark(bars_base_settings: Settings) -> Iterator[Any]:
+    spark = build_spark_session(bars_base_settings, "lakehouse-tests")
+    yield spark
+    for query in spark.streams.active:
+        query.stop()
+    spark.stop()
+
+
+def isolated(base: Settings, name: str) -> Settings:
+    """The same catalog with this test's own namespace (fresh tables) and checkpoint directory."""
+    return base.model_copy(
+        update={
+            "catalog": base.catalog.model_copy(update={"namespace": name}),
+            "streaming": base.streaming.model_copy(
+                update={"checkpoint_dir": f"{base.streaming.checkpoint_dir}/{name}"}
+            ),
+        }
+    )
+
+
+# ---------------------------------------------------------------- trades and the reference
+
+
+@dataclass
+class RawTable:
+    """Stands in for the raw-trades job: a Spark append per call, each trade id stored once."""
+
+    spark: Any
+    settings: Settings
+    stored: dict[str, dict[str, Any]] = field(default_factory=dict)
+    next_offset: int = 0
+
+    def append(self, trades: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ingested = datetime.now(UTC)
+        fresh = []
+        for trade in trades:
+            if trade["trade_id"] in self.stored:
+                continue  # re-sent: the raw job stores a trade once
+            row = {**trade, "ingested_time": ingested}
+            row.setdefault("kafka_offset", self.next_offset)
+            self.next_offset += 1
+            self.stored[trade["trade_id"]] = row
+            fresh.append(row)
+        trades_df(self.spark, fresh).writeTo(spark_table_name(self.settings, TRADES)).append()
+        return fresh
+
+
+def trade(
+    trade_id: str,
+    symbol: str,
+    at: datetime,
+    price: float,
+    volume: float = 100,
+    conditions: list[str] | None = None,
+    source: str = "finnhub",
+    partition: int = 0,
+    offset: int | None = None,
+) -> dict[str, Any]:
+    row = {
+        "trade_id": trade_id,
+        "source": source,
+        "symbol": symbol,
+        "price": price,
+        "volume": float(volume),
+        "event_time": at,
+        "conditions": conditions if conditions is not None else ["1"],
+        "venue": None,
+        "received_time": at,
+        "kafka_partition": partition,
+    }
+    if offset is not None:
+        row["kafka_offset"] = offset
+    return row
+
+
+def epoch_us(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def reference_bars(trades: list[dict[str, Any]]) -> dict[tuple[str, int], tuple]:
+    """Bars computed by DuckDB from plain rows: the independent side of every comparison."""
+    rows = [
+        {
+            "symbol": t["symbol"],
+            "event_us": epoch_us(t["event_time"]),
+            "partition": t["kafka_partition"],
+            "offset": t["kafka_offset"],
+            "trade_id": t["trade_id"],
+            "price": t["price"],
+            "volume": t["volume"],
+        }
+        for t in trades
+        if is_bar_eligible(t["source"], t["conditions"])
+    ]
+    eligible = pa.Table.from_pylist(
+        rows,
+        schema=pa.schema(
+            [("symbol", pa.string()), ("event_us", pa.int64()), ("partition", pa.int32()),
+             ("offset", pa.int64()), ("trade_id", pa.string()), ("price", pa.float64()),
+             ("volume", pa.float64())]
+        ),
+    )
+    connection = duckdb.connect()
+    connection.register("eligible", eligible)
+    result = connection.sql(
+        f"""
+        SELECT symbol, event_us - event_us % {MINUTE_US} AS start_us,
+               first(price ORDER BY event_us, partition, "offset", trade_id) AS open,
+               max(price) AS high, min(price) AS low,
+               last(price ORDER BY event_us, partition, "offset", trade_id) AS close,
+               sum(volume) AS volume, count(*) AS trade_count,
+               CASE WHEN sum(volume) <> 0 THEN sum(price * volume) / sum(volume) END AS vwap
+        FROM eligible GROUP BY ALL
+        """
+    ).fetchall()
+    return {(r[0], r[1]): tuple(r[2:]) for r in result}
+
+
+def stored_bars(spark: Any, settings: Settings) -> dict[tuple[str, int], tuple]:
+    from pyspark.sql import functions as F
+
+    rows = (
+        spark.table(spark_table_name(settings, BARS_1M))
+        .select(
+            "symbol", F.unix_micros("window_start").alias("start_us"),
+            (F.unix_micros("window_end") - F.unix_micros("window_start")).alias("length_us"),
+            "open", "high", "low", "close", "volume", "trade_count", "vwap",
+        )
+        .collect()
+    )
+    keys = [(r["symbol"], r["start_us"]) for r in rows]
+    assert len(keys) == len(set(keys)), "more than one row per (symbol, window_start)"
+    assert all(r["length_us"] == MINUTE_US for r in rows)
+    return {(r["symbol"], r["start_us"]): tuple(r[3:]) for r in rows}
+
+
+def late_trade_ids(spark: Any, settings: Settings) -> list[str]:
+    return [r["trade_id"] for r in spark.table(spark_table_name(settings, LATE_TRADES)).collect()]
+
+
+class WatermarkModel:
+    """The lateness rule restated in plain Python: which trades a batch must refuse."""
+
+    def __init__(self) -> None:
+        self.high_water_mark: datetime | None = None
+
+    def late_ids(self, batch: list[dict[str, Any]]) -> set[str]:
+        late = set()
+        if self.high_water_mark is not None:
+            watermark = self.high_water_mark - timedelta(seconds=LATENESS_SECONDS)
+            for t in batch:
+                window_end = datetime.fromtimestamp(
+                    (epoch_us(t["event_time"]) // MINUTE_US + 1) * 60, tz=UTC
+                )
+                if window_end <= watermark:
+                    late.add(t["trade_id"])
+        newest = max(min(t["event_time"], t["ingested_time"]) for t in batch)
+        self.high_water_mark = max(filter(None, [self.high_water_mark, newest]))
+        return late
+
+
+def generated_batches(seed: int, symbols: list[str], batches: int, per_batch: int) -> list[list[dict]]:
+    """A stream moving forward ~50 s per batch, with jitter (out of order), re-sent trades,
+    ineligible conditions, vnstock trades, ties on event time, and a few very late trades."""
+    rng = random.Random(seed)
+    sent: list[dict] = []
+    stream = []
+    for b in range(batches):
+        batch = []
+        for i in range(per_batch):
+            symbol = rng.choice(symbols)
+            at = T0 + timedelta(seconds=50 * b + rng.uniform(-25, 50))
+            if rng.random() < 0.03 and b >= 3:
+                at = T0 + timedelta(seconds=50 * b - rng.uniform(150, 300))  # far too late
+            if rng.random() < 0.1 and batch:
+                at = batch[-1]["event_time"]  # same microsecond: Kafka position decides the order
+            conditions = rng.choice([["1"], ["1", "8"], [], ["1", "12"], ["24"], ["30"], ["1", "37"]])
+            source = "vnstock" if symbol.startswith("V") else "finnhub"
+            batch.append(
+                trade(f"s{seed}-b{b}-{i}", symbol, at, price=rng.randint(400, 800) / 4,
+                      volume=rng.choice([0, 1, 5, 100, 250]) if rng.random() < 0.9 else 0,
+                      conditions=[] if source == "vnstock" else conditions, source=source,
+                      partition=rng.randint(0, 3))
+            )
+        batch += rng.sample(sent, min(len(sent), per_batch // 10))  # re-sent by a producer
+        rng.shuffle(batch)
+        sent += batch
+        stream.append(batch)
+    return stream
+
+
+# ---------------------------------------------------------------- pure functions on small DataFrames
+
+
+def trades_df(spark: Any, rows: list[dict[str, Any]]) -> Any:
+    """Rows as a DataFrame with the trades table's exact Spark schema (required = not null)."""
+    from pyspark.sql.types import StructField, StructType, _parse_datatype_string
+
+    ddl = {
+        "trade_id": "string", "source": "string", "symbol": "string", "price": "double",
+        "volume": "double", "event_time": "timestamp", "conditions": "array<string>", "venue": "string",
+        "received_time": "timestamp", "ingested_time": "timestamp", "kafka_partition": "int",
+        "kafka_offset": "bigint",
+    }
+    schema = StructType(
+        [StructField(f.name, _parse_datatype_string(ddl[f.name]), nullable=not f.required)
+         for f in TRADES.schema.fields]
+    )
+    full = [{**r, "ingested_time": r.get("ingested_time", r["event_time"])} for r in rows]
+    return spark.createDataFrame([tuple(r.get(name) for name in schema.names) for r in full], schema=schema)
+
+
+def test_bar_takes_open_and_close_by_event_time_then_kafka_position(bars_spark: Any) -> None:
+    at = T0 + timedelta(seconds=10)
+    rows = [
+        trade("a", "AAPL", at, 101.0, partition=1, offset=7),
+        trade("b", "AAPL", at, 100.0, partition=1, offset=5),  # same time, earlier offset: open
+        trade("c", "AAPL", at + timedelta(seconds=40), 103.0, partition=0, offset=1),
+        trade("d", "AAPL", at + timedelta(seconds=40), 102.0, partition=0, offset=2),  # close
+        trade("e", "AAPL", T0 + timedelta(seconds=60), 150.0, offset=3),  # next minute (end exclusive)
+    ]
+    got = {
+        r["window_start"].minute: r
+        for r in bars.bars_from_trades(trades_df(bars_spark, rows)).collect()
+    }
+    first = got[30]
+    assert (first["open"], first["high"], first["low"], first["close"]) == (100.0, 103.0, 100.0, 102.0)
+    assert first["trade_count"] == 4 and first["volume"] == 400
+    assert first["vwap"] == pytest.approx((101 + 100 + 103 + 102) / 4)
+    assert got[31]["open"] == got[31]["close"] == 150.0
+
+
+def test_zero_volume_bar_has_null_vwap(bars_spark: Any) -> None:
+    rows = [trade("z", "EURUSD", T0, 1.25, volume=0, offset=1)]
+    (bar,) = bars.bars_from_trades(trades_df(bars_spark, rows)).collect()
+    assert bar["vwap"] is None and bar["volume"] == 0 and bar["trade_count"] == 1
+
+
+def test_condition_column_agrees_with_python_rule(bars_spark: Any) -> None:
+    rng = random.Random(7)
+    cases = [("vnstock", ["12"]), ("finnhub", None), ("finnhub", []), ("finnhub", [" 12"])]
+    cases += [
+        (rng.choice(["finnhub", "vnstock"]), [str(rng.randint(1, 41)) for _ in range(rng.randint(0, 4))])
+        for _ in range(300)
+    ]
+    df = bars_spark.createDataFrame(cases, "source string, conditions array<string>")
+    got = [r["eligible"] for r in df.select(bar_eligible_column().alias("eligible")).collect()]
+    assert got == [is_bar_eligible(source, conditions) for source, conditions in cases]
+
+
+def test_split_late_refuses_trades_whose_window_closed(bars_spark: Any) -> None:
+    watermark = T0 + timedelta(minutes=2)
+    rows = [
+        trade("closed", "AAPL", T0 + timedelta(seconds=119), 100.0, offset=1),  # window ends at T0+2m
+        trade("open", "AAPL", T0 + timedelta(seconds=120), 100.0, offset=2),
+    ]
+    on_time, late = bars.split_late(trades_df(bars_spark, rows), watermark)
+    assert [r["trade_id"] for r in late.collect()] == ["closed"]
+    assert [r["trade_id"] for r in on_time.collect()] == ["open"]
+    nothing_late = bars.split_late(trades_df(bars_spark, rows), None)[1]
+    assert nothing_late.count() == 0
+
+
+def test_high_water_mark_is_capped_at_ingest_time_and_never_moves_back() -> None:
+    assert bars.advance_high_water_mark(None, T0) == T0
+    assert bars.advance_high_water_mark(T0, T0 - timedelta(hours=1)) == T0
+    assert bars.watermark_from(T0, 60) == T0 - timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("interval", ["5m", "1h", "1d"])
+def test_rollup_of_1m_bars_equals_bars_computed_at_that_interval(bars_spark: Any, interval: str) -> None:
+    rng = random.Random(3)
+    rows = [
+        trade(f"r{i}", rng.choice(["AAPL", "MSFT"]), T0 + timedelta(seconds=rng.uniform(-4000, 90000)),
+              rng.randint(400, 800) / 4, volume=rng.choice([0, 1, 100, 300]), offset=i)
+        for i in range(400)
+    ]
+    trades = trades_df(bars_spark, rows)
+    columns = ["symbol", "window_start", "window_end", "open", "high", "low", "close", "volume",
+               "trade_count"]
+    rolled = bars.rollup_bars(bars.bars_from_trades(trades), interval).collect()
+    direct = bars.bars_from_trades(trades, bars.INTERVAL_SECONDS[interval]).collect()
+    key = lambda r: (r["symbol"], r["window_start"])  # noqa: E731
+    rolled, direct = sorted(rolled, key=key), sorted(direct, key=key)
+    assert [tuple(r[c] for c in columns) for r in rolled] == [tuple(r[c] for c in columns) for r in direct]
+    for r, d in zip(rolled, direct, strict=True):
+        if d["vwap"] is None:
+            assert r["vwap"] is None
+        else:
+            assert r["vwap"] == pytest.approx(d["vwap"], rel=1e-12)
+
+
+def test_rollup_rejects_unknown_intervals(bars_spark: Any) -> None:
+    with pytest.raises(ValueError, match="interval"):
+        bars.rollup_bars(trades_df(bars_spark, []), "7m")
+
+
+# ---------------------------------------------------------------- the streaming job
+
+
+def start(spark: Any, settings: Settings) -> Any:
+    return start_bars_query(spark, settings)
+
+
+def test_streamed_bars_equal_an_independent_computation(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    settings = isolated(bars_base_settings, "bars_exact")
+    ensure_tables(bars_spark, settings, (TRADES, BARS_1M, LATE_TRADES))
+    raw, model, expected_late = RawTable(bars_spark, settings), WatermarkModel(), set()
+    query = start(bars_spark, settings)
+    try:
+        stream = generated_batches(seed=11, symbols=["AAPL", "MSFT", "TSLA", "VCB"], batches=8, per_batch=60)
+        for batch in stream:
+            fresh = raw.append(batch)
+            expected_late |= model.late_ids(fresh)
+            query.processAllAvailable()
+    finally:
+        query.stop()
+    stored = list(raw.stored.values())
+    assert expected_late, "the generated stream should contain trades beyond the lateness"
+    applied = [t for t in stored if t["trade_id"] not in expected_late]
+    assert stored_bars(bars_spark, settings) == reference_bars(applied)
+    assert sorted(late_trade_ids(bars_spark, settings)) == sorted(expected_late)
+
+
+def test_late_trades_correct_their_bar_or_are_kept_aside_and_restart_does_not_double_count(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    settings = isolated(bars_base_settings, "bars_late")
+    ensure_tables(bars_spark, settings, (TRADES, BARS_1M, LATE_TRADES))
+    raw = RawTable(bars_spark, settings)
+    at = lambda seconds: T0 + timedelta(seconds=seconds)  # noqa: E731
+    key = lambda seconds: ("AAPL", epoch_us(at(seconds)) // MINUTE_US * MINUTE_US)  # noqa: E731
+
+    query = start(bars_spark, settings)
+    raw.append([trade(f"t{s}", "AAPL", at(s), 100 + s / 4) for s in range(10, 340, 30)])  # up to 14:35:40
+    query.processAllAvailable()
+    before = stored_bars(bars_spark, settings)  # watermark now 14:34:40
+
+    raw.append([trade("within", "AAPL", at(285), 500.0, volume=7)])  # 14:34:45, its bar ends 14:35
+    query.processAllAvailable()
+    after_within = stored_bars(bars_spark, settings)
+    assert len(after_within) == len(before)  # corrected in place, not a second row
+    assert after_within[key(285)][1] == 500.0 and after_within[key(285)][5] == before[key(285)][5] + 1
+
+    raw.append([trade("beyond", "AAPL", at(75), 1.0, volume=9)])  # 14:31:15, its bar closed at 14:32
+    query.processAllAvailable()
+    assert stored_bars(bars_spark, settings) == after_within  # bar unchanged
+    assert late_trade_ids(bars_spark, settings) == ["beyond"]
+    assert "beyond" in {r["trade_id"] for r in bars_spark.table(spark_table_name(settings, TRADES)).collect()}
+    query.stop()
+
+    # Crash after the last batch wrote its MERGEs but before Spark committed it: Spark replays it.
+    commits = Path(checkpoint_location(settings)) / "commits"
+    last = max(int(p.name) for p in commits.iterdir() if p.name.isdigit())
+    (commits / str(last)).unlink()
+    (commits / f".{last}.crc").unlink(missing_ok=True)
+    raw.append([trade("after-restart", "AAPL", at(345), 99.0)])
+    query = start(bars_spark, settings)
+    query.processAllAvailable()
+    replayed = [p["batchId"] for p in query.recentProgress if p["numInputRows"]]
+    query.stop()
+    assert replayed[0] == last, "the uncommitted batch should have been replayed"
+
+    applied = [t for t in raw.stored.values() if t["trade_id"] != "beyond"]
+    assert stored_bars(bars_spark, settings) == reference_bars(applied)
+    assert late_trade_ids(bars_spark, settings) == ["beyond"]
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_queries(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "bars_spark" in request.fixturenames:
+        spark = request.getfixturevalue("bars_spark")
+        for query in spark.streams.active:
+            query.stop()
