@@ -45,17 +45,28 @@ job_file="$root/jobs/${job%.py}.py"
 [[ -f "$job_file" ]] || { echo "no job '$job' in jobs/ (have: $(cd jobs && ls *.py | grep -v __init__ | sed 's/.py$//' | tr '\n' ' '))" >&2; exit 2; }
 $has_master || spark_opts=(--master "local[*]" "${spark_opts[@]}")
 
-# The driver imports lakehouse/ and jobs/; ship them so cluster executors and drivers find them.
-mkdir -p "$root/.state/dist"
-py_zip="$root/.state/dist/lakehouse-py.zip"
-rm -f "$py_zip"
-python3 - "$py_zip" <<'PY'
-import sys, zipfile, pathlib
-with zipfile.ZipFile(sys.argv[1], "w") as z:
-    for pkg in ("lakehouse", "jobs"):
-        for f in pathlib.Path(pkg).rglob("*.py"):
-            z.write(f)
+# On a cluster the driver and executors need lakehouse/ and jobs/: ship them as a zip. Locally the
+# virtualenv has the project installed, so nothing is shipped.
+py_files=()
+master="local[*]"
+for ((i = 0; i < ${#spark_opts[@]}; i++)); do
+  case "${spark_opts[$i]}" in
+    --master) master="${spark_opts[$((i + 1))]}" ;;
+    --master=*) master="${spark_opts[$i]#--master=}" ;;
+  esac
+done
+if [[ "$master" != local* ]]; then
+  mkdir -p "$root/.state/dist"
+  py_zip="$(mktemp "$root/.state/dist/lakehouse-py-XXXXXX.zip")"
+  python3 - "$py_zip" <<'PY'
+import pathlib, sys, zipfile
+with zipfile.ZipFile(sys.argv[1], "w") as archive:
+    for package in ("lakehouse", "jobs"):
+        for source in pathlib.Path(package).rglob("*.py"):
+            archive.write(source)
 PY
+  py_files=(--py-files "$py_zip")
+fi
 
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$root/.venv/bin/python}"
 [[ -x "$PYSPARK_PYTHON" ]] || export PYSPARK_PYTHON=python3
@@ -64,7 +75,7 @@ export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PYSPARK_PYTHON}"
 exec "$spark_submit" \
   --name "lakehouse-$job" \
   --jars "$jar_list" \
-  --py-files "$py_zip" \
+  "${py_files[@]}" \
   --conf spark.driver.memory=2g \
   --conf spark.ui.showConsoleProgress=false \
   "${spark_opts[@]}" \

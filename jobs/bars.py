@@ -24,6 +24,7 @@ from lakehouse.catalog import spark_table_name
 from lakehouse.logs import configure_logging
 from lakehouse.settings import Settings, load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
+from lakehouse.streaming import run_until_stopped
 from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES
 from lakehouse.watermarks import HighWaterMarkLog, from_epoch_micros
 
@@ -245,10 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     query = start_bars_query(spark, settings, checkpoint, args.max_rows_per_batch)
     try:
-        query.awaitTermination()
-    except KeyboardInterrupt:
-        log.info("bars job: stopping on interrupt")
-        query.stop()
+        run_until_stopped([query])  # SIGTERM/SIGINT stop the query between micro-batches
     finally:
         spark.stop()
     return 0

@@ -109,7 +109,9 @@ def validation_rules(model: type[BaseModel], extra: list[tuple[Column, str]] | N
     return rules + list(extra or [])
 
 
-def parse_messages(kafka_rows: DataFrame, model: type[BaseModel], extra_rules: list[tuple[Column, str]] | None = None) -> DataFrame:
+def parse_messages(
+    kafka_rows: DataFrame, model: type[BaseModel], extra_rules: list[tuple[Column, str]] | None = None
+) -> DataFrame:
     """Kafka source rows -> the same rows plus ``message`` (parsed struct) and ``reject_reason``.
 
     ``reject_reason`` is null for a valid message, otherwise the first rule it breaks.

@@ -6,8 +6,6 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from lakehouse.catalog import load_catalog, table_identifier
 from lakehouse.local.processes import pid_alive
 from lakehouse.messages import Source, Trade, trade_id
@@ -89,7 +87,9 @@ def test_table_written_by_pyiceberg_is_read_by_spark(spark, settings: Settings) 
     identifier = f"{settings.catalog.namespace}.written_by_pyiceberg"
     if catalog.table_exists(identifier):
         catalog.drop_table(identifier)
-    schema = Schema(NestedField(1, "symbol", StringType(), required=False), NestedField(2, "n", LongType(), required=False))
+    schema = Schema(
+        NestedField(1, "symbol", StringType(), required=False), NestedField(2, "n", LongType(), required=False)
+    )
     table = catalog.create_table(identifier, schema=schema)
     table.append(pa.table({"symbol": ["VCB", "FPT"], "n": [1, 2]}))
 
