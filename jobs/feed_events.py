@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse import keyed_topic_job
-from lakehouse.logs import configure_logging
 from lakehouse.messages import FeedEvent
-from lakehouse.settings import Settings, load_settings
-from lakehouse.spark import build_spark_session
-from lakehouse.streaming import run_until_stopped
+from lakehouse.settings import Settings
 from lakehouse.tables import FEED_EVENTS
 from lakehouse.vendor_feeds import feed_event_rows
 
@@ -31,11 +26,7 @@ def start(spark: SparkSession, settings: Settings) -> StreamingQuery:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(description=__doc__).parse_args(argv)
-    configure_logging()
-    settings = load_settings()
-    run_until_stopped([start(build_spark_session(settings, JOB.name), settings)])
-    return 0
+    return keyed_topic_job.main(JOB, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -81,3 +81,19 @@ def start(job: KeyedTopicJob, spark: SparkSession, settings: Settings) -> Stream
         .trigger(processingTime=f"{settings.streaming.trigger_seconds} seconds")
         .start()
     )
+
+
+def main(job: KeyedTopicJob, description: str, argv: list[str] | None = None) -> int:
+    """The command line every keyed-topic job shares: ``--help``, then run until SIGTERM."""
+    import argparse
+
+    from lakehouse.logs import configure_logging
+    from lakehouse.settings import load_settings
+    from lakehouse.spark import build_spark_session
+    from lakehouse.streaming import run_until_stopped
+
+    argparse.ArgumentParser(prog=f"jobs.{job.name}", description=description.replace("\n", " ")).parse_args(argv)
+    configure_logging()
+    settings = load_settings()
+    run_until_stopped([start(job, build_spark_session(settings, job.name), settings)])
+    return 0
