@@ -53,7 +53,7 @@ def test_a_malformed_or_unknown_setting_fails_with_its_name(environ: dict[str, s
 def test_a_missing_config_file_named_by_the_environment_is_an_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
 
-    with pytest.raises(SettingsError, match="nope.toml"):
+    with pytest.raises(SettingsError, match=r"nope\.toml"):
         load_settings(environ={"LAKEHOUSE_CONFIG": str(missing)})
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -18,6 +17,10 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from lakehouse.local.processes import free_port, log_tail
+
+__all__ = ["EmulatorError", "EmulatorProcess", "free_port", "log_tail"]
 
 RECORD_FILE = "emulator.json"
 LOG_FILE = "emulator.log"
@@ -37,20 +40,6 @@ class EmulatorProcess:
     state_dir: Path
     marker: str  # a substring of the process's command line, so a reused PID is not mistaken for it
     grpc_port: int | None = None  # BigQuery Storage Read/Write API, where the emulator has one
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now (the caller binds it soon after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log written)"
 
 
 def is_running(pid: int, marker: str) -> bool:

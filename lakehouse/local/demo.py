@@ -23,7 +23,7 @@ from pathlib import Path
 
 from lakehouse.catalog import load_catalog, table_identifier
 from lakehouse.local.kafka_broker import LocalKafkaBroker, ensure_topics, project_topics
-from lakehouse.local.processes import free_port, port_open, stop_pid, tail, wait_until
+from lakehouse.local.processes import free_port, log_tail, port_open, stop_pid, wait_until
 from lakehouse.logs import configure_logging
 from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
 from lakehouse.tables import BARS_1M, QUARANTINE, TRADES, VENDOR_BARS
@@ -52,7 +52,8 @@ class Processes:
     def check_alive(self, may_finish: tuple[str, ...] = ()) -> None:
         for name, process in self.started:
             if process.poll() is not None and not (name in may_finish and process.returncode == 0):
-                raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail(self.log_dir / f'{name}.log')}")
+                log_file = self.log_dir / f"{name}.log"
+                raise RuntimeError(f"{name} exited with {process.returncode}:\n{log_tail(log_file)}")
 
     def stop_all(self) -> None:
         for name, process in reversed(self.started):

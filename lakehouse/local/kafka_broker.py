@@ -21,7 +21,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from lakehouse.local.processes import port_open, read_pid, stop_pid, tail, wait_until
+from lakehouse.local.processes import log_tail, port_open, read_pid, stop_pid, wait_until
 from lakehouse.logs import configure_logging
 from lakehouse.settings import Settings, load_settings
 
@@ -149,7 +149,7 @@ class LocalKafkaBroker:
             self.stop()
             raise BrokerError(
                 f"Kafka broker did not come up on {self.bootstrap_servers} within {timeout_seconds}s; "
-                f"log {self.log_file}:\n{tail(self.log_file)}"
+                f"log {self.log_file}:\n{log_tail(self.log_file)}"
             )
         self._wait_for_metadata(timeout_seconds)
         log.info("Kafka broker up at %s (pid %s, state %s)", self.bootstrap_servers, process.pid, self.state_dir)

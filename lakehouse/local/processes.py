@@ -72,8 +72,8 @@ def stop_pid(pid: int, timeout_seconds: float) -> None:
             return
 
 
-def tail(path: Path, lines: int = 30) -> str:
+def log_tail(path: Path, lines: int = 40) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
-        return f"(no log at {path})"
+        return f"(no log written at {path})"
