@@ -1,0 +1,149 @@
+"""Every notebook in notebooks/ runs end to end on a populated lakehouse and saves its charts.
+
+Each notebook runs in a fresh Jupyter kernel (nbclient), which inherits this process's environment:
+the ``LAKEHOUSE__*`` variables set here point its ``load_settings()`` at the lakehouse the real
+pipeline (Kafka -> raw-trades and bars jobs) filled for the test session, exactly
+as an analyst's shell would. The "parameters" cell is replaced (papermill-style) so charts go to a
+temporary folder. Any cell error fails the test; every chart a notebook saves must be a non-empty PNG.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from lakehouse.messages import BarInterval, FeedEvent, FeedEventKind, Source, Trade, VendorBar, trade_id
+from lakehouse.reading import Lakehouse, synthetic
+from lakehouse.settings import PROJECT_ROOT, Settings
+from tests.kafka_helpers import new_topic, publish
+
+NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SAVED_CHART = re.compile(r'output / "([\w.-]+\.png)"')
+
+
+PIPELINE_SYMBOLS = ("IBM", "ORCL", "META", "JPM")  # symbols no other test uses in the shared catalog
+LATE_TRADES = 8
+
+
+def as_message(row) -> Trade:
+    event_ms = int(row.event_time.timestamp() * 1000)
+    return Trade(
+        source=Source.FINNHUB, symbol=row.symbol, price=float(row.price), volume=float(row.volume),
+        event_time_ms=event_ms, conditions=list(row.conditions), venue=None,
+        received_time_ms=int(row.received_time.timestamp() * 1000),
+        trade_id=trade_id(Source.FINNHUB, row.symbol, event_ms, float(row.price), float(row.volume),
+                          list(row.conditions), ordinal=int(row.kafka_offset)),
+    )
+
+
+def populate_lakehouse(settings: Settings, bootstrap_servers: str, spark) -> dict[str, str]:
+    """Fill the lakehouse through the real pipeline; return the environment that points a kernel at it.
+
+    The one place the notebooks' test data is made: a session of trades for four symbols goes
+    through Kafka and the raw-trades and bars jobs, with re-sent duplicates, malformed messages,
+    trades that arrive after their bar closed, vnstock vendor bars and a producer gap.
+    """
+    from jobs import bars, feed_events, raw_trades, vendor_bars
+
+    trades = [as_message(row) for row in synthetic.synthetic_trades(PIPELINE_SYMBOLS, trades_per_minute=5).itertuples()]
+    on_time, late = trades[LATE_TRADES:], trades[:LATE_TRADES]  # the session's first trades come last
+    k = settings.kafka
+    for topic in (k.trades_topic, k.vendor_bars_topic, k.feed_events_topic):
+        new_topic(bootstrap_servers, topic, k.partitions)
+    malformed = [(b"IBM", b'{"symbol": "IBM", "price": "n/a"}'), (b"ORCL", b"\x00\x01 not json")]
+    publish(bootstrap_servers, k.trades_topic,
+            [(t.key(), t.to_json_bytes()) for t in on_time + on_time[:300]] + malformed)
+    opened = int(synthetic.session_open(synthetic.DEMO_DAY).timestamp() * 1000)
+    vendor = [
+        VendorBar(source=Source.VNSTOCK, symbol=symbol, interval=BarInterval.DAY_1,
+                  bar_start_ms=opened - d * 86_400_000,
+                  open=25.0 + d, high=26.5 + d, low=24.5 + d, close=26.0 + d, volume=1e6, received_time_ms=opened)
+        for symbol in ("FPT", "HPG") for d in range(5)
+    ]
+    publish(bootstrap_servers, k.vendor_bars_topic, [(b.key(), b.to_json_bytes()) for b in vendor])
+    gap = FeedEvent(source=Source.FINNHUB, kind=FeedEventKind.GAP, start_ms=opened + 47 * 60_000,
+                    end_ms=opened + 47 * 60_000 + 95_000, reason="websocket closed by server (1006)")
+    publish(bootstrap_servers, k.feed_events_topic, [(gap.key(), gap.to_json_bytes())])
+
+    queries = [raw_trades.start(spark, settings), bars.start_bars_query(spark, settings),
+               vendor_bars.start(spark, settings), feed_events.start(spark, settings)]
+    try:
+        for query in queries:
+            query.processAllAvailable()
+        publish(bootstrap_servers, k.trades_topic, [(t.key(), t.to_json_bytes()) for t in late])
+        for query in queries[:2]:
+            query.processAllAvailable()
+    finally:
+        for query in queries:
+            query.stop()
+    return {
+        "LAKEHOUSE__LOCAL__STATE_DIR": str(settings.state_dir),
+        "LAKEHOUSE__CATALOG__URI": settings.catalog.uri,
+        "LAKEHOUSE__CATALOG__WAREHOUSE": settings.catalog.warehouse,
+    }
+
+
+@pytest.fixture(scope="module")
+def lakehouse_environ(settings: Settings, kafka_broker, spark) -> dict[str, str]:
+    environ = populate_lakehouse(settings, kafka_broker.bootstrap_servers, spark)
+    lake = Lakehouse(settings)
+    assert set(PIPELINE_SYMBOLS) <= set(lake.symbols()), "the pipeline produced no bars for the notebook symbols"
+    assert len(lake.late_trade_counts()) > 0, "the late trades did not reach late_trades"
+    return environ
+
+
+def with_parameters(notebook: nbformat.NotebookNode, **values: object) -> nbformat.NotebookNode:
+    """Replace the cell tagged "parameters" by assignments of ``values`` (what papermill does)."""
+    cells = [c for c in notebook.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1, "each notebook needs exactly one cell tagged 'parameters'"
+    cells[0].source = "\n".join(f"{name} = {value!r}" for name, value in values.items())
+    return notebook
+
+
+def charts_saved_by(notebook: nbformat.NotebookNode) -> list[str]:
+    return [name for cell in notebook.cells if cell.cell_type == "code" for name in SAVED_CHART.findall(cell.source)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_end_to_end_and_saves_non_empty_charts(
+    path: Path, lakehouse_environ: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in lakehouse_environ.items():
+        monkeypatch.setenv(name, value)
+    notebook = nbformat.read(path, as_version=4)
+    expected_charts = charts_saved_by(notebook)
+    assert expected_charts, f"{path.name} saves no chart"
+    output = tmp_path / "charts"
+    with_parameters(notebook, OUTPUT_DIR=str(output), SYMBOL=None)
+
+    client = NotebookClient(
+        notebook,
+        timeout=240,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS_DIR)}},
+    )
+    client.execute()  # raises CellExecutionError, with the cell and traceback, on any error
+
+    for name in expected_charts:
+        chart = output / name
+        assert chart.exists(), f"{path.name} did not save {name}"
+        assert chart.stat().st_size > 5_000, f"{name} is suspiciously small"
+        assert chart.read_bytes()[:8] == PNG_SIGNATURE
+    errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+
+
+def test_notebooks_are_committed_without_outputs() -> None:
+    for path in NOTEBOOKS:
+        notebook = nbformat.read(path, as_version=4)
+        assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code"), path.name
+
+
+def test_there_are_four_notebooks() -> None:
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04"]

