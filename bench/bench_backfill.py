@@ -1,0 +1,124 @@
+"""Backfill: recompute a day of 1-minute bars from the raw trades table, Spark vs DuckDB.
+
+Writes ``--trades`` synthetic trades for one trading day (6.5 h, ``--symbols`` symbols) into a fresh
+``trades`` table, then, ``--repeats`` times each, computes the same bars:
+
+* Spark batch: ``eligible_trades`` + ``bars_from_trades`` over the Iceberg table (the library code
+  the streaming bars job uses), written to Parquet;
+* DuckDB: the same bar maths in SQL over the same Parquet data files (listed by pyiceberg's
+  ``plan_files``), written to Parquet.
+
+Both results are checked equal (bar count, volume and trade-count sums). Ratio = Spark / DuckDB.
+
+    .venv/bin/python -m bench.bench_backfill [--trades 5000000] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import describe_machine, lakehouse_settings, load, median
+from lakehouse.catalog import load_table, spark_table_name
+from lakehouse.conditions import CONDITIONED_SOURCE, EXCLUDED_CODES
+from lakehouse.spark import build_spark_session, ensure_tables
+from lakehouse.tables import TRADES
+
+DAY_OPEN = datetime(2026, 2, 25, 14, 30, tzinfo=UTC)
+
+
+def eligible_sql() -> str:
+    """``lakehouse.conditions.bar_eligible_column`` in DuckDB SQL, from the same code list."""
+    codes = ", ".join(f"'{code}'" for code in sorted(EXCLUDED_CODES))
+    return (f"coalesce(source != '{CONDITIONED_SOURCE}', true) OR "
+            f"len(list_filter(coalesce(conditions, []::VARCHAR[]), lambda c: trim(c) IN ({codes}))) = 0")
+
+
+def duckdb_bars_sql(files: list[str], out: str) -> str:
+    """The bar maths of ``lakehouse.bars.bars_from_trades`` (same eligibility rule) for DuckDB."""
+    listing = ", ".join(f"'{f}'" for f in files)
+    return f"""
+    COPY (
+      SELECT symbol,
+             time_bucket(INTERVAL 1 MINUTE, event_time) AS window_start,
+             time_bucket(INTERVAL 1 MINUTE, event_time) + INTERVAL 1 MINUTE AS window_end,
+             arg_min(price, (event_time, kafka_partition, kafka_offset, trade_id)) AS open,
+             max(price) AS high, min(price) AS low,
+             arg_max(price, (event_time, kafka_partition, kafka_offset, trade_id)) AS close,
+             sum(volume) AS volume, count(*) AS trade_count,
+             CASE WHEN sum(volume) != 0 THEN sum(price * volume) / sum(volume) END AS vwap,
+             now() AS updated_time
+      FROM read_parquet([{listing}])
+      WHERE {eligible_sql()}
+      GROUP BY ALL
+    ) TO '{out}' (FORMAT parquet)
+    """
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trades", type=int, default=5_000_000)
+    parser.add_argument("--symbols", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    import duckdb
+    from pyspark.sql import functions as F
+
+    from bench.bars_bench import synthetic_trades
+    from lakehouse.bars import bars_from_trades, eligible_trades
+
+    state = tempfile.mkdtemp(prefix="bench-backfill-")
+    try:
+        settings = lakehouse_settings(state)
+        spark = build_spark_session(settings, "bench-backfill")
+        ensure_tables(spark, settings, (TRADES,))
+        print(describe_machine())
+        name = spark_table_name(settings, TRADES)
+        start_us = int(DAY_OPEN.timestamp() * 1e6)
+        started = time.perf_counter()
+        synthetic_trades(spark, args.trades, args.symbols, start_us, 390 * 60, 1).writeTo(name).append()
+        files = [task.file.file_path.removeprefix("file:") for task in load_table(settings, TRADES).scan().plan_files()]
+        size = sum(Path(f).stat().st_size for f in files)
+        print(f"data: {args.trades:,} trades, {args.symbols} symbols, one 6.5 h session; {len(files)} Parquet "
+              f"files, {size / 2**20:.0f} MiB; written in {time.perf_counter() - started:.0f} s")
+
+        day = (F.col("event_time") >= F.lit(DAY_OPEN)) & (F.col("event_time") < F.lit(DAY_OPEN.replace(hour=23)))
+        spark_times, duck_times = [], []
+        spark_out, duck_out = f"{state}/spark-bars", f"{state}/duck-bars.parquet"
+        connection = duckdb.connect()
+        connection.execute("SET threads = 2")
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            bars_from_trades(eligible_trades(spark.table(name).where(day))).write.mode("overwrite").parquet(spark_out)
+            spark_times.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            connection.execute(duckdb_bars_sql(files, duck_out))
+            duck_times.append(time.perf_counter() - started)
+        check = "SELECT count(*), sum(volume), sum(trade_count), sum(open), sum(close) FROM read_parquet('{}')"
+        spark_sum = connection.execute(check.format(f"{spark_out}/*.parquet")).fetchone()
+        duck_sum = connection.execute(check.format(duck_out)).fetchone()
+        assert spark_sum[0] == duck_sum[0] and spark_sum[2] == duck_sum[2], (spark_sum, duck_sum)
+        assert all(abs(a - b) < 1e-6 * max(1.0, abs(b)) for a, b in zip(spark_sum[3:], duck_sum[3:], strict=True)), \
+            (spark_sum, duck_sum)
+        assert abs(spark_sum[1] - duck_sum[1]) < 1e-6 * max(1.0, duck_sum[1]), (spark_sum, duck_sum)
+        s, d = median(spark_times), median(duck_times)
+        print(f"bars: {spark_sum[0]:,} (both engines agree on count, volume, trade count, open, close)")
+        print(f"Spark batch (bars_from_trades over Iceberg): median {s:.2f} s of {args.repeats} "
+              f"({args.trades / s:,.0f} trades/s)")
+        print(f"DuckDB 2 threads (same maths over the same files): median {d:.2f} s ({args.trades / d:,.0f} trades/s)")
+        print(f"ratio: Spark / DuckDB = {s / d:.2f}x (target <= 2x: {'met' if s / d <= 2 else 'NOT met'}) ({load()})")
+        spark.stop()
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""Raw-trades job throughput: Kafka -> parse -> dedupe -> Iceberg on local[2], vs the engine ceiling.
+
+One run, one Spark session, one fresh KRaft broker:
+
+1. pre-load the trades topic with ``--messages`` Trade messages over ``--symbols`` symbols (written
+   by Spark's own Kafka sink);
+2. the engine ceiling: the rate source -> the same JSON -> ``from_json`` -> Parquet partitioned by
+   symbol, in ``--ceiling-batch``-row micro-batches (no Kafka, no dedupe, no Iceberg);
+3. the raw-trades job itself (``jobs.raw_trades.start``, unchanged) from the earliest offset with
+   ``maxOffsetsPerTrigger`` = each of ``--batch-sizes`` until it has caught up, on a fresh table and
+   checkpoint each time; sustained trades/s = rows / summed batch time, first batch excluded;
+4. offered rates: with a ``--offered-trigger`` s trigger and ``maxOffsetsPerTrigger`` = rate x
+   trigger, a batch arrives every trigger exactly as a feed at that rate would deliver it; the job
+   keeps up while a batch takes no longer than the trigger, otherwise the Kafka lag grows.
+
+    .venv/bin/python -m bench.bench_raw_trades [--messages 2000000] [--batch-sizes 100000,500000,1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    describe_machine,
+    lakehouse_settings,
+    load,
+    local_broker,
+    median,
+    publish_with_spark,
+    trade_messages,
+)
+from lakehouse.catalog import spark_table_name
+from lakehouse.local.kafka_broker import ensure_topics
+from lakehouse.settings import Settings
+from lakehouse.spark import build_spark_session, ensure_tables
+from lakehouse.tables import QUARANTINE, TRADES
+
+START_MS = 1_772_000_000_000  # 2026-02-25 06:13 UTC; only the spread of event times matters
+
+
+def with_streaming(settings: Settings, **changes) -> Settings:
+    return settings.model_copy(update={"streaming": settings.streaming.model_copy(update=changes)})
+
+
+def batch_figures(progress: list[dict], skip_first: int = 1) -> tuple[int, float, list[float]]:
+    """(rows, seconds, per-batch rows/s) over the batches with data, the first ``skip_first`` left out."""
+    batches = [p for p in progress if p["numInputRows"]]
+    batches = batches[skip_first:] if len(batches) > skip_first else batches
+    rows = sum(p["numInputRows"] for p in batches)
+    seconds = sum(p["durationMs"]["triggerExecution"] for p in batches) / 1000
+    rates = [p["numInputRows"] / (p["durationMs"]["triggerExecution"] / 1000) for p in batches]
+    return rows, seconds, rates
+
+
+def ceiling(spark, state: str, batch_rows: int, batches: int, symbols: int) -> float:
+    """rows/s of rate source -> JSON -> from_json -> Parquet partitioned by symbol (first batch left out)."""
+    from pyspark.sql import functions as F
+
+    from lakehouse.messages import Trade
+    from lakehouse.parsing import spark_json_schema
+
+    out = f"{state}/ceiling"
+    source = (spark.readStream.format("rate-micro-batch").option("rowsPerBatch", batch_rows)
+              .option("numPartitions", 2).load())
+    symbol = F.concat(F.lit("SYM"), F.lpad((F.col("value") % symbols).cast("string"), 2, "0"))
+    json = F.to_json(F.struct(
+        F.lit(1).alias("schema_version"), F.lit("finnhub").alias("source"), symbol.alias("symbol"),
+        (F.lit(100.0) + (F.col("value") % 400) / 4).alias("price"),
+        ((F.col("value") * 7) % 300 + 1).cast("double").alias("volume"),
+        (F.lit(START_MS) + F.col("value")).alias("event_time_ms"), F.array(F.lit("1")).alias("conditions"),
+        F.lit(None).cast("string").alias("venue"), (F.lit(START_MS) + F.col("value")).alias("received_time_ms"),
+        F.md5(F.col("value").cast("string")).alias("trade_id"),
+    ))
+    parsed = source.select(F.from_json(json, spark_json_schema(Trade)).alias("m")).select("m.*")
+    query = (parsed.writeStream.format("parquet").partitionBy("symbol").option("path", out)
+             .option("checkpointLocation", f"{state}/ceiling-checkpoint").trigger(processingTime="0 seconds").start())
+    while len([p for p in query.recentProgress if p["numInputRows"]]) < batches:
+        time.sleep(0.5)
+    query.stop()
+    rows, seconds, _ = batch_figures(query.recentProgress)
+    shutil.rmtree(out, ignore_errors=True)
+    return rows / seconds
+
+
+def fresh_tables(spark, settings: Settings) -> None:
+    for table in (TRADES, QUARANTINE):
+        spark.sql(f"DROP TABLE IF EXISTS {spark_table_name(settings, table)} PURGE")
+    ensure_tables(spark, settings, (TRADES, QUARANTINE))
+
+
+def run_raw_job(spark, settings: Settings, run: str, stop_after_batches: int | None = None) -> list[dict]:
+    """Start the raw-trades job on a fresh table and checkpoint; return its progress reports."""
+    from jobs import raw_trades
+
+    settings = with_streaming(settings, checkpoint_dir=f"{settings.streaming.checkpoint_dir}/{run}")
+    fresh_tables(spark, settings)
+    query = raw_trades.start(spark, settings)
+    try:
+        if stop_after_batches is None:
+            query.processAllAvailable()
+        else:
+            while len([p for p in query.recentProgress if p["numInputRows"]]) < stop_after_batches:
+                if not query.isActive:
+                    raise RuntimeError(f"raw job failed: {query.exception()}")
+                time.sleep(0.5)
+    finally:
+        progress = list(query.recentProgress)
+        query.stop()
+    return progress
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1_500_000)
+    parser.add_argument("--symbols", type=int, default=50)
+    parser.add_argument("--partitions", type=int, default=4, help="Kafka partitions of the trades topic")
+    parser.add_argument("--batch-sizes", default="100000,500000,1000000")
+    parser.add_argument("--ceiling-batch", type=int, default=750_000)
+    parser.add_argument("--ceiling-batches", type=int, default=5)
+    parser.add_argument("--offered-rates", default="10000,20000,40000,80000")
+    parser.add_argument("--offered-trigger", type=float, default=5.0)
+    parser.add_argument("--offered-batches", type=int, default=4)
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.batch_sizes.split(",") if s]
+    rates = [int(s) for s in args.offered_rates.split(",") if s]
+
+    state = tempfile.mkdtemp(prefix="bench-raw-")
+    try:
+        with local_broker() as broker:
+            settings = lakehouse_settings(state, broker.bootstrap_servers)
+            topic = settings.kafka.trades_topic
+            ensure_topics(broker.bootstrap_servers, [topic], args.partitions)
+            spark = build_spark_session(settings, "bench-raw-trades")
+            print(describe_machine())
+            started = time.perf_counter()
+            # One hour of trades: event times ~2.4 ms apart for 1.5M trades.
+            publish_with_spark(spark, trade_messages(spark, args.messages, args.symbols, START_MS, 3_600_000),
+                               broker.bootstrap_servers, topic)
+            print(f"data: {args.messages:,} Trade messages (~300 bytes JSON), {args.symbols} symbols, "
+                  f"{args.partitions} Kafka partitions; pre-loaded in {time.perf_counter() - started:.1f} s")
+
+            top = ceiling(spark, state, args.ceiling_batch, args.ceiling_batches, args.symbols)
+            print(f"ceiling: rate -> JSON -> from_json -> Parquet by symbol, {args.ceiling_batch:,}-row batches: "
+                  f"{top:,.0f} rows/s ({load()})")
+
+            best = 0.0
+            for size in sizes:
+                progress = run_raw_job(spark, with_streaming(settings, trigger_seconds=0.0,
+                                                             max_offsets_per_trigger=size), f"size-{size}")
+                rows, seconds, per_batch = batch_figures(progress)
+                stored = spark.table(spark_table_name(settings, TRADES)).count()
+                assert stored == args.messages, f"stored {stored} of {args.messages} trades"
+                rate = rows / seconds
+                best = max(best, rate)
+                print(f"raw job, maxOffsetsPerTrigger {size:>9,}: {rate:9,.0f} trades/s sustained "
+                      f"(median batch {median(per_batch):,.0f}/s over {len(per_batch)} batches), "
+                      f"{rate / top:.0%} of ceiling ({load()})")
+
+            for rate in rates:
+                batch = int(rate * args.offered_trigger)
+                progress = run_raw_job(
+                    spark,
+                    with_streaming(settings, trigger_seconds=args.offered_trigger, max_offsets_per_trigger=batch),
+                    f"rate-{rate}", stop_after_batches=args.offered_batches,
+                )
+                batches = [p for p in progress if p["numInputRows"]][1:]
+                took = median([p["durationMs"]["triggerExecution"] / 1000 for p in batches])
+                keeps_up = took <= args.offered_trigger
+                achieved = rate if keeps_up else batch / took
+                print(f"offered {rate:>9,} trades/s (trigger {args.offered_trigger:g} s, {batch:,}-row batches): "
+                      f"median batch {took:.2f} s -> {'keeps up' if keeps_up else 'falls behind'}, "
+                      f"{achieved:,.0f} trades/s ({load()})")
+            print(f"ratio: best raw job / ceiling = {best / top:.2f} ({best:,.0f} / {top:,.0f} rows/s; "
+                  f"target >= 100,000 trades/s: {'met' if best >= 100_000 else 'NOT met'})")
+            spark.stop()
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

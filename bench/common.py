@@ -1,0 +1,134 @@
+"""Shared pieces of the benchmarks: the machine/version record, a throw-away lakehouse, a broker.
+
+Every benchmark prints what it ran on (cores, RAM, load average, versions) next to its figures,
+because on a shared 2-core machine the same code can measure 2x apart from one hour to the next.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lakehouse.local.kafka_broker import LocalKafkaBroker
+from lakehouse.local.processes import free_port
+from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
+
+KAFKA_JARS = PROJECT_ROOT / "jars" / "kafka"
+SPARK_JARS = PROJECT_ROOT / "jars" / "spark"
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.1f}/{five:.1f}"
+
+
+def _jar_version(directory: Path, prefix: str) -> str:
+    for jar in sorted(directory.glob(f"{prefix}*.jar")):
+        return jar.stem.removeprefix(prefix)
+    return "?"
+
+
+def machine() -> dict[str, str]:
+    """Cores, RAM, load and the versions that decide the figures."""
+    import pyspark
+
+    with open("/proc/meminfo") as meminfo:
+        total_kb = int(meminfo.readline().split()[1])
+    return {
+        "cores": str(os.cpu_count()),
+        "ram": f"{total_kb / 1024 / 1024:.0f} GiB",
+        "python": platform.python_version(),
+        "pyspark": pyspark.__version__,
+        "iceberg": _jar_version(SPARK_JARS, "iceberg-spark-runtime-3.5_2.12-"),
+        "kafka_broker": _jar_version(KAFKA_JARS, "kafka_2.13-"),
+        "load": load(),
+    }
+
+
+def describe_machine() -> str:
+    m = machine()
+    return (f"machine: {m['cores']} cores, {m['ram']} RAM, {m['load']}; python {m['python']}, "
+            f"pyspark {m['pyspark']}, Iceberg {m['iceberg']}, Kafka {m['kafka_broker']}")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); nan for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+def lakehouse_settings(state: str, bootstrap: str = "127.0.0.1:9", extra: Mapping[str, str] | None = None) -> Settings:
+    """Embedded-default settings on a throw-away catalog/warehouse/checkpoints under ``state``."""
+    environ = {
+        "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": bootstrap,
+        "LAKEHOUSE__LOCAL__STATE_DIR": state,
+        "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{state}/catalog.db",
+        "LAKEHOUSE__CATALOG__WAREHOUSE": f"{state}/warehouse",
+        "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": f"{state}/checkpoints",
+    }
+    environ.update(extra or {})
+    return load_settings(environ=environ)
+
+
+@contextmanager
+def local_broker(state_dir: str | None = None) -> Iterator[LocalKafkaBroker]:
+    """A real single-node KRaft broker on free ports, stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmp:
+        broker = LocalKafkaBroker(KAFKA_JARS, Path(state_dir or tmp), free_port(), free_port(), heap_mb=1024)
+        broker.start(timeout_seconds=120)
+        try:
+            yield broker
+        finally:
+            broker.stop()
+
+
+def trade_messages(spark, count: int, symbols: int, start_ms: int, span_ms: int, id_prefix: str = "t"):
+    """``count`` Trade messages as Kafka rows (key = symbol, value = JSON), built inside Spark.
+
+    Event times rise evenly over ``span_ms`` from ``start_ms`` in id order (the way a feed delivers
+    them); trade ids are 32 hex characters like the real ones; 20% carry two conditions.
+    """
+    from pyspark.sql import functions as F
+
+    symbol = F.concat(F.lit("SYM"), F.lpad((F.col("id") % symbols).cast("string"), 2, "0"))
+    event_ms = F.lit(start_ms) + (F.col("id") * F.lit(span_ms / max(count, 1))).cast("long")
+    message = F.struct(
+        F.lit(1).alias("schema_version"),
+        F.lit("finnhub").alias("source"),
+        symbol.alias("symbol"),
+        (F.lit(100.0) + (F.col("id") % 400) / 4).alias("price"),
+        ((F.col("id") * 7) % 300 + 1).cast("double").alias("volume"),
+        event_ms.alias("event_time_ms"),
+        F.when(F.col("id") % 5 == 0, F.array(F.lit("1"), F.lit("12"))).otherwise(F.array(F.lit("1")))
+        .alias("conditions"),
+        F.lit(None).cast("string").alias("venue"),
+        (event_ms + 5).alias("received_time_ms"),
+        F.md5(F.concat(F.lit(id_prefix), F.col("id").cast("string"))).alias("trade_id"),
+    )
+    return spark.range(count).select(symbol.alias("key"), F.to_json(message).alias("value"))
+
+
+def publish_with_spark(spark, frame, bootstrap: str, topic: str) -> None:
+    """Write Kafka rows with the official Spark Kafka sink (the fastest way to pre-load a topic)."""
+    (frame.write.format("kafka")
+     .option("kafka.bootstrap.servers", bootstrap)
+     .option("topic", topic)
+     .option("kafka.linger.ms", "20")
+     .option("kafka.batch.size", "1048576")
+     .option("kafka.compression.type", "none")
+     .save())
