@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import types
 import typing
+from functools import reduce
 from typing import TYPE_CHECKING, Any, Literal
 
 import annotated_types
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 REJECT_REASON = "reject_reason"
 PARSED = "message"
+CORRUPT = "_corrupt_record"  # from_json puts the text of a record it could not fully parse here
 
 
 def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
@@ -114,17 +116,26 @@ def parse_messages(
 ) -> DataFrame:
     """Kafka source rows -> the same rows plus ``message`` (parsed struct) and ``reject_reason``.
 
-    ``reject_reason`` is null for a valid message, otherwise the first rule it breaks.
+    ``reject_reason`` is null for a valid message, otherwise the first rule it breaks. The JSON is
+    parsed once: a record ``from_json`` cannot parse at all (nothing but its corrupt-record column
+    filled) is "not a JSON object"; one with a field of the wrong type gets that field's reason.
     """
     from pyspark.sql import functions as F
+    from pyspark.sql import types as T
 
+    schema = spark_json_schema(model).add(T.StructField(CORRUPT, T.StringType(), True))
     text = F.col("value").cast("string")
-    parsed = kafka_rows.withColumn(PARSED, F.from_json(text, spark_json_schema(model), {"mode": "PERMISSIVE"}))
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
+    parsed = kafka_rows.withColumn(PARSED, F.from_json(text, schema, options))
+    fields = [F.col(f"{PARSED}.{name}") for name in model.model_fields]
+    nothing_parsed = reduce(lambda a, b: a & b, [field.isNull() for field in fields])
     reason = F.when(F.col("value").isNull(), F.lit("empty message")).when(
-        F.get_json_object(text, "$").isNull() | ~F.trim(text).startswith("{"), F.lit("not a JSON object")
+        F.col(PARSED).isNull() | (F.col(f"{PARSED}.{CORRUPT}").isNotNull() & nothing_parsed),
+        F.lit("not a JSON object"),
     )
     for condition, message in validation_rules(model, extra_rules):
         reason = reason.when(condition, F.lit(message))
+    reason = reason.when(F.col(f"{PARSED}.{CORRUPT}").isNotNull(), F.lit("malformed JSON"))
     return parsed.withColumn(REJECT_REASON, reason)
 
 

@@ -1,0 +1,75 @@
+"""The Spark jobs validate Kafka messages by the same contract the producers' pydantic models do."""
+
+from __future__ import annotations
+
+import json
+
+import pydantic
+import pytest
+
+from lakehouse.messages import Source, Trade, VendorBar, trade_id
+from lakehouse.parsing import REJECT_REASON, parse_messages
+from lakehouse.vendor_feeds import vendor_bar_rules
+
+VALID = Trade(
+    source=Source.FINNHUB, symbol="BRK.B", price=412.5, volume=100.0, event_time_ms=1_767_261_600_123,
+    conditions=["1", "12"], venue="N", received_time_ms=1_767_261_600_150,
+    trade_id=trade_id(Source.FINNHUB, "BRK.B", 1_767_261_600_123, 412.5, 100.0, ["1", "12"]),
+)
+
+
+def mutated(**changes: object) -> bytes:
+    payload = json.loads(VALID.model_dump_json())
+    for key, value in changes.items():
+        if value is ...:
+            payload.pop(key)
+        else:
+            payload[key] = value
+    return json.dumps(payload).encode()
+
+
+CASES: list[tuple[bytes | None, str | None]] = [
+    (VALID.to_json_bytes(), None),
+    (mutated(venue=None, conditions=[]), None),
+    (mutated(extra_field="ignored by both sides"), None),
+    (None, "empty message"),
+    (b"{not json", "not a JSON object"),
+    (b"[1, 2, 3]", "not a JSON object"),
+    (mutated(price="abc"), "price is missing or has the wrong type"),
+    (mutated(price=...), "price is missing or has the wrong type"),
+    (mutated(price=0), "price must be > 0"),
+    (mutated(volume=-5), "volume must be >= 0"),
+    (mutated(schema_version=2), "schema_version must be one of [1]"),
+    (mutated(source="nasdaq"), "source must be one of ['finnhub', 'vnstock']"),
+    (mutated(symbol=""), "symbol is shorter than 1"),
+    (mutated(symbol="AA PL"), "symbol does not match ^[A-Za-z0-9.:/^_\\-]+$"),
+    (mutated(event_time_ms=-1), "event_time_ms must be >= 0"),
+    (mutated(trade_id=...), "trade_id is missing or has the wrong type"),
+    (mutated(conditions=[str(i) for i in range(17)]), "conditions is longer than 16"),
+]
+
+
+def test_spark_accepts_and_rejects_what_pydantic_does_with_the_first_broken_rule(spark) -> None:
+    frame = spark.createDataFrame([(value,) for value, _ in CASES], "value binary")
+
+    reasons = [row[REJECT_REASON] for row in parse_messages(frame, Trade).select(REJECT_REASON).collect()]
+
+    assert reasons == [expected for _, expected in CASES]
+    for value, expected in CASES:
+        if expected is None:
+            Trade.model_validate_json(value)
+        else:
+            with pytest.raises((pydantic.ValidationError, TypeError)):
+                Trade.model_validate_json(value or b"")
+
+
+def test_a_vendor_bar_whose_high_and_low_do_not_bound_it_is_rejected_by_both(spark) -> None:
+    bar = {"source": "vnstock", "symbol": "VCB", "interval": "1D", "bar_start_ms": 0, "open": 10.0,
+           "high": 9.0, "low": 8.0, "close": 9.5, "volume": 1.0, "received_time_ms": 0}
+    frame = spark.createDataFrame([(json.dumps(bar).encode(),)], "value binary")
+
+    [row] = parse_messages(frame, VendorBar, vendor_bar_rules()).select(REJECT_REASON).collect()
+
+    assert row[REJECT_REASON] == "low <= open, close <= high does not hold"
+    with pytest.raises(pydantic.ValidationError):
+        VendorBar.model_validate(bar)
