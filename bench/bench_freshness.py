@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.bench_raw_trades import with_streaming
     from jobs import raw_trades
     from jobs.bars import start_bars_query
+    from lakehouse.streaming import in_own_pool
 
     state = tempfile.mkdtemp(prefix="bench-fresh-")
     try:
@@ -90,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             spark = build_spark_session(settings, "bench-freshness")
             ensure_tables(spark, settings, (TRADES, QUARANTINE, BARS_1M, LATE_TRADES))
             print(describe_machine())
-            queries = [raw_trades.start(spark, settings),
-                       start_bars_query(spark, with_streaming(settings, trigger_seconds=args.bars_trigger))]
+            bars_settings = with_streaming(settings, trigger_seconds=args.bars_trigger)
+            queries = [in_own_pool(spark, "raw_trades", lambda: raw_trades.start(spark, settings)),
+                       in_own_pool(spark, "bars", lambda: start_bars_query(spark, bars_settings))]
             trades_table, bars_table = load_table(settings, TRADES), load_table(settings, BARS_1M)
             ready = multiprocessing.Event()
             publisher = multiprocessing.Process(

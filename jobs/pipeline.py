@@ -11,7 +11,7 @@ from jobs import bars, feed_events, raw_trades, source_rejects, vendor_bars
 from lakehouse.logs import configure_logging
 from lakehouse.settings import load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
-from lakehouse.streaming import run_until_stopped
+from lakehouse.streaming import in_own_pool, run_until_stopped
 
 log = logging.getLogger("pipeline")
 
@@ -22,13 +22,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     spark = build_spark_session(settings, "pipeline")
     ensure_tables(spark, settings)
-    queries = [
-        raw_trades.start(spark, settings),
-        bars.start_bars_query(spark, settings),
-        vendor_bars.start(spark, settings),
-        feed_events.start(spark, settings),
-        source_rejects.start(spark, settings),
-    ]
+    starts = {
+        "raw_trades": lambda: raw_trades.start(spark, settings),
+        "bars": lambda: bars.start_bars_query(spark, settings),
+        "vendor_bars": lambda: vendor_bars.start(spark, settings),
+        "feed_events": lambda: feed_events.start(spark, settings),
+        "source_rejects": lambda: source_rejects.start(spark, settings),
+    }
+    queries = [in_own_pool(spark, pool, start) for pool, start in starts.items()]
     log.info("pipeline running: %s", ", ".join(q.name for q in queries))
     run_until_stopped(queries)
     return 0

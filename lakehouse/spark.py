@@ -90,6 +90,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.default.parallelism": str(settings.streaming.shuffle_partitions),
         "spark.sql.adaptive.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
+        "spark.scheduler.mode": "FAIR",  # queries in their own pools share the cores (streaming.in_own_pool)
         "spark.sql.streaming.stateStore.providerClass":
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         **catalog_conf(settings),

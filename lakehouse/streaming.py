@@ -9,6 +9,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from lakehouse.settings import Settings
@@ -32,6 +33,16 @@ def read_kafka(spark: SparkSession, settings: Settings, topic: str) -> DataFrame
     if settings.streaming.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(settings.streaming.max_offsets_per_trigger))
     return reader.load()
+
+
+def in_own_pool(spark: SparkSession, pool: str, start: Callable[[], StreamingQuery]) -> StreamingQuery:
+    """Start a query in a FAIR scheduler pool of its own, so several queries in one application
+    share the cores instead of one long micro-batch (a bars MERGE) holding up the others."""
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", pool)
+    try:
+        return start()
+    finally:
+        spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
 
 
 def checkpoint_location(settings: Settings, job_name: str) -> str:
