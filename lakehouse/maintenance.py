@@ -69,7 +69,8 @@ def file_stats(spark: SparkSession, table: str) -> FileStats:
 
 
 def _sql_timestamp(moment: datetime) -> str:
-    return f"TIMESTAMP '{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S')}'"
+    # To the microsecond: a snapshot committed earlier in the same second is older, too.
+    return f"TIMESTAMP '{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
 
 def maintain(spark: SparkSession, catalog: str, table: str, policy: MaintenancePolicy,
