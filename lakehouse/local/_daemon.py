@@ -14,7 +14,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -167,3 +168,17 @@ def stop_recorded(state_dir: Path, timeout_s: float) -> bool:
     terminate(record.pid, record.marker, timeout_s)
     (state_dir / RECORD_FILE).unlink(missing_ok=True)
     return True
+
+
+@contextmanager
+def running_while(
+    state_dir: Path, start: Callable[[], EmulatorProcess], stop_timeout_s: float
+) -> Iterator[EmulatorProcess]:
+    """Run an emulator for a ``with`` block; stop it after, unless it was already running before."""
+    was_running = read_record(state_dir.resolve()) is not None
+    emulator = start()
+    try:
+        yield emulator
+    finally:
+        if not was_running:
+            stop_recorded(state_dir.resolve(), stop_timeout_s)

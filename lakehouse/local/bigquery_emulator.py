@@ -22,8 +22,7 @@ import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +32,7 @@ from lakehouse.local._daemon import (
     EmulatorProcess,
     free_port,
     read_record,
+    running_while,
     spawn,
     stop_recorded,
     wait_until_answers,
@@ -192,21 +192,16 @@ def stop(state_dir: Path = DEFAULT_STATE_DIR, timeout_s: float = 15.0) -> bool:
     return stop_recorded(state_dir.resolve(), timeout_s)
 
 
-@contextmanager
 def running(
     state_dir: Path,
     port: int | None = None,
     project: str = DEFAULT_PROJECT,
     venv_dir: Path = DEFAULT_VENV_DIR,
-) -> Iterator[EmulatorProcess]:
+) -> AbstractContextManager[EmulatorProcess]:
     """Run an emulator for the ``with`` block; stop it after, unless it was already running before."""
-    was_running = status(state_dir) is not None
-    emulator = start(state_dir, port=port, project=project, venv_dir=venv_dir)
-    try:
-        yield emulator
-    finally:
-        if not was_running:
-            stop(state_dir)
+    return running_while(
+        state_dir, lambda: start(state_dir, port=port, project=project, venv_dir=venv_dir), stop_timeout_s=15.0
+    )
 
 
 def bigquery_client(endpoint: str, project: str = DEFAULT_PROJECT) -> bigquery.Client:

@@ -19,8 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import platform
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -30,6 +29,7 @@ from lakehouse.local._daemon import (
     EmulatorProcess,
     free_port,
     read_record,
+    running_while,
     spawn,
     stop_recorded,
     wait_until_answers,
@@ -103,18 +103,11 @@ def stop(state_dir: Path = DEFAULT_STATE_DIR, timeout_s: float = 10.0) -> bool:
     return stop_recorded(state_dir.resolve(), timeout_s)
 
 
-@contextmanager
 def running(
     state_dir: Path, port: int | None = None, backend: Backend = "memory"
-) -> Iterator[EmulatorProcess]:
+) -> AbstractContextManager[EmulatorProcess]:
     """Run an emulator for the ``with`` block; stop it after, unless it was already running before."""
-    was_running = status(state_dir) is not None
-    emulator = start(state_dir, port=port, backend=backend)
-    try:
-        yield emulator
-    finally:
-        if not was_running:
-            stop(state_dir)
+    return running_while(state_dir, lambda: start(state_dir, port=port, backend=backend), stop_timeout_s=10.0)
 
 
 def storage_client(endpoint: str, project: str = "local-project") -> storage.Client:
