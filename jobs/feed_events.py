@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pyspark.sql import SparkSession
-from pyspark.sql.streaming import StreamingQuery
+from functools import partial
 
 from lakehouse import keyed_topic_job
 from lakehouse.messages import FeedEvent
-from lakehouse.settings import Settings
 from lakehouse.tables import FEED_EVENTS
 from lakehouse.vendor_feeds import feed_event_rows
 
@@ -21,12 +19,9 @@ JOB = keyed_topic_job.KeyedTopicJob(
 )
 
 
-def start(spark: SparkSession, settings: Settings) -> StreamingQuery:
-    return keyed_topic_job.start(JOB, spark, settings)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return keyed_topic_job.main(JOB, __doc__, argv)
+# The shared shape of a keyed-topic job, bound to this one (``start(spark, settings)``, ``main(argv)``).
+start = partial(keyed_topic_job.start, JOB)
+main = partial(keyed_topic_job.main, JOB, __doc__)
 
 
 if __name__ == "__main__":

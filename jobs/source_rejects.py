@@ -3,12 +3,10 @@ message) -> Iceberg ``quarantine``, beside the jobs' own rejects, so every rejec
 
 from __future__ import annotations
 
-from pyspark.sql import SparkSession
-from pyspark.sql.streaming import StreamingQuery
+from functools import partial
 
 from lakehouse import keyed_topic_job
 from lakehouse.messages import QuarantinedInput
-from lakehouse.settings import Settings
 from lakehouse.tables import QUARANTINE
 from lakehouse.vendor_feeds import source_reject_rows
 
@@ -23,12 +21,9 @@ JOB = keyed_topic_job.KeyedTopicJob(
 )
 
 
-def start(spark: SparkSession, settings: Settings) -> StreamingQuery:
-    return keyed_topic_job.start(JOB, spark, settings)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return keyed_topic_job.main(JOB, __doc__, argv)
+# The shared shape of a keyed-topic job, bound to this one (``start(spark, settings)``, ``main(argv)``).
+start = partial(keyed_topic_job.start, JOB)
+main = partial(keyed_topic_job.main, JOB, __doc__)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-from pyspark.sql import SparkSession
-from pyspark.sql.streaming import StreamingQuery
+from functools import partial
 
 from lakehouse import keyed_topic_job
 from lakehouse.messages import VendorBar
-from lakehouse.settings import Settings
 from lakehouse.tables import VENDOR_BARS
 from lakehouse.vendor_feeds import vendor_bar_rows, vendor_bar_rules
 
@@ -23,12 +21,9 @@ JOB = keyed_topic_job.KeyedTopicJob(
 )
 
 
-def start(spark: SparkSession, settings: Settings) -> StreamingQuery:
-    return keyed_topic_job.start(JOB, spark, settings)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return keyed_topic_job.main(JOB, __doc__, argv)
+# The shared shape of a keyed-topic job, bound to this one (``start(spark, settings)``, ``main(argv)``).
+start = partial(keyed_topic_job.start, JOB)
+main = partial(keyed_topic_job.main, JOB, __doc__)
 
 
 if __name__ == "__main__":

@@ -91,11 +91,12 @@ def python_descendants(pid: int) -> list[int]:
 
 
 def count_rows(settings: Settings, table) -> int:
+    """Row count from the current snapshot's summary: metadata only, no data file is read."""
     try:
-        return len(load_catalog(settings).load_table(table_identifier(settings, table)).scan(
-            selected_fields=(table.key[0],)).to_arrow())
+        snapshot = load_catalog(settings).load_table(table_identifier(settings, table)).current_snapshot()
     except Exception:  # the table may not exist until the pipeline's first batch
         return 0
+    return int(snapshot.summary["total-records"]) if snapshot and snapshot.summary else 0
 
 
 def latest_bars(settings: Settings, per_symbol: int = 3) -> str:
