@@ -1,10 +1,11 @@
-"""Where a raw-trades micro-batch spends its time: each step of ``jobs.raw_trades.write_batch`` timed.
+"""Where a raw-trades micro-batch spends its time: the ``RawTradesWriter`` steps, each timed.
 
 Pre-loads a topic, reads ``--rows`` messages as one static Kafka DataFrame (what foreachBatch is
-handed) and runs the batch function's steps one by one, each forced with a Spark action, then the
-whole ``write_batch`` twice (empty table, then a table already holding the same event-time range).
+handed), runs the batch's steps one by one (each forced with a Spark action), then the whole writer
+on consecutive batches (empty table, a table holding the previous batch, a replay), and prints the
+physical plan of the trades write so the shuffles can be counted.
 
-    .venv/bin/python -m bench.profile_raw_batch [--rows 500000]
+    .venv/bin/python -m bench.profile_raw_batch [--rows 500000] [--batches 3]
 """
 
 from __future__ import annotations
@@ -20,23 +21,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_raw_trades import START_MS, fresh_tables
-from bench.common import describe_machine, lakehouse_settings, local_broker, publish_with_spark, trade_messages
-from lakehouse.catalog import spark_table_name
+from bench.common import describe_machine, lakehouse_settings, load, local_broker, publish_with_spark, trade_messages
 from lakehouse.local.kafka_broker import ensure_topics
 from lakehouse.spark import build_spark_session
-from lakehouse.tables import TRADES
 
 
 def timed(label: str, action):
     started = time.perf_counter()
     result = action()
-    print(f"  {label:<48} {time.perf_counter() - started:6.2f} s")
+    print(f"  {label:<52} {time.perf_counter() - started:6.2f} s", flush=True)
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=500_000)
+    parser.add_argument("--rows", type=int, default=500_000, help="messages per batch")
+    parser.add_argument("--batches", type=int, default=3, help="consecutive batches for the whole writer")
     args = parser.parse_args(argv)
     state = tempfile.mkdtemp(prefix="bench-profile-")
     try:
@@ -46,51 +46,53 @@ def main(argv: list[str] | None = None) -> int:
             ensure_topics(broker.bootstrap_servers, [topic], 4)
             spark = build_spark_session(settings, "bench-profile")
             print(describe_machine())
-            publish_with_spark(spark, trade_messages(spark, 2 * args.rows, 50, START_MS, 3_600_000),
+            total = args.rows * (args.batches + 1)
+            publish_with_spark(spark, trade_messages(spark, total, 50, START_MS, 3_600_000),
                                broker.bootstrap_servers, topic)
             from pyspark.sql import functions as F
 
-            from jobs.raw_trades import write_batch
+            from jobs.raw_trades import RawTradesWriter
             from lakehouse.messages import Trade
             from lakehouse.parsing import REJECT_REASON, parse_messages
-            from lakehouse.trades import event_time_ranges, first_of_each_trade, trade_rows
+            from lakehouse.trades import first_of_each_trade, trade_rows
 
-            def kafka_reader():
+            sizes = {row["partition"]: row["count"] for row in spark.read.format("kafka")
+                     .option("kafka.bootstrap.servers", broker.bootstrap_servers).option("subscribe", topic)
+                     .load().groupBy("partition").count().collect()}
+            slices = args.batches + 1
+
+            def kafka_batch(index: int):
+                """Batch ``index``: the index-th of ``slices`` equal slices of every partition."""
+
+                def offsets(k: int) -> str:
+                    return json.dumps({topic: {str(p): n * k // slices for p, n in sizes.items()}})
+
                 return (spark.read.format("kafka").option("kafka.bootstrap.servers", broker.bootstrap_servers)
-                        .option("subscribe", topic))
-
-            sizes = {r["partition"]: r["count"] for r in kafka_reader().load().groupBy("partition").count().collect()}
-
-            def offsets(half: int) -> str:
-                return json.dumps({topic: {str(p): n // 2 * half for p, n in sizes.items()}})
-
-            def kafka_batch(half: int):
-                """The first (0) or second (1) half of every partition."""
-                return (kafka_reader().option("startingOffsets", offsets(half))
-                        .option("endingOffsets", offsets(half + 1)).load())
+                        .option("subscribe", topic).option("startingOffsets", offsets(index))
+                        .option("endingOffsets", offsets(index + 1)).load())
 
             fresh_tables(spark, settings)
+            print(f"steps on {args.rows:,} messages ({load()}):")
             batch = kafka_batch(0).persist()
-            print(f"steps on {args.rows:,} messages:")
-            timed("read Kafka (cache raw batch)", batch.count)
+            timed("read Kafka (cache the raw batch)", batch.count)
             parsed = parse_messages(batch, Trade).persist()
-            timed("parse (from_json + rules, cached)", parsed.count)
-            timed("reject count", lambda: parsed.where(F.col(REJECT_REASON).isNotNull()).count())
-            trades = first_of_each_trade(trade_rows(parsed.where(F.col(REJECT_REASON).isNull()))).persist()
-            timed("dedupe by trade_id (min_by, cached)", trades.count)
-            timed("event_time_ranges (collect)", lambda: event_time_ranges(trades))
-            timed("stored ids in ranges (empty table)", lambda: spark.table(spark_table_name(settings, TRADES))
-                  .where(F.col("event_time") > F.lit("1970-01-01")).select("trade_id").count())
-            timed("append to Iceberg (no anti-join)", lambda: trades.writeTo(spark_table_name(settings, TRADES))
-                  .append())
+            timed("parse: from_json + rules (cached)", parsed.count)
+            trades = first_of_each_trade(trade_rows(parsed.where(F.col(REJECT_REASON).isNull())), 2)
+            timed("dedupe by trade_id (to noop)", lambda: trades.write.format("noop").mode("overwrite").save())
             parsed.unpersist()
-            trades.unpersist()
-            fresh_tables(spark, settings)
-            timed("write_batch, empty table", lambda: write_batch(settings, "profile", batch, 0))
-            second = kafka_batch(1).persist()
-            second.count()
-            timed("write_batch, table holds the batch before", lambda: write_batch(settings, "profile", second, 1))
-            timed("write_batch, replayed (already committed)", lambda: write_batch(settings, "profile", second, 1))
+            batch.unpersist()
+
+            writer = RawTradesWriter(settings, "profile")
+            print(f"whole writer, {args.batches} consecutive batches then a replay ({load()}):")
+            for index in range(args.batches):
+                frame = kafka_batch(index).persist()
+                frame.count()  # read from Kafka outside the timing: the writer's own work only
+                timed(f"batch {index}", lambda frame=frame, index=index: writer(frame, index))
+                frame.unpersist()
+            frame = kafka_batch(args.batches - 1)
+            restarted = RawTradesWriter(settings, "profile")  # a replay comes from a restarted process
+            timed("replay of the last batch (already committed)", lambda: restarted(frame, args.batches - 1))
+            print(f"rows per second of writer time is the figure to compare ({load()})")
             spark.stop()
     finally:
         shutil.rmtree(state, ignore_errors=True)

@@ -23,17 +23,27 @@ from lakehouse.settings import Settings, load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.streaming import checkpoint_location, read_kafka, run_until_stopped
 from lakehouse.tables import QUARANTINE, TRADES
-from lakehouse.trades import event_time_ranges, first_of_each_trade, in_ranges, not_yet_stored, trade_rows
+from lakehouse.trades import (
+    CLUSTERED_WRITE_OPTIONS,
+    SymbolSpan,
+    advance_stored_until,
+    first_of_each_trade,
+    not_yet_stored,
+    ranges_to_check,
+    trade_rows,
+    trades_in_ranges,
+)
 
 JOB_NAME = "raw_trades"
-MAX_CONTIGUOUS_SPAN_MS = 10 * 60 * 1000
 log = logging.getLogger(JOB_NAME)
 
 
 class RawTradesWriter:
     """The ``foreachBatch`` sink. Each Spark job costs a fixed ~0.2-1 s on a small machine, so a
-    batch runs as few as possible: one pass that caches the parse and measures it, one check of the
-    batch marker, one write (and a quarantine write only when something was rejected).
+    batch runs as few as possible: one pass that caches the parse and measures it per symbol, one
+    write (reading stored trade ids only where a symbol's trades reach back into what is stored),
+    and a quarantine write only when something was rejected. Whether a batch is a replay of a
+    committed one is asked once per process: Spark replays only the last batch, after a restart.
     """
 
     def __init__(self, settings: Settings, writer: str):
@@ -41,50 +51,53 @@ class RawTradesWriter:
         self.writer = writer
         self.trades_table = spark_table_name(settings, TRADES)
         self.quarantine_table = spark_table_name(settings, QUARANTINE)
-        # Newest event time this process has committed. Unknown after a restart (trades from an
-        # earlier run may be anywhere), then the first batch checks its whole event-time span.
-        self.stored_until_ms: int | None = None
+        # Per symbol, the newest event time this writer has committed (ms); see ranges_to_check.
+        self.stored_until_ms: dict[str, int] = {}
+        self.last_committed_batch: int | None = None  # this process's newest batch with trades
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
+        marker = batch_marker(self.writer, batch_id)
         parsed = parse_messages(batch, Trade).persist()
         try:
-            summary = parsed.agg(
-                F.count_if(F.col(REJECT_REASON).isNotNull()).alias("rejected"),
-                F.min(F.when(F.col(REJECT_REASON).isNull(), F.col(f"{PARSED}.event_time_ms"))).alias("lo_ms"),
-                F.max(F.when(F.col(REJECT_REASON).isNull(), F.col(f"{PARSED}.event_time_ms"))).alias("hi_ms"),
-            ).first()
-            marker = batch_marker(self.writer, batch_id)
-            wrote = summary.lo_ms is not None and self._append_trades(parsed, summary.lo_ms, summary.hi_ms, marker)
-            if summary.rejected:
-                rejected = parsed.where(F.col(REJECT_REASON).isNotNull())
-                append_once(quarantine_rows(rejected), self.quarantine_table, marker)
+            rejected, spans = self._measure(parsed)
+            wrote = bool(spans) and self._append_trades(parsed, spans, batch_id, marker)
+            if rejected:
+                append_once(quarantine_rows(parsed.where(F.col(REJECT_REASON).isNotNull())),
+                            self.quarantine_table, marker)
         finally:
             parsed.unpersist()
         log.info(
             "batch %s: %s -> %s, %s quarantined, %.1f s",
             batch_id, self.settings.kafka.trades_topic, self.trades_table if wrote else "(nothing new)",
-            summary.rejected, time.monotonic() - started,
+            rejected, time.monotonic() - started,
         )
 
-    def _append_trades(self, parsed: DataFrame, lo_ms: int, hi_ms: int, marker: str) -> bool:
+    @staticmethod
+    def _measure(parsed: DataFrame) -> tuple[int, list[SymbolSpan]]:
+        """(rejected messages, event-time span of each symbol's valid trades), in one pass."""
+        valid = F.col(REJECT_REASON).isNull()
+        rows = parsed.groupBy(F.when(valid, F.col(f"{PARSED}.symbol")).alias("symbol")).agg(
+            F.count_if(~valid).alias("rejected"),
+            F.min(F.when(valid, F.col(f"{PARSED}.event_time_ms"))).alias("first_ms"),
+            F.max(F.when(valid, F.col(f"{PARSED}.event_time_ms"))).alias("last_ms"),
+        ).collect()
+        spans = [SymbolSpan(r.symbol, r.first_ms, r.last_ms) for r in rows if r.symbol is not None]
+        return sum(r.rejected for r in rows), spans
+
+    def _append_trades(self, parsed: DataFrame, spans: list[SymbolSpan], batch_id: int, marker: str) -> bool:
         spark = parsed.sparkSession
-        trades = first_of_each_trade(trade_rows(parsed.where(F.col(REJECT_REASON).isNull())))
-        # A re-sent trade carries its original event time, so earlier copies can only lie in the
-        # span both this batch and the stored trades cover; usually a sliver, often nothing.
-        upper_ms = hi_ms if self.stored_until_ms is None else min(hi_ms, self.stored_until_ms)
-        if lo_ms > upper_ms:
-            fresh = trades
-        elif hi_ms - lo_ms <= MAX_CONTIGUOUS_SPAN_MS:
-            # Epoch literals, not Python datetimes: independent of the driver's time zone.
-            span = F.col("event_time").between(F.timestamp_millis(F.lit(lo_ms)), F.timestamp_millis(F.lit(upper_ms)))
-            stored = spark.table(self.trades_table).where(span)
-            fresh = not_yet_stored(trades, stored.select("trade_id"))
-        else:  # scattered late trades: look only in the ranges they fall in
-            stored = in_ranges(spark.table(self.trades_table), event_time_ranges(trades))
-            fresh = not_yet_stored(trades, stored.select("trade_id"))
-        wrote = append_once(fresh, self.trades_table, marker)
-        self.stored_until_ms = hi_ms if self.stored_until_ms is None else max(self.stored_until_ms, hi_ms)
+        partitions = self.settings.streaming.shuffle_partitions
+        trades = first_of_each_trade(trade_rows(parsed.where(F.col(REJECT_REASON).isNull())), partitions)
+        ranges = ranges_to_check(spans, self.stored_until_ms)
+        if ranges:
+            stored = spark.table(self.trades_table).where(trades_in_ranges(ranges))
+            trades = not_yet_stored(trades, stored.select("trade_id"))
+        # Only the first batch a process writes can be a replay of a committed one.
+        known_new = self.last_committed_batch is not None and batch_id > self.last_committed_batch
+        wrote = append_once(trades, self.trades_table, marker, CLUSTERED_WRITE_OPTIONS, known_uncommitted=known_new)
+        self.last_committed_batch = batch_id
+        self.stored_until_ms = advance_stored_until(self.stored_until_ms, spans)
         return wrote
 
 

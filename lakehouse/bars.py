@@ -18,12 +18,12 @@ from trades elsewhere.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from lakehouse.conditions import bar_eligible_column
 from lakehouse.tables import BARS_1M, LATE_TRADES
+from lakehouse.trades import SymbolRange
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -170,15 +170,6 @@ def watermark_from(high_water_mark: datetime | None, allowed_lateness_seconds: f
     return None if high_water_mark is None else high_water_mark - timedelta(seconds=allowed_lateness_seconds)
 
 
-@dataclass(frozen=True)
-class SymbolRange:
-    """The event-time span ``[start, end)`` of one symbol's affected windows."""
-
-    symbol: str
-    start: datetime
-    end: datetime
-
-
 def symbol_ranges(windows: Iterable[tuple[str, datetime, datetime]]) -> list[SymbolRange]:
     """Collapse affected (symbol, window_start, window_end) keys to one span per symbol."""
     spans: dict[str, tuple[datetime, datetime]] = {}
@@ -186,21 +177,6 @@ def symbol_ranges(windows: Iterable[tuple[str, datetime, datetime]]) -> list[Sym
         low, high = spans.get(symbol, (start, end))
         spans[symbol] = (min(low, start), max(high, end))
     return [SymbolRange(symbol, low, high) for symbol, (low, high) in sorted(spans.items())]
-
-
-def trades_in_ranges(ranges: Iterable[SymbolRange]) -> Column:
-    """A filter on the trades table that Iceberg turns into partition and file pruning
-    (``symbol`` is an identity partition, ``event_time`` a day partition plus file min/max)."""
-    from pyspark.sql import functions as F
-
-    condition = F.lit(False)
-    for span in ranges:
-        condition = condition | (
-            (F.col("symbol") == F.lit(span.symbol))
-            & (F.col("event_time") >= F.lit(span.start))
-            & (F.col("event_time") < F.lit(span.end))
-        )
-    return condition
 
 
 def rollup_bars(bars_1m: DataFrame, interval: str) -> DataFrame:

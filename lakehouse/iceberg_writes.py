@@ -13,7 +13,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -76,13 +76,30 @@ def with_commit_retry(write: Callable[[], T], what: str, attempts: int = COMMIT_
     raise AssertionError("unreachable")
 
 
-def append_once(frame: DataFrame, table_name: str, marker: str) -> bool:
-    """Append ``frame`` unless a commit with ``marker`` exists; True when it appended."""
+def append_once(
+    frame: DataFrame,
+    table_name: str,
+    marker: str,
+    options: Mapping[str, str] | None = None,
+    known_uncommitted: bool = False,
+) -> bool:
+    """Append ``frame`` unless a commit with ``marker`` exists; True when it appended.
+
+    ``known_uncommitted``: the caller knows no commit carries ``marker`` (a writer that has already
+    checked for a replay in this process), so the first attempt skips the snapshot query, one
+    Spark job per micro-batch. A retry after a busy catalog always checks.
+    """
+    attempts = 0
 
     def append() -> bool:
-        if batch_committed(frame.sparkSession, table_name, marker):
+        nonlocal attempts
+        attempts += 1
+        if not (known_uncommitted and attempts == 1) and batch_committed(frame.sparkSession, table_name, marker):
             return False
-        frame.writeTo(table_name).option(f"snapshot-property.{BATCH_PROPERTY}", marker).append()
+        writer = frame.writeTo(table_name).option(f"snapshot-property.{BATCH_PROPERTY}", marker)
+        for key, value in (options or {}).items():
+            writer = writer.option(key, value)
+        writer.append()
         return True
 
     return with_commit_retry(append, table_name)

@@ -1,19 +1,25 @@
 """Raw-trade transforms: parsed Trade messages -> rows of the trades table, deduplicated.
 
-Pure ``DataFrame -> DataFrame`` functions; the raw-trades job wires them to Kafka and Iceberg.
+Pure functions; the raw-trades job wires them to Kafka and Iceberg. Copies of one trade (the same
+``trade_id``) always share its symbol, which is what lets the dedupe and the check against stored
+trades work symbol by symbol.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from lakehouse.parsing import PARSED
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
-_ONE_HOUR = timedelta(hours=1)
+# Iceberg write options for a frame already clustered by symbol (``first_of_each_trade``): no
+# second shuffle, and one open file per partition instead of a sort.
+CLUSTERED_WRITE_OPTIONS: Mapping[str, str] = {"distribution-mode": "none", "fanout-enabled": "true"}
 
 
 def trade_rows(valid_messages: DataFrame) -> DataFrame:
@@ -37,16 +43,26 @@ def trade_rows(valid_messages: DataFrame) -> DataFrame:
     )
 
 
-def first_of_each_trade(trades: DataFrame) -> DataFrame:
+def first_of_each_trade(trades: DataFrame, partitions: int) -> DataFrame:
     """One row per trade_id: the copy read first from Kafka (lowest partition, offset).
 
-    Deterministic, so a replayed micro-batch keeps the very same row.
+    Deterministic, so a replayed micro-batch keeps the very same row. The rows are shuffled once,
+    by symbol (copies of a trade share it), so the result is already clustered the way the trades
+    table is partitioned: write it with ``CLUSTERED_WRITE_OPTIONS``.
+
+    A ``row_number`` filter rather than ``min_by`` over a struct of the row: the struct forces a
+    sort-based aggregate that measured 1.3-1.5x slower on the same 400,000 trades.
     """
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    columns = trades.columns
-    first = F.min_by(F.struct(*columns), F.struct("kafka_partition", "kafka_offset"))
-    return trades.groupBy("trade_id").agg(first.alias("t")).select("t.*")
+    copies = Window.partitionBy("symbol", "trade_id").orderBy("kafka_partition", "kafka_offset")
+    return (
+        trades.repartition(partitions, "symbol")
+        .withColumn("_copy", F.row_number().over(copies))
+        .where(F.col("_copy") == 1)
+        .drop("_copy")
+    )
 
 
 def not_yet_stored(trades: DataFrame, stored_trade_ids: DataFrame) -> DataFrame:
@@ -54,45 +70,65 @@ def not_yet_stored(trades: DataFrame, stored_trade_ids: DataFrame) -> DataFrame:
     return trades.join(stored_trade_ids.select("trade_id"), on="trade_id", how="left_anti")
 
 
-MAX_RANGES = 32
+@dataclass(frozen=True)
+class SymbolSpan:
+    """The event times (epoch ms, inclusive) one symbol's valid trades cover in a micro-batch."""
+
+    symbol: str
+    first_ms: int
+    last_ms: int
 
 
-def contiguous_ranges(bucket_starts: list[datetime], width: timedelta) -> list[tuple[datetime, datetime]]:
-    """Sorted buckets of ``width`` -> the fewest [start, end) ranges that cover exactly them."""
-    ranges: list[tuple[datetime, datetime]] = []
-    for start in sorted(bucket_starts):
-        if ranges and ranges[-1][1] >= start:
-            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], start + width))
-        else:
-            ranges.append((start, start + width))
-    return ranges
+@dataclass(frozen=True)
+class SymbolRange:
+    """An event-time range ``[start, end)`` of one symbol."""
+
+    symbol: str
+    start: datetime
+    end: datetime
 
 
-def event_time_ranges(trades: DataFrame) -> list[tuple[datetime, datetime]]:
-    """The event-time ranges ``trades`` cover, to bound the read of stored trade ids.
+def _utc_ms(epoch_ms: int) -> datetime:
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
 
-    A re-sent trade has the same event time as its original, so looking only in these ranges finds
-    every earlier copy, while Iceberg skips every file whose event_time min/max lies outside them.
-    Seconds are tried first (a steady stream gives one narrow range); minutes, then hours, when
-    scattered late trades would make too many ranges.
+
+def ranges_to_check(spans: Iterable[SymbolSpan], stored_until_ms: Mapping[str, int]) -> list[SymbolRange]:
+    """Where earlier copies of this batch's trades could be stored, symbol by symbol.
+
+    A re-sent trade carries its original symbol and event time, so an earlier copy lies in its
+    symbol's span. ``stored_until_ms`` holds, per symbol, the newest event time this writer has
+    committed; everything the table held for that symbol before this writer started was checked
+    when the symbol first appeared. So a symbol seen before needs checking only where its span
+    reaches back to or below that mark (nothing, for a feed in event-time order), and a symbol
+    not seen yet over its whole span.
     """
-    from pyspark.sql import functions as F
-
-    for unit, width in (("second", timedelta(seconds=1)), ("minute", timedelta(minutes=1)), ("hour", _ONE_HOUR)):
-        buckets = trades.select(F.date_trunc(unit, "event_time").alias("b")).distinct().limit(MAX_RANGES * 64)
-        ranges = contiguous_ranges([row.b for row in buckets.collect()], width)
-        if len(ranges) <= MAX_RANGES:
-            return ranges
+    ranges = []
+    for span in spans:
+        until = stored_until_ms.get(span.symbol)
+        last = span.last_ms if until is None else min(span.last_ms, until)
+        if span.first_ms <= last:
+            ranges.append(SymbolRange(span.symbol, _utc_ms(span.first_ms), _utc_ms(last) + timedelta(milliseconds=1)))
     return ranges
 
 
-def in_ranges(frame: DataFrame, ranges: list[tuple[datetime, datetime]], column: str = "event_time") -> DataFrame:
-    from functools import reduce
+def advance_stored_until(stored_until_ms: Mapping[str, int], spans: Iterable[SymbolSpan]) -> dict[str, int]:
+    """``stored_until_ms`` after committing ``spans`` (marks never move back)."""
+    advanced = dict(stored_until_ms)
+    for span in spans:
+        advanced[span.symbol] = max(advanced.get(span.symbol, span.last_ms), span.last_ms)
+    return advanced
 
+
+def trades_in_ranges(ranges: Iterable[SymbolRange]) -> Column:
+    """A filter on the trades table that Iceberg turns into partition and file pruning
+    (``symbol`` is an identity partition, ``event_time`` a day partition plus file min/max)."""
     from pyspark.sql import functions as F
 
-    if not ranges:
-        return frame.limit(0)
-    condition = reduce(lambda a, b: a | b, [(F.col(column) >= s) & (F.col(column) < e) for s, e in ranges])
-    return frame.where(condition)
-
+    condition = F.lit(False)
+    for span in ranges:
+        condition = condition | (
+            (F.col("symbol") == F.lit(span.symbol))
+            & (F.col("event_time") >= F.lit(span.start))
+            & (F.col("event_time") < F.lit(span.end))
+        )
+    return condition

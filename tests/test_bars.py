@@ -429,3 +429,18 @@ def _no_leftover_queries(request: pytest.FixtureRequest) -> Iterator[None]:
         spark = request.getfixturevalue("bars_spark")
         for query in spark.streams.active:
             query.stop()
+
+
+def test_open_windows_forget_a_window_once_the_watermark_passes_its_end() -> None:
+    from lakehouse.open_windows import OpenWindowTrades
+
+    minute_us = 60_000_000
+    t0_us = epoch_us(T0) // minute_us * minute_us
+    held = OpenWindowTrades()
+    held.mark_complete([("AAPL", t0_us), ("AAPL", t0_us + minute_us), ("MSFT", t0_us)])
+    assert held.missing([("AAPL", t0_us), ("TSLA", t0_us)]) == [("TSLA", t0_us)]
+
+    held.close_through(T0.replace(second=0, microsecond=0) + timedelta(seconds=60))  # first minute is final
+    assert held.missing([("AAPL", t0_us), ("AAPL", t0_us + minute_us)]) == [("AAPL", t0_us)]
+    held.close_through(None)  # no watermark yet: nothing closes
+    assert held.complete == {("AAPL", t0_us + minute_us)}

@@ -126,14 +126,24 @@ def test_kill_dash_nine_mid_stream_then_restart_loses_and_duplicates_nothing(
     assert set(ids) == {t.trade_id for t in trades}, "a trade was lost"
 
 
-def test_contiguous_buckets_collapse_into_one_range_and_gaps_split_them() -> None:
-    from datetime import datetime, timedelta
+def test_only_symbols_whose_trades_reach_back_into_what_is_stored_are_checked() -> None:
+    from datetime import UTC, datetime, timedelta
 
-    from lakehouse.trades import contiguous_ranges
+    from lakehouse.trades import SymbolRange, SymbolSpan, advance_stored_until, ranges_to_check
 
-    second = timedelta(seconds=1)
-    t0 = datetime(2026, 1, 2, 14, 30, 0)
-    buckets = [t0 + 2 * second, t0, t0 + second, t0 + 10 * second]
+    def at(ms: int) -> datetime:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
-    assert contiguous_ranges(buckets, second) == [(t0, t0 + 3 * second), (t0 + 10 * second, t0 + 11 * second)]
-    assert contiguous_ranges([], second) == []
+    stored = advance_stored_until({}, [SymbolSpan("AAPL", 1_000, 5_000), SymbolSpan("MSFT", 1_000, 9_000)])
+    assert stored == {"AAPL": 5_000, "MSFT": 9_000}
+    batch = [
+        SymbolSpan("AAPL", 5_001, 8_000),  # in event-time order: nothing to check
+        SymbolSpan("MSFT", 8_500, 12_000),  # reaches back 500 ms into what is stored
+        SymbolSpan("TSLA", 2_000, 3_000),  # not written by this writer yet: its whole span
+    ]
+    one_ms = timedelta(milliseconds=1)
+    assert ranges_to_check(batch, stored) == [
+        SymbolRange("MSFT", at(8_500), at(9_000) + one_ms),
+        SymbolRange("TSLA", at(2_000), at(3_000) + one_ms),
+    ]
+    assert advance_stored_until(stored, [SymbolSpan("MSFT", 100, 200)])["MSFT"] == 9_000  # never moves back
