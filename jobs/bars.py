@@ -2,11 +2,9 @@
 
 Reads the snapshots the raw-trades job appends to ``trades`` (an Iceberg streaming source) and,
 per micro-batch: records trades whose bar is already closed in ``late_trades``, then recomputes
-every other bar the batch touches from all its (deduplicated) trades and MERGEs it into
-``bars_1m``. Recomputing whole bars, instead of adding increments, keeps the bars exact and makes
-a replayed micro-batch (or a rebuilt checkpoint) harmless. A bar's earlier trades are held in memory
-while its window is open (``lakehouse.open_windows``); the trades table is read only for windows
-this process has not seen. The bar maths live in ``lakehouse.bars``.
+every other bar the batch touches from the (deduplicated) trades table and MERGEs it into
+``bars_1m``. Recomputing whole bars from the table, instead of adding increments, keeps the bars
+exact and makes a replayed micro-batch harmless. The bar maths live in ``lakehouse.bars``.
 
     python -m jobs.bars            # settings from conf/lakehouse.toml + LAKEHOUSE__* env
 """
@@ -24,7 +22,6 @@ from typing import TYPE_CHECKING
 from lakehouse import bars
 from lakehouse.catalog import spark_table_name
 from lakehouse.logs import configure_logging
-from lakehouse.open_windows import OpenWindowTrades, WindowKey
 from lakehouse.settings import Settings, load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.streaming import run_until_stopped
@@ -63,7 +60,6 @@ class BarsBatchWriter:
         self.late_table = spark_table_name(settings, LATE_TRADES)
         self.lateness_seconds = settings.streaming.allowed_lateness_seconds
         self.marks = HighWaterMarkLog(f"{checkpoint}/high_water_mark")
-        self.open_windows = OpenWindowTrades()
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         from pyspark.sql import functions as F
@@ -87,7 +83,6 @@ class BarsBatchWriter:
             mark = bars.advance_high_water_mark(previous_mark, from_epoch_micros(stats["mark_us"]))
             if mark is not None:
                 self.marks.record(batch_id, mark)
-                self.open_windows.close_through(bars.watermark_from(mark, self.lateness_seconds))
         finally:
             batch.unpersist()
         elapsed = time.monotonic() - started
@@ -134,43 +129,46 @@ class BarsBatchWriter:
     def _merge_bars(
         self, session: SparkSession, on_time: DataFrame, ingested_until: datetime, batch_id: int
     ) -> int:
-        """Recompute every bar the on-time eligible trades touch, from all its trades, and MERGE.
+        """Recompute every bar the on-time eligible trades touch, from the trades table, and MERGE.
 
-        A bar's earlier trades come from ``self.open_windows`` (held since they streamed by); only
-        a window this process has not seen yet is read from the trades table, pruned to its symbol
-        and minute and only up to the newest ``ingested_time`` in this batch, so trades the raw job
-        committed after this batch's snapshots wait for their own batch.
+        The trades table is read only for the touched symbols and time spans (Iceberg prunes
+        partitions and files) and only up to the newest ``ingested_time`` in this batch, so trades
+        the raw job committed after this batch's snapshots wait for their own batch.
         """
         from pyspark.sql import functions as F
 
-        eligible = bars.eligible_trades(on_time)
-        keys = [
-            ((row["symbol"], row["start_us"]), from_epoch_micros(row["end_us"]))
-            for row in bars.affected_windows(eligible).select(
-                "symbol",
-                F.unix_micros("window_start").alias("start_us"),
-                F.unix_micros("window_end").alias("end_us"),
-            ).collect()
-        ]
+        windows = bars.affected_windows(bars.eligible_trades(on_time))
+        keys = windows.select(
+            "symbol",
+            F.unix_micros("window_start").alias("start_us"),
+            F.unix_micros("window_end").alias("end_us"),
+        ).collect()
         if not keys:
             return 0
-        ends = dict(keys)
-        missing = self.open_windows.missing(list(ends))
-        if missing:
-            self.open_windows.add(self._stored_trades(session, missing, ends, ingested_until),
-                                  max(ends[key] for key in missing))
-        self.open_windows.add(eligible, max(ends.values()))
-        self.open_windows.mark_complete(list(ends))
-        in_windows = (
-            self.open_windows.trades()
-            .join(F.broadcast(self._window_frame(session, list(ends))), ["symbol", "window_start"], "left_semi")
-            # Held frames may overlap (a window read from the table includes this batch's trades).
+        windows_utc = [
+            (row["symbol"], from_epoch_micros(row["start_us"]), from_epoch_micros(row["end_us"]))
+            for row in keys
+        ]
+        ranges = bars.symbol_ranges(windows_utc)
+        # A small local relation, independent of the streaming plan, to broadcast into the join.
+        affected = session.createDataFrame(
+            [(symbol, start) for symbol, start, _ in windows_utc], "symbol string, window_start timestamp"
+        )
+        trades = (
+            session.table(self.trades_table)
+            .where(trades_in_ranges(ranges) & (F.col("ingested_time") <= F.lit(ingested_until)))
+            .transform(bars.eligible_trades)
+            # The raw table is deduplicated by contract; this keeps the bars exact even if not.
             .dropDuplicates(["trade_id"])
-            .drop("window_start")
+        )
+        in_windows = (
+            bars.with_window(trades)
+            .join(F.broadcast(affected), ["symbol", "window_start"], "left_semi")
+            .drop("window_start", "window_end")
         )
         view = f"bars_recomputed_batch_{batch_id}"
-        # Materialised first: a small, lineage-free MERGE source (Iceberg's MERGE plans its source
-        # twice, and re-planning the semi-join on top of the held frames trips the analyser).
+        # Materialised first: a small, lineage-free MERGE source (Iceberg's MERGE plans its
+        # source twice, and re-planning the pruned read with the semi-join trips the analyser).
         recomputed = bars.bars_from_trades(in_windows).localCheckpoint(eager=True)
         recomputed.createOrReplaceTempView(view)
         session.sql(
@@ -180,32 +178,6 @@ class BarsBatchWriter:
         )
         session.catalog.dropTempView(view)
         return len(keys)
-
-    @staticmethod
-    def _window_frame(session: SparkSession, windows: list[WindowKey]) -> DataFrame:
-        """A small local relation of (symbol, window_start), independent of the streaming plan."""
-        from pyspark.sql import functions as F
-
-        return session.createDataFrame(windows, "symbol string, start_us bigint").select(
-            "symbol", F.timestamp_micros("start_us").alias("window_start")
-        )
-
-    def _stored_trades(
-        self, session: SparkSession, windows: list[WindowKey], ends: dict[WindowKey, datetime], ingested_until: datetime
-    ) -> DataFrame:
-        """The eligible trades the table holds for ``windows`` (Iceberg prunes partitions and files)."""
-        from pyspark.sql import functions as F
-
-        ranges = bars.symbol_ranges([(symbol, from_epoch_micros(start), ends[(symbol, start)])
-                                     for symbol, start in windows])
-        trades = (
-            session.table(self.trades_table)
-            .where(trades_in_ranges(ranges) & (F.col("ingested_time") <= F.lit(ingested_until)))
-            .transform(bars.eligible_trades)
-        )
-        return bars.with_window(trades).join(
-            F.broadcast(self._window_frame(session, windows)), ["symbol", "window_start"], "left_semi"
-        )
 
 
 def start_bars_query(
