@@ -356,12 +356,18 @@ def start(spark: Any, settings: Settings) -> Any:
     return start_bars_query(spark, settings)
 
 
+def bars_lakehouse(spark: Any, base_settings: Settings, name: str) -> tuple[Settings, RawTable]:
+    """Settings of a lakehouse of its own with the bars job's tables, and its stand-in raw job."""
+    settings = isolated(base_settings, name)
+    ensure_tables(spark, settings, (TRADES, BARS_1M, LATE_TRADES))
+    return settings, RawTable(spark, settings)
+
+
 def test_streamed_bars_equal_an_independent_computation(
     bars_spark: Any, bars_base_settings: Settings
 ) -> None:
-    settings = isolated(bars_base_settings, "bars_exact")
-    ensure_tables(bars_spark, settings, (TRADES, BARS_1M, LATE_TRADES))
-    raw, model, expected_late = RawTable(bars_spark, settings), WatermarkModel(), set()
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_exact")
+    model, expected_late = WatermarkModel(), set()
     query = start(bars_spark, settings)
     try:
         stream = generated_batches(seed=11, symbols=["AAPL", "MSFT", "TSLA", "VCB"], batches=8, per_batch=60)
@@ -381,9 +387,7 @@ def test_streamed_bars_equal_an_independent_computation(
 def test_late_trades_correct_their_bar_or_are_kept_aside_and_restart_does_not_double_count(
     bars_spark: Any, bars_base_settings: Settings
 ) -> None:
-    settings = isolated(bars_base_settings, "bars_late")
-    ensure_tables(bars_spark, settings, (TRADES, BARS_1M, LATE_TRADES))
-    raw = RawTable(bars_spark, settings)
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_late")
     at = lambda seconds: T0 + timedelta(seconds=seconds)  # noqa: E731
     key = lambda seconds: ("AAPL", epoch_us(at(seconds)) // MINUTE_US * MINUTE_US)  # noqa: E731
 
@@ -436,9 +440,7 @@ def test_a_restarted_job_keeps_future_dated_trades_stored_before_the_restart_in_
 ) -> None:
     # A trade stamped an hour ahead of its ingest time (a bad exchange clock) opens a window that no
     # watermark closes; after a restart that window's first trade is only in the table.
-    settings = isolated(bars_base_settings, "bars_future")
-    ensure_tables(bars_spark, settings, (TRADES, BARS_1M, LATE_TRADES))
-    raw = RawTable(bars_spark, settings)
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_future")
     ahead = (datetime.now(UTC) + timedelta(hours=1)).replace(second=5, microsecond=0)
     query = start(bars_spark, settings)
     raw.append([trade("ahead-1", "AAPL", ahead, 20.0)])
