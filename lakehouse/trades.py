@@ -124,11 +124,17 @@ def trades_in_ranges(ranges: Iterable[SymbolRange]) -> Column:
     (``symbol`` is an identity partition, ``event_time`` a day partition plus file min/max)."""
     from pyspark.sql import functions as F
 
-    condition = F.lit(False)
-    for span in ranges:
-        condition = condition | (
-            (F.col("symbol") == F.lit(span.symbol))
-            & (F.col("event_time") >= F.lit(span.start))
-            & (F.col("event_time") < F.lit(span.end))
-        )
-    return condition
+    conditions = [
+        (F.col("symbol") == F.lit(span.symbol))
+        & (F.col("event_time") >= F.lit(span.start))
+        & (F.col("event_time") < F.lit(span.end))
+        for span in ranges
+    ]
+    if not conditions:
+        return F.lit(False)
+    # OR-ed pairwise, so thousands of symbols (a restart) make a tree log2(n) deep, not n deep:
+    # Spark and Iceberg convert filters recursively.
+    while len(conditions) > 1:
+        paired = [a | b for a, b in zip(conditions[::2], conditions[1::2], strict=False)]
+        conditions = paired + conditions[len(paired) * 2:]
+    return conditions[0]

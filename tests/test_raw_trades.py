@@ -147,3 +147,22 @@ def test_only_symbols_whose_trades_reach_back_into_what_is_stored_are_checked() 
         SymbolRange("TSLA", at(2_000), at(3_000) + one_ms),
     ]
     assert advance_stored_until(stored, [SymbolSpan("MSFT", 100, 200)])["MSFT"] == 9_000  # never moves back
+
+
+def test_a_filter_over_thousands_of_symbols_selects_exactly_their_ranges(spark) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from lakehouse.trades import SymbolRange, trades_in_ranges
+
+    t0 = datetime(2026, 1, 2, 14, 30, tzinfo=UTC)
+    ranges = [SymbolRange(f"S{i:04d}", t0, t0 + timedelta(seconds=1)) for i in range(5000)]
+    rows = spark.createDataFrame(
+        [("S0000", t0), ("S4999", t0 + timedelta(milliseconds=999)), ("S4999", t0 + timedelta(seconds=1)),
+         ("OTHER", t0)],
+        "symbol string, event_time timestamp",
+    )
+    from pyspark.sql import functions as F
+
+    picked = rows.where(trades_in_ranges(ranges)).select("symbol", F.unix_millis("event_time").alias("ms")).collect()
+    t0_ms = int(t0.timestamp() * 1000)
+    assert sorted((r.symbol, r.ms - t0_ms) for r in picked) == [("S0000", 0), ("S4999", 999)]
