@@ -32,15 +32,14 @@ BAR_SECONDS = 60
 # Interval name -> length in seconds, for rollup_bars.
 INTERVAL_SECONDS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "1d": 86400}
 
-# The trade order that defines open and close. (kafka_partition, kafka_offset) names one Kafka
-# message and both are required columns, so trade_id never decides: ``trade_order_key`` omits it.
-TRADE_ORDER = ("event_time", "kafka_partition", "kafka_offset", "trade_id")
 _PARTITION_DIGITS = 5  # Kafka partitions per topic stay far below 100,000
 _OFFSET_DIGITS = 16  # offsets below 10**16: three centuries at a million messages/s into one partition
 
 
 def trade_order_key() -> Column:
-    """``TRADE_ORDER`` as one decimal(38, 0): event micros, then partition, then offset, in digits.
+    """The trade order that defines open and close, as one decimal(38, 0): event micros, then
+    Kafka partition, then offset, in digits. (kafka_partition, kafka_offset) names one message and
+    both are required columns, so no further tie-breaker (trade_id) is ever needed.
 
     ``min_by``/``max_by`` over a fixed-width key run in Spark's hash aggregate; a ``min`` over a
     struct of the same columns falls back to a sort-based aggregate that measured 2x slower for the
