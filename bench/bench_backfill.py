@@ -16,7 +16,6 @@ Both results are checked equal (bar count, volume and trade-count sums). Ratio =
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 import time
@@ -74,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.bars_bench import synthetic_trades
     from lakehouse.bars import bars_from_trades, eligible_trades
 
-    state = tempfile.mkdtemp(prefix="bench-backfill-")
-    try:
+    with tempfile.TemporaryDirectory(prefix="bench-backfill-", ignore_cleanup_errors=True) as state:
         settings = lakehouse_settings(state)
         spark = build_spark_session(settings, "bench-backfill")
         ensure_tables(spark, settings, (TRADES,))
@@ -115,8 +113,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"DuckDB 2 threads (same maths over the same files): median {d:.2f} s ({args.trades / d:,.0f} trades/s)")
         print(f"ratio: Spark / DuckDB = {s / d:.2f}x (target <= 2x: {'met' if s / d <= 2 else 'NOT met'}) ({load()})")
         spark.stop()
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
     return 0
 
 

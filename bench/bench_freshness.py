@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import shutil
 import sys
 import tempfile
 import time
@@ -79,101 +78,100 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.bars import start_bars_query
     from lakehouse.streaming import in_own_pool
 
-    state = tempfile.mkdtemp(prefix="bench-fresh-")
-    try:
-        with local_broker() as broker:
-            settings = lakehouse_settings(state, broker.bootstrap_servers, {
-                "LAKEHOUSE__STREAMING__TRIGGER_SECONDS": str(args.raw_trigger),
-                "LAKEHOUSE__STREAMING__ALLOWED_LATENESS_SECONDS": str(args.lateness),
-            })
-            topic = settings.kafka.trades_topic
-            ensure_topics(broker.bootstrap_servers, [topic], settings.kafka.partitions)
-            spark = build_spark_session(settings, "bench-freshness")
-            ensure_tables(spark, settings, (TRADES, QUARANTINE, BARS_1M, LATE_TRADES))
-            print(describe_machine())
-            bars_settings = with_streaming(settings, trigger_seconds=args.bars_trigger)
-            queries = [in_own_pool(spark, "raw_trades", lambda: raw_trades.start(spark, settings)),
-                       in_own_pool(spark, "bars", lambda: start_bars_query(spark, bars_settings))]
-            trades_table, bars_table = load_table(settings, TRADES), load_table(settings, BARS_1M)
-            ready = multiprocessing.Event()
-            publisher = multiprocessing.Process(
-                target=publish, args=(broker.bootstrap_servers, topic, args.rate, args.symbols, args.seconds, ready))
-            publisher.start()
-            ready.wait(30)
-            feed_start = time.time()
-            snapshot_seen: dict[int, float] = {}
-            bar_seen: dict[tuple[str, int], dict[int, float]] = {}
-            loads: list[float] = []
-            last_bars_poll = 0.0
-            settle = args.lateness + args.bars_trigger + args.raw_trigger + 10
-            while time.time() < feed_start + args.seconds + settle:
-                now = time.time()
-                snapshot = trades_table.refresh().current_snapshot()
-                if snapshot is not None and snapshot.snapshot_id not in snapshot_seen:
-                    snapshot_seen[snapshot.snapshot_id] = now
-                if now - last_bars_poll >= 1.0:
-                    last_bars_poll = now
-                    loads.append(__import__("os").getloadavg()[0])
-                    bars_now = bars_table.refresh().scan(
-                        selected_fields=("symbol", "window_start", "trade_count")).to_arrow().to_pylist()
-                    seen_at = time.time()
-                    for bar in bars_now:
-                        key = (bar["symbol"], int(bar["window_start"].timestamp()))
-                        bar_seen.setdefault(key, {}).setdefault(bar["trade_count"], seen_at)
-                for query in queries:
-                    if not query.isActive:
-                        raise RuntimeError(f"{query.name} failed: {query.exception()}")
-                time.sleep(max(0.0, args.poll - (time.time() - now)))
-            publisher.join(60)
-            durations = {q.name: sorted(p["durationMs"]["triggerExecution"] / 1000 for p in q.recentProgress
-                                        if p["numInputRows"]) for q in queries}
-            for query in queries:  # stop between micro-batches, not in the middle of one
-                idle_by = time.time() + 60
-                while query.status["isTriggerActive"] and time.time() < idle_by:
-                    time.sleep(0.2)
-                query.stop()
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-fresh-", ignore_cleanup_errors=True) as state,
+        local_broker() as broker,
+    ):
+        settings = lakehouse_settings(state, broker.bootstrap_servers, {
+            "LAKEHOUSE__STREAMING__TRIGGER_SECONDS": str(args.raw_trigger),
+            "LAKEHOUSE__STREAMING__ALLOWED_LATENESS_SECONDS": str(args.lateness),
+        })
+        topic = settings.kafka.trades_topic
+        ensure_topics(broker.bootstrap_servers, [topic], settings.kafka.partitions)
+        spark = build_spark_session(settings, "bench-freshness")
+        ensure_tables(spark, settings, (TRADES, QUARANTINE, BARS_1M, LATE_TRADES))
+        print(describe_machine())
+        bars_settings = with_streaming(settings, trigger_seconds=args.bars_trigger)
+        queries = [in_own_pool(spark, "raw_trades", lambda: raw_trades.start(spark, settings)),
+                   in_own_pool(spark, "bars", lambda: start_bars_query(spark, bars_settings))]
+        trades_table, bars_table = load_table(settings, TRADES), load_table(settings, BARS_1M)
+        ready = multiprocessing.Event()
+        publisher = multiprocessing.Process(
+            target=publish, args=(broker.bootstrap_servers, topic, args.rate, args.symbols, args.seconds, ready))
+        publisher.start()
+        ready.wait(30)
+        feed_start = time.time()
+        snapshot_seen: dict[int, float] = {}
+        bar_seen: dict[tuple[str, int], dict[int, float]] = {}
+        loads: list[float] = []
+        last_bars_poll = 0.0
+        settle = args.lateness + args.bars_trigger + args.raw_trigger + 10
+        while time.time() < feed_start + args.seconds + settle:
+            now = time.time()
+            snapshot = trades_table.refresh().current_snapshot()
+            if snapshot is not None and snapshot.snapshot_id not in snapshot_seen:
+                snapshot_seen[snapshot.snapshot_id] = now
+            if now - last_bars_poll >= 1.0:
+                last_bars_poll = now
+                loads.append(__import__("os").getloadavg()[0])
+                bars_now = bars_table.refresh().scan(
+                    selected_fields=("symbol", "window_start", "trade_count")).to_arrow().to_pylist()
+                seen_at = time.time()
+                for bar in bars_now:
+                    key = (bar["symbol"], int(bar["window_start"].timestamp()))
+                    bar_seen.setdefault(key, {}).setdefault(bar["trade_count"], seen_at)
+            for query in queries:
+                if not query.isActive:
+                    raise RuntimeError(f"{query.name} failed: {query.exception()}")
+            time.sleep(max(0.0, args.poll - (time.time() - now)))
+        publisher.join(60)
+        durations = {q.name: sorted(p["durationMs"]["triggerExecution"] / 1000 for p in q.recentProgress
+                                    if p["numInputRows"]) for q in queries}
+        for query in queries:  # stop between micro-batches, not in the middle of one
+            idle_by = time.time() + 60
+            while query.status["isTriggerActive"] and time.time() < idle_by:
+                time.sleep(0.2)
+            query.stop()
 
-            name = spark_table_name(settings, TRADES)
-            files = spark.sql(f"SELECT data_file.file_path AS file, snapshot_id FROM {name}.entries WHERE status = 1")
-            seen = spark.createDataFrame([(k, v) for k, v in snapshot_seen.items()], "snapshot_id long, seen double")
-            delays = (spark.table(name).select("_file", "event_time")
-                      .join(files, F.col("_file") == F.col("file")).join(seen, "snapshot_id", "left")
-                      .select((F.col("seen") - F.unix_micros("event_time") / 1e6).alias("delay")))
-            stats = delays.agg(F.count("*").alias("n"), F.count("delay").alias("timed"),
-                               F.percentile_approx("delay", [0.5, 0.99], 10_000).alias("p")).first()
-            raw_p50, raw_p99 = stats["p"] if stats["timed"] else (float("nan"), float("nan"))
+        name = spark_table_name(settings, TRADES)
+        files = spark.sql(f"SELECT data_file.file_path AS file, snapshot_id FROM {name}.entries WHERE status = 1")
+        seen = spark.createDataFrame([(k, v) for k, v in snapshot_seen.items()], "snapshot_id long, seen double")
+        delays = (spark.table(name).select("_file", "event_time")
+                  .join(files, F.col("_file") == F.col("file")).join(seen, "snapshot_id", "left")
+                  .select((F.col("seen") - F.unix_micros("event_time") / 1e6).alias("delay")))
+        stats = delays.agg(F.count("*").alias("n"), F.count("delay").alias("timed"),
+                           F.percentile_approx("delay", [0.5, 0.99], 10_000).alias("p")).first()
+        raw_p50, raw_p99 = stats["p"] if stats["timed"] else (float("nan"), float("nan"))
 
-            final_counts = {(r["symbol"], int(r["ws"])): r["n"] for r in spark.sql(
-                "SELECT symbol, unix_seconds(window_start) AS ws, trade_count AS n "
-                f"FROM {spark_table_name(settings, BARS_1M)}"
-            ).collect()}
-            bar_delays = []
-            for key, count in final_counts.items():
-                end = key[1] + 60
-                if key[1] >= feed_start and end <= feed_start + args.seconds:
-                    first_final = bar_seen.get(key, {}).get(count)
-                    if first_final is not None:
-                        bar_delays.append(first_final - end)
-            bar_target = args.bars_trigger + args.lateness + 2
-            bar_ok = bool(bar_delays) and percentile(bar_delays, 99) <= bar_target
-            print(f"feed: {args.rate:,} trades/s over {args.symbols} symbols for {args.seconds:.0f} s, "
-                  "live event times; "
-                  f"raw trigger {args.raw_trigger:g} s, bars trigger {args.bars_trigger:g} s, "
-                  f"allowed lateness {args.lateness:g} s; median load during run {sorted(loads)[len(loads) // 2]:.1f}")
-            print(f"trades stored: {stats['n']:,} in {len(snapshot_seen)} snapshots seen")
-            for query_name, took in durations.items():
-                print(f"{query_name} micro-batch time: median {percentile(took, 50):.2f} s, "
-                      f"max {max(took, default=float('nan')):.2f} s over {len(took)} batches")
-            print(f"trade readable after event time: p50 {raw_p50:.2f} s, p99 {raw_p99:.2f} s "
-                  f"(target p50 <= 2 s, p99 <= 4 s: {'met' if raw_p50 <= 2 and raw_p99 <= 4 else 'NOT met'})")
-            print(f"final bar readable after window end: p50 {percentile(bar_delays, 50):.2f} s, "
-                  f"p99 {percentile(bar_delays, 99):.2f} s over {len(bar_delays)} windows "
-                  f"(target <= {bar_target:g} s: {'met' if bar_ok else 'NOT met'})")
-            print(f"ratio: raw p99 / target = {raw_p99 / 4:.2f}; bar p99 / target = "
-                  f"{percentile(bar_delays, 99) / bar_target:.2f} ({load()})")
-            spark.stop()
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
+        final_counts = {(r["symbol"], int(r["ws"])): r["n"] for r in spark.sql(
+            "SELECT symbol, unix_seconds(window_start) AS ws, trade_count AS n "
+            f"FROM {spark_table_name(settings, BARS_1M)}"
+        ).collect()}
+        bar_delays = []
+        for key, count in final_counts.items():
+            end = key[1] + 60
+            if key[1] >= feed_start and end <= feed_start + args.seconds:
+                first_final = bar_seen.get(key, {}).get(count)
+                if first_final is not None:
+                    bar_delays.append(first_final - end)
+        bar_target = args.bars_trigger + args.lateness + 2
+        bar_ok = bool(bar_delays) and percentile(bar_delays, 99) <= bar_target
+        print(f"feed: {args.rate:,} trades/s over {args.symbols} symbols for {args.seconds:.0f} s, "
+              "live event times; "
+              f"raw trigger {args.raw_trigger:g} s, bars trigger {args.bars_trigger:g} s, "
+              f"allowed lateness {args.lateness:g} s; median load during run {sorted(loads)[len(loads) // 2]:.1f}")
+        print(f"trades stored: {stats['n']:,} in {len(snapshot_seen)} snapshots seen")
+        for query_name, took in durations.items():
+            print(f"{query_name} micro-batch time: median {percentile(took, 50):.2f} s, "
+                  f"max {max(took, default=float('nan')):.2f} s over {len(took)} batches")
+        print(f"trade readable after event time: p50 {raw_p50:.2f} s, p99 {raw_p99:.2f} s "
+              f"(target p50 <= 2 s, p99 <= 4 s: {'met' if raw_p50 <= 2 and raw_p99 <= 4 else 'NOT met'})")
+        print(f"final bar readable after window end: p50 {percentile(bar_delays, 50):.2f} s, "
+              f"p99 {percentile(bar_delays, 99):.2f} s over {len(bar_delays)} windows "
+              f"(target <= {bar_target:g} s: {'met' if bar_ok else 'NOT met'})")
+        print(f"ratio: raw p99 / target = {raw_p99 / 4:.2f}; bar p99 / target = "
+              f"{percentile(bar_delays, 99) / bar_target:.2f} ({load()})")
+        spark.stop()
     return 0
 
 

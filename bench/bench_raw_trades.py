@@ -131,57 +131,56 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.batch_sizes.split(",") if s]
     rates = [int(s) for s in args.offered_rates.split(",") if s]
 
-    state = tempfile.mkdtemp(prefix="bench-raw-")
-    try:
-        with local_broker() as broker:
-            settings = lakehouse_settings(state, broker.bootstrap_servers)
-            topic = settings.kafka.trades_topic
-            ensure_topics(broker.bootstrap_servers, [topic], args.partitions)
-            spark = build_spark_session(settings, "bench-raw-trades")
-            print(describe_machine())
-            started = time.perf_counter()
-            # One hour of trades: event times ~2.4 ms apart for 1.5M trades.
-            publish_with_spark(spark, trade_messages(spark, args.messages, args.symbols, START_MS, 3_600_000),
-                               broker.bootstrap_servers, topic)
-            print(f"data: {args.messages:,} Trade messages (~300 bytes JSON), {args.symbols} symbols, "
-                  f"{args.partitions} Kafka partitions; pre-loaded in {time.perf_counter() - started:.1f} s")
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-raw-", ignore_cleanup_errors=True) as state,
+        local_broker() as broker,
+    ):
+        settings = lakehouse_settings(state, broker.bootstrap_servers)
+        topic = settings.kafka.trades_topic
+        ensure_topics(broker.bootstrap_servers, [topic], args.partitions)
+        spark = build_spark_session(settings, "bench-raw-trades")
+        print(describe_machine())
+        started = time.perf_counter()
+        # One hour of trades: event times ~2.4 ms apart for 1.5M trades.
+        publish_with_spark(spark, trade_messages(spark, args.messages, args.symbols, START_MS, 3_600_000),
+                           broker.bootstrap_servers, topic)
+        print(f"data: {args.messages:,} Trade messages (~300 bytes JSON), {args.symbols} symbols, "
+              f"{args.partitions} Kafka partitions; pre-loaded in {time.perf_counter() - started:.1f} s")
 
-            top = ceiling(spark, state, args.ceiling_batch, args.ceiling_batches, args.symbols)
-            print(f"ceiling: rate -> JSON -> from_json -> Parquet by symbol, {args.ceiling_batch:,}-row batches: "
-                  f"{top:,.0f} rows/s ({load()})")
+        top = ceiling(spark, state, args.ceiling_batch, args.ceiling_batches, args.symbols)
+        print(f"ceiling: rate -> JSON -> from_json -> Parquet by symbol, {args.ceiling_batch:,}-row batches: "
+              f"{top:,.0f} rows/s ({load()})")
 
-            best = 0.0
-            for size in sizes:
-                progress = run_raw_job(spark, with_streaming(settings, trigger_seconds=0.0,
-                                                             max_offsets_per_trigger=size), f"size-{size}")
-                rows, seconds, per_batch = batch_figures(progress)
-                stored = spark.table(spark_table_name(settings, TRADES)).count()
-                assert stored == args.messages, f"stored {stored} of {args.messages} trades"
-                rate = rows / seconds
-                best = max(best, rate)
-                print(f"raw job, maxOffsetsPerTrigger {size:>9,}: {rate:9,.0f} trades/s sustained "
-                      f"(median batch {median(per_batch):,.0f}/s over {len(per_batch)} batches), "
-                      f"{rate / top:.0%} of ceiling ({load()})")
+        best = 0.0
+        for size in sizes:
+            progress = run_raw_job(spark, with_streaming(settings, trigger_seconds=0.0,
+                                                         max_offsets_per_trigger=size), f"size-{size}")
+            rows, seconds, per_batch = batch_figures(progress)
+            stored = spark.table(spark_table_name(settings, TRADES)).count()
+            assert stored == args.messages, f"stored {stored} of {args.messages} trades"
+            rate = rows / seconds
+            best = max(best, rate)
+            print(f"raw job, maxOffsetsPerTrigger {size:>9,}: {rate:9,.0f} trades/s sustained "
+                  f"(median batch {median(per_batch):,.0f}/s over {len(per_batch)} batches), "
+                  f"{rate / top:.0%} of ceiling ({load()})")
 
-            for rate in rates:
-                batch = int(rate * args.offered_trigger)
-                progress = run_raw_job(
-                    spark,
-                    with_streaming(settings, trigger_seconds=args.offered_trigger, max_offsets_per_trigger=batch),
-                    f"rate-{rate}", stop_after_batches=args.offered_batches,
-                )
-                batches = [p for p in progress if p["numInputRows"]][1:]
-                took = median([p["durationMs"]["triggerExecution"] / 1000 for p in batches])
-                keeps_up = took <= args.offered_trigger
-                achieved = rate if keeps_up else batch / took
-                print(f"offered {rate:>9,} trades/s (trigger {args.offered_trigger:g} s, {batch:,}-row batches): "
-                      f"median batch {took:.2f} s -> {'keeps up' if keeps_up else 'falls behind'}, "
-                      f"{achieved:,.0f} trades/s ({load()})")
-            print(f"ratio: best raw job / ceiling = {best / top:.2f} ({best:,.0f} / {top:,.0f} rows/s; "
-                  f"target >= 100,000 trades/s: {'met' if best >= 100_000 else 'NOT met'})")
-            spark.stop()
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
+        for rate in rates:
+            batch = int(rate * args.offered_trigger)
+            progress = run_raw_job(
+                spark,
+                with_streaming(settings, trigger_seconds=args.offered_trigger, max_offsets_per_trigger=batch),
+                f"rate-{rate}", stop_after_batches=args.offered_batches,
+            )
+            batches = [p for p in progress if p["numInputRows"]][1:]
+            took = median([p["durationMs"]["triggerExecution"] / 1000 for p in batches])
+            keeps_up = took <= args.offered_trigger
+            achieved = rate if keeps_up else batch / took
+            print(f"offered {rate:>9,} trades/s (trigger {args.offered_trigger:g} s, {batch:,}-row batches): "
+                  f"median batch {took:.2f} s -> {'keeps up' if keeps_up else 'falls behind'}, "
+                  f"{achieved:,.0f} trades/s ({load()})")
+        print(f"ratio: best raw job / ceiling = {best / top:.2f} ({best:,.0f} / {top:,.0f} rows/s; "
+              f"target >= 100,000 trades/s: {'met' if best >= 100_000 else 'NOT met'})")
+        spark.stop()
     return 0
 
 

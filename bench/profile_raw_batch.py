@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -38,64 +37,63 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=500_000, help="messages per batch")
     parser.add_argument("--batches", type=int, default=3, help="consecutive batches for the whole writer")
     args = parser.parse_args(argv)
-    state = tempfile.mkdtemp(prefix="bench-profile-")
-    try:
-        with local_broker() as broker:
-            settings = lakehouse_settings(state, broker.bootstrap_servers)
-            topic = settings.kafka.trades_topic
-            ensure_topics(broker.bootstrap_servers, [topic], 4)
-            spark = build_spark_session(settings, "bench-profile")
-            print(describe_machine())
-            total = args.rows * (args.batches + 1)
-            publish_with_spark(spark, trade_messages(spark, total, 50, START_MS, 3_600_000),
-                               broker.bootstrap_servers, topic)
-            from pyspark.sql import functions as F
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-profile-", ignore_cleanup_errors=True) as state,
+        local_broker() as broker,
+    ):
+        settings = lakehouse_settings(state, broker.bootstrap_servers)
+        topic = settings.kafka.trades_topic
+        ensure_topics(broker.bootstrap_servers, [topic], 4)
+        spark = build_spark_session(settings, "bench-profile")
+        print(describe_machine())
+        total = args.rows * (args.batches + 1)
+        publish_with_spark(spark, trade_messages(spark, total, 50, START_MS, 3_600_000),
+                           broker.bootstrap_servers, topic)
+        from pyspark.sql import functions as F
 
-            from jobs.raw_trades import RawTradesWriter
-            from lakehouse.messages import Trade
-            from lakehouse.parsing import REJECT_REASON, parse_messages
-            from lakehouse.trades import first_of_each_trade, trade_rows
+        from jobs.raw_trades import RawTradesWriter
+        from lakehouse.messages import Trade
+        from lakehouse.parsing import REJECT_REASON, parse_messages
+        from lakehouse.trades import first_of_each_trade, trade_rows
 
-            sizes = {row["partition"]: row["count"] for row in spark.read.format("kafka")
-                     .option("kafka.bootstrap.servers", broker.bootstrap_servers).option("subscribe", topic)
-                     .load().groupBy("partition").count().collect()}
-            slices = args.batches + 1
+        sizes = {row["partition"]: row["count"] for row in spark.read.format("kafka")
+                 .option("kafka.bootstrap.servers", broker.bootstrap_servers).option("subscribe", topic)
+                 .load().groupBy("partition").count().collect()}
+        slices = args.batches + 1
 
-            def kafka_batch(index: int):
-                """Batch ``index``: the index-th of ``slices`` equal slices of every partition."""
+        def kafka_batch(index: int):
+            """Batch ``index``: the index-th of ``slices`` equal slices of every partition."""
 
-                def offsets(k: int) -> str:
-                    return json.dumps({topic: {str(p): n * k // slices for p, n in sizes.items()}})
+            def offsets(k: int) -> str:
+                return json.dumps({topic: {str(p): n * k // slices for p, n in sizes.items()}})
 
-                return (spark.read.format("kafka").option("kafka.bootstrap.servers", broker.bootstrap_servers)
-                        .option("subscribe", topic).option("startingOffsets", offsets(index))
-                        .option("endingOffsets", offsets(index + 1)).load())
+            return (spark.read.format("kafka").option("kafka.bootstrap.servers", broker.bootstrap_servers)
+                    .option("subscribe", topic).option("startingOffsets", offsets(index))
+                    .option("endingOffsets", offsets(index + 1)).load())
 
-            fresh_tables(spark, settings)
-            print(f"steps on {args.rows:,} messages ({load()}):")
-            batch = kafka_batch(0).persist()
-            timed("read Kafka (cache the raw batch)", batch.count)
-            parsed = parse_messages(batch, Trade).persist()
-            timed("parse: from_json + rules (cached)", parsed.count)
-            trades = first_of_each_trade(trade_rows(parsed.where(F.col(REJECT_REASON).isNull())), 2)
-            timed("dedupe by trade_id (to noop)", lambda: trades.write.format("noop").mode("overwrite").save())
-            parsed.unpersist()
-            batch.unpersist()
+        fresh_tables(spark, settings)
+        print(f"steps on {args.rows:,} messages ({load()}):")
+        batch = kafka_batch(0).persist()
+        timed("read Kafka (cache the raw batch)", batch.count)
+        parsed = parse_messages(batch, Trade).persist()
+        timed("parse: from_json + rules (cached)", parsed.count)
+        trades = first_of_each_trade(trade_rows(parsed.where(F.col(REJECT_REASON).isNull())), 2)
+        timed("dedupe by trade_id (to noop)", lambda: trades.write.format("noop").mode("overwrite").save())
+        parsed.unpersist()
+        batch.unpersist()
 
-            writer = RawTradesWriter(settings, "profile")
-            print(f"whole writer, {args.batches} consecutive batches then a replay ({load()}):")
-            for index in range(args.batches):
-                frame = kafka_batch(index).persist()
-                frame.count()  # read from Kafka outside the timing: the writer's own work only
-                timed(f"batch {index}", lambda frame=frame, index=index: writer(frame, index))
-                frame.unpersist()
-            frame = kafka_batch(args.batches - 1)
-            restarted = RawTradesWriter(settings, "profile")  # a replay comes from a restarted process
-            timed("replay of the last batch (already committed)", lambda: restarted(frame, args.batches - 1))
-            print(f"rows per second of writer time is the figure to compare ({load()})")
-            spark.stop()
-    finally:
-        shutil.rmtree(state, ignore_errors=True)
+        writer = RawTradesWriter(settings, "profile")
+        print(f"whole writer, {args.batches} consecutive batches then a replay ({load()}):")
+        for index in range(args.batches):
+            frame = kafka_batch(index).persist()
+            frame.count()  # read from Kafka outside the timing: the writer's own work only
+            timed(f"batch {index}", lambda frame=frame, index=index: writer(frame, index))
+            frame.unpersist()
+        frame = kafka_batch(args.batches - 1)
+        restarted = RawTradesWriter(settings, "profile")  # a replay comes from a restarted process
+        timed("replay of the last batch (already committed)", lambda: restarted(frame, args.batches - 1))
+        print(f"rows per second of writer time is the figure to compare ({load()})")
+        spark.stop()
     return 0
 
 
