@@ -1,10 +1,11 @@
 """1-minute OHLCV bars, downstream of the raw trades table.
 
 Reads the snapshots the raw-trades job appends to ``trades`` (an Iceberg streaming source) and,
-per micro-batch: records trades whose bar is already closed in ``late_trades``, then recomputes
-every other bar the batch touches from the (deduplicated) trades table and MERGEs it into
-``bars_1m``. Recomputing whole bars from the table, instead of adding increments, keeps the bars
-exact and makes a replayed micro-batch harmless. The bar maths live in ``lakehouse.bars``.
+per micro-batch: records trades whose bar is already closed in ``late_trades``, then combines the
+other trades into the bars of their still-open windows (``lakehouse.open_bars``, kept per batch in
+the checkpoint) and MERGEs the changed bars, whole, into ``bars_1m``. Whole bars from per-batch
+progress keep the bars exact and make a replayed micro-batch harmless. The bar maths live in
+``lakehouse.bars`` and ``lakehouse.open_bars``.
 
     python -m jobs.bars            # settings from conf/lakehouse.toml + LAKEHOUSE__* env
 """
@@ -15,19 +16,20 @@ import argparse
 import logging
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse import bars
 from lakehouse.catalog import spark_table_name
 from lakehouse.logs import configure_logging
+from lakehouse.open_bars import BarKey, OpenBar, apply_partials, still_open
 from lakehouse.settings import Settings, load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.streaming import run_until_stopped
 from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES
 from lakehouse.trades import trades_in_ranges
-from lakehouse.watermarks import HighWaterMarkLog, from_epoch_micros
+from lakehouse.watermarks import BarsProgress, BarsProgressLog, from_epoch_micros, to_epoch_micros
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -45,10 +47,13 @@ def checkpoint_location(settings: Settings) -> str:
 
 
 class BarsBatchWriter:
-    """The ``foreachBatch`` sink: late trades -> ``late_trades``; recomputed bars -> ``bars_1m``.
+    """The ``foreachBatch`` sink: late trades -> ``late_trades``; changed bars -> ``bars_1m``.
 
-    Every write is idempotent (MERGE on the table keys, late-ness decided from the high-water mark
-    as it stood before this batch), so Spark may replay a batch after a crash.
+    The job keeps the bars whose windows are still open (``lakehouse.open_bars``) and combines each
+    batch's trades into them, so a batch costs what its own trades cost. A window it does not hold
+    (its first trades, or the first batch after an upgrade) is built from the trades table once.
+    Every write is idempotent (MERGE of whole bars on the table keys, late-ness and open bars taken
+    from the progress as it stood before this batch), so Spark may replay a batch after a crash.
     """
 
     def __init__(self, spark: SparkSession, settings: Settings, checkpoint: str) -> None:
@@ -59,15 +64,15 @@ class BarsBatchWriter:
         self.bars_table = spark_table_name(settings, BARS_1M)
         self.late_table = spark_table_name(settings, LATE_TRADES)
         self.lateness_seconds = settings.streaming.allowed_lateness_seconds
-        self.marks = HighWaterMarkLog(f"{checkpoint}/high_water_mark")
+        self.progress = BarsProgressLog(f"{checkpoint}/high_water_mark")
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
         started = time.monotonic()
         session = self.spark
-        previous_mark = self.marks.before(batch_id)
-        watermark = bars.watermark_from(previous_mark, self.lateness_seconds)
+        before = self.progress.before(batch_id)
+        watermark = bars.watermark_from(before.high_water_mark, self.lateness_seconds)
         batch = batch_df.persist()
         on_time, late = bars.split_late(batch, watermark)
         try:
@@ -79,20 +84,32 @@ class BarsBatchWriter:
             if not stats or not stats["rows"]:
                 return
             late_count = self._record_late(session, late, watermark, batch_id) if watermark else 0
-            merged = self._merge_bars(session, on_time, from_epoch_micros(stats["ingested_us"]), batch_id)
-            mark = bars.advance_high_water_mark(previous_mark, from_epoch_micros(stats["mark_us"]))
-            if mark is not None:
-                self.marks.record(batch_id, mark)
+            partials = collect_open_bars(bars.partial_bars(bars.eligible_trades(on_time)))
+            held = [bar for bar in partials if bar.key in before.open_bars]
+            rebuilt = self._bars_from_table(
+                session, [bar.key for bar in partials if bar.key not in before.open_bars],
+                from_epoch_micros(stats["ingested_us"]),
+            )
+            open_now, changed = apply_partials(before.open_bars, held)
+            open_now.update((bar.key, bar) for bar in rebuilt)
+            self._merge_bars(session, changed + rebuilt, batch_id)
+            mark = bars.advance_high_water_mark(before.high_water_mark, from_epoch_micros(stats["mark_us"]))
+            closed_before = bars.watermark_from(mark, self.lateness_seconds)
+            self.progress.record(batch_id, BarsProgress(
+                mark, still_open(open_now, None if closed_before is None else to_epoch_micros(closed_before))
+            ))
         finally:
             batch.unpersist()
         elapsed = time.monotonic() - started
         log.info(
-            "batch %d: %d trades in %.2f s (%.0f trades/s), %d bars merged, %d late trades, watermark %s",
+            "batch %d: %d trades in %.2f s (%.0f trades/s), %d bars merged (%d built from the table), "
+            "%d late trades, watermark %s",
             batch_id,
             stats["rows"],
             elapsed,
             stats["rows"] / max(elapsed, 1e-9),
-            merged,
+            len(changed) + len(rebuilt),
+            len(rebuilt),
             late_count,
             watermark.isoformat() if watermark else "none yet",
         )
@@ -126,34 +143,25 @@ class BarsBatchWriter:
         session.catalog.dropTempView(view)
         return len(rows)
 
-    def _merge_bars(
-        self, session: SparkSession, on_time: DataFrame, ingested_until: datetime, batch_id: int
-    ) -> int:
-        """Recompute every bar the on-time eligible trades touch, from the trades table, and MERGE.
+    def _bars_from_table(
+        self, session: SparkSession, windows: list[BarKey], ingested_until: datetime
+    ) -> list[OpenBar]:
+        """Whole bars of ``windows`` from the trades table, for windows the job does not hold.
 
-        The trades table is read only for the touched symbols and time spans (Iceberg prunes
-        partitions and files) and only up to the newest ``ingested_time`` in this batch, so trades
-        the raw job committed after this batch's snapshots wait for their own batch.
+        Read only for those symbols and spans (Iceberg prunes partitions and files) and only up to
+        the newest ``ingested_time`` in this batch, so trades the raw job committed after this
+        batch's snapshots wait for their own batch instead of being counted twice.
         """
         from pyspark.sql import functions as F
 
-        windows = bars.affected_windows(bars.eligible_trades(on_time))
-        keys = windows.select(
-            "symbol",
-            F.unix_micros("window_start").alias("start_us"),
-            F.unix_micros("window_end").alias("end_us"),
-        ).collect()
-        if not keys:
-            return 0
-        windows_utc = [
-            (row["symbol"], from_epoch_micros(row["start_us"]), from_epoch_micros(row["end_us"]))
-            for row in keys
-        ]
-        ranges = bars.symbol_ranges(windows_utc)
-        # A small local relation, independent of the streaming plan, to broadcast into the join.
-        affected = session.createDataFrame(
-            [(symbol, start) for symbol, start, _ in windows_utc], "symbol string, window_start timestamp"
+        if not windows:
+            return []
+        length = timedelta(seconds=bars.BAR_SECONDS)
+        ranges = bars.symbol_ranges(
+            (symbol, from_epoch_micros(start_us), from_epoch_micros(start_us) + length) for symbol, start_us in windows
         )
+        # A small local relation, independent of the streaming plan, to broadcast into the join.
+        wanted = session.createDataFrame(windows, "symbol string, window_start_us bigint")
         trades = (
             session.table(self.trades_table)
             .where(trades_in_ranges(ranges) & (F.col("ingested_time") <= F.lit(ingested_until)))
@@ -161,23 +169,48 @@ class BarsBatchWriter:
             # The raw table is deduplicated by contract; this keeps the bars exact even if not.
             .dropDuplicates(["trade_id"])
         )
-        in_windows = (
-            bars.with_window(trades)
-            .join(F.broadcast(affected), ["symbol", "window_start"], "left_semi")
-            .drop("window_start", "window_end")
+        whole = bars.partial_bars(trades).join(F.broadcast(wanted), ["symbol", "window_start_us"], "left_semi")
+        return collect_open_bars(whole)
+
+    def _merge_bars(self, session: SparkSession, changed: list[OpenBar], batch_id: int) -> None:
+        """MERGE whole bars into ``bars_1m`` (insert new windows, overwrite known ones)."""
+        from pyspark.sql import functions as F
+
+        if not changed:
+            return
+        rows = session.createDataFrame(
+            [(b.symbol, b.window_start_us, b.window_end_us, b.open, b.high, b.low, b.close, b.volume,
+              b.trade_count, b.vwap) for b in changed],
+            "symbol string, start_us bigint, end_us bigint, open double, high double, low double, "
+            "close double, volume double, trade_count bigint, vwap double",
         )
-        view = f"bars_recomputed_batch_{batch_id}"
-        # Materialised first: a small, lineage-free MERGE source (Iceberg's MERGE plans its
-        # source twice, and re-planning the pruned read with the semi-join trips the analyser).
-        recomputed = bars.bars_from_trades(in_windows).localCheckpoint(eager=True)
-        recomputed.createOrReplaceTempView(view)
+        view = f"bars_changed_batch_{batch_id}"
+        rows.select(
+            "symbol",
+            F.timestamp_micros("start_us").alias("window_start"),
+            F.timestamp_micros("end_us").alias("window_end"),
+            "open", "high", "low", "close", "volume", "trade_count", "vwap",
+            F.current_timestamp().alias("updated_time"),
+        ).select(*BARS_1M.column_names).createOrReplaceTempView(view)
         session.sql(
             f"MERGE INTO {self.bars_table} t USING {view} s "
             "ON t.symbol = s.symbol AND t.window_start = s.window_start "
             "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
         )
         session.catalog.dropTempView(view)
-        return len(keys)
+
+
+def collect_open_bars(partials: DataFrame) -> list[OpenBar]:
+    """``bars.partial_bars`` rows, collected to the driver (one row per touched window)."""
+    return [
+        OpenBar(
+            symbol=row["symbol"], window_start_us=row["window_start_us"], window_seconds=row["window_seconds"],
+            open=row["open"], open_key=int(row["open_key"]), high=row["high"], low=row["low"],
+            close=row["close"], close_key=int(row["close_key"]), volume=row["volume"],
+            trade_count=row["trade_count"], notional=row["notional"],
+        )
+        for row in partials.collect()
+    ]
 
 
 def start_bars_query(

@@ -107,12 +107,33 @@ def bars_from_trades(
     return bars.select(*BARS_1M.column_names)
 
 
-def affected_windows(trades: DataFrame, seconds: int = BAR_SECONDS) -> DataFrame:
-    """The distinct (symbol, window_start, window_end) keys that these trades fall into."""
+def partial_bars(trades: DataFrame, seconds: int = BAR_SECONDS) -> DataFrame:
+    """Per (symbol, window) of already-eligible trades, the fields of ``lakehouse.open_bars.OpenBar``:
+    the bar plus the order keys of its open and close trades and its notional, so that bars of
+    disjoint sets of trades can be combined exactly (``open_bars.combine``)."""
+    from pyspark.sql import functions as F
+
     return (
-        with_window(trades.select("symbol", "event_time"), seconds)
-        .select("symbol", "window_start", "window_end")
-        .distinct()
+        with_window(trades, seconds)
+        .withColumn("_order", trade_order_key())
+        .groupBy("symbol", "window_start")
+        .agg(
+            F.min_by("price", "_order").alias("open"),
+            F.min("_order").alias("open_key"),
+            F.max("price").alias("high"),
+            F.min("price").alias("low"),
+            F.max_by("price", "_order").alias("close"),
+            F.max("_order").alias("close_key"),
+            F.sum("volume").alias("volume"),
+            F.count(F.lit(1)).alias("trade_count"),
+            F.sum(F.col("price") * F.col("volume")).alias("notional"),
+        )
+        .select(
+            "symbol",
+            F.unix_micros("window_start").alias("window_start_us"),
+            F.lit(seconds).alias("window_seconds"),
+            "open", "open_key", "high", "low", "close", "close_key", "volume", "trade_count", "notional",
+        )
     )
 
 

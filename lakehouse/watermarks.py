@@ -1,9 +1,10 @@
-"""The bars job's high-water mark, kept per micro-batch next to its streaming checkpoint.
+"""The bars job's progress (high-water mark and open bars), kept per micro-batch next to its checkpoint.
 
 Why a log per batch and not one value: Spark replays the last micro-batch after a crash, and a
-replay must decide "late or not" exactly as the first attempt did. So batch N reads the mark
-written by the newest batch *before* N, and writes its own under N when it is done; a replay of N
-finds the same predecessor and reaches the same decisions (the table writes are idempotent MERGEs).
+replay must decide "late or not", and combine its trades into the open bars, exactly as the first
+attempt did. So batch N reads the progress written by the newest batch *before* N, and writes its
+own under N when it is done; a replay of N finds the same predecessor and reaches the same values
+(the table writes are MERGEs of whole bars, so writing them twice changes nothing).
 The log lives inside the checkpoint directory, so deleting the checkpoint to rebuild the bars also
 resets the watermark. Paths may be local or any fsspec URL (``gs://`` on GCP).
 """
@@ -11,9 +12,12 @@ resets the watermark. Paths may be local or any fsspec URL (``gs://`` on GCP).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import fsspec
+
+from lakehouse.open_bars import BarKey, OpenBar
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 KEEP_BATCHES = 100
@@ -27,8 +31,18 @@ def from_epoch_micros(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=micros)
 
 
-class HighWaterMarkLog:
-    """``<directory>/<batch_id>.json`` holding ``{"high_water_mark_us": <epoch microseconds>}``."""
+@dataclass(frozen=True)
+class BarsProgress:
+    """Where the bars job stood after a micro-batch."""
+
+    high_water_mark: datetime | None = None
+    open_bars: dict[BarKey, OpenBar] = field(default_factory=dict)
+
+
+class BarsProgressLog:
+    """``<directory>/<batch_id>.json`` holding the high-water mark (epoch microseconds) and the
+    open bars. An entry written before open bars were kept has none: the job then rebuilds each
+    window it meets from the trades table, as it does for any window it does not hold."""
 
     def __init__(self, directory: str) -> None:
         self._fs, self._root = fsspec.core.url_to_fs(directory)
@@ -42,23 +56,30 @@ class HighWaterMarkLog:
             if name.endswith(".json") and name[: -len(".json")].isdigit()
         )
 
-    def before(self, batch_id: int) -> datetime | None:
-        """The mark as it stood when batch ``batch_id`` started (None before the first batch)."""
+    def before(self, batch_id: int) -> BarsProgress:
+        """The progress as it stood when batch ``batch_id`` started (empty before the first batch)."""
         earlier = [b for b in self._batch_ids() if b < batch_id]
         if not earlier:
-            return None
+            return BarsProgress()
         with self._fs.open(f"{self._root}/{earlier[-1]}.json", "r") as handle:
-            return from_epoch_micros(int(json.load(handle)["high_water_mark_us"]))
+            entry = json.load(handle)
+        mark_us = entry.get("high_water_mark_us")
+        bars = (OpenBar.from_json(fields) for fields in entry.get("open_bars", []))
+        return BarsProgress(
+            None if mark_us is None else from_epoch_micros(int(mark_us)), {bar.key: bar for bar in bars}
+        )
 
-    def record(self, batch_id: int, high_water_mark: datetime) -> None:
-        """Write the mark after batch ``batch_id``; keep only the last ``KEEP_BATCHES`` entries."""
+    def record(self, batch_id: int, progress: BarsProgress) -> None:
+        """Write the progress after batch ``batch_id``; keep only the last ``KEEP_BATCHES`` entries."""
         path = f"{self._root}/{batch_id}.json"
         tmp = f"{self._root}/.{batch_id}.json.tmp"
+        mark = progress.high_water_mark
         with self._fs.open(tmp, "w") as handle:
             json.dump(
                 {
-                    "high_water_mark_us": to_epoch_micros(high_water_mark),
-                    "high_water_mark": high_water_mark.isoformat(),
+                    "high_water_mark_us": None if mark is None else to_epoch_micros(mark),
+                    "high_water_mark": None if mark is None else mark.isoformat(),
+                    "open_bars": [bar.to_json() for bar in progress.open_bars.values()],
                 },
                 handle,
             )
