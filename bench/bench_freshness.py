@@ -6,9 +6,15 @@ queries in one Spark session as ``jobs.pipeline`` runs them. The main thread pol
 pyiceberg (as a reader would) and notes when each trades snapshot and each bar value first became
 visible. Afterwards:
 
-* trade delay = time its snapshot was first seen - its event time (every trade of the run);
+* trade delay = time its snapshot was first seen - its event time;
 * bar delay = time the window's final bar (final trade count) was first seen - the window's end,
   for the windows that closed while the feed ran.
+
+The targets are judged on the steady state: trades (and bars) of the feed after its first
+``--warmup`` seconds, which include the JVM's cold start and the first batches; the whole-run figure
+is printed too. The publisher and the broker keep normal priority and the pipeline runs at a lower
+one: in production the exchange feed and the Kafka cluster do not share the pipeline's two cores.
+The publisher reports what it actually sent, so a machine too busy to offer the asked rate shows.
 
 The comparison in the same run: the delay against its target (raw p50 <= 2 s, p99 <= 4 s; bar
 within bars trigger + allowed lateness + 2 s).
@@ -19,8 +25,8 @@ within bars trigger + allowed lateness + 2 s).
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
+import os
 import sys
 import tempfile
 import time
@@ -34,31 +40,44 @@ from lakehouse.local.kafka_broker import ensure_topics
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.tables import BARS_1M, LATE_TRADES, QUARANTINE, TRADES
 
+PIPELINE_NICENESS = 5
 
-def publish(bootstrap: str, topic: str, rate: int, symbols: int, seconds: float, ready) -> None:
-    """Publisher process: ``rate`` trades/s in 20 ms slices, event time = wall clock at send."""
+
+# One message, formatted by hand: json.dumps per message made the publisher itself the bottleneck.
+MESSAGE = (
+    '{{"schema_version": 1, "source": "finnhub", "symbol": "{symbol}", "price": {price}, "volume": {volume}, '
+    '"event_time_ms": {now_ms}, "conditions": ["1"], "received_time_ms": {now_ms}, "trade_id": "live-{n:012d}"}}'
+)
+
+
+def publish(bootstrap: str, topic: str, rate: int, symbols: int, seconds: float, ready, go, sent_total) -> None:
+    """Publisher process: ``rate`` trades/s in 20 ms slices, event time = wall clock at send.
+
+    Reports how many it sent in ``sent_total``: if the machine cannot keep up, the offered rate is
+    lower than asked, and the run says so instead of hiding it.
+    """
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=262_144)
     names = [f"SYM{i:02d}" for i in range(symbols)]
+    keys = [name.encode() for name in names]
     ready.set()
+    go.wait()
     started = time.time()
     sent = 0
     while time.time() - started < seconds:
         due = int((time.time() - started) * rate)
         while sent < due:
             now_ms = int(time.time() * 1000)
-            symbol = names[sent % symbols]
-            value = json.dumps({
-                "schema_version": 1, "source": "finnhub", "symbol": symbol, "price": 100.0 + sent % 400 / 4,
-                "volume": float(sent % 300 + 1), "event_time_ms": now_ms, "conditions": ["1"],
-                "received_time_ms": now_ms, "trade_id": f"live-{sent:012d}",
-            }).encode()
-            producer.send(topic, key=symbol.encode(), value=value)
+            index = sent % symbols
+            value = MESSAGE.format(symbol=names[index], price=100.0 + sent % 400 / 4,
+                                   volume=float(sent % 300 + 1), now_ms=now_ms, n=sent)
+            producer.send(topic, key=keys[index], value=value.encode())
             sent += 1
         time.sleep(0.02)
     producer.flush()
     producer.close()
+    sent_total.value = sent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bars-trigger", type=float, default=2.0)
     parser.add_argument("--lateness", type=float, default=10.0, help="allowed lateness of the bars job (s)")
     parser.add_argument("--poll", type=float, default=0.25, help="pyiceberg poll interval (s)")
+    parser.add_argument("--warmup", type=float, default=30.0,
+                        help="seconds at the start of the feed left out of the steady-state figures")
     args = parser.parse_args(argv)
     from pyspark.sql import functions as F
 
@@ -88,6 +109,15 @@ def main(argv: list[str] | None = None) -> int:
         })
         topic = settings.kafka.trades_topic
         ensure_topics(broker.bootstrap_servers, [topic], settings.kafka.partitions)
+        ready, go, sent_total = multiprocessing.Event(), multiprocessing.Event(), multiprocessing.Value("q", 0)
+        publisher = multiprocessing.Process(target=publish, args=(
+            broker.bootstrap_servers, topic, args.rate, args.symbols, args.seconds, ready, go, sent_total))
+        publisher.start()
+        ready.wait(30)
+        # The feed and the broker stand for the exchange and the Kafka cluster, which do not share the
+        # pipeline's cores in production: they keep their priority, the Spark driver (started from
+        # here, so it inherits this) and the reader get a lower one.
+        os.nice(PIPELINE_NICENESS)
         spark = build_spark_session(settings, "bench-freshness")
         ensure_tables(spark, settings, (TRADES, QUARANTINE, BARS_1M, LATE_TRADES))
         print(describe_machine())
@@ -95,12 +125,9 @@ def main(argv: list[str] | None = None) -> int:
         queries = [in_own_pool(spark, "raw_trades", lambda: raw_trades.start(spark, settings)),
                    in_own_pool(spark, "bars", lambda: start_bars_query(spark, bars_settings))]
         trades_table, bars_table = load_table(settings, TRADES), load_table(settings, BARS_1M)
-        ready = multiprocessing.Event()
-        publisher = multiprocessing.Process(
-            target=publish, args=(broker.bootstrap_servers, topic, args.rate, args.symbols, args.seconds, ready))
-        publisher.start()
-        ready.wait(30)
+        go.set()
         feed_start = time.time()
+        steady_from = feed_start + args.warmup
         snapshot_seen: dict[int, float] = {}
         bar_seen: dict[tuple[str, int], dict[int, float]] = {}
         loads: list[float] = []
@@ -113,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 snapshot_seen[snapshot.snapshot_id] = now
             if now - last_bars_poll >= 1.0:
                 last_bars_poll = now
-                loads.append(__import__("os").getloadavg()[0])
+                loads.append(os.getloadavg()[0])
                 bars_now = bars_table.refresh().scan(
                     selected_fields=("symbol", "window_start", "trade_count")).to_arrow().to_pylist()
                 seen_at = time.time()
@@ -138,32 +165,44 @@ def main(argv: list[str] | None = None) -> int:
         seen = spark.createDataFrame([(k, v) for k, v in snapshot_seen.items()], "snapshot_id long, seen double")
         delays = (spark.table(name).select("_file", "event_time")
                   .join(files, F.col("_file") == F.col("file")).join(seen, "snapshot_id", "left")
-                  .select((F.col("seen") - F.unix_micros("event_time") / 1e6).alias("delay")))
+                  .select((F.col("seen") - F.unix_micros("event_time") / 1e6).alias("delay"),
+                          (F.unix_micros("event_time") / 1e6 >= steady_from).alias("steady")))
+        steady_delay = F.when(F.col("steady"), F.col("delay"))
         stats = delays.agg(F.count("*").alias("n"), F.count("delay").alias("timed"),
-                           F.percentile_approx("delay", [0.5, 0.99], 10_000).alias("p")).first()
-        raw_p50, raw_p99 = stats["p"] if stats["timed"] else (float("nan"), float("nan"))
+                           F.count(steady_delay).alias("steady_timed"),
+                           F.percentile_approx("delay", [0.5, 0.99], 10_000).alias("p"),
+                           F.percentile_approx(steady_delay, [0.5, 0.99], 10_000).alias("steady_p")).first()
+        nan = (float("nan"), float("nan"))
+        all_p50, all_p99 = stats["p"] if stats["timed"] else nan
+        raw_p50, raw_p99 = stats["steady_p"] if stats["steady_timed"] else nan
 
         final_counts = {(r["symbol"], int(r["ws"])): r["n"] for r in spark.sql(
             "SELECT symbol, unix_seconds(window_start) AS ws, trade_count AS n "
             f"FROM {spark_table_name(settings, BARS_1M)}"
         ).collect()}
-        bar_delays = []
+        bar_delays, warmup_bar_delays = [], []
         for key, count in final_counts.items():
             end = key[1] + 60
             if key[1] >= feed_start and end <= feed_start + args.seconds:
                 first_final = bar_seen.get(key, {}).get(count)
                 if first_final is not None:
-                    bar_delays.append(first_final - end)
+                    (bar_delays if key[1] >= steady_from else warmup_bar_delays).append(first_final - end)
         bar_target = args.bars_trigger + args.lateness + 2
         bar_ok = bool(bar_delays) and percentile(bar_delays, 99) <= bar_target
         print(f"feed: {args.rate:,} trades/s over {args.symbols} symbols for {args.seconds:.0f} s, "
               "live event times; "
               f"raw trigger {args.raw_trigger:g} s, bars trigger {args.bars_trigger:g} s, "
               f"allowed lateness {args.lateness:g} s; median load during run {sorted(loads)[len(loads) // 2]:.1f}")
-        print(f"trades stored: {stats['n']:,} in {len(snapshot_seen)} snapshots seen")
+        offered = sent_total.value / args.seconds
+        print(f"trades offered: {sent_total.value:,} ({offered:,.0f}/s of {args.rate:,}/s asked); "
+              f"stored: {stats['n']:,} in {len(snapshot_seen)} snapshots seen")
         for query_name, took in durations.items():
             print(f"{query_name} micro-batch time: median {percentile(took, 50):.2f} s, "
                   f"max {max(took, default=float('nan')):.2f} s over {len(took)} batches")
+        print(f"whole run, first {args.warmup:g} s (cold JVM, first batches) included: trade p50 {all_p50:.2f} s, "
+              f"p99 {all_p99:.2f} s; bars of windows starting in those seconds: "
+              f"{', '.join(f'{d:.1f}' for d in sorted(warmup_bar_delays)[:3]) or 'none'} s")
+        print(f"steady state (event time after the first {args.warmup:g} s):")
         print(f"trade readable after event time: p50 {raw_p50:.2f} s, p99 {raw_p99:.2f} s "
               f"(target p50 <= 2 s, p99 <= 4 s: {'met' if raw_p50 <= 2 and raw_p99 <= 4 else 'NOT met'})")
         print(f"final bar readable after window end: p50 {percentile(bar_delays, 50):.2f} s, "

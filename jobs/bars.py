@@ -32,7 +32,7 @@ from lakehouse.trades import trades_in_ranges
 from lakehouse.watermarks import BarsProgress, BarsProgressLog, from_epoch_micros, to_epoch_micros
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame, Row, SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
 log = logging.getLogger("jobs.bars")
@@ -67,47 +67,41 @@ class BarsBatchWriter:
         self.progress = BarsProgressLog(f"{checkpoint}/high_water_mark")
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
-        from pyspark.sql import functions as F
-
         started = time.monotonic()
         session = self.spark
         before = self.progress.before(batch_id)
         watermark = bars.watermark_from(before.high_water_mark, self.lateness_seconds)
-        batch = batch_df.persist()
-        on_time, late = bars.split_late(batch, watermark)
-        try:
-            stats = batch.agg(
-                F.count(F.lit(1)).alias("rows"),
-                F.max(F.unix_micros(bars.high_water_mark_candidate())).alias("mark_us"),
-                F.max(F.unix_micros("ingested_time")).alias("ingested_us"),
-            ).first()
-            if not stats or not stats["rows"]:
-                return
-            late_count = self._record_late(session, late, watermark, batch_id) if watermark else 0
-            partials = collect_open_bars(bars.partial_bars(bars.eligible_trades(on_time)))
-            held = [bar for bar in partials if bar.key in before.open_bars]
-            rebuilt = self._bars_from_table(
-                session, [bar.key for bar in partials if bar.key not in before.open_bars],
-                from_epoch_micros(stats["ingested_us"]),
-            )
-            open_now, changed = apply_partials(before.open_bars, held)
-            open_now.update((bar.key, bar) for bar in rebuilt)
-            self._merge_bars(session, changed + rebuilt, batch_id)
-            mark = bars.advance_high_water_mark(before.high_water_mark, from_epoch_micros(stats["mark_us"]))
-            closed_before = bars.watermark_from(mark, self.lateness_seconds)
-            self.progress.record(batch_id, BarsProgress(
-                mark, still_open(open_now, None if closed_before is None else to_epoch_micros(closed_before))
-            ))
-        finally:
-            batch.unpersist()
+        windows = bars.batch_by_window(batch_df, watermark).collect()  # the batch's one full pass
+        if not windows:
+            return
+        late_count = sum(w["late_trades"] for w in windows)
+        if late_count:
+            self._record_late(session, bars.split_late(batch_df, watermark)[1], watermark, batch_id)
+        partials = [open_bar_from(w) for w in windows if w["trade_count"]]
+        held = [bar for bar in partials if bar.key in before.open_bars]
+        rebuilt = self._bars_from_table(
+            session, [bar.key for bar in partials if bar.key not in before.open_bars],
+            from_epoch_micros(max(w["ingested_us"] for w in windows)),
+        )
+        open_now, changed = apply_partials(before.open_bars, held)
+        open_now.update((bar.key, bar) for bar in rebuilt)
+        self._merge_bars(session, changed + rebuilt, batch_id)
+        mark = bars.advance_high_water_mark(
+            before.high_water_mark, from_epoch_micros(max(w["mark_us"] for w in windows))
+        )
+        closed_before = bars.watermark_from(mark, self.lateness_seconds)
+        self.progress.record(batch_id, BarsProgress(
+            mark, still_open(open_now, None if closed_before is None else to_epoch_micros(closed_before))
+        ))
         elapsed = time.monotonic() - started
+        trades = sum(w["trades"] for w in windows)
         log.info(
             "batch %d: %d trades in %.2f s (%.0f trades/s), %d bars merged (%d built from the table), "
             "%d late trades, watermark %s",
             batch_id,
-            stats["rows"],
+            trades,
             elapsed,
-            stats["rows"] / max(elapsed, 1e-9),
+            trades / max(elapsed, 1e-9),
             len(changed) + len(rebuilt),
             len(rebuilt),
             late_count,
@@ -115,7 +109,8 @@ class BarsBatchWriter:
         )
 
     def _record_late(self, session: SparkSession, late: DataFrame, watermark: datetime, batch_id: int) -> int:
-        """MERGE the too-late trades into ``late_trades`` (insert-only, so a replay adds nothing)."""
+        """MERGE the too-late trades into ``late_trades`` (insert-only, so a replay adds nothing).
+        A second pass over the batch, taken only when it holds late trades."""
         from pyspark.sql import functions as F
 
         rows = late.select(
@@ -170,7 +165,7 @@ class BarsBatchWriter:
             .dropDuplicates(["trade_id"])
         )
         whole = bars.partial_bars(trades).join(F.broadcast(wanted), ["symbol", "window_start_us"], "left_semi")
-        return collect_open_bars(whole)
+        return [open_bar_from(row) for row in whole.collect()]
 
     def _merge_bars(self, session: SparkSession, changed: list[OpenBar], batch_id: int) -> None:
         """MERGE whole bars into ``bars_1m`` (insert new windows, overwrite known ones)."""
@@ -200,17 +195,14 @@ class BarsBatchWriter:
         session.catalog.dropTempView(view)
 
 
-def collect_open_bars(partials: DataFrame) -> list[OpenBar]:
-    """``bars.partial_bars`` rows, collected to the driver (one row per touched window)."""
-    return [
-        OpenBar(
-            symbol=row["symbol"], window_start_us=row["window_start_us"], window_seconds=row["window_seconds"],
-            open=row["open"], open_key=int(row["open_key"]), high=row["high"], low=row["low"],
-            close=row["close"], close_key=int(row["close_key"]), volume=row["volume"],
-            trade_count=row["trade_count"], notional=row["notional"],
-        )
-        for row in partials.collect()
-    ]
+def open_bar_from(row: Row) -> OpenBar:
+    """An ``OpenBar`` from a ``bars.partial_bars`` or ``bars.batch_by_window`` row."""
+    return OpenBar(
+        symbol=row["symbol"], window_start_us=row["window_start_us"], window_seconds=row["window_seconds"],
+        open=row["open"], open_key=int(row["open_key"]), high=row["high"], low=row["low"],
+        close=row["close"], close_key=int(row["close_key"]), volume=row["volume"],
+        trade_count=row["trade_count"], notional=row["notional"],
+    )
 
 
 def start_bars_query(

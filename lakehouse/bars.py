@@ -107,34 +107,65 @@ def bars_from_trades(
     return bars.select(*BARS_1M.column_names)
 
 
+def _open_bar_aggregates(counted: Column) -> list[Column]:
+    """The aggregates behind ``lakehouse.open_bars.OpenBar`` over the rows where ``counted`` holds
+    (``min_by``/``max_by`` skip rows whose order key is null)."""
+    from pyspark.sql import functions as F
+
+    order = F.when(counted, trade_order_key())
+    price = F.when(counted, F.col("price"))
+    return [
+        F.min_by("price", order).alias("open"),
+        F.min(order).alias("open_key"),
+        F.max(price).alias("high"),
+        F.min(price).alias("low"),
+        F.max_by("price", order).alias("close"),
+        F.max(order).alias("close_key"),
+        F.sum(F.when(counted, F.col("volume"))).alias("volume"),
+        F.count(F.when(counted, F.lit(1))).alias("trade_count"),
+        F.sum(price * F.col("volume")).alias("notional"),
+    ]
+
+
+def _per_window(trades: DataFrame, seconds: int, aggregates: list[Column]) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    return (
+        with_window(trades, seconds)
+        .groupBy("symbol", "window_start")
+        .agg(*aggregates)
+        .withColumn("window_start_us", F.unix_micros("window_start"))
+        .withColumn("window_seconds", F.lit(seconds))
+        .drop("window_start")
+    )
+
+
 def partial_bars(trades: DataFrame, seconds: int = BAR_SECONDS) -> DataFrame:
     """Per (symbol, window) of already-eligible trades, the fields of ``lakehouse.open_bars.OpenBar``:
     the bar plus the order keys of its open and close trades and its notional, so that bars of
     disjoint sets of trades can be combined exactly (``open_bars.combine``)."""
     from pyspark.sql import functions as F
 
-    return (
-        with_window(trades, seconds)
-        .withColumn("_order", trade_order_key())
-        .groupBy("symbol", "window_start")
-        .agg(
-            F.min_by("price", "_order").alias("open"),
-            F.min("_order").alias("open_key"),
-            F.max("price").alias("high"),
-            F.min("price").alias("low"),
-            F.max_by("price", "_order").alias("close"),
-            F.max("_order").alias("close_key"),
-            F.sum("volume").alias("volume"),
-            F.count(F.lit(1)).alias("trade_count"),
-            F.sum(F.col("price") * F.col("volume")).alias("notional"),
-        )
-        .select(
-            "symbol",
-            F.unix_micros("window_start").alias("window_start_us"),
-            F.lit(seconds).alias("window_seconds"),
-            "open", "open_key", "high", "low", "close", "close_key", "volume", "trade_count", "notional",
-        )
-    )
+    return _per_window(trades, seconds, _open_bar_aggregates(F.lit(True)))
+
+
+def batch_by_window(trades: DataFrame, watermark: datetime | None, seconds: int = BAR_SECONDS) -> DataFrame:
+    """One pass over a micro-batch of trades: per (symbol, window) it touches, the partial bar of
+    its eligible on-time trades (the ``OpenBar`` fields, ``trade_count`` 0 when none), how many of
+    its trades are too late (window ended at or before ``watermark``), and the largest high-water
+    mark candidate and ``ingested_time`` (epoch micros). Small enough to collect: the batch itself is
+    read once and never cached."""
+    from pyspark.sql import functions as F
+
+    late = F.lit(False) if watermark is None else F.col("window_end") <= F.lit(watermark)
+    on_time_eligible = ~late & bar_eligible_column("source", "conditions")
+    return _per_window(trades, seconds, [
+        *_open_bar_aggregates(on_time_eligible),
+        F.count(F.lit(1)).alias("trades"),
+        F.count(F.when(late, F.lit(1))).alias("late_trades"),
+        F.max(F.unix_micros(high_water_mark_candidate())).alias("mark_us"),
+        F.max(F.unix_micros("ingested_time")).alias("ingested_us"),
+    ])
 
 
 def split_late(

@@ -89,6 +89,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.shuffle.partitions": str(settings.streaming.shuffle_partitions),
         "spark.default.parallelism": str(settings.streaming.shuffle_partitions),
         "spark.sql.adaptive.enabled": "true",
+        # The jobs cache a micro-batch for a few passes and drop it: compressing the cache (dictionary
+        # statistics per column) cost more CPU than it saved (bench/NOTES.md, profile of the pipeline).
+        "spark.sql.inMemoryColumnarStorage.compressed": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.scheduler.mode": "FAIR",  # queries in their own pools share the cores (streaming.in_own_pool)
         "spark.sql.streaming.stateStore.providerClass":
