@@ -19,7 +19,7 @@ The publisher reports what it actually sent, so a machine too busy to offer the 
 The comparison in the same run: the delay against its target (raw p50 <= 2 s, p99 <= 4 s; bar
 within bars trigger + allowed lateness + 2 s).
 
-    .venv/bin/python -m bench.bench_freshness [--rate 5000] [--seconds 150]
+    .venv/bin/python -m bench.bench_freshness [--rate 5000] [--seconds 210]
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=5_000, help="trades/s offered")
     parser.add_argument("--symbols", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=150, help="how long the feed runs")
+    parser.add_argument("--seconds", type=float, default=210, help="how long the feed runs")
     parser.add_argument("--raw-trigger", type=float, default=1.0)
     parser.add_argument("--bars-trigger", type=float, default=2.0)
     parser.add_argument("--lateness", type=float, default=10.0, help="allowed lateness of the bars job (s)")
