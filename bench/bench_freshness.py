@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw-trigger", type=float, default=1.0)
     parser.add_argument("--bars-trigger", type=float, default=2.0)
     parser.add_argument("--lateness", type=float, default=10.0, help="allowed lateness of the bars job (s)")
+    parser.add_argument("--raw-only", action="store_true",
+                        help="run the raw-trades query alone (as on a driver of its own): trade figures only")
     parser.add_argument("--poll", type=float, default=0.25, help="pyiceberg poll interval (s)")
     parser.add_argument("--warmup", type=float, default=30.0,
                         help="seconds at the start of the feed left out of the steady-state figures")
@@ -122,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         ensure_tables(spark, settings, (TRADES, QUARANTINE, BARS_1M, LATE_TRADES))
         print(describe_machine())
         bars_settings = with_streaming(settings, trigger_seconds=args.bars_trigger)
-        queries = [in_own_pool(spark, "raw_trades", lambda: raw_trades.start(spark, settings)),
-                   in_own_pool(spark, "bars", lambda: start_bars_query(spark, bars_settings))]
+        queries = [in_own_pool(spark, "raw_trades", lambda: raw_trades.start(spark, settings))]
+        if not args.raw_only:
+            queries.append(in_own_pool(spark, "bars", lambda: start_bars_query(spark, bars_settings)))
         trades_table, bars_table = load_table(settings, TRADES), load_table(settings, BARS_1M)
         go.set()
         feed_start = time.time()
@@ -205,11 +208,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"steady state (event time after the first {args.warmup:g} s):")
         print(f"trade readable after event time: p50 {raw_p50:.2f} s, p99 {raw_p99:.2f} s "
               f"(target p50 <= 2 s, p99 <= 4 s: {'met' if raw_p50 <= 2 and raw_p99 <= 4 else 'NOT met'})")
-        print(f"final bar readable after window end: p50 {percentile(bar_delays, 50):.2f} s, "
-              f"p99 {percentile(bar_delays, 99):.2f} s over {len(bar_delays)} windows "
-              f"(target <= {bar_target:g} s: {'met' if bar_ok else 'NOT met'})")
-        print(f"ratio: raw p99 / target = {raw_p99 / 4:.2f}; bar p99 / target = "
-              f"{percentile(bar_delays, 99) / bar_target:.2f} ({load()})")
+        if args.raw_only:
+            print(f"ratio: raw p99 / target = {raw_p99 / 4:.2f}, raw-trades query alone ({load()})")
+        else:
+            print(f"final bar readable after window end: p50 {percentile(bar_delays, 50):.2f} s, "
+                  f"p99 {percentile(bar_delays, 99):.2f} s over {len(bar_delays)} windows "
+                  f"(target <= {bar_target:g} s: {'met' if bar_ok else 'NOT met'})")
+            print(f"ratio: raw p99 / target = {raw_p99 / 4:.2f}; bar p99 / target = "
+                  f"{percentile(bar_delays, 99) / bar_target:.2f} ({load()})")
         spark.stop()
     return 0
 
