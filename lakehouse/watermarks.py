@@ -46,6 +46,9 @@ class BarsProgressLog:
 
     def __init__(self, directory: str) -> None:
         self._fs, self._root = fsspec.core.url_to_fs(directory)
+        # What this process recorded last: with one writer per checkpoint it is the newest entry,
+        # so the next batch needs no listing and read of the directory (a remote one on GCP).
+        self._last: tuple[int, BarsProgress] | None = None
         self._fs.makedirs(self._root, exist_ok=True)
 
     def _batch_ids(self) -> list[int]:
@@ -58,6 +61,8 @@ class BarsProgressLog:
 
     def before(self, batch_id: int) -> BarsProgress:
         """The progress as it stood when batch ``batch_id`` started (empty before the first batch)."""
+        if self._last is not None and self._last[0] < batch_id:
+            return self._last[1]
         earlier = [b for b in self._batch_ids() if b < batch_id]
         if not earlier:
             return BarsProgress()
@@ -84,6 +89,7 @@ class BarsProgressLog:
                 handle,
             )
         self._fs.mv(tmp, path)
+        self._last = (batch_id, progress)
         for old in self._batch_ids():
             if old <= batch_id - KEEP_BATCHES:
                 self._fs.rm(f"{self._root}/{old}.json")
