@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             if now - last_bars_poll >= 1.0:
                 last_bars_poll = now
                 loads.append(os.getloadavg()[0])
-                bars_now = bars_table.refresh().scan(
+                bars_now = [] if args.raw_only else bars_table.refresh().scan(
                     selected_fields=("symbol", "window_start", "trade_count")).to_arrow().to_pylist()
                 seen_at = time.time()
                 for bar in bars_now:
