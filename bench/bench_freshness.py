@@ -1,7 +1,8 @@
 """Freshness: a trade's event time -> readable in ``trades``; a window's end -> its final bar readable.
 
-One run: a fresh KRaft broker, a publisher process sending ``--rate`` trades/s over ``--symbols``
-symbols stamped with the wall clock (as ``finnhub_server --live`` does), and the raw-trades and bars
+One run: a fresh KRaft broker, a feed (``bench/feed/LiveTradeFeed.java``, its own JVM) sending
+``--rate`` trades/s over ``--symbols`` symbols stamped with the wall clock (as ``finnhub_server
+--live`` does), and the raw-trades and bars
 queries in one Spark session as ``jobs.pipeline`` runs them. The main thread polls the catalog with
 pyiceberg (as a reader would) and notes when each trades snapshot and each bar value first became
 visible. Afterwards:
@@ -12,9 +13,10 @@ visible. Afterwards:
 
 The targets are judged on the steady state: trades (and bars) of the feed after its first
 ``--warmup`` seconds, which include the JVM's cold start and the first batches; the whole-run figure
-is printed too. The publisher and the broker keep normal priority and the pipeline runs at a lower
-one: in production the exchange feed and the Kafka cluster do not share the pipeline's two cores.
-The publisher reports what it actually sent, so a machine too busy to offer the asked rate shows.
+is printed too. The feed and the broker keep normal priority and the pipeline runs at a lower one:
+in production the exchange feed and the Kafka cluster do not share the pipeline's two cores. The
+CPU the feed and the broker used is printed; the feed reports what it actually sent, so a machine
+too busy to offer the asked rate shows.
 
 The comparison in the same run: the delay against its target (raw p50 <= 2 s, p99 <= 4 s; bar
 within bars trigger + allowed lateness + 2 s).
@@ -25,8 +27,9 @@ within bars trigger + allowed lateness + 2 s).
 from __future__ import annotations
 
 import argparse
-import multiprocessing
+import contextlib
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import describe_machine, lakehouse_settings, load, local_broker, percentile
+from bench.common import KAFKA_JARS, describe_machine, lakehouse_settings, load, local_broker, percentile
 from lakehouse.catalog import load_table, spark_table_name
 from lakehouse.local.kafka_broker import ensure_topics
 from lakehouse.spark import build_spark_session, ensure_tables
@@ -43,41 +46,46 @@ from lakehouse.tables import BARS_1M, LATE_TRADES, QUARANTINE, TRADES
 PIPELINE_NICENESS = 5
 
 
-# One message, formatted by hand: json.dumps per message made the publisher itself the bottleneck.
-MESSAGE = (
-    '{{"schema_version": 1, "source": "finnhub", "symbol": "{symbol}", "price": {price}, "volume": {volume}, '
-    '"event_time_ms": {now_ms}, "conditions": ["1"], "received_time_ms": {now_ms}, "trade_id": "live-{n:012d}"}}'
-)
+FEED_SOURCE = Path(__file__).resolve().parent / "feed" / "LiveTradeFeed.java"
 
 
-def publish(bootstrap: str, topic: str, rate: int, symbols: int, seconds: float, ready, go, sent_total) -> None:
-    """Publisher process: ``rate`` trades/s in 20 ms slices, event time = wall clock at send.
+class LiveFeed:
+    """The feed: ``bench/feed/LiveTradeFeed.java`` in its own JVM, ``rate`` trades/s over ``symbols``
+    symbols stamped with the wall clock at send. A JVM publisher, because a Python one took two
+    thirds of a core at 5,000 messages/s, a third of what the pipeline under test runs on.
 
-    Reports how many it sent in ``sent_total``: if the machine cannot keep up, the offered rate is
-    lower than asked, and the run says so instead of hiding it.
+    It reports what it sent: a machine too busy to offer the asked rate shows in the figures.
     """
-    from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=262_144)
-    names = [f"SYM{i:02d}" for i in range(symbols)]
-    keys = [name.encode() for name in names]
-    ready.set()
-    go.wait()
-    started = time.time()
-    sent = 0
-    while time.time() - started < seconds:
-        due = int((time.time() - started) * rate)
-        while sent < due:
-            now_ms = int(time.time() * 1000)
-            index = sent % symbols
-            value = MESSAGE.format(symbol=names[index], price=100.0 + sent % 400 / 4,
-                                   volume=float(sent % 300 + 1), now_ms=now_ms, n=sent)
-            producer.send(topic, key=keys[index], value=value.encode())
-            sent += 1
-        time.sleep(0.02)
-    producer.flush()
-    producer.close()
-    sent_total.value = sent
+    def __init__(self, bootstrap: str, topic: str, rate: int, symbols: int, seconds: float) -> None:
+        self.process = subprocess.Popen(
+            ["java", "-Xmx256m", "-cp", f"{KAFKA_JARS}/*", str(FEED_SOURCE),
+             bootstrap, topic, str(rate), str(symbols), str(seconds)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        if self.process.stdout.readline().strip() != "ready":
+            self.process.kill()
+            raise RuntimeError(f"the feed did not start: {FEED_SOURCE} (java on PATH, jars in {KAFKA_JARS}?)")
+
+    def go(self) -> None:
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+
+    def sent(self, timeout: float = 60) -> int:
+        """Wait for the feed to finish; the number of messages it sent."""
+        out, _ = self.process.communicate(timeout=timeout)
+        return int(out.split()[-1])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     with (
         tempfile.TemporaryDirectory(prefix="bench-fresh-", ignore_cleanup_errors=True) as state,
         local_broker() as broker,
+        contextlib.ExitStack() as stack,
     ):
         settings = lakehouse_settings(state, broker.bootstrap_servers, {
             "LAKEHOUSE__STREAMING__TRIGGER_SECONDS": str(args.raw_trigger),
@@ -111,11 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         })
         topic = settings.kafka.trades_topic
         ensure_topics(broker.bootstrap_servers, [topic], settings.kafka.partitions)
-        ready, go, sent_total = multiprocessing.Event(), multiprocessing.Event(), multiprocessing.Value("q", 0)
-        publisher = multiprocessing.Process(target=publish, args=(
-            broker.bootstrap_servers, topic, args.rate, args.symbols, args.seconds, ready, go, sent_total))
-        publisher.start()
-        ready.wait(30)
+        feed = LiveFeed(broker.bootstrap_servers, topic, args.rate, args.symbols, args.seconds)
+        stack.callback(feed.stop)
+        broker_pid = int(broker.pid_file.read_text())
         # The feed and the broker stand for the exchange and the Kafka cluster, which do not share the
         # pipeline's cores in production: they keep their priority, the Spark driver (started from
         # here, so it inherits this) and the reader get a lower one.
@@ -128,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.raw_only:
             queries.append(in_own_pool(spark, "bars", lambda: start_bars_query(spark, bars_settings)))
         trades_table, bars_table = load_table(settings, TRADES), load_table(settings, BARS_1M)
-        go.set()
+        cpu_before = cpu_seconds(feed.process.pid), cpu_seconds(broker_pid)
+        feed.go()
         feed_start = time.time()
         steady_from = feed_start + args.warmup
         snapshot_seen: dict[int, float] = {}
@@ -154,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
                 if not query.isActive:
                     raise RuntimeError(f"{query.name} failed: {query.exception()}")
             time.sleep(max(0.0, args.poll - (time.time() - now)))
-        publisher.join(60)
+        feed_cpu = (cpu_seconds(feed.process.pid) - cpu_before[0]) / (time.time() - feed_start)
+        broker_cpu = (cpu_seconds(broker_pid) - cpu_before[1]) / (time.time() - feed_start)
+        sent_total = feed.sent()
         durations = {q.name: sorted(p["durationMs"]["triggerExecution"] / 1000 for p in q.recentProgress
                                     if p["numInputRows"]) for q in queries}
         for query in queries:  # stop between micro-batches, not in the middle of one
@@ -195,9 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"feed: {args.rate:,} trades/s over {args.symbols} symbols for {args.seconds:.0f} s, "
               "live event times; "
               f"raw trigger {args.raw_trigger:g} s, bars trigger {args.bars_trigger:g} s, "
-              f"allowed lateness {args.lateness:g} s; median load during run {sorted(loads)[len(loads) // 2]:.1f}")
-        offered = sent_total.value / args.seconds
-        print(f"trades offered: {sent_total.value:,} ({offered:,.0f}/s of {args.rate:,}/s asked); "
+              f"allowed lateness {args.lateness:g} s; median load during run {sorted(loads)[len(loads) // 2]:.1f}; "
+              f"CPU of the feed {feed_cpu:.2f} cores, of the broker {broker_cpu:.2f} cores")
+        offered = sent_total / args.seconds
+        print(f"trades offered: {sent_total:,} ({offered:,.0f}/s of {args.rate:,}/s asked); "
               f"stored: {stats['n']:,} in {len(snapshot_seen)} snapshots seen")
         for query_name, took in durations.items():
             print(f"{query_name} micro-batch time: median {percentile(took, 50):.2f} s, "
