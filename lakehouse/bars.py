@@ -17,7 +17,7 @@ from trades elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -36,22 +36,31 @@ _PARTITION_DIGITS = 5  # Kafka partitions per topic stay far below 100,000
 _OFFSET_DIGITS = 16  # offsets below 10**16: three centuries at a million messages/s into one partition
 
 
-def trade_order_key() -> Column:
+def exact_order_key(event_us: Column, partition: Column, offset: Column) -> Column:
     """The trade order that defines open and close, as one decimal(38, 0): event micros, then
     Kafka partition, then offset, in digits. (kafka_partition, kafka_offset) names one message and
     both are required columns, so no further tie-breaker (trade_id) is ever needed.
 
-    ``min_by``/``max_by`` over a fixed-width key run in Spark's hash aggregate; a ``min`` over a
-    struct of the same columns falls back to a sort-based aggregate that measured 2x slower for the
-    whole bar computation (``bench/bench_backfill.py``).
+    128-bit decimal maths is slow in Spark (BigDecimal per row), so it is only ever evaluated on
+    per-group results (``_window_aggregates``), never per trade.
     """
+    return (
+        event_us.cast("decimal(17, 0)") * _pow10(_PARTITION_DIGITS + _OFFSET_DIGITS)
+        + partition.cast(f"decimal({_PARTITION_DIGITS}, 0)") * _pow10(_OFFSET_DIGITS)
+        + offset.cast(f"decimal({_OFFSET_DIGITS}, 0)")
+    )
+
+
+def _pow10(digits: int) -> Column:
     from pyspark.sql import functions as F
 
-    return F.expr(
-        f"CAST(unix_micros(event_time) AS decimal(17, 0)) * 1{'0' * (_PARTITION_DIGITS + _OFFSET_DIGITS)}BD"
-        f" + CAST(kafka_partition AS decimal({_PARTITION_DIGITS}, 0)) * 1{'0' * _OFFSET_DIGITS}BD"
-        f" + CAST(kafka_offset AS decimal({_OFFSET_DIGITS}, 0))"
-    )
+    return F.expr(f"1{'0' * digits}BD")
+
+
+def offset_bits(seconds: int) -> int:
+    """How many low bits of a 64-bit in-window order key are left for the Kafka offset once the
+    event micros within a ``seconds``-long window are above them (37 for 1-minute windows)."""
+    return 63 - (seconds * 1_000_000 - 1).bit_length()
 
 
 def window_start_column(time: Column, seconds: int = BAR_SECONDS) -> Column:
@@ -88,53 +97,81 @@ def bars_from_trades(
     """
     from pyspark.sql import functions as F
 
-    volume = F.sum("volume")
-    bars = (
-        with_window(trades, seconds)
-        .withColumn("_order", trade_order_key())
-        .groupBy("symbol", "window_start", "window_end")
-        .agg(
-            F.min_by("price", "_order").alias("open"),
-            F.max("price").alias("high"),
-            F.min("price").alias("low"),
-            F.max_by("price", "_order").alias("close"),
-            volume.alias("volume"),
-            F.count(F.lit(1)).alias("trade_count"),
-            F.when(volume != 0, F.sum(F.col("price") * F.col("volume")) / volume).alias("vwap"),
-        )
+    window_end = F.col("window_start") + F.expr(f"INTERVAL {seconds} SECONDS")
+    return (
+        _window_aggregates(trades, seconds, F.lit(True))
+        .withColumn("window_end", window_end)
+        .withColumn("vwap", F.when(F.col("volume") != 0, F.col("notional") / F.col("volume")))
         .withColumn("updated_time", updated_time if updated_time is not None else F.current_timestamp())
+        .select(*BARS_1M.column_names)
     )
-    return bars.select(*BARS_1M.column_names)
 
 
-def _open_bar_aggregates(counted: Column) -> list[Column]:
-    """The aggregates behind ``lakehouse.open_bars.OpenBar`` over the rows where ``counted`` holds
-    (``min_by``/``max_by`` skip rows whose order key is null)."""
+def _window_aggregates(
+    trades: DataFrame, seconds: int, counted: Column, extras: Sequence[tuple[str, Column, str]] = ()
+) -> DataFrame:
+    """Per (symbol, window_start): the fields of ``lakehouse.open_bars.OpenBar`` over the trades
+    where ``counted`` holds (``open_key``/``close_key`` as ``exact_order_key`` decimals), plus
+    ``extras`` (name, aggregate over the trades, ``sum``/``max`` to combine them).
+
+    Two levels, so that every per-trade comparison is over a 64-bit key in Spark's hash aggregate:
+    first per (symbol, window, Kafka partition, offset >> ``offset_bits``), where
+    ``(event micros - window start) << offset_bits | low offset bits`` orders the trades exactly
+    like (event time, offset); then the few rows per window are combined by their exact decimal
+    keys. Over 5M trades this measured ~2x faster than a decimal key per trade, with the same bars.
+    """
     from pyspark.sql import functions as F
 
-    order = F.when(counted, trade_order_key())
+    bits = offset_bits(seconds)
+    low_bits = F.lit((1 << bits) - 1)
+    low_offset = F.col("kafka_offset").bitwiseAND(low_bits)
+    start_us = F.unix_micros("window_start")
+    key = F.when(counted, F.shiftleft(F.unix_micros("event_time") - start_us, bits).bitwiseOR(low_offset))
     price = F.when(counted, F.col("price"))
-    return [
-        F.min_by("price", order).alias("open"),
-        F.min(order).alias("open_key"),
-        F.max(price).alias("high"),
-        F.min(price).alias("low"),
-        F.max_by("price", order).alias("close"),
-        F.max(order).alias("close_key"),
-        F.sum(F.when(counted, F.col("volume"))).alias("volume"),
-        F.count(F.when(counted, F.lit(1))).alias("trade_count"),
-        F.sum(price * F.col("volume")).alias("notional"),
-    ]
+
+    def exact(in_window_key: str) -> Column:
+        offset = F.shiftleft(F.col("_offset_high"), bits).bitwiseOR(F.col(in_window_key).bitwiseAND(low_bits))
+        return exact_order_key(start_us + F.shiftright(F.col(in_window_key), bits), F.col("kafka_partition"), offset)
+
+    per_offset_range = (
+        with_window(trades, seconds)
+        .groupBy("symbol", "window_start", "kafka_partition", F.shiftright("kafka_offset", bits).alias("_offset_high"))
+        .agg(
+            F.min_by("price", key).alias("open"),
+            F.min(key).alias("_first"),
+            F.max(price).alias("high"),
+            F.min(price).alias("low"),
+            F.max_by("price", key).alias("close"),
+            F.max(key).alias("_last"),
+            F.sum(F.when(counted, F.col("volume"))).alias("volume"),
+            F.count(F.when(counted, F.lit(1))).alias("trade_count"),
+            F.sum(price * F.col("volume")).alias("notional"),
+            *(aggregate.alias(name) for name, aggregate, _ in extras),
+        )
+        .withColumn("open_key", exact("_first"))
+        .withColumn("close_key", exact("_last"))
+    )
+    combine = {"sum": F.sum, "max": F.max}
+    return per_offset_range.groupBy("symbol", "window_start").agg(
+        F.min_by("open", "open_key").alias("open"),
+        F.min("open_key").alias("open_key"),
+        F.max("high").alias("high"),
+        F.min("low").alias("low"),
+        F.max_by("close", "close_key").alias("close"),
+        F.max("close_key").alias("close_key"),
+        F.sum("volume").alias("volume"),
+        F.sum("trade_count").alias("trade_count"),
+        F.sum("notional").alias("notional"),
+        *(combine[how](name).alias(name) for name, _, how in extras),
+    )
 
 
-def _per_window(trades: DataFrame, seconds: int, aggregates: list[Column]) -> DataFrame:
+def _per_window(windows: DataFrame, seconds: int) -> DataFrame:
+    """``_window_aggregates`` rows keyed the way ``lakehouse.open_bars`` keys them."""
     from pyspark.sql import functions as F
 
     return (
-        with_window(trades, seconds)
-        .groupBy("symbol", "window_start")
-        .agg(*aggregates)
-        .withColumn("window_start_us", F.unix_micros("window_start"))
+        windows.withColumn("window_start_us", F.unix_micros("window_start"))
         .withColumn("window_seconds", F.lit(seconds))
         .drop("window_start")
     )
@@ -146,7 +183,7 @@ def partial_bars(trades: DataFrame, seconds: int = BAR_SECONDS) -> DataFrame:
     disjoint sets of trades can be combined exactly (``open_bars.combine``)."""
     from pyspark.sql import functions as F
 
-    return _per_window(trades, seconds, _open_bar_aggregates(F.lit(True)))
+    return _per_window(_window_aggregates(trades, seconds, F.lit(True)), seconds)
 
 
 def batch_by_window(trades: DataFrame, watermark: datetime | None, seconds: int = BAR_SECONDS) -> DataFrame:
@@ -159,13 +196,12 @@ def batch_by_window(trades: DataFrame, watermark: datetime | None, seconds: int 
 
     late = F.lit(False) if watermark is None else F.col("window_end") <= F.lit(watermark)
     on_time_eligible = ~late & bar_eligible_column("source", "conditions")
-    return _per_window(trades, seconds, [
-        *_open_bar_aggregates(on_time_eligible),
-        F.count(F.lit(1)).alias("trades"),
-        F.count(F.when(late, F.lit(1))).alias("late_trades"),
-        F.max(F.unix_micros(high_water_mark_candidate())).alias("mark_us"),
-        F.max(F.unix_micros("ingested_time")).alias("ingested_us"),
-    ])
+    return _per_window(_window_aggregates(trades, seconds, on_time_eligible, [
+        ("trades", F.count(F.lit(1)), "sum"),
+        ("late_trades", F.count(F.when(late, F.lit(1))), "sum"),
+        ("mark_us", F.max(F.unix_micros(high_water_mark_candidate())), "max"),
+        ("ingested_us", F.max(F.unix_micros("ingested_time")), "max"),
+    ]), seconds)
 
 
 def split_late(

@@ -2,7 +2,7 @@
 
 A bar is a monoid over its trades: high/low are max/min, volume, trade count and notional
 (``sum(price * volume)``) are sums, and open/close are the prices of the trades with the smallest and
-largest order key (``lakehouse.bars.trade_order_key``: event time, Kafka partition, offset; unique
+largest order key (``lakehouse.bars.exact_order_key``: event time, Kafka partition, offset; unique
 per trade). So the bar of "everything so far" plus the partial bar of a micro-batch's new trades is
 the bar of all of them, exactly, as long as every trade is counted once: the trades table is
 deduplicated by contract and each of its appends reaches the bars job in exactly one micro-batch.

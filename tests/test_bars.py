@@ -284,6 +284,26 @@ def test_bar_takes_open_and_close_by_event_time_then_kafka_position(bars_spark: 
     assert got[31]["open"] == got[31]["close"] == 150.0
 
 
+def test_open_and_close_stay_exact_across_offset_ranges_and_partitions(bars_spark: Any) -> None:
+    """The per-trade key keeps only an offset's low bits; trades whose offsets straddle that range,
+    or sit in other partitions, in the same microsecond, are ordered by the exact key."""
+    boundary = 1 << bars.offset_bits(60)
+    at, later = T0 + timedelta(seconds=10), T0 + timedelta(seconds=40)
+    rows = [
+        trade("above", "AAPL", at, 101.0, partition=0, offset=boundary + 1),
+        trade("below", "AAPL", at, 100.0, partition=0, offset=boundary - 1),  # first: the open
+        trade("other", "AAPL", at, 99.0, partition=1, offset=0),
+        trade("big", "AAPL", later, 104.0, partition=0, offset=10**15),
+        trade("last", "AAPL", later, 103.0, partition=1, offset=5),  # partition 1 after 0: the close
+    ]
+    trades = trades_df(bars_spark, rows)
+    (bar,) = bars.bars_from_trades(trades).collect()
+    assert (bar["open"], bar["high"], bar["low"], bar["close"], bar["trade_count"]) == (100.0, 104.0, 99.0, 103.0, 5)
+    (partial,) = bars.partial_bars(trades).collect()
+    assert int(partial["open_key"]) == epoch_us(at) * 10**21 + 0 * 10**16 + boundary - 1
+    assert int(partial["close_key"]) == epoch_us(later) * 10**21 + 1 * 10**16 + 5
+
+
 def test_zero_volume_bar_has_null_vwap(bars_spark: Any) -> None:
     rows = [trade("z", "EURUSD", T0, 1.25, volume=0, offset=1)]
     (bar,) = bars.bars_from_trades(trades_df(bars_spark, rows)).collect()
