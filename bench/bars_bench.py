@@ -37,6 +37,7 @@ def synthetic_trades(spark, rows: int, symbols: int, start_us: int, span_seconds
     """``rows`` trades spread over ``span_seconds`` from ``start_us``, built inside Spark."""
     from pyspark.sql import functions as F
 
+    odd_lot = F.rand(seed + 3) < 0.2
     return spark.range(rows).select(
         F.concat(F.lit(f"bench-{seed}-"), F.col("id").cast("string")).alias("trade_id"),
         F.lit("finnhub").alias("source"),
@@ -46,13 +47,13 @@ def synthetic_trades(spark, rows: int, symbols: int, start_us: int, span_seconds
         F.timestamp_micros(F.lit(start_us) + (F.rand(seed + 2) * span_seconds * 1e6).cast("long")).alias(
             "event_time"
         ),
-        F.when(F.rand(seed + 3) < 0.2, F.array(F.lit("1"), F.lit("12"))).otherwise(F.array(F.lit("1")))
-        .alias("conditions"),
+        F.when(odd_lot, F.array(F.lit("1"), F.lit("12"))).otherwise(F.array(F.lit("1"))).alias("conditions"),
         F.lit(None).cast("string").alias("venue"),
         F.current_timestamp().alias("received_time"),
         F.current_timestamp().alias("ingested_time"),
         (F.col("id") % 4).cast("int").alias("kafka_partition"),
         F.col("id").alias("kafka_offset"),
+        (~odd_lot).alias("bar_eligible"),
     )
 
 

@@ -26,22 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import describe_machine, lakehouse_settings, load, median
 from lakehouse.catalog import load_table, spark_table_name
-from lakehouse.conditions import CONDITIONED_SOURCE, EXCLUDED_CODES
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.tables import TRADES
 
 DAY_OPEN = datetime(2026, 2, 25, 14, 30, tzinfo=UTC)
 
 
-def eligible_sql() -> str:
-    """``lakehouse.conditions.bar_eligible_column`` in DuckDB SQL, from the same code list."""
-    codes = ", ".join(f"'{code}'" for code in sorted(EXCLUDED_CODES))
-    return (f"coalesce(source != '{CONDITIONED_SOURCE}', true) OR "
-            f"len(list_filter(coalesce(conditions, []::VARCHAR[]), lambda c: trim(c) IN ({codes}))) = 0")
-
-
 def duckdb_bars_sql(files: list[str], out: str) -> str:
-    """The bar maths of ``lakehouse.bars.bars_from_trades`` (same eligibility rule) for DuckDB."""
+    """The bar maths of ``lakehouse.bars.bars_from_trades`` for DuckDB (eligible: the stored ``bar_eligible``)."""
     listing = ", ".join(f"'{f}'" for f in files)
     return f"""
     COPY (
@@ -55,7 +47,7 @@ def duckdb_bars_sql(files: list[str], out: str) -> str:
              CASE WHEN sum(volume) != 0 THEN sum(price * volume) / sum(volume) END AS vwap,
              now() AS updated_time
       FROM read_parquet([{listing}])
-      WHERE {eligible_sql()}
+      WHERE bar_eligible
       GROUP BY ALL
     ) TO '{out}' (FORMAT parquet)
     """

@@ -21,7 +21,6 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from lakehouse.conditions import bar_eligible_column
 from lakehouse.tables import BARS_1M, LATE_TRADES
 from lakehouse.trades import SymbolRange
 
@@ -73,8 +72,11 @@ def window_start_column(time: Column, seconds: int = BAR_SECONDS) -> Column:
 
 
 def eligible_trades(trades: DataFrame) -> DataFrame:
-    """Only the trades the condition rule lets update a bar."""
-    return trades.where(bar_eligible_column("source", "conditions"))
+    """Only the trades the condition rule lets update a bar (``bar_eligible``, stored at ingest, so
+    bars never read the ``conditions`` lists: a list column turns off Iceberg's vectorised reads)."""
+    from pyspark.sql import functions as F
+
+    return trades.where(F.col("bar_eligible"))
 
 
 def with_window(trades: DataFrame, seconds: int = BAR_SECONDS) -> DataFrame:
@@ -195,7 +197,7 @@ def batch_by_window(trades: DataFrame, watermark: datetime | None, seconds: int 
     from pyspark.sql import functions as F
 
     late = F.lit(False) if watermark is None else F.col("window_end") <= F.lit(watermark)
-    on_time_eligible = ~late & bar_eligible_column("source", "conditions")
+    on_time_eligible = ~late & F.col("bar_eligible")
     return _per_window(_window_aggregates(trades, seconds, on_time_eligible, [
         ("trades", F.count(F.lit(1)), "sum"),
         ("late_trades", F.count(F.when(late, F.lit(1))), "sum"),

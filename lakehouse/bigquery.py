@@ -24,6 +24,7 @@ from typing import Any
 
 from pyiceberg.types import (
     BinaryType,
+    BooleanType,
     DoubleType,
     IcebergType,
     IntegerType,
@@ -279,6 +280,7 @@ _BIGQUERY_TYPES: dict[type[IcebergType], str] = {
     IntegerType: "INT64",
     TimestamptzType: "TIMESTAMP",
     BinaryType: "BYTES",
+    BooleanType: "BOOL",
 }
 
 

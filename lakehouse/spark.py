@@ -7,6 +7,7 @@ edge that creates the session.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -18,11 +19,14 @@ from lakehouse.catalog import (
     spark_table_name,
     warehouse_uri,
 )
+from lakehouse.conditions import bar_eligible_column
 from lakehouse.settings import Settings
-from lakehouse.tables import ALL_TABLES, TableDef, create_table_ddl
+from lakehouse.tables import ALL_TABLES, TRADES, TableDef, create_table_ddl
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
 
 
 def spark_jars(settings: Settings) -> list[str]:
@@ -141,7 +145,23 @@ def build_spark_session(settings: Settings, app_name: str, master: str | None = 
 
 
 def ensure_tables(spark: SparkSession, settings: Settings, tables: tuple[TableDef, ...] = ALL_TABLES) -> None:
-    """Create the namespace and tables that do not exist yet (idempotent)."""
+    """Create the namespace and tables that do not exist yet (idempotent), and bring a trades table
+    from before ``bar_eligible`` up to date."""
     spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {settings.catalog.name}.{settings.catalog.namespace}")
     for table in tables:
-        spark.sql(create_table_ddl(table, spark_table_name(settings, table)))
+        name = spark_table_name(settings, table)
+        spark.sql(create_table_ddl(table, name))
+        if table is TRADES:
+            add_bar_eligible(spark, name)
+
+
+def add_bar_eligible(spark: SparkSession, trades_table: str) -> None:
+    """A trades table created before ``bar_eligible`` existed gets the column, derived for its stored
+    trades by the same rule the raw-trades job applies to new ones (a one-off rewrite)."""
+    if "bar_eligible" in spark.table(trades_table).columns:
+        return
+    log.warning("%s has no bar_eligible column: adding it and deriving it for the stored trades", trades_table)
+    spark.sql(f"ALTER TABLE {trades_table} ADD COLUMN bar_eligible boolean "
+              "COMMENT 'whether the trade may update a bar: the lakehouse.conditions rule, applied at ingest'")
+    (spark.table(trades_table).withColumn("bar_eligible", bar_eligible_column())
+     .writeTo(trades_table).overwritePartitions())

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pyiceberg.schema import Schema
 from pyiceberg.types import (
     BinaryType,
+    BooleanType,
     DoubleType,
     IcebergType,
     IntegerType,
@@ -72,6 +73,8 @@ TRADES = TableDef(
         ("ingested_time", TimestamptzType(), True, "when the job wrote it (UTC)"),
         ("kafka_partition", IntegerType(), True, "Kafka partition it was read from"),
         ("kafka_offset", LongType(), True, "Kafka offset it was read from"),
+        ("bar_eligible", BooleanType(), True,
+         "whether the trade may update a bar: the lakehouse.conditions rule, applied at ingest"),
     ),
     partition_by=("symbol", "days(event_time)"),
     key=("trade_id",),
@@ -175,6 +178,7 @@ _SPARK_TYPES = {
     IntegerType: "int",
     TimestamptzType: "timestamp",
     BinaryType: "binary",
+    BooleanType: "boolean",
 }
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from lakehouse.conditions import bar_eligible_column
 from lakehouse.parsing import PARSED
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ def trade_rows(valid_messages: DataFrame) -> DataFrame:
         F.current_timestamp().alias("ingested_time"),
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
+        bar_eligible_column(F.col(m + "source"), F.col(m + "conditions")).alias("bar_eligible"),
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pytest
+from pyiceberg.schema import Schema
 
 from jobs.bars import checkpoint_location, start_bars_query
 from lakehouse import bars
@@ -26,7 +27,7 @@ from lakehouse.catalog import spark_table_name
 from lakehouse.conditions import bar_eligible_column, is_bar_eligible
 from lakehouse.settings import Settings, load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
-from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES
+from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES, create_table_ddl
 
 LATENESS_SECONDS = 60
 T0 = datetime(2024, 3, 4, 14, 30, tzinfo=UTC)
@@ -254,13 +255,14 @@ def trades_df(spark: Any, rows: list[dict[str, Any]]) -> Any:
         "trade_id": "string", "source": "string", "symbol": "string", "price": "double",
         "volume": "double", "event_time": "timestamp", "conditions": "array<string>", "venue": "string",
         "received_time": "timestamp", "ingested_time": "timestamp", "kafka_partition": "int",
-        "kafka_offset": "bigint",
+        "kafka_offset": "bigint", "bar_eligible": "boolean",
     }
     schema = StructType(
         [StructField(f.name, _parse_datatype_string(ddl[f.name]), nullable=not f.required)
          for f in TRADES.schema.fields]
     )
-    full = [{**r, "ingested_time": r.get("ingested_time", r["event_time"])} for r in rows]
+    full = [{**r, "ingested_time": r.get("ingested_time", r["event_time"]),
+             "bar_eligible": r.get("bar_eligible", is_bar_eligible(r["source"], r["conditions"]))} for r in rows]
     return spark.createDataFrame([tuple(r.get(name) for name in schema.names) for r in full], schema=schema)
 
 
@@ -339,6 +341,23 @@ def test_high_water_mark_is_capped_at_ingest_time_and_never_moves_back() -> None
     assert bars.advance_high_water_mark(None, T0) == T0
     assert bars.advance_high_water_mark(T0, T0 - timedelta(hours=1)) == T0
     assert bars.watermark_from(T0, 60) == T0 - timedelta(minutes=1)
+
+
+def test_a_trades_table_from_before_bar_eligible_gets_it_derived_for_stored_trades(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    settings = isolated(bars_base_settings, "trades_before_bar_eligible")
+    name = spark_table_name(settings, TRADES)
+    bars_spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {settings.catalog.name}.{settings.catalog.namespace}")
+    before = Schema(*(f for f in TRADES.schema.fields if f.name != "bar_eligible"))
+    bars_spark.sql(create_table_ddl(replace(TRADES, schema=before), name))
+    rows = [trade("ok", "AAPL", T0, 100.0, conditions=["1"], offset=1),
+            trade("odd", "AAPL", T0, 101.0, conditions=["1", "12"], offset=2)]
+    trades_df(bars_spark, rows).drop("bar_eligible").writeTo(name).append()
+    ensure_tables(bars_spark, settings, (TRADES,))
+    ensure_tables(bars_spark, settings, (TRADES,))  # the second time finds the column and changes nothing
+    got = {r["trade_id"]: r["bar_eligible"] for r in bars_spark.table(name).collect()}
+    assert got == {"ok": True, "odd": False}
 
 
 @pytest.mark.parametrize("interval", ["5m", "1h", "1d"])

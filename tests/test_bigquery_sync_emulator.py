@@ -68,7 +68,7 @@ def append_a_trade(settings: Settings) -> str:
     row = {
         "trade_id": "t-1", "source": "finnhub", "symbol": "AAPL", "price": 187.5, "volume": 10.0,
         "event_time": at, "conditions": ["1"], "venue": None, "received_time": at, "ingested_time": at,
-        "kafka_partition": 0, "kafka_offset": 1,
+        "kafka_partition": 0, "kafka_offset": 1, "bar_eligible": True,
     }
     table.append(pa.Table.from_pylist([row], schema=table.schema().as_arrow()))
     return table.refresh().metadata_location

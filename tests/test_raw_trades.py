@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from lakehouse.catalog import load_catalog, table_identifier
+from lakehouse.conditions import is_bar_eligible
 from lakehouse.messages import Source, Trade, trade_id
 from lakehouse.settings import PROJECT_ROOT, Settings
 from lakehouse.tables import QUARANTINE, TRADES
@@ -19,10 +20,11 @@ BASE_MS = 1_767_261_600_000  # 2026-01-01T10:00:00Z
 
 def trade(symbol: str, n: int) -> Trade:
     price, volume, at = round(50 + (n % 97) / 10, 2), float(n % 5 + 1), BASE_MS + n * 37
+    conditions = ["1", "12"] if n % 10 == 0 else []  # every tenth an odd lot: stored, but no bar
     return Trade(
         source=Source.FINNHUB, symbol=symbol, price=price, volume=volume, event_time_ms=at,
-        conditions=[], venue=None, received_time_ms=at + 3,
-        trade_id=trade_id(Source.FINNHUB, symbol, at, price, volume, []),
+        conditions=conditions, venue=None, received_time_ms=at + 3,
+        trade_id=trade_id(Source.FINNHUB, symbol, at, price, volume, conditions),
     )
 
 
@@ -56,6 +58,9 @@ def test_resent_trades_are_stored_once_and_bad_messages_are_quarantined(spark, s
 
     rows = stored_rows(settings, ("DUPE",))
     assert sorted(r["trade_id"] for r in rows) == sorted(t.trade_id for t in trades)
+    eligible = {r["trade_id"]: r["bar_eligible"] for r in rows}
+    assert eligible == {t.trade_id: is_bar_eligible(t.source.value, t.conditions) for t in trades}
+    assert list(eligible.values()).count(False) == 30
     quarantine = load_catalog(settings).load_table(table_identifier(settings, QUARANTINE)).scan().to_arrow()
     mine = [r for r in quarantine.to_pylist() if r["raw_key"] == b"DUPE"]
     reasons = sorted(r["reason"] for r in mine)

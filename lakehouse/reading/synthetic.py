@@ -201,6 +201,7 @@ def synthetic_trades(
             "ingested_time": pd.to_datetime(received + 1_500_000, unit="us", utc=True),
             "kafka_partition": index % 4,
             "kafka_offset": np.arange(minute.size, dtype=np.int64),
+            "bar_eligible": [is_bar_eligible("finnhub", ["1", "12"] if odd else ["1"]) for odd in odd_lot],
         }))
     return pd.concat(frames, ignore_index=True).sort_values(["event_time", "symbol"], ignore_index=True)
 
