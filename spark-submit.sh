@@ -4,7 +4,7 @@
 #   ./spark-submit.sh [spark-submit options] JOB [job arguments]
 #
 # JOB is a module name in jobs/ (raw_trades, bars, vendor_bars, feed_events, pipeline,
-# maintenance, bigquery_sync, demo). Spark options (--master, --conf, --driver-memory, ...) pass
+# maintenance, rebuild_bars, bigquery_sync, demo). Spark options (--master, --conf, --driver-memory, ...) pass
 # straight to spark-submit; the default master is local[*]. The jobs read their own settings from
 # conf/lakehouse.toml and LAKEHOUSE__* environment variables, never from this script.
 #

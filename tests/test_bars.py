@@ -22,6 +22,7 @@ import pytest
 from pyiceberg.schema import Schema
 
 from jobs.bars import checkpoint_location, start_bars_query
+from jobs.rebuild_bars import open_days, rebuild_days
 from lakehouse import bars
 from lakehouse.catalog import spark_table_name
 from lakehouse.conditions import bar_eligible_column, is_bar_eligible
@@ -464,6 +465,10 @@ def test_late_trades_correct_their_bar_or_are_kept_aside_and_restart_does_not_do
     assert stored_bars(bars_spark, settings) == reference_bars(applied)
     assert late_trade_ids(bars_spark, settings) == ["beyond"]
 
+    rebuild_days(bars_spark, settings, [T0.date()])  # the correction: late trades count once rebuilt
+    assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
+    assert stored_bars(bars_spark, settings)[key(75)][2] == 1.0  # "beyond" is that bar's low now
+
 
 @pytest.fixture(autouse=True)
 def _no_leftover_queries(request: pytest.FixtureRequest) -> Iterator[None]:
@@ -492,3 +497,51 @@ def test_a_restarted_job_keeps_future_dated_trades_stored_before_the_restart_in_
     query.stop()
     assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
     assert [bar[5] for bar in stored_bars(bars_spark, settings).values()] == [2]  # both trades, one bar
+
+
+def test_rebuilding_a_day_replaces_its_bars_with_ones_from_every_stored_trade(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_rebuild")
+    day, next_day = T0.date(), (T0 + timedelta(days=1)).date()
+    at = lambda seconds, base=T0: base + timedelta(seconds=seconds)  # noqa: E731
+    rng = random.Random(5)
+    first_day = [
+        trade(f"d1-{i}", rng.choice(["AAPL", "MSFT"]), at(rng.randrange(0, 600)), 100 + rng.randrange(40) / 4,
+              volume=rng.randrange(1, 9), conditions=rng.choice([["1"], ["1"], ["1", "12"]]),
+              partition=rng.choice([0, 0, 0, 1]))
+        for i in range(200)
+    ]
+    later = T0 + timedelta(days=1)
+    second_day = [trade(f"d2-{i}", "AAPL", at(i * 7, later), 50.0 + i) for i in range(20)]
+    raw.append(first_day + second_day)
+    table = spark_table_name(settings, BARS_1M)
+    schema = bars_spark.table(table).schema
+    stale = lambda symbol, moment: (symbol, moment, moment + timedelta(minutes=1), 1.0, 1.0, 1.0, 1.0, 1.0, 1,  # noqa: E731
+                                    1.0, moment)
+    bars_spark.createDataFrame(
+        [stale("AAPL", T0), stale("GONE", T0 + timedelta(minutes=3)), stale("KEEP", later)], schema
+    ).writeTo(table).append()
+
+    report = rebuild_days(bars_spark, settings, [day])
+    expected_first_day = reference_bars(first_day_rows := [raw.stored[t["trade_id"]] for t in first_day])
+    assert first_day_rows and report.bars_written == len(expected_first_day) and report.bars_replaced == 2
+    keep = ("KEEP", epoch_us(later))
+    assert stored_bars(bars_spark, settings) == {**expected_first_day, keep: stored_bars(bars_spark, settings)[keep]}
+
+    again = rebuild_days(bars_spark, settings, [day])  # a re-run changes nothing
+    assert again.bars_written == again.bars_replaced == len(expected_first_day)
+    assert set(stored_bars(bars_spark, settings)) == {*expected_first_day, keep}
+
+    rebuild_days(bars_spark, settings, [next_day], symbols=["AAPL"])  # KEEP's bar is not AAPL's: it stays
+    expected_second_day = reference_bars([raw.stored[t["trade_id"]] for t in second_day])
+    stored = stored_bars(bars_spark, settings)
+    assert {k: v for k, v in stored.items() if k != keep} == {**expected_first_day, **expected_second_day}
+    assert keep in stored
+
+
+def test_only_days_the_streaming_job_has_closed_can_be_rebuilt() -> None:
+    now = datetime(2026, 2, 26, 0, 0, 30, tzinfo=UTC)
+    days = [datetime(2026, 2, 24).date(), datetime(2026, 2, 25).date(), datetime(2026, 2, 26).date()]
+    assert open_days(days, now, allowed_lateness_seconds=60) == days[1:]  # the 25th closes at 00:01
+    assert open_days(days, now + timedelta(seconds=31), allowed_lateness_seconds=60) == days[2:]
