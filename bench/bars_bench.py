@@ -51,7 +51,7 @@ def synthetic_trades(spark, rows: int, symbols: int, start_us: int, span_seconds
         F.lit(None).cast("string").alias("venue"),
         F.current_timestamp().alias("received_time"),
         F.current_timestamp().alias("ingested_time"),
-        (F.col("id") % 4).cast("int").alias("kafka_partition"),
+        (F.col("id") % symbols % 4).cast("int").alias("kafka_partition"),  # keyed by symbol
         F.col("id").alias("kafka_offset"),
         (~odd_lot).alias("bar_eligible"),
     )
