@@ -52,8 +52,8 @@ BENCHMARKS = [
               "trade p50 <= 2 s, p99 <= 4 s; bar <= bars trigger + lateness + 2 s",
               quick_args=["--seconds", "80"]),
     Benchmark("backfill", "bench.bench_backfill",
-              "1-minute bars for a day of trades from the raw table: Spark batch (lakehouse.bars) vs DuckDB "
-              "over the same Parquet files.",
+              "1-minute bars for a day of trades from the raw table: the bars of `jobs.rebuild_bars` (Spark "
+              "batch, `lakehouse.bars`) vs DuckDB over the same Parquet files.",
               "Spark within 2x of DuckDB", quick_args=["--trades", "1000000", "--repeats", "2"]),
     Benchmark("reads", "bench.bench_reads",
               "Single-symbol day of 1-minute bars vs full scan (reading API, pyiceberg); after compaction.",
