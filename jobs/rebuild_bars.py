@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from lakehouse import bars
 from lakehouse.catalog import spark_table_name
+from lakehouse.iceberg_writes import with_commit_retry
 from lakehouse.logs import configure_logging
 from lakehouse.settings import Settings, load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 log = logging.getLogger("jobs.rebuild_bars")
+
+REBUILD_PROPERTY = "lakehouse.rebuild"
 
 
 @dataclass(frozen=True)
@@ -82,9 +86,15 @@ def rebuild_days(
     """Replace the ``bars_1m`` rows of ``days`` (and ``symbols``, if given) with recomputed bars, in
     one commit; a bar whose trades are all gone (none eligible any more) is removed with its day."""
     table = spark_table_name(settings, BARS_1M)
-    bars_of_days(spark, settings, days, symbols).writeTo(table).overwrite(_in_days("window_start", days, symbols))
-    summary = spark.sql(f"SELECT summary FROM {table}.snapshots ORDER BY committed_at DESC LIMIT 1").first()
-    counts = summary["summary"] if summary else {}
+    rebuild = uuid.uuid4().hex  # names this commit among the streaming job's
+    writer = bars_of_days(spark, settings, days, symbols).writeTo(table)
+    writer = writer.option(f"snapshot-property.{REBUILD_PROPERTY}", rebuild)
+    # Replacing whole days is idempotent, so a commit the catalog refused while busy is simply retried.
+    with_commit_retry(lambda: writer.overwrite(_in_days("window_start", days, symbols)), table)
+    commit = spark.sql(
+        f"SELECT summary FROM {table}.snapshots WHERE summary['{REBUILD_PROPERTY}'] = '{rebuild}'"
+    ).first()
+    counts = commit["summary"] if commit else {}
     return RebuildReport(
         days=tuple(sorted(set(days))),
         bars_written=int(counts.get("added-records", 0)),
