@@ -161,7 +161,7 @@ def add_bar_eligible(spark: SparkSession, trades_table: str) -> None:
     if "bar_eligible" in spark.table(trades_table).columns:
         return
     log.warning("%s has no bar_eligible column: adding it and deriving it for the stored trades", trades_table)
-    spark.sql(f"ALTER TABLE {trades_table} ADD COLUMN bar_eligible boolean "
-              "COMMENT 'whether the trade may update a bar: the lakehouse.conditions rule, applied at ingest'")
+    doc = TRADES.schema.find_field("bar_eligible").doc
+    spark.sql(f"ALTER TABLE {trades_table} ADD COLUMN bar_eligible boolean COMMENT '{doc}'")
     (spark.table(trades_table).withColumn("bar_eligible", bar_eligible_column())
      .writeTo(trades_table).overwritePartitions())
