@@ -88,6 +88,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def batch_phases(progress: list[dict]) -> str:
+    """Median seconds of each phase Spark reports for a micro-batch (``addBatch`` is the sink's own
+    work; the rest is the streaming engine's: offsets, planning, the checkpoint's write-ahead log)."""
+    names = sorted({name for p in progress for name in p["durationMs"] if name != "triggerExecution"})
+    return ", ".join(
+        f"{name} {percentile([p['durationMs'].get(name, 0) / 1000 for p in progress], 50):.2f} s" for name in names
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=5_000, help="trades/s offered")
@@ -167,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         sent_total = feed.sent()
         durations = {q.name: sorted(p["durationMs"]["triggerExecution"] / 1000 for p in q.recentProgress
                                     if p["numInputRows"]) for q in queries}
+        phases = {q.name: batch_phases([p for p in q.recentProgress if p["numInputRows"]]) for q in queries}
         for query in queries:  # stop between micro-batches, not in the middle of one
             idle_by = time.time() + 60
             while query.status["isTriggerActive"] and time.time() < idle_by:
@@ -212,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
               f"stored: {stats['n']:,} in {len(snapshot_seen)} snapshots seen")
         for query_name, took in durations.items():
             print(f"{query_name} micro-batch time: median {percentile(took, 50):.2f} s, "
-                  f"max {max(took, default=float('nan')):.2f} s over {len(took)} batches")
+                  f"max {max(took, default=float('nan')):.2f} s over {len(took)} batches; "
+                  f"median per phase: {phases[query_name]}")
         print(f"whole run, first {args.warmup:g} s (cold JVM, first batches) included: trade p50 {all_p50:.2f} s, "
               f"p99 {all_p99:.2f} s; bars of windows starting in those seconds: "
               f"{', '.join(f'{d:.1f}' for d in sorted(warmup_bar_delays)[:3]) or 'none'} s")

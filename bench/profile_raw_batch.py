@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
         from jobs.raw_trades import RawTradesWriter
         from lakehouse.messages import Trade
-        from lakehouse.parsing import REJECT_REASON, parse_messages
-        from lakehouse.trades import first_of_each_trade, trade_rows
+        from lakehouse.parsing import REJECT_REASON, MessageParser
+        from lakehouse.trades import TradeRows
 
         sizes = {row["partition"]: row["count"] for row in spark.read.format("kafka")
                  .option("kafka.bootstrap.servers", broker.bootstrap_servers).option("subscribe", topic)
@@ -75,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"steps on {args.rows:,} messages ({load()}):")
         batch = kafka_batch(0).persist()
         timed("read Kafka (cache the raw batch)", batch.count)
-        parsed = parse_messages(batch, Trade).persist()
+        parsed = MessageParser(Trade)(batch).persist()
         timed("parse: from_json + rules (cached)", parsed.count)
-        trades = first_of_each_trade(trade_rows(parsed.where(F.col(REJECT_REASON).isNull())), 2)
+        shape = TradeRows()
+        trades = shape.first_of_each_trade(shape.rows(parsed.where(F.col(REJECT_REASON).isNull())), 2)
         timed("dedupe by trade_id (to noop)", lambda: trades.write.format("noop").mode("overwrite").save())
         parsed.unpersist()
         batch.unpersist()

@@ -18,7 +18,7 @@ from lakehouse.catalog import spark_table_name
 from lakehouse.iceberg_writes import append_once, batch_marker, writer_id
 from lakehouse.logs import configure_logging
 from lakehouse.messages import Trade
-from lakehouse.parsing import PARSED, REJECT_REASON, parse_messages, quarantine_rows
+from lakehouse.parsing import PARSED, REJECT_REASON, MessageParser, quarantine_rows
 from lakehouse.settings import Settings, load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.streaming import checkpoint_location, read_kafka, run_until_stopped
@@ -26,11 +26,10 @@ from lakehouse.tables import QUARANTINE, TRADES
 from lakehouse.trades import (
     CLUSTERED_WRITE_OPTIONS,
     SymbolSpan,
+    TradeRows,
     advance_stored_until,
-    first_of_each_trade,
     not_yet_stored,
     ranges_to_check,
-    trade_rows,
     trades_in_ranges,
 )
 
@@ -44,6 +43,7 @@ class RawTradesWriter:
     write (reading stored trade ids only where a symbol's trades reach back into what is stored),
     and a quarantine write only when something was rejected. Whether a batch is a replay of a
     committed one is asked once per process: Spark replays only the last batch, after a restart.
+    The Spark expressions are built once, here, not per batch (``MessageParser``).
     """
 
     def __init__(self, settings: Settings, writer: str):
@@ -54,17 +54,26 @@ class RawTradesWriter:
         # Per symbol, the newest event time this writer has committed (ms); see ranges_to_check.
         self.stored_until_ms: dict[str, int] = {}
         self.last_committed_batch: int | None = None  # this process's newest batch with trades
+        self.parse = MessageParser(Trade)
+        self.trade_rows = TradeRows()
+        self.valid = F.col(REJECT_REASON).isNull()
+        self.rejected = F.col(REJECT_REASON).isNotNull()
+        self.valid_symbol = F.when(self.valid, F.col(f"{PARSED}.symbol")).alias("symbol")
+        self.span_of_symbol = [
+            F.count_if(self.rejected).alias("rejected"),
+            F.min(F.when(self.valid, F.col(f"{PARSED}.event_time_ms"))).alias("first_ms"),
+            F.max(F.when(self.valid, F.col(f"{PARSED}.event_time_ms"))).alias("last_ms"),
+        ]
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         marker = batch_marker(self.writer, batch_id)
-        parsed = parse_messages(batch, Trade).persist()
+        parsed = self.parse(batch).persist()
         try:
             rejected, spans = self._measure(parsed)
             wrote = bool(spans) and self._append_trades(parsed, spans, batch_id, marker)
             if rejected:
-                append_once(quarantine_rows(parsed.where(F.col(REJECT_REASON).isNotNull())),
-                            self.quarantine_table, marker)
+                append_once(quarantine_rows(parsed.where(self.rejected)), self.quarantine_table, marker)
         finally:
             parsed.unpersist()
         log.info(
@@ -73,22 +82,16 @@ class RawTradesWriter:
             rejected, time.monotonic() - started,
         )
 
-    @staticmethod
-    def _measure(parsed: DataFrame) -> tuple[int, list[SymbolSpan]]:
+    def _measure(self, parsed: DataFrame) -> tuple[int, list[SymbolSpan]]:
         """(rejected messages, event-time span of each symbol's valid trades), in one pass."""
-        valid = F.col(REJECT_REASON).isNull()
-        rows = parsed.groupBy(F.when(valid, F.col(f"{PARSED}.symbol")).alias("symbol")).agg(
-            F.count_if(~valid).alias("rejected"),
-            F.min(F.when(valid, F.col(f"{PARSED}.event_time_ms"))).alias("first_ms"),
-            F.max(F.when(valid, F.col(f"{PARSED}.event_time_ms"))).alias("last_ms"),
-        ).collect()
+        rows = parsed.groupBy(self.valid_symbol).agg(*self.span_of_symbol).collect()
         spans = [SymbolSpan(r.symbol, r.first_ms, r.last_ms) for r in rows if r.symbol is not None]
         return sum(r.rejected for r in rows), spans
 
     def _append_trades(self, parsed: DataFrame, spans: list[SymbolSpan], batch_id: int, marker: str) -> bool:
         spark = parsed.sparkSession
         partitions = self.settings.streaming.shuffle_partitions
-        trades = first_of_each_trade(trade_rows(parsed.where(F.col(REJECT_REASON).isNull())), partitions)
+        trades = self.trade_rows.first_of_each_trade(self.trade_rows.rows(parsed.where(self.valid)), partitions)
         ranges = ranges_to_check(spans, self.stored_until_ms)
         if ranges:
             stored = spark.table(self.trades_table).where(trades_in_ranges(ranges))

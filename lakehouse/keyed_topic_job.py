@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from lakehouse.catalog import spark_table_name
 from lakehouse.iceberg_writes import append_once, batch_marker, writer_id
-from lakehouse.parsing import REJECT_REASON, parse_messages, quarantine_rows
+from lakehouse.parsing import REJECT_REASON, MessageParser, quarantine_rows
 from lakehouse.settings import Settings
 from lakehouse.spark import ensure_tables
 from lakehouse.streaming import checkpoint_location, read_kafka
@@ -41,12 +41,14 @@ class KeyedTopicJob:
     append_only: bool = False  # rows are unique by Kafka offset: append once instead of MERGE
 
 
-def write_batch(job: KeyedTopicJob, settings: Settings, writer: str, batch: DataFrame, batch_id: int) -> None:
+def write_batch(
+    job: KeyedTopicJob, settings: Settings, writer: str, parse: MessageParser, batch: DataFrame, batch_id: int
+) -> None:
     from pyspark.sql import functions as F
 
     log = logging.getLogger(job.name)
     started = time.monotonic()
-    parsed = parse_messages(batch, job.model, job.extra_rules()).persist()
+    parsed = parse(batch).persist()
     try:
         marker = batch_marker(writer, batch_id)
         valid = job.to_rows(parsed.where(F.col(REJECT_REASON).isNull()))
@@ -68,6 +70,7 @@ def start(job: KeyedTopicJob, spark: SparkSession, settings: Settings) -> Stream
     ensure_tables(spark, settings, (job.table, QUARANTINE))
     checkpoint = checkpoint_location(settings, job.name)
     writer = writer_id(checkpoint)
+    parse = MessageParser(job.model, job.extra_rules())
     logging.getLogger(job.name).info(
         "reading Kafka topic %s at %s; merging into %s (key %s); rejects to %s; checkpoint %s",
         job.topic(settings), settings.kafka.bootstrap_servers, spark_table_name(settings, job.table),
@@ -76,7 +79,7 @@ def start(job: KeyedTopicJob, spark: SparkSession, settings: Settings) -> Stream
     return (
         read_kafka(spark, settings, job.topic(settings))
         .writeStream.queryName(job.name)
-        .foreachBatch(lambda batch, batch_id: write_batch(job, settings, writer, batch, batch_id))
+        .foreachBatch(lambda batch, batch_id: write_batch(job, settings, writer, parse, batch, batch_id))
         .option("checkpointLocation", checkpoint)
         .trigger(processingTime=f"{settings.streaming.trigger_seconds} seconds")
         .start()
