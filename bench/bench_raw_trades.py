@@ -43,6 +43,10 @@ from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.tables import QUARANTINE, TRADES
 
 START_MS = 1_772_000_000_000  # 2026-02-25 06:13 UTC; only the spread of event times matters
+TARGET_TRADES_PER_S = 100_000
+# The issue states its target against this ceiling ("about 290,000 rows/s" on its machine): as a
+# fraction of the ceiling, the target is 0.34. This machine's ceiling is measured in the same run.
+STATED_CEILING_ROWS_PER_S = 290_000
 
 
 def with_streaming(settings: Settings, **changes) -> Settings:
@@ -178,8 +182,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"offered {rate:>9,} trades/s (trigger {args.offered_trigger:g} s, {batch:,}-row batches): "
                   f"median batch {took:.2f} s -> {'keeps up' if keeps_up else 'falls behind'}, "
                   f"{achieved:,.0f} trades/s ({load()})")
+        target_fraction = TARGET_TRADES_PER_S / STATED_CEILING_ROWS_PER_S
         print(f"ratio: best raw job / ceiling = {best / top:.2f} ({best:,.0f} / {top:,.0f} rows/s; "
-              f"target >= 100,000 trades/s: {'met' if best >= 100_000 else 'NOT met'})")
+              f"target >= {TARGET_TRADES_PER_S:,} trades/s: {'met' if best >= TARGET_TRADES_PER_S else 'NOT met'}; "
+              f"as a fraction of the ceiling, {TARGET_TRADES_PER_S:,} / {STATED_CEILING_ROWS_PER_S:,} = "
+              f"{target_fraction:.2f}: {'met' if best / top >= target_fraction else 'NOT met'})")
         spark.stop()
     return 0
 
