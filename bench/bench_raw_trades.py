@@ -13,7 +13,7 @@ One run, one Spark session, one fresh KRaft broker:
    trigger, a batch arrives every trigger exactly as a feed at that rate would deliver it; the job
    keeps up while a batch takes no longer than the trigger, otherwise the Kafka lag grows.
 
-    .venv/bin/python -m bench.bench_raw_trades [--messages 2000000] [--batch-sizes 100000,500000,1000000]
+    .venv/bin/python -m bench.bench_raw_trades [--messages 3000000] [--batch-sizes 250000,500000,1000000]
 """
 
 from __future__ import annotations
@@ -122,10 +122,10 @@ def run_raw_job(spark, settings: Settings, run: str, stop_after_batches: int | N
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=1_500_000)
+    parser.add_argument("--messages", type=int, default=3_000_000)
     parser.add_argument("--symbols", type=int, default=50)
     parser.add_argument("--partitions", type=int, default=4, help="Kafka partitions of the trades topic")
-    parser.add_argument("--batch-sizes", default="100000,500000,1000000")
+    parser.add_argument("--batch-sizes", default="250000,500000,1000000")
     parser.add_argument("--ceiling-batch", type=int, default=750_000)
     parser.add_argument("--ceiling-batches", type=int, default=5)
     parser.add_argument("--offered-rates", default="10000,20000,40000,80000")
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         spark = build_spark_session(settings, "bench-raw-trades")
         print(describe_machine())
         started = time.perf_counter()
-        # One hour of trades: event times ~2.4 ms apart for 1.5M trades.
+        # One hour of trades: event times ~1.2 ms apart for 3M trades.
         publish_with_spark(spark, trade_messages(spark, args.messages, args.symbols, START_MS, 3_600_000),
                            broker.bootstrap_servers, topic)
         print(f"data: {args.messages:,} Trade messages (~300 bytes JSON), {args.symbols} symbols, "
