@@ -119,8 +119,8 @@ class MessageParser:
     filled) is "not a JSON object"; one with a field of the wrong type gets that field's reason.
 
     A streaming job builds one parser and calls it on every micro-batch: the expressions are built
-    here once, because building them is ~250 Py4J round trips, 0.2-0.4 s of driver time that a
-    micro-batch would otherwise pay before any data moves (bench/NOTES.md, sixth round).
+    here once: rebuilt per batch, they and ``lakehouse.trades.TradeRows`` cost 677 Py4J round trips,
+    0.4 s of driver time before any data moved (bench/NOTES.md, sixth round).
     """
 
     def __init__(self, model: type[BaseModel], extra_rules: list[tuple[Column, str]] | None = None) -> None:

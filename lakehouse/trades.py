@@ -26,8 +26,8 @@ CLUSTERED_WRITE_OPTIONS: Mapping[str, str] = {"distribution-mode": "none", "fano
 class TradeRows:
     """Valid parsed Trade messages -> rows of the trades table, one per trade.
 
-    Built once per streaming job, like ``lakehouse.parsing.MessageParser``: the ~15 output columns
-    (the eligibility rule is a lambda) and the dedupe window cost ~200 Py4J round trips to build.
+    Built once per streaming job, like ``lakehouse.parsing.MessageParser``: the output columns (the
+    eligibility rule is a lambda) and the dedupe window take hundreds of Py4J round trips to build.
     """
 
     def __init__(self) -> None:
