@@ -144,13 +144,6 @@ class MessageParser:
         return kafka_rows.withColumn(PARSED, self.message).withColumn(REJECT_REASON, self.reason)
 
 
-def parse_messages(
-    kafka_rows: DataFrame, model: type[BaseModel], extra_rules: list[tuple[Column, str]] | None = None
-) -> DataFrame:
-    """One-off parse (``MessageParser`` for a stream)."""
-    return MessageParser(model, extra_rules)(kafka_rows)
-
-
 def quarantine_rows(rejected: DataFrame) -> DataFrame:
     """Rejected Kafka rows in the quarantine table's shape (raw bytes untouched)."""
     from pyspark.sql import functions as F

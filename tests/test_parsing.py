@@ -8,7 +8,7 @@ import pydantic
 import pytest
 
 from lakehouse.messages import Source, Trade, VendorBar, trade_id
-from lakehouse.parsing import REJECT_REASON, parse_messages
+from lakehouse.parsing import REJECT_REASON, MessageParser
 from lakehouse.vendor_feeds import vendor_bar_rules
 
 VALID = Trade(
@@ -52,7 +52,7 @@ CASES: list[tuple[bytes | None, str | None]] = [
 def test_spark_accepts_and_rejects_what_pydantic_does_with_the_first_broken_rule(spark) -> None:
     frame = spark.createDataFrame([(value,) for value, _ in CASES], "value binary")
 
-    reasons = [row[REJECT_REASON] for row in parse_messages(frame, Trade).select(REJECT_REASON).collect()]
+    reasons = [row[REJECT_REASON] for row in MessageParser(Trade)(frame).select(REJECT_REASON).collect()]
 
     assert reasons == [expected for _, expected in CASES]
     for value, expected in CASES:
@@ -68,7 +68,7 @@ def test_a_vendor_bar_whose_high_and_low_do_not_bound_it_is_rejected_by_both(spa
            "high": 9.0, "low": 8.0, "close": 9.5, "volume": 1.0, "received_time_ms": 0}
     frame = spark.createDataFrame([(json.dumps(bar).encode(),)], "value binary")
 
-    [row] = parse_messages(frame, VendorBar, vendor_bar_rules()).select(REJECT_REASON).collect()
+    [row] = MessageParser(VendorBar, vendor_bar_rules())(frame).select(REJECT_REASON).collect()
 
     assert row[REJECT_REASON] == "low <= open, close <= high does not hold"
     with pytest.raises(pydantic.ValidationError):
