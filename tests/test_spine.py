@@ -10,6 +10,7 @@ from lakehouse.catalog import load_catalog, table_identifier
 from lakehouse.local.processes import pid_alive
 from lakehouse.messages import Source, Trade, trade_id
 from lakehouse.settings import Settings
+from lakehouse.spark import NIO_LOCAL_FILESYSTEM, local_filesystem_conf
 from lakehouse.tables import TRADES
 from tests.conftest import start_broker
 from tests.kafka_helpers import consume_all, new_topic, publish
@@ -98,3 +99,29 @@ def test_table_written_by_pyiceberg_is_read_by_spark(spark, settings: Settings) 
     assert [(r.symbol, r.n) for r in rows] == [("VCB", 1), ("FPT", 2)]
     assert json.loads(json.dumps(table.metadata.location))  # the table lives in the shared warehouse
     assert table.metadata.location.startswith(Path(settings.state_dir, "warehouse").as_uri())
+
+
+def test_local_files_are_written_through_the_java_nio_filesystem(spark, tmp_path: Path) -> None:
+    """Hadoop's own local FileSystem forks `chmod` for every file it creates (no libhadoop in Maven
+    jars); the session's ``file:`` FileSystem sets permissions through java.nio instead."""
+    jvm = spark._jvm
+    hadoop_fs = jvm.org.apache.hadoop.fs
+    filesystem = hadoop_fs.FileSystem.get(jvm.java.net.URI("file:///"), spark._jsc.hadoopConfiguration())
+    assert filesystem.getClass().getName() == NIO_LOCAL_FILESYSTEM
+
+    stream = filesystem.create(hadoop_fs.Path((tmp_path / "probe").as_uri()))
+    stream.write(bytearray(b"written"))
+    stream.close()
+    filesystem.setPermission(hadoop_fs.Path((tmp_path / "probe").as_uri()),
+                             hadoop_fs.permission.FsPermission.createImmutable(0o640))
+
+    assert (tmp_path / "probe").read_bytes() == b"written"
+    assert (tmp_path / "probe").stat().st_mode & 0o777 == 0o640
+
+
+def test_the_java_nio_filesystem_is_configured_only_when_its_jar_was_fetched() -> None:
+    jar = "/x/jars/spark/hadoop-bare-naked-local-fs-0.1.0.jar"
+    assert local_filesystem_conf(["/x/jars/spark/iceberg.jar", jar]) == {
+        "spark.driver.extraClassPath": jar, "spark.hadoop.fs.file.impl": NIO_LOCAL_FILESYSTEM,
+    }
+    assert local_filesystem_conf(["/x/jars/spark/iceberg.jar"]) == {}
