@@ -74,7 +74,8 @@ local_fs=()
 nio_fs_jars=("$root"/jars/spark/hadoop-bare-naked-local-fs-*.jar)
 if [[ "$master" == local* && ${#nio_fs_jars[@]} -gt 0 ]]; then
   local_fs=(--driver-class-path "${nio_fs_jars[0]}"
-            --conf spark.hadoop.fs.file.impl=com.globalmentor.apache.hadoop.fs.BareLocalFileSystem)
+            --conf spark.hadoop.fs.file.impl=com.globalmentor.apache.hadoop.fs.BareLocalFileSystem
+            --conf spark.sql.streaming.checkpointFileManagerClass=org.apache.spark.sql.execution.streaming.FileSystemBasedCheckpointFileManager)
 fi
 
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$root/.venv/bin/python}"

@@ -10,7 +10,7 @@ from lakehouse.catalog import load_catalog, table_identifier
 from lakehouse.local.processes import pid_alive
 from lakehouse.messages import Source, Trade, trade_id
 from lakehouse.settings import Settings
-from lakehouse.spark import NIO_LOCAL_FILESYSTEM, local_filesystem_conf
+from lakehouse.spark import FILESYSTEM_CHECKPOINTS, NIO_LOCAL_FILESYSTEM, local_filesystem_conf
 from lakehouse.tables import TRADES
 from tests.conftest import start_broker
 from tests.kafka_helpers import consume_all, new_topic, publish
@@ -108,6 +108,7 @@ def test_local_files_are_written_through_the_java_nio_filesystem(spark, tmp_path
     hadoop_fs = jvm.org.apache.hadoop.fs
     filesystem = hadoop_fs.FileSystem.get(jvm.java.net.URI("file:///"), spark._jsc.hadoopConfiguration())
     assert filesystem.getClass().getName() == NIO_LOCAL_FILESYSTEM
+    assert spark.conf.get("spark.sql.streaming.checkpointFileManagerClass") == FILESYSTEM_CHECKPOINTS
 
     stream = filesystem.create(hadoop_fs.Path((tmp_path / "probe").as_uri()))
     stream.write(bytearray(b"written"))
@@ -123,5 +124,6 @@ def test_the_java_nio_filesystem_is_configured_only_when_its_jar_was_fetched() -
     jar = "/x/jars/spark/hadoop-bare-naked-local-fs-0.1.0.jar"
     assert local_filesystem_conf(["/x/jars/spark/iceberg.jar", jar]) == {
         "spark.driver.extraClassPath": jar, "spark.hadoop.fs.file.impl": NIO_LOCAL_FILESYSTEM,
+        "spark.sql.streaming.checkpointFileManagerClass": FILESYSTEM_CHECKPOINTS,
     }
     assert local_filesystem_conf(["/x/jars/spark/iceberg.jar"]) == {}
