@@ -30,6 +30,7 @@ from lakehouse.trades import (
     advance_stored_until,
     not_yet_stored,
     ranges_to_check,
+    stored_until_from_files,
     trades_in_ranges,
 )
 
@@ -51,8 +52,9 @@ class RawTradesWriter:
         self.writer = writer
         self.trades_table = spark_table_name(settings, TRADES)
         self.quarantine_table = spark_table_name(settings, QUARANTINE)
-        # Per symbol, the newest event time this writer has committed (ms); see ranges_to_check.
-        self.stored_until_ms: dict[str, int] = {}
+        # Per symbol, an upper bound of the event times stored (ms), read from the table once per
+        # process and advanced by each commit; see ranges_to_check.
+        self.stored_until_ms: dict[str, int] | None = None
         self.last_committed_batch: int | None = None  # this process's newest batch with trades
         self.parse = MessageParser(Trade)
         self.trade_rows = TradeRows()
@@ -74,6 +76,8 @@ class RawTradesWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         marker = batch_marker(self.writer, batch_id)
+        if self.stored_until_ms is None:
+            self.stored_until_ms = self._stored_until(batch.sparkSession)
         parsed = self.parse(batch).select(*self.cached_columns).persist()
         try:
             rejected, spans = self._measure(parsed)
@@ -88,6 +92,18 @@ class RawTradesWriter:
             rejected, time.monotonic() - started,
         )
 
+    def _stored_until(self, spark: SparkSession) -> dict[str, int]:
+        """Per symbol, the newest event time the table's data files can hold, from their metrics: a
+        metadata query that reads no data. A writer on a new checkpoint re-reading a topic the table
+        already holds then checks every batch that reaches into it, not only its first."""
+        bound = "readable_metrics.event_time.upper_bound"
+        rows = spark.sql(
+            f"SELECT partition.symbol AS symbol, "
+            f"CASE WHEN count_if({bound} IS NULL) = 0 THEN unix_millis(max({bound})) END AS until_ms "
+            f"FROM {self.trades_table}.files WHERE content = 0 GROUP BY partition.symbol"
+        ).collect()
+        return stored_until_from_files((row.symbol, row.until_ms) for row in rows)
+
     def _measure(self, parsed: DataFrame) -> tuple[int, list[SymbolSpan]]:
         """(rejected messages, event-time span of each symbol's valid trades), in one pass."""
         rows = parsed.groupBy(self.valid_symbol).agg(*self.span_of_symbol).collect()
@@ -98,7 +114,7 @@ class RawTradesWriter:
         spark = parsed.sparkSession
         partitions = self.settings.streaming.shuffle_partitions
         trades = self.trade_rows.first_of_each_trade(self.trade_rows.rows(parsed.where(self.valid)), partitions)
-        ranges = ranges_to_check(spans, self.stored_until_ms)
+        ranges = ranges_to_check(spans, self.stored_until_ms or {})
         if ranges:
             stored = spark.table(self.trades_table).where(trades_in_ranges(ranges))
             trades = not_yet_stored(trades, stored.select("trade_id"))
@@ -106,7 +122,7 @@ class RawTradesWriter:
         known_new = self.last_committed_batch is not None and batch_id > self.last_committed_batch
         wrote = append_once(trades, self.trades_table, marker, CLUSTERED_WRITE_OPTIONS, known_uncommitted=known_new)
         self.last_committed_batch = batch_id
-        self.stored_until_ms = advance_stored_until(self.stored_until_ms, spans)
+        self.stored_until_ms = advance_stored_until(self.stored_until_ms or {}, spans)
         return wrote
 
 

@@ -107,19 +107,34 @@ def ranges_to_check(spans: Iterable[SymbolSpan], stored_until_ms: Mapping[str, i
     """Where earlier copies of this batch's trades could be stored, symbol by symbol.
 
     A re-sent trade carries its original symbol and event time, so an earlier copy lies in its
-    symbol's span. ``stored_until_ms`` holds, per symbol, the newest event time this writer has
-    committed; everything the table held for that symbol before this writer started was checked
-    when the symbol first appeared. So a symbol seen before needs checking only where its span
-    reaches back to or below that mark (nothing, for a feed in event-time order), and a symbol
-    not seen yet over its whole span.
+    symbol's span. ``stored_until_ms`` holds, per symbol, an upper bound of the event times the table
+    holds (``stored_until_from_files`` when the writer starts, then advanced by each commit). So a
+    symbol needs checking only where its span reaches back to or below that mark (nothing, for a
+    feed in event-time order), and a symbol without a mark not at all: nothing of it is stored.
     """
     ranges = []
     for span in spans:
         until = stored_until_ms.get(span.symbol)
-        last = span.last_ms if until is None else min(span.last_ms, until)
+        if until is None:
+            continue
+        last = min(span.last_ms, until)
         if span.first_ms <= last:
             ranges.append(SymbolRange(span.symbol, _utc_ms(span.first_ms), _utc_ms(last) + timedelta(milliseconds=1)))
     return ranges
+
+
+# The mark of a symbol with a data file that has no event-time bound: every trade is checked.
+UNBOUNDED_MS = 2**62
+
+
+def stored_until_from_files(file_bounds: Iterable[tuple[str, int | None]]) -> dict[str, int]:
+    """Per symbol, the newest event time (ms) the table's data files can hold, from their metrics:
+    (symbol, upper bound of event_time in ms, or None for a file without that metric) per file."""
+    marks: dict[str, int] = {}
+    for symbol, upper_ms in file_bounds:
+        bound = UNBOUNDED_MS if upper_ms is None else upper_ms
+        marks[symbol] = max(marks.get(symbol, bound), bound)
+    return marks
 
 
 def advance_stored_until(stored_until_ms: Mapping[str, int], spans: Iterable[SymbolSpan]) -> dict[str, int]:

@@ -131,6 +131,38 @@ def test_kill_dash_nine_mid_stream_then_restart_loses_and_duplicates_nothing(
     assert set(ids) == {t.trade_id for t in trades}, "a trade was lost"
 
 
+def test_a_new_checkpoint_rereading_a_stored_topic_in_small_batches_stores_nothing_twice(
+    spark, settings: Settings, kafka_broker, lakehouse_dir: Path,
+):
+    """A writer started on a new checkpoint reads the topic from its start again. Whatever the table
+    already holds is checked in every batch that reaches into it, not only in the first."""
+    from jobs import raw_trades
+
+    topic = new_topic(kafka_broker.bootstrap_servers, "market.trades.reread", settings.kafka.partitions)
+    trades = [trade(symbol, n) for n in range(150) for symbol in ("REA", "REB")]
+    publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in trades])
+    first = settings.model_copy(update={
+        "kafka": settings.kafka.model_copy(update={"trades_topic": topic}),
+        "streaming": settings.streaming.model_copy(update={"checkpoint_dir": str(lakehouse_dir / "reread-first")}),
+    })
+    query = raw_trades.start(spark, first)
+    query.processAllAvailable()
+    query.stop()
+    assert len(stored_rows(settings, ("REA", "REB"))) == len(trades)
+
+    rereading = first.model_copy(update={"streaming": first.streaming.model_copy(update={
+        "checkpoint_dir": str(lakehouse_dir / "reread-again"), "max_offsets_per_trigger": 60,
+    })})
+    query = raw_trades.start(spark, rereading)
+    query.processAllAvailable()
+    batches = [p for p in query.recentProgress if p["numInputRows"]]
+    query.stop()
+
+    assert len(batches) >= 5  # the re-read came in several batches
+    rows = stored_rows(settings, ("REA", "REB"))
+    assert sorted(r["trade_id"] for r in rows) == sorted(t.trade_id for t in trades)
+
+
 def test_only_symbols_whose_trades_reach_back_into_what_is_stored_are_checked() -> None:
     from datetime import UTC, datetime, timedelta
 
@@ -144,14 +176,21 @@ def test_only_symbols_whose_trades_reach_back_into_what_is_stored_are_checked() 
     batch = [
         SymbolSpan("AAPL", 5_001, 8_000),  # in event-time order: nothing to check
         SymbolSpan("MSFT", 8_500, 12_000),  # reaches back 500 ms into what is stored
-        SymbolSpan("TSLA", 2_000, 3_000),  # not written by this writer yet: its whole span
+        SymbolSpan("TSLA", 2_000, 3_000),  # nothing of it stored: nothing to check
     ]
     one_ms = timedelta(milliseconds=1)
     assert ranges_to_check(batch, stored) == [
         SymbolRange("MSFT", at(8_500), at(9_000) + one_ms),
-        SymbolRange("TSLA", at(2_000), at(3_000) + one_ms),
     ]
     assert advance_stored_until(stored, [SymbolSpan("MSFT", 100, 200)])["MSFT"] == 9_000  # never moves back
+
+
+def test_marks_from_data_file_metrics_take_each_symbols_newest_bound_and_a_missing_bound_checks_all() -> None:
+    from lakehouse.trades import UNBOUNDED_MS, SymbolSpan, ranges_to_check, stored_until_from_files
+
+    marks = stored_until_from_files([("AAPL", 5_000), ("AAPL", 9_000), ("MSFT", 4_000), ("MSFT", None)])
+    assert marks == {"AAPL": 9_000, "MSFT": UNBOUNDED_MS}
+    assert [r.symbol for r in ranges_to_check([SymbolSpan("MSFT", 10_000, 11_000)], marks)] == ["MSFT"]
 
 
 def test_a_filter_over_thousands_of_symbols_selects_exactly_their_ranges(spark) -> None:
