@@ -76,8 +76,6 @@ class RawTradesWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         marker = batch_marker(self.writer, batch_id)
-        if self.stored_until_ms is None:
-            self.stored_until_ms = self._stored_until(batch.sparkSession)
         parsed = self.parse(batch).select(*self.cached_columns).persist()
         try:
             rejected, spans = self._measure(parsed)
@@ -93,6 +91,13 @@ class RawTradesWriter:
         )
 
     def _stored_until(self, spark: SparkSession) -> dict[str, int]:
+        """The marks of what is stored, read on the first batch of this process and kept up to date by
+        each commit after it."""
+        if self.stored_until_ms is None:
+            self.stored_until_ms = self._stored_until_in_table(spark)
+        return self.stored_until_ms
+
+    def _stored_until_in_table(self, spark: SparkSession) -> dict[str, int]:
         """Per symbol, the newest event time the table's data files can hold, from their metrics: a
         metadata query that reads no data. A writer on a new checkpoint re-reading a topic the table
         already holds then checks every batch that reaches into it, not only its first."""
@@ -114,7 +119,7 @@ class RawTradesWriter:
         spark = parsed.sparkSession
         partitions = self.settings.streaming.shuffle_partitions
         trades = self.trade_rows.first_of_each_trade(self.trade_rows.rows(parsed.where(self.valid)), partitions)
-        ranges = ranges_to_check(spans, self.stored_until_ms or {})
+        ranges = ranges_to_check(spans, self._stored_until(spark))
         if ranges:
             stored = spark.table(self.trades_table).where(trades_in_ranges(ranges))
             trades = not_yet_stored(trades, stored.select("trade_id"))
@@ -122,7 +127,7 @@ class RawTradesWriter:
         known_new = self.last_committed_batch is not None and batch_id > self.last_committed_batch
         wrote = append_once(trades, self.trades_table, marker, CLUSTERED_WRITE_OPTIONS, known_uncommitted=known_new)
         self.last_committed_batch = batch_id
-        self.stored_until_ms = advance_stored_until(self.stored_until_ms or {}, spans)
+        self.stored_until_ms = advance_stored_until(self._stored_until(spark), spans)
         return wrote
 
 
