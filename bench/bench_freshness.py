@@ -184,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             query.stop()
 
         name = spark_table_name(settings, TRADES)
-        files = spark.sql(f"SELECT data_file.file_path AS file, snapshot_id FROM {name}.entries WHERE status = 1")
+        # Every live data file with the snapshot that added it: status 1 (added) or 0 (existing: a
+        # manifest merge, after ~100 commits, rewrites entries as existing but keeps their snapshot id).
+        files = spark.sql(f"SELECT data_file.file_path AS file, snapshot_id FROM {name}.entries WHERE status < 2")
         seen = spark.createDataFrame([(k, v) for k, v in snapshot_seen.items()], "snapshot_id long, seen double")
         delays = (spark.table(name).select("_file", "event_time")
                   .join(files, F.col("_file") == F.col("file")).join(seen, "snapshot_id", "left")
