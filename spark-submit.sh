@@ -68,19 +68,16 @@ PY
   py_files=(--py-files "$py_zip")
 fi
 
-# Local masters: file: paths through the java.nio FileSystem (lakehouse.spark.local_filesystem_conf;
-# Hadoop's own forks `chmod` per file written). It must be on the driver's launch classpath.
-local_fs=()
-nio_fs_jars=("$root"/jars/spark/hadoop-bare-naked-local-fs-*.jar)
-if [[ "$master" == local* && ${#nio_fs_jars[@]} -gt 0 ]]; then
-  local_fs=(--driver-class-path "${nio_fs_jars[0]}"
-            --conf spark.hadoop.fs.file.impl=com.globalmentor.apache.hadoop.fs.BareLocalFileSystem
-            --conf spark.sql.streaming.checkpointFileManagerClass=org.apache.spark.sql.execution.streaming.FileSystemBasedCheckpointFileManager)
-fi
-
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$root/.venv/bin/python}"
 [[ -x "$PYSPARK_PYTHON" ]] || export PYSPARK_PYTHON=python3
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PYSPARK_PYTHON}"
+
+# Local masters: file: paths through the java.nio FileSystem, whose jar must be on the driver's
+# launch classpath (lakehouse.spark.local_filesystem_conf says why and prints the arguments).
+local_fs=()
+if [[ "$master" == local* ]]; then
+  mapfile -t local_fs < <("$PYSPARK_DRIVER_PYTHON" -m lakehouse.spark)
+fi
 
 exec "$spark_submit" \
   --name "lakehouse-$job" \

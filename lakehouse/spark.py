@@ -21,7 +21,7 @@ from lakehouse.catalog import (
     warehouse_uri,
 )
 from lakehouse.conditions import bar_eligible_column
-from lakehouse.settings import Settings
+from lakehouse.settings import Settings, load_settings
 from lakehouse.tables import ALL_TABLES, TRADES, TableDef, create_table_ddl
 
 if TYPE_CHECKING:
@@ -52,8 +52,8 @@ def local_filesystem_conf(jars: list[str]) -> dict[str, str]:
     java.nio FileSystem, given the jars.
 
     The class must be on the driver's launch classpath (Spark resolves ``file:`` before it loads
-    ``spark.jars``), so this applies where this process starts the JVM: in-process sessions
-    (tests, benchmarks, notebooks, the demo) and, through ``spark-submit.sh``, local masters.
+    ``spark.jars``), so this applies where the JVM is started with it: in-process sessions (tests,
+    benchmarks, notebooks, the demo) and ``spark-submit.sh`` on local masters (``main`` below).
     """
     found = [jar for jar in jars if fnmatch(os.path.basename(jar), NIO_LOCAL_FILESYSTEM_JAR)]
     if not found:
@@ -198,3 +198,15 @@ def add_bar_eligible(spark: SparkSession, trades_table: str) -> None:
     spark.sql(f"ALTER TABLE {trades_table} ADD COLUMN bar_eligible boolean COMMENT '{doc}'")
     (spark.table(trades_table).withColumn("bar_eligible", bar_eligible_column())
      .writeTo(trades_table).overwritePartitions())
+
+
+def main() -> int:
+    """Print the ``local_filesystem_conf`` properties as ``spark-submit`` arguments, one per line:
+    ``spark-submit.sh`` adds them on local masters, so the class names live here only."""
+    for key, value in local_filesystem_conf(spark_jars(load_settings())).items():
+        print(f"--conf\n{key}={value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
