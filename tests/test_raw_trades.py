@@ -210,3 +210,124 @@ def test_a_filter_over_thousands_of_symbols_selects_exactly_their_ranges(spark) 
     picked = rows.where(trades_in_ranges(ranges)).select("symbol", F.unix_millis("event_time").alias("ms")).collect()
     t0_ms = int(t0.timestamp() * 1000)
     assert sorted((r.symbol, r.ms - t0_ms) for r in picked) == [("S0000", 0), ("S4999", 999)]
+
+
+def kafka_batch(spark, bootstrap_servers: str, topic: str, ends: dict[int, int], starts: dict[int, int] | None = None):
+    """One micro-batch as ``foreachBatch`` hands it over: the topic's records in [starts, ends) per
+    partition, read through the official Kafka source."""
+    import json
+
+    starts = starts or dict.fromkeys(ends, 0)
+    return (
+        spark.read.format("kafka").option("kafka.bootstrap.servers", bootstrap_servers).option("subscribe", topic)
+        .option("startingOffsets", json.dumps({topic: {str(p): o for p, o in starts.items()}}))
+        .option("endingOffsets", json.dumps({topic: {str(p): o for p, o in ends.items()}}))
+        .load()
+    )
+
+
+def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers)
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+    ends = {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
+    consumer.close()
+    return ends
+
+
+def trades_commit_markers(spark, settings: Settings, writer: str) -> list[str]:
+    from lakehouse.catalog import spark_table_name
+
+    rows = spark.sql(
+        f"SELECT summary['lakehouse.batch'] AS marker FROM {spark_table_name(settings, TRADES)}.snapshots "
+        "ORDER BY committed_at"
+    ).collect()
+    return [r.marker.removeprefix(writer + ":") for r in rows if r.marker and r.marker.startswith(writer + ":")]
+
+
+def test_a_steady_batch_in_event_time_order_is_one_commit_and_a_crash_before_its_checked_part_loses_nothing(
+    spark, settings: Settings, kafka_broker
+):
+    """In steady state an in-order batch is appended in one pass. A batch with trades reaching back
+    into what is stored appends its fresh trades first, then checks the rest; killed in between, its
+    replay (the first batch of a new process) stores exactly what was missing, and quarantines once."""
+    import uuid
+
+    from jobs.raw_trades import RawTradesWriter
+
+    servers = kafka_broker.bootstrap_servers
+    topic = new_topic(servers, "market.trades.steady", 2)
+    writer = uuid.uuid4().hex
+
+    def publish_batch(trades: list[Trade], extra: list[tuple[bytes, bytes]] = ()):
+        before = end_offsets(servers, topic)
+        publish(servers, topic, [(t.key(), t.to_json_bytes()) for t in trades] + list(extra))
+        return kafka_batch(spark, servers, topic, end_offsets(servers, topic), before)
+
+    first = [trade(s, n) for n in range(0, 200, 2) for s in ("STA", "STB")]
+    in_order = [trade(s, n) for n in range(200, 260) for s in ("STA", "STB")]
+    late_new = [trade("STA", n) for n in range(1, 100, 2)]  # never sent, below what is stored
+    resent = first[:40]
+    fresh = [trade(s, n) for n in range(260, 300) for s in ("STA", "STB")]
+    bad = (b"STA", b'{"schema_version": 1, "source": "finnhub", "symbol": "STA", "price": 0}')
+
+    class CrashBeforeCheckedPart(RawTradesWriter):
+        def _append_checked(self, batch, quarantine_marker, trades_marker, only=None):
+            if only is not None:
+                raise RuntimeError("killed between the two commits of a batch")
+            return super()._append_checked(batch, quarantine_marker, trades_marker, only)
+
+    crashing = CrashBeforeCheckedPart(settings, writer)
+    crashing(publish_batch(first), 0)
+    crashing(publish_batch(in_order), 1)
+    mixed = publish_batch(late_new + resent + fresh, [bad])
+    try:
+        crashing(mixed, 2)
+        raise AssertionError("the stand-in crash did not happen")
+    except RuntimeError as crash:
+        assert "killed between" in str(crash)
+    stored_before_replay = {r["trade_id"] for r in stored_rows(settings, ("STA", "STB"))}
+    assert {t.trade_id for t in fresh} <= stored_before_replay
+    assert not {t.trade_id for t in late_new} & stored_before_replay
+
+    restarted = RawTradesWriter(settings, writer)  # a new process replays the batch Spark did not finish
+    restarted(mixed, 2)
+
+    rows = stored_rows(settings, ("STA", "STB"))
+    ids = [r["trade_id"] for r in rows]
+    assert len(ids) == len(set(ids)), "a trade was stored twice"
+    assert set(ids) == {t.trade_id for t in first + in_order + late_new + fresh}, "a trade was lost"
+    markers = [m.split(":")[1] for m in trades_commit_markers(spark, settings, writer)]
+    assert markers[:3] == ["checked-" + crashing.process, "fresh", "fresh"]
+    assert markers[3:] == ["checked-" + restarted.process]
+    quarantine = load_catalog(settings).load_table(table_identifier(settings, QUARANTINE)).scan(
+        row_filter=f"topic = '{topic}'").to_arrow().to_pylist()
+    assert [r["raw_value"] for r in quarantine] == [bad[1]]
+
+
+def test_trades_above_their_symbols_mark_are_fresh_and_the_rest_reach_back(spark) -> None:
+    from pyspark.sql import functions as F
+
+    from lakehouse.trades import above_marks
+
+    rows = spark.createDataFrame(
+        [("AAPL", 5_000), ("AAPL", 5_001), ("MSFT", 8_999), ("MSFT", 9_001), ("TSLA", 1), ("AAPL", 9_500)],
+        "symbol string, ms bigint",
+    )
+    marks = {"AAPL": 5_000, "MSFT": 9_000}
+    above = rows.select("symbol", "ms", above_marks(F.col("symbol"), F.col("ms"), marks).alias("fresh")).collect()
+    assert {(r.symbol, r.ms): r.fresh for r in above} == {
+        ("AAPL", 5_000): False, ("AAPL", 5_001): True, ("MSFT", 8_999): False, ("MSFT", 9_001): True,
+        ("TSLA", 1): True,  # nothing of TSLA is stored
+        ("AAPL", 9_500): True,  # above the newest mark of all: no lookup needed
+    }
+    assert rows.where(above_marks(F.col("symbol"), F.col("ms"), {})).count() == rows.count()
+
+
+def test_marks_observed_on_a_write_keep_each_symbols_newest_event_time() -> None:
+    from lakehouse.trades import marks_from_observation
+
+    observed = '[{"symbol":"AAPL","until_ms":5},{"symbol":"MSFT","until_ms":9},{"symbol":"AAPL","until_ms":7}]'
+    assert marks_from_observation(observed) == {"AAPL": 7, "MSFT": 9}
+    assert marks_from_observation(None) == {} == marks_from_observation("[]")
