@@ -470,6 +470,34 @@ def test_late_trades_correct_their_bar_or_are_kept_aside_and_restart_does_not_do
     assert stored_bars(bars_spark, settings)[key(75)][2] == 1.0  # "beyond" is that bar's low now
 
 
+def test_a_bars_merge_rewrites_only_the_files_of_the_symbols_and_days_it_changes(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_pruned")
+    day_before = T0 - timedelta(days=1)
+    files = lambda: {  # noqa: E731
+        (r.symbol, r.day): r.file_path for r in bars_spark.sql(
+            "SELECT partition.symbol AS symbol, partition.window_start_day AS day, file_path "
+            f"FROM {spark_table_name(settings, BARS_1M)}.files").collect()
+    }
+    query = start(bars_spark, settings)
+    try:
+        raw.append([trade(f"d{s}", sym, day_before + timedelta(seconds=s), 10.0) for s in range(0, 120, 20)
+                    for sym in ("PRA", "PRB")])
+        query.processAllAvailable()
+        raw.append([trade(f"a{s}", "PRA", T0 + timedelta(seconds=s), 11.0) for s in range(0, 90, 30)])
+        query.processAllAvailable()
+        before = files()
+        raw.append([trade(f"b{s}", "PRA", T0 + timedelta(seconds=s), 12.0) for s in range(90, 150, 30)])
+        query.processAllAvailable()
+        after = files()
+    finally:
+        query.stop()
+    changed = {key for key in after if before.get(key) != after[key]}
+    assert changed == {("PRA", T0.date())}, changed  # not PRB, not the day before
+    assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
+
+
 @pytest.fixture(autouse=True)
 def _no_leftover_queries(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
