@@ -95,7 +95,6 @@ class RawTradesWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         marker = batch_marker(self.writer, batch_id)
-        self._stored_until(batch.sparkSession)
         if self.last_written_batch is not None and batch_id > self.last_written_batch:
             how = self._steady_batch(batch, batch_id, marker)
         else:
