@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             frame.unpersist()
         frame = kafka_batch(args.batches - 1)
         restarted = RawTradesWriter(settings, "profile")  # a replay comes from a restarted process
-        timed("replay of the last batch (checked by content)", lambda: restarted(frame, args.batches - 1))
+        timed("replay of the last batch (already committed)", lambda: restarted(frame, args.batches - 1))
         print(f"rows per second of writer time is the figure to compare ({load()})")
         spark.stop()
     return 0

@@ -57,11 +57,6 @@ def batch_committed(spark: SparkSession, table_name: str, marker: str) -> bool:
     return any(row.marker == marker for row in rows)
 
 
-def is_catalog_busy(error: Exception) -> bool:
-    """Whether ``error`` is the catalog database refusing a commit because another one held it."""
-    return any(marker in str(error) for marker in CATALOG_BUSY_MARKERS)
-
-
 def with_commit_retry(write: Callable[[], T], what: str, attempts: int = COMMIT_ATTEMPTS) -> T:
     """Run an idempotent write, retrying (with jittered backoff) when the catalog database was busy.
 
@@ -72,7 +67,7 @@ def with_commit_retry(write: Callable[[], T], what: str, attempts: int = COMMIT_
         try:
             return write()
         except Exception as error:  # Py4JJavaError carries the Java exception text
-            if attempt == attempts or not is_catalog_busy(error):
+            if attempt == attempts or not any(m in str(error) for m in CATALOG_BUSY_MARKERS):
                 raise
             pause = min(8.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random())
             log.warning("catalog busy while committing %s (attempt %s/%s); retrying in %.1f s",
@@ -101,15 +96,10 @@ def append_once(
         attempts += 1
         if not (known_uncommitted and attempts == 1) and batch_committed(frame.sparkSession, table_name, marker):
             return False
-        append_marked(frame, table_name, marker, options)
+        writer = frame.writeTo(table_name).option(f"snapshot-property.{BATCH_PROPERTY}", marker)
+        for key, value in (options or {}).items():
+            writer = writer.option(key, value)
+        writer.append()
         return True
 
     return with_commit_retry(append, table_name)
-
-
-def append_marked(frame: DataFrame, table_name: str, marker: str, options: Mapping[str, str] | None = None) -> None:
-    """Append ``frame`` in one commit carrying ``marker``; no replay check, no retry."""
-    writer = frame.writeTo(table_name).option(f"snapshot-property.{BATCH_PROPERTY}", marker)
-    for key, value in (options or {}).items():
-        writer = writer.option(key, value)
-    writer.append()

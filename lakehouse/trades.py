@@ -7,7 +7,6 @@ trades work symbol by symbol.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,7 +16,7 @@ from lakehouse.conditions import bar_eligible_column
 from lakehouse.parsing import PARSED
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, Observation
+    from pyspark.sql import Column, DataFrame
 
 # Iceberg write options for a frame already clustered by symbol (``TradeRows.first_of_each_trade``): no
 # second shuffle, and one open file per partition instead of a sort.
@@ -54,29 +53,10 @@ class TradeRows:
         copies = Window.partitionBy("symbol", "trade_id").orderBy("kafka_partition", "kafka_offset")
         self.copy_number = F.row_number().over(copies)
         self.is_first_copy = F.col("_copy") == 1
-        self.as_one_row_or_none = F.array(F.struct(*self.columns))
-        # The symbol's newest event time, on every row: the frame is clustered and sorted by symbol
-        # already (first_of_each_trade), so this window needs no shuffle or sort of its own.
-        self.symbol_newest = F.max("event_time").over(Window.partitionBy("symbol"))
-        self.newest_per_symbol = F.to_json(F.collect_set(F.struct(
-            F.col("symbol").alias("symbol"), F.unix_millis("_newest").alias("until_ms"),
-        )))
 
     def rows(self, valid_messages: DataFrame) -> DataFrame:
         """Valid parsed Trade messages (with their Kafka coordinates) in the trades table's shape."""
         return valid_messages.select(*self.columns)
-
-    def rows_where(self, parsed_messages: DataFrame, condition: Column) -> DataFrame:
-        """The rows of the messages meeting ``condition`` (which must imply a valid message), read
-        straight off the parse with no cache.
-
-        Selected by a generator, not a filter: the optimizer pushes a filter on the parse's columns
-        below the parse, where it evaluates ``from_json`` once per field it names (57 copies, 60x
-        slower), which only a cache between parse and filter prevented before.
-        """
-        from pyspark.sql import functions as F
-
-        return parsed_messages.select(F.inline(F.when(condition, self.as_one_row_or_none)))
 
     def first_of_each_trade(self, trades: DataFrame, partitions: int) -> DataFrame:
         """One row per trade_id: the copy read first from Kafka (lowest partition, offset).
@@ -94,45 +74,6 @@ class TradeRows:
             .where(self.is_first_copy)
             .drop("_copy")
         )
-
-
-    def observing_newest(self, trades: DataFrame) -> tuple[DataFrame, Observation]:
-        """``trades`` (from ``first_of_each_trade``) and an observation that, once an action has run
-        the frame, holds each symbol's newest event time in it (``marks_from_observation``): the
-        marks a write advances, with no pass over the data of their own."""
-        from pyspark.sql import Observation
-
-        observation = Observation()
-        observed = (
-            trades.withColumn("_newest", self.symbol_newest)
-            .observe(observation, self.newest_per_symbol.alias("newest"))
-            .drop("_newest")
-        )
-        return observed, observation
-
-
-def marks_from_observation(newest_json: str | None) -> dict[str, int]:
-    """Per symbol, the newest event time (epoch ms) from ``TradeRows.observing_newest``'s JSON."""
-    marks: dict[str, int] = {}
-    for entry in json.loads(newest_json or "[]"):
-        marks[entry["symbol"]] = max(marks.get(entry["symbol"], entry["until_ms"]), entry["until_ms"])
-    return marks
-
-
-def above_marks(symbol: Column, event_time_ms: Column, stored_until_ms: Mapping[str, int]) -> Column:
-    """True for a trade above its symbol's mark of what is stored, or of a symbol with no mark: no
-    earlier copy of it can be stored (the rule of ``ranges_to_check``, row by row), so it needs no
-    check against stored trade ids.
-
-    The marks become one map literal; most trades of a live feed lie above the newest mark of all
-    and skip the lookup.
-    """
-    from pyspark.sql import functions as F
-
-    if not stored_until_ms:
-        return F.lit(True)
-    mark = F.from_json(F.lit(json.dumps(dict(stored_until_ms))), "map<string,bigint>")[symbol]
-    return (event_time_ms > F.lit(max(stored_until_ms.values()))) | mark.isNull() | (event_time_ms > mark)
 
 
 def not_yet_stored(trades: DataFrame, stored_trade_ids: DataFrame) -> DataFrame:
