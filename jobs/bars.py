@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("jobs.bars")
 
 QUERY_NAME = "bars_1m"
+RUNTIME_GROUP_FILTER = "spark.sql.optimizer.runtime.rowLevelOperationGroupFilter.enabled"
 
 
 def checkpoint_location(settings: Settings) -> str:
@@ -57,12 +58,9 @@ class BarsBatchWriter:
     """
 
     def __init__(self, spark: SparkSession, settings: Settings, checkpoint: str) -> None:
-        # The writer's catalog reads and writes go through a session of its own (not the cloned
-        # session foreachBatch hands over, which changes per query start): its MERGE bounds the
-        # target to the touched symbols and days itself (``merge_bars_sql``), which makes Spark's
-        # runtime group filter, a job that scans and joins the target once more before the MERGE,
-        # pure cost (MERGE 1.1-1.3 s against 1.7-2.1 s on 50 symbol-day files, bench/NOTES.md).
-        # Off in this session only: other jobs' upserts rely on it.
+        # A session of the writer's own: its MERGE bounds the target itself (``merge_bars_sql``), so
+        # Spark's runtime group filter (one more scan and join of the target) is pure cost here and
+        # is turned off in this session only; other jobs' upserts rely on it (bench/NOTES.md).
         self.spark = spark.newSession()
         self.spark.conf.set(RUNTIME_GROUP_FILTER, "false")
         self.trades_table = spark_table_name(settings, TRADES)
@@ -196,14 +194,12 @@ class BarsBatchWriter:
         session.catalog.dropTempView(view)
 
 
-RUNTIME_GROUP_FILTER = "spark.sql.optimizer.runtime.rowLevelOperationGroupFilter.enabled"
-
-
 def merge_bars_sql(bars_table: str, changed_view: str, changed: Sequence[OpenBar]) -> str:
     """MERGE of whole bars on (symbol, window_start), its target bounded to the changed bars'
     symbols and from their earliest window on: Iceberg prunes the scan, and so the copy-on-write
     rewrite, to the files of the touched symbols' open days. A target row outside the bounds
-    cannot match a changed bar, so the bounds change nothing but the cost."""
+    cannot match a changed bar, so the bounds change nothing but the cost. Symbols are quoted as
+    they are: the Trade contract's symbol pattern admits no quote or backslash."""
     symbols = ", ".join(f"'{symbol}'" for symbol in sorted({bar.symbol for bar in changed}))
     earliest_us = min(bar.window_start_us for bar in changed)
     return (
