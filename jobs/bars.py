@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING
 from lakehouse import bars
 from lakehouse.catalog import spark_table_name
 from lakehouse.logs import configure_logging
-from lakehouse.open_bars import BarKey, OpenBar, apply_partials, still_open
+from lakehouse.open_bars import (
+    BarKey,
+    OpenBar,
+    apply_partials,
+    first_window_after,
+    split_by_knowledge,
+    still_open,
+)
 from lakehouse.settings import Settings, load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.streaming import run_until_stopped
@@ -51,8 +58,9 @@ class BarsBatchWriter:
     """The ``foreachBatch`` sink: late trades -> ``late_trades``; changed bars -> ``bars_1m``.
 
     The job keeps the bars whose windows are still open (``lakehouse.open_bars``) and combines each
-    batch's trades into them, so a batch costs what its own trades cost. A window it does not hold
-    (its first trades, or the first batch after an upgrade) is built from the trades table once.
+    batch's trades into them, so a batch costs what its own trades cost. A window whose first trades
+    it meets is new once the job tracks every trade (``split_by_knowledge``); before that (its first
+    batch, the first after an upgrade) a window it does not hold is built from the trades table once.
     Every write is idempotent (MERGE of whole bars on the table keys, late-ness and open bars taken
     from the progress as it stood before this batch), so Spark may replay a batch after a crash.
     """
@@ -81,20 +89,24 @@ class BarsBatchWriter:
         if late_count:
             self._record_late(session, bars.split_late(batch_df, watermark)[1], watermark, batch_id)
         partials = [open_bar_from(w) for w in windows if w["trade_count"]]
-        held = [bar for bar in partials if bar.key in before.open_bars]
+        known, unknown = split_by_knowledge(partials, before.open_bars, before.tracked_from_us)
         rebuilt = self._bars_from_table(
-            session, [bar.key for bar in partials if bar.key not in before.open_bars],
-            from_epoch_micros(max(w["ingested_us"] for w in windows)),
+            session, [bar.key for bar in unknown], from_epoch_micros(max(w["ingested_us"] for w in windows))
         )
-        open_now, changed = apply_partials(before.open_bars, held)
+        open_now, changed = apply_partials(before.open_bars, known)
         open_now.update((bar.key, bar) for bar in rebuilt)
         self._merge_bars(session, changed + rebuilt, batch_id)
         mark = bars.advance_high_water_mark(
             before.high_water_mark, from_epoch_micros(max(w["mark_us"] for w in windows))
         )
         closed_before = bars.watermark_from(mark, self.lateness_seconds)
+        tracked_from_us = before.tracked_from_us
+        if tracked_from_us is None:
+            tracked_from_us = self._tracking_starts(session, windows)
         self.progress.record(batch_id, BarsProgress(
-            mark, still_open(open_now, None if closed_before is None else to_epoch_micros(closed_before))
+            mark,
+            still_open(open_now, None if closed_before is None else to_epoch_micros(closed_before)),
+            tracked_from_us,
         ))
         elapsed = time.monotonic() - started
         trades = sum(w["trades"] for w in windows)
@@ -140,6 +152,17 @@ class BarsBatchWriter:
         )
         session.catalog.dropTempView(view)
         return len(rows)
+
+    def _tracking_starts(self, session: SparkSession, windows: list[Row]) -> int:
+        """The first window after every trade stored so far and in this batch: from there on each
+        trade of a window passes through the job, so a window it does not hold has none stored
+        (``split_by_knowledge``). Asked once per checkpoint; the newest event time comes from the
+        data files' metrics where Iceberg has them."""
+        from pyspark.sql import functions as F
+
+        newest_stored_us = session.table(self.trades_table).select(F.unix_micros(F.max("event_time"))).first()[0]
+        newest_window_us = max(w["window_start_us"] for w in windows)
+        return first_window_after(max(newest_stored_us or 0, newest_window_us), bars.BAR_SECONDS)
 
     def _bars_from_table(
         self, session: SparkSession, windows: list[BarKey], ingested_until: datetime

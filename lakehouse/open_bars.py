@@ -101,3 +101,29 @@ def still_open(open_bars: Mapping[BarKey, OpenBar], watermark_us: int | None) ->
     if watermark_us is None:
         return dict(open_bars)
     return {key: bar for key, bar in open_bars.items() if bar.window_end_us > watermark_us}
+
+
+def first_window_after(event_us: int, window_seconds: int) -> int:
+    """The start of the first window that begins after ``event_us`` (epoch microseconds)."""
+    length = window_seconds * MICROS_PER_SECOND
+    return (event_us // length + 1) * length
+
+
+def split_by_knowledge(
+    partials: Iterable[OpenBar], open_bars: Mapping[BarKey, OpenBar], tracked_from_us: int | None
+) -> tuple[list[OpenBar], list[OpenBar]]:
+    """(partials the job can combine on its own, partials whose whole bar must be read from the table).
+
+    A window is known when its bar is held, or when it starts at or after ``tracked_from_us``: every
+    trade of such a window reached the job after it began keeping open bars, so one not held has no
+    earlier trades and its partial is its bar so far. Any other window not held (the job's first
+    batches, an upgrade, a trade stamped far ahead of its ingest time before a new checkpoint) may
+    have stored trades the job never combined.
+    """
+    known: list[OpenBar] = []
+    unknown: list[OpenBar] = []
+    for partial in partials:
+        held = partial.key in open_bars
+        tracked = tracked_from_us is not None and partial.window_start_us >= tracked_from_us
+        (known if held or tracked else unknown).append(partial)
+    return known, unknown

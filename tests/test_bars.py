@@ -9,6 +9,7 @@ and bars can be compared for exact equality whatever order the engines add in.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,7 @@ from lakehouse.conditions import bar_eligible_column, is_bar_eligible
 from lakehouse.settings import Settings, load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES, create_table_ddl
+from lakehouse.watermarks import BarsProgressLog
 
 LATENESS_SECONDS = 60
 T0 = datetime(2024, 3, 4, 14, 30, tzinfo=UTC)
@@ -495,6 +497,34 @@ def test_a_bars_merge_rewrites_only_the_files_of_the_symbols_and_days_it_changes
         query.stop()
     changed = {key for key in after if before.get(key) != after[key]}
     assert changed == {("PRA", T0.date())}, changed  # not PRB, not the day before
+    assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
+
+
+def test_windows_met_after_tracking_began_are_built_from_their_batches_alone(
+    bars_spark: Any, bars_base_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The first batch cannot know what the table held before the job: it reads the windows it meets.
+    # From the first window after every stored trade on, a window's first trades are all there is.
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_tracked")
+    symbols = ("AAPL", "MSFT")
+    caplog.set_level(logging.INFO, logger="jobs.bars")
+    query = start(bars_spark, settings)
+    try:
+        raw.append([trade(f"a{s}{sym}", sym, T0 + timedelta(seconds=s), 10.0) for s in (5, 50) for sym in symbols])
+        query.processAllAvailable()
+        progress = BarsProgressLog(f"{checkpoint_location(settings)}/high_water_mark").before(10**9)
+        caplog.clear()
+        for minute in (1, 2):
+            raw.append([
+                trade(f"m{minute}{s}{sym}", sym, T0 + timedelta(minutes=minute, seconds=s), 10.0 + minute)
+                for s in (1, 30) for sym in symbols
+            ])
+            query.processAllAvailable()
+    finally:
+        query.stop()
+    assert progress.tracked_from_us == epoch_us(T0) + MINUTE_US
+    merged = [record.getMessage() for record in caplog.records if "bars merged" in record.getMessage()]
+    assert len(merged) == 2 and all("(0 built from the table)" in message for message in merged), merged
     assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
 
 

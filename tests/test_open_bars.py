@@ -11,7 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lakehouse.open_bars import OpenBar, apply_partials, combine, still_open
+from lakehouse.open_bars import (
+    OpenBar,
+    apply_partials,
+    combine,
+    first_window_after,
+    split_by_knowledge,
+    still_open,
+)
 from lakehouse.watermarks import BarsProgress, BarsProgressLog
 
 START_US = 1_790_000_040_000_000  # a minute boundary
@@ -92,8 +99,8 @@ def test_progress_log_returns_what_the_batch_before_recorded(tmp_path: Path) -> 
     bar = bar_of([(10**37 + 3, 400, 1)])
     mark = datetime(2026, 11, 25, 14, 30, 5, 123456, tzinfo=UTC)
     assert log.before(0) == BarsProgress()
-    log.record(3, BarsProgress(mark, {bar.key: bar}))
-    assert log.before(4) == BarsProgress(mark, {bar.key: bar})
+    log.record(3, BarsProgress(mark, {bar.key: bar}, START_US + MINUTE_US))
+    assert log.before(4) == BarsProgress(mark, {bar.key: bar}, START_US + MINUTE_US)
     assert log.before(3) == BarsProgress(), "a replay of batch 3 starts from what stood before it"
 
 
@@ -102,3 +109,25 @@ def test_progress_written_before_open_bars_were_kept_reads_as_no_open_bars(tmp_p
     progress = BarsProgressLog(str(tmp_path)).before(1)
     assert progress.open_bars == {}
     assert progress.high_water_mark == datetime.fromtimestamp(1_790_000_040, tz=UTC)
+    assert progress.tracked_from_us is None
+
+
+def test_tracking_begins_at_the_first_window_after_the_newest_trade() -> None:
+    assert first_window_after(START_US, 60) == START_US + MINUTE_US
+    assert first_window_after(START_US + MINUTE_US - 1, 60) == START_US + MINUTE_US
+    assert first_window_after(START_US - 1, 60) == START_US
+
+
+def test_a_window_not_held_is_read_from_the_table_unless_tracked_from_its_start() -> None:
+    held = bar_of([(1, 400, 1)], "AAPL", START_US)
+    held_again = bar_of([(2, 404, 1)], "AAPL", START_US)
+    before_tracking = bar_of([(3, 400, 1)], "MSFT", START_US)
+    tracked = bar_of([(4, 400, 1)], "MSFT", START_US + MINUTE_US)
+    partials = [held_again, before_tracking, tracked]
+    tracked_from = START_US + MINUTE_US
+
+    assert split_by_knowledge(partials, {held.key: held}, tracked_from) == (
+        [held_again, tracked], [before_tracking]
+    )
+    # Before the job has set where tracking begins, every window it does not hold is read.
+    assert split_by_knowledge(partials, {held.key: held}, None) == ([held_again], [before_tracking, tracked])
