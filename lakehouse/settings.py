@@ -129,6 +129,8 @@ class StreamingSettings(_Section):
     max_offsets_per_trigger: int | None = Field(default=None, ge=1)
     shuffle_partitions: int = Field(default=2, ge=1)
     checkpoint_dir: str = ".state/checkpoints"
+    # FAIR scheduler pools of the queries sharing one application (empty: Spark's defaults).
+    scheduler_pools_file: str = "conf/fairscheduler.xml"
 
 
 class Settings(_Section):

@@ -129,11 +129,18 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.sql.inMemoryColumnarStorage.compressed": "false",
         "spark.ui.showConsoleProgress": "false",
         "spark.scheduler.mode": "FAIR",  # queries in their own pools share the cores (streaming.in_own_pool)
+        **scheduler_pools_conf(settings),
         "spark.sql.streaming.stateStore.providerClass":
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         **catalog_conf(settings),
         **{f"spark.executorEnv.{name}": value for name, value in spark_environment(settings).items()},
     }
+
+
+def scheduler_pools_conf(settings: Settings) -> dict[str, str]:
+    """The pools' weights and minimum shares (``conf/fairscheduler.xml``: the raw-trades query first)."""
+    pools_file = settings.streaming.scheduler_pools_file
+    return {"spark.scheduler.allocation.file": str(settings.path(pools_file))} if pools_file else {}
 
 
 def launched_by_spark_submit() -> bool:

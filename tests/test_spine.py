@@ -120,6 +120,15 @@ def test_local_files_are_written_through_the_java_nio_filesystem(spark, tmp_path
     assert (tmp_path / "probe").stat().st_mode & 0o777 == 0o640
 
 
+def test_the_raw_trades_pool_comes_first_when_queries_share_the_cores(spark) -> None:
+    """jobs.pipeline runs each query in a pool of its own (streaming.in_own_pool); the raw-trades
+    query, which every other one reads, gets the next free core and four times the others' share."""
+    scheduler = spark.sparkContext._jsc.sc()
+    raw, bars = (scheduler.getPoolForName(name).get() for name in ("raw_trades", "bars"))
+    assert (raw.weight(), raw.minShare()) == (4, 2)
+    assert (bars.weight(), bars.minShare()) == (1, 0)
+
+
 def test_the_java_nio_filesystem_is_configured_only_when_its_jar_was_fetched() -> None:
     jar = "/x/jars/spark/hadoop-bare-naked-local-fs-0.1.0.jar"
     assert local_filesystem_conf(["/x/jars/spark/iceberg.jar", jar]) == {
