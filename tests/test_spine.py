@@ -127,6 +127,8 @@ def test_the_raw_trades_pool_comes_first_when_queries_share_the_cores(spark) -> 
     raw, bars = (scheduler.getPoolForName(name).get() for name in ("raw_trades", "bars"))
     assert (raw.weight(), raw.minShare()) == (4, 2)
     assert (bars.weight(), bars.minShare()) == (1, 0)
+    for pool in ("vendor_bars", "feed_events", "source_rejects"):  # every pool jobs.pipeline uses
+        assert scheduler.getPoolForName(pool).isDefined(), pool
 
 
 def test_the_java_nio_filesystem_is_configured_only_when_its_jar_was_fetched() -> None:
