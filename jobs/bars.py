@@ -16,7 +16,7 @@ import argparse
 import logging
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -82,13 +82,16 @@ class BarsBatchWriter:
         session = self.spark
         before = self.progress.before(batch_id)
         watermark = bars.watermark_from(before.high_water_mark, self.lateness_seconds)
-        windows = bars.batch_by_window(batch_df, watermark).collect()  # the batch's one full pass
+        windows = bars.batch_by_window(batch_df).collect()  # the batch's one full pass
         if not windows:
             return
-        late_count = sum(w["late_trades"] for w in windows)
+        on_time, late = [], []
+        for w in windows:
+            (late if bars.window_is_late(w["window_start_us"], w["window_seconds"], watermark) else on_time).append(w)
+        late_count = sum(w["trades"] for w in late)
         if late_count:
             self._record_late(session, bars.split_late(batch_df, watermark)[1], watermark, batch_id)
-        partials = [open_bar_from(w) for w in windows if w["trade_count"]]
+        partials = [open_bar_from(w) for w in on_time if w["trade_count"]]
         known, unknown = split_by_knowledge(partials, before.open_bars, before.tracked_from_us)
         rebuilt = self._bars_from_table(
             session, [bar.key for bar in unknown], from_epoch_micros(max(w["ingested_us"] for w in windows))
@@ -199,11 +202,14 @@ class BarsBatchWriter:
 
         if not changed:
             return
+        # The update time travels as data: as a literal (current_timestamp()) it would be inlined
+        # into the generated code, new classes to compile every batch (bench/NOTES.md, tenth round).
+        updated_us = to_epoch_micros(datetime.now(UTC))
         rows = session.createDataFrame(
             [(b.symbol, b.window_start_us, b.window_end_us, b.open, b.high, b.low, b.close, b.volume,
-              b.trade_count, b.vwap) for b in changed],
+              b.trade_count, b.vwap, updated_us) for b in changed],
             "symbol string, start_us bigint, end_us bigint, open double, high double, low double, "
-            "close double, volume double, trade_count bigint, vwap double",
+            "close double, volume double, trade_count bigint, vwap double, updated_us bigint",
         )
         view = f"bars_changed_batch_{batch_id}"
         rows.select(
@@ -211,7 +217,7 @@ class BarsBatchWriter:
             F.timestamp_micros("start_us").alias("window_start"),
             F.timestamp_micros("end_us").alias("window_end"),
             "open", "high", "low", "close", "volume", "trade_count", "vwap",
-            F.current_timestamp().alias("updated_time"),
+            F.timestamp_micros("updated_us").alias("updated_time"),
         ).select(*BARS_1M.column_names).createOrReplaceTempView(view)
         session.sql(merge_bars_sql(self.bars_table, view, changed))
         session.catalog.dropTempView(view)
@@ -219,16 +225,20 @@ class BarsBatchWriter:
 
 def merge_bars_sql(bars_table: str, changed_view: str, changed: Sequence[OpenBar]) -> str:
     """MERGE of whole bars on (symbol, window_start), its target bounded to the changed bars'
-    symbols and from their earliest window on: Iceberg prunes the scan, and so the copy-on-write
-    rewrite, to the files of the touched symbols' open days. A target row outside the bounds
-    cannot match a changed bar, so the bounds change nothing but the cost. Symbols are quoted as
-    they are: the Trade contract's symbol pattern admits no quote or backslash."""
+    symbols and from the day of their earliest window on: Iceberg prunes the scan, and so the
+    copy-on-write rewrite, to the files of the touched symbols' open days. A target row outside
+    the bounds cannot match a changed bar, so the bounds change nothing but the cost. The bound
+    is a whole day because the table's files are (symbol, day) ones, so it prunes as much as the
+    window itself would, and the code Spark generates for it stays the same all day instead of
+    changing every minute. Symbols are quoted as they are: the Trade contract's symbol pattern
+    admits no quote or backslash."""
     symbols = ", ".join(f"'{symbol}'" for symbol in sorted({bar.symbol for bar in changed}))
     earliest_us = min(bar.window_start_us for bar in changed)
+    day_us = 86_400 * 1_000_000
     return (
         f"MERGE INTO {bars_table} t USING {changed_view} s "
         "ON t.symbol = s.symbol AND t.window_start = s.window_start "
-        f"AND t.symbol IN ({symbols}) AND t.window_start >= timestamp_micros({earliest_us}) "
+        f"AND t.symbol IN ({symbols}) AND t.window_start >= timestamp_micros({earliest_us // day_us * day_us}) "
         "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
     )
 

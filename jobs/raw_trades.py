@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -119,6 +120,7 @@ class RawTradesWriter:
         spark = parsed.sparkSession
         partitions = self.settings.streaming.shuffle_partitions
         trades = self.trade_rows.first_of_each_trade(self.trade_rows.rows(parsed.where(self.valid)), partitions)
+        trades = self.trade_rows.stamped(trades, datetime.now(UTC))
         ranges = ranges_to_check(spans, self._stored_until(spark))
         if ranges:
             stored = spark.table(self.trades_table).where(trades_in_ranges(ranges))

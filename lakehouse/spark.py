@@ -128,6 +128,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # statistics per column) cost more CPU than it saved (bench/NOTES.md, profile of the pipeline).
         "spark.sql.inMemoryColumnarStorage.compressed": "false",
         "spark.ui.showConsoleProgress": "false",
+        # The generated-code cache (100 classes by default) held fewer than the pipeline's queries
+        # use in steady state, so classes were evicted, compiled again and JIT-compiled again.
+        "spark.sql.codegen.cache.maxEntries": "500",
         "spark.scheduler.mode": "FAIR",  # queries in their own pools share the cores (streaming.in_own_pool)
         **scheduler_pools_conf(settings),
         "spark.sql.streaming.stateStore.providerClass":
@@ -182,6 +185,14 @@ def build_spark_session(settings: Settings, app_name: str, master: str | None = 
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def generated_classes_compiled(spark: SparkSession) -> int:
+    """How many classes Spark's code generator has compiled in this JVM so far, one per miss of its
+    cache. A stream in its steady state should compile none: a per-batch value inlined into the
+    generated code costs new classes, and their JIT compilation, every micro-batch."""
+    codegen = spark.sparkContext._jvm.org.apache.spark.metrics.source.CodegenMetrics
+    return int(codegen.METRIC_COMPILATION_TIME().getCount())
 
 
 def ensure_tables(spark: SparkSession, settings: Settings, tables: tuple[TableDef, ...] = ALL_TABLES) -> None:

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from lakehouse.conditions import bar_eligible_column
 from lakehouse.parsing import PARSED
+from lakehouse.tables import TRADES
+from lakehouse.watermarks import to_epoch_micros
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -45,7 +47,6 @@ class TradeRows:
             F.coalesce(F.col(m + "conditions"), F.array().cast("array<string>")).alias("conditions"),
             F.col(m + "venue").alias("venue"),
             F.timestamp_millis(F.col(m + "received_time_ms")).alias("received_time"),
-            F.current_timestamp().alias("ingested_time"),
             F.col("partition").alias("kafka_partition"),
             F.col("offset").alias("kafka_offset"),
             bar_eligible_column(F.col(m + "source"), F.col(m + "conditions")).alias("bar_eligible"),
@@ -55,8 +56,24 @@ class TradeRows:
         self.is_first_copy = F.col("_copy") == 1
 
     def rows(self, valid_messages: DataFrame) -> DataFrame:
-        """Valid parsed Trade messages (with their Kafka coordinates) in the trades table's shape."""
+        """Valid parsed Trade messages (with their Kafka coordinates) in the trades table's shape,
+        but for ``ingested_time`` (``stamped``)."""
         return valid_messages.select(*self.columns)
+
+    @staticmethod
+    def stamped(trades: DataFrame, ingested_time: datetime) -> DataFrame:
+        """``trades`` with their ``ingested_time``, in the trades table's column order.
+
+        The time comes from a one-row relation joined in, not a literal in the plan: Spark inlines
+        a timestamp literal into the code it generates, so a new time per micro-batch meant new
+        Java classes to compile and JIT-compile every batch (bench/NOTES.md, tenth round).
+        """
+        from pyspark.sql import functions as F
+
+        stamp = trades.sparkSession.sql(
+            f"SELECT * FROM VALUES (timestamp_micros({to_epoch_micros(ingested_time)})) AS stamp(ingested_time)"
+        )
+        return trades.crossJoin(F.broadcast(stamp)).select(*TRADES.column_names)
 
     def first_of_each_trade(self, trades: DataFrame, partitions: int) -> DataFrame:
         """One row per trade_id: the copy read first from Kafka (lowest partition, offset).

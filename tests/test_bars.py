@@ -500,6 +500,29 @@ def test_a_bars_merge_rewrites_only_the_files_of_the_symbols_and_days_it_changes
     assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
 
 
+def test_steady_bars_batches_reuse_their_generated_code(bars_spark: Any, bars_base_settings: Settings) -> None:
+    """A batch shaped like the one before compiles no new code: the watermark and the update time
+    used to be literals in the plans, inlined by Spark into new classes every batch."""
+    from lakehouse.spark import generated_classes_compiled
+
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_codegen")
+    symbols = ("AAPL", "MSFT")
+    query = start(bars_spark, settings)
+    compiled = []
+    try:
+        for minute in range(5):  # a new window per batch, each after the watermark has moved
+            raw.append([
+                trade(f"c{minute}-{s}-{sym}", sym, T0 + timedelta(minutes=minute, seconds=s), 10.0 + s)
+                for s in (1, 30) for sym in symbols
+            ])
+            query.processAllAvailable()
+            compiled.append(generated_classes_compiled(bars_spark))
+    finally:
+        query.stop()
+    assert compiled[4] == compiled[3], f"classes compiled so far after each batch: {compiled}"
+    assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
+
+
 def test_windows_met_after_tracking_began_are_built_from_their_batches_alone(
     bars_spark: Any, bars_base_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:

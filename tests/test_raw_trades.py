@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from lakehouse.catalog import load_catalog, table_identifier
@@ -161,6 +162,43 @@ def test_a_new_checkpoint_rereading_a_stored_topic_in_small_batches_stores_nothi
     assert len(batches) >= 5  # the re-read came in several batches
     rows = stored_rows(settings, ("REA", "REB"))
     assert sorted(r["trade_id"] for r in rows) == sorted(t.trade_id for t in trades)
+
+
+def test_steady_micro_batches_reuse_their_generated_code_and_stamp_one_ingest_time_each(
+    spark, settings: Settings, kafka_broker, lakehouse_dir: Path,
+):
+    """A batch shaped like the one before compiles no new code. The ingest time used to be a
+    literal in the plan, which Spark inlines into the code it generates: new classes to compile
+    and JIT-compile every batch, a third of a core of two (bench/NOTES.md, tenth round)."""
+    from jobs import raw_trades
+    from lakehouse.spark import generated_classes_compiled
+
+    topic = new_topic(kafka_broker.bootstrap_servers, "market.trades.codegen", settings.kafka.partitions)
+    steady = settings.model_copy(update={
+        "kafka": settings.kafka.model_copy(update={"trades_topic": topic}),
+        "streaming": settings.streaming.model_copy(update={"checkpoint_dir": str(lakehouse_dir / "codegen")}),
+    })
+    symbols = ("CGA", "CGB")
+    started = datetime.now(UTC)
+    query = raw_trades.start(spark, steady)
+    compiled, ingested_by_batch = [], []
+    try:
+        for batch in range(4):  # each batch later in event time than the one before, as a live feed
+            trades = [trade(symbol, batch * 100 + n) for n in range(100) for symbol in symbols]
+            publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in trades])
+            query.processAllAvailable()
+            compiled.append(generated_classes_compiled(spark))
+            ingested_by_batch.append({r["ingested_time"] for r in stored_rows(steady, symbols)
+                                      if r["trade_id"] in {t.trade_id for t in trades}})
+    finally:
+        query.stop()
+    finished = datetime.now(UTC)
+
+    assert compiled[3] == compiled[2], f"classes compiled so far after each batch: {compiled}"
+    assert [len(stamps) for stamps in ingested_by_batch] == [1, 1, 1, 1]  # one ingest time per batch
+    stamps = [next(iter(s)) for s in ingested_by_batch]
+    assert stamps == sorted(stamps) and started <= stamps[0] and stamps[-1] <= finished
+    assert len(stored_rows(steady, symbols)) == 4 * 100 * len(symbols)
 
 
 def test_only_symbols_whose_trades_reach_back_into_what_is_stored_are_checked() -> None:
