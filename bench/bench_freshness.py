@@ -13,15 +13,20 @@ visible. Afterwards:
 
 The targets are judged on the steady state: trades (and bars) of the feed after its first
 ``--warmup`` seconds, which include the JVM's cold start and the first batches; the whole-run figure
-is printed too. The feed and the broker keep normal priority and the pipeline runs at a lower one:
-in production the exchange feed and the Kafka cluster do not share the pipeline's two cores. The
-CPU the feed and the broker used is printed; the feed reports what it actually sent, so a machine
-too busy to offer the asked rate shows.
+is printed too. The default warm-up is five minutes because that is how long the JVM's JIT
+compilers take to work through Spark's planner on two cores (a third to half a core until then);
+the JIT's share of the CPU in both periods, and the classes Spark generated after the warm-up
+(none, in a steady stream), are printed.
+
+The feed and the broker keep normal priority and the pipeline runs at a lower one: in production
+the exchange feed and the Kafka cluster do not share the pipeline's two cores. The CPU the feed
+and the broker used is printed; the feed reports what it actually sent, so a machine too busy to
+offer the asked rate shows.
 
 The comparison in the same run: the delay against its target (raw p50 <= 2 s, p99 <= 4 s; bar
 within bars trigger + allowed lateness + 2 s).
 
-    .venv/bin/python -m bench.bench_freshness [--rate 5000] [--seconds 210]
+    .venv/bin/python -m bench.bench_freshness [--rate 5000] [--seconds 420] [--warmup 300]
 """
 
 from __future__ import annotations
@@ -37,10 +42,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import KAFKA_JARS, describe_machine, lakehouse_settings, load, local_broker, percentile
+from bench.common import (
+    KAFKA_JARS,
+    cpu_seconds,
+    describe_machine,
+    jit_compiler_seconds,
+    lakehouse_settings,
+    load,
+    local_broker,
+    percentile,
+)
 from lakehouse.catalog import load_table, spark_table_name
 from lakehouse.local.kafka_broker import ensure_topics
-from lakehouse.spark import build_spark_session, ensure_tables
+from lakehouse.spark import build_spark_session, ensure_tables, generated_classes_compiled
 from lakehouse.tables import BARS_1M, LATE_TRADES, QUARANTINE, TRADES
 
 PIPELINE_NICENESS = 5
@@ -82,12 +96,6 @@ class LiveFeed:
             self.process.wait()
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def batch_phases(progress: list[dict]) -> str:
     """Median seconds of each phase Spark reports for a micro-batch (``addBatch`` is the sink's own
     work; the rest is the streaming engine's: offsets, planning, the checkpoint's write-ahead log)."""
@@ -101,14 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=5_000, help="trades/s offered")
     parser.add_argument("--symbols", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=210, help="how long the feed runs")
+    parser.add_argument("--seconds", type=float, default=420, help="how long the feed runs")
     parser.add_argument("--raw-trigger", type=float, default=1.0)
     parser.add_argument("--bars-trigger", type=float, default=2.0)
     parser.add_argument("--lateness", type=float, default=10.0, help="allowed lateness of the bars job (s)")
     parser.add_argument("--raw-only", action="store_true",
                         help="run the raw-trades query alone (as on a driver of its own): trade figures only")
     parser.add_argument("--poll", type=float, default=0.25, help="pyiceberg poll interval (s)")
-    parser.add_argument("--warmup", type=float, default=30.0,
+    parser.add_argument("--warmup", type=float, default=300.0,
                         help="seconds at the start of the feed left out of the steady-state figures")
     args = parser.parse_args(argv)
     from pyspark.sql import functions as F
@@ -145,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
             queries.append(in_own_pool(spark, "bars", lambda: start_bars_query(spark, bars_settings)))
         trades_table, bars_table = load_table(settings, TRADES), load_table(settings, BARS_1M)
         cpu_before = cpu_seconds(feed.process.pid), cpu_seconds(broker_pid)
+        jvm_pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
+        jit_at = {"start": jit_compiler_seconds(jvm_pid)}
+        classes_at = {"start": generated_classes_compiled(spark)}
         feed.go()
         feed_start = time.time()
         steady_from = feed_start + args.warmup
@@ -155,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         settle = args.lateness + args.bars_trigger + args.raw_trigger + 10
         while time.time() < feed_start + args.seconds + settle:
             now = time.time()
+            if now >= steady_from and "steady" not in jit_at:
+                jit_at["steady"] = jit_compiler_seconds(jvm_pid)
+                classes_at["steady"] = generated_classes_compiled(spark)
             snapshot = trades_table.refresh().current_snapshot()
             if snapshot is not None and snapshot.snapshot_id not in snapshot_seen:
                 snapshot_seen[snapshot.snapshot_id] = now
@@ -171,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
                 if not query.isActive:
                     raise RuntimeError(f"{query.name} failed: {query.exception()}")
             time.sleep(max(0.0, args.poll - (time.time() - now)))
+        jit_warmup = (jit_at.get("steady", jit_at["start"]) - jit_at["start"]) / args.warmup
+        jit_steady = (jit_compiler_seconds(jvm_pid) - jit_at.get("steady", jit_at["start"])) / max(
+            time.time() - steady_from, 1e-9)
+        classes_steady = generated_classes_compiled(spark) - classes_at.get("steady", classes_at["start"])
         feed_cpu = (cpu_seconds(feed.process.pid) - cpu_before[0]) / (time.time() - feed_start)
         broker_cpu = (cpu_seconds(broker_pid) - cpu_before[1]) / (time.time() - feed_start)
         sent_total = feed.sent()
@@ -226,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{query_name} micro-batch time: median {percentile(took, 50):.2f} s, "
                   f"max {max(took, default=float('nan')):.2f} s over {len(took)} batches; "
                   f"median per phase: {phases[query_name]}")
+        print(f"JIT compiler threads of the Spark JVM: {jit_warmup:.2f} cores during the warm-up, "
+              f"{jit_steady:.2f} cores after it; classes generated by Spark after the warm-up: {classes_steady}")
         print(f"whole run, first {args.warmup:g} s (cold JVM, first batches) included: trade p50 {all_p50:.2f} s, "
               f"p99 {all_p99:.2f} s; bars of windows starting in those seconds: "
               f"{', '.join(f'{d:.1f}' for d in sorted(warmup_bar_delays)[:3]) or 'none'} s")

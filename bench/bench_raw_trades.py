@@ -156,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{top:,.0f} rows/s ({load()})")
 
         best = 0.0
-        for size in sizes:
+        for run, size in enumerate(sizes):  # a size may repeat: each run has a checkpoint of its own
             progress = run_raw_job(spark, with_streaming(settings, trigger_seconds=0.0,
-                                                         max_offsets_per_trigger=size), f"size-{size}")
+                                                         max_offsets_per_trigger=size), f"run-{run}-size-{size}")
             rows, seconds, per_batch = batch_figures(progress)
             stored = spark.table(spark_table_name(settings, TRADES)).count()
             assert stored == args.messages, f"stored {stored} of {args.messages} trades"

@@ -72,6 +72,32 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank]
 
 
+def _stat_cpu_seconds(stat_path: str) -> float:
+    """User + system CPU seconds from a Linux ``/proc/.../stat`` file."""
+    with open(stat_path) as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time a process has used so far."""
+    return _stat_cpu_seconds(f"/proc/{pid}/stat")
+
+
+def jit_compiler_seconds(jvm_pid: int) -> float:
+    """CPU time a JVM's JIT compiler threads (C1, C2) have used so far. Spark's planner is a vast
+    code base: on 2 cores the compilers take a third of a core or more for the first minutes of a
+    streaming job, which a steady-state figure must leave out (bench/NOTES.md, tenth round)."""
+    total = 0.0
+    for task in Path(f"/proc/{jvm_pid}/task").iterdir():
+        try:
+            if (task / "comm").read_text().startswith(("C1 CompilerThre", "C2 CompilerThre")):
+                total += _stat_cpu_seconds(str(task / "stat"))
+        except OSError:  # the thread ended between the listing and the read
+            continue
+    return total
+
+
 def lakehouse_settings(state: str, bootstrap: str = "127.0.0.1:9", extra: Mapping[str, str] | None = None) -> Settings:
     """Embedded-default settings on a throw-away catalog/warehouse/checkpoints under ``state``."""
     environ = {
