@@ -340,6 +340,16 @@ def test_split_late_refuses_trades_whose_window_closed(bars_spark: Any) -> None:
     assert nothing_late.count() == 0
 
 
+def test_a_window_is_late_once_it_ended_at_or_before_the_watermark_as_split_late_judges_its_trades() -> None:
+    watermark = T0 + timedelta(minutes=2)
+    ended_at_watermark, still_open = epoch_us(T0 + timedelta(minutes=1)), epoch_us(T0 + timedelta(minutes=2))
+    assert bars.window_is_late(ended_at_watermark, 60, watermark)  # the window of "closed" above
+    assert not bars.window_is_late(still_open, 60, watermark)  # the window of "open" above
+    assert not bars.window_is_late(still_open, 60, watermark - timedelta(microseconds=1) + timedelta(minutes=1))
+    assert bars.window_is_late(still_open, 60, watermark + timedelta(minutes=1))
+    assert not bars.window_is_late(ended_at_watermark, 60, None)  # no watermark yet: nothing is late
+
+
 def test_high_water_mark_is_capped_at_ingest_time_and_never_moves_back() -> None:
     assert bars.advance_high_water_mark(None, T0) == T0
     assert bars.advance_high_water_mark(T0, T0 - timedelta(hours=1)) == T0
