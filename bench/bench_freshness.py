@@ -154,8 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         trades_table, bars_table = load_table(settings, TRADES), load_table(settings, BARS_1M)
         cpu_before = cpu_seconds(feed.process.pid), cpu_seconds(broker_pid)
         jvm_pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
-        jit_at = {"start": jit_compiler_seconds(jvm_pid)}
-        classes_at = {"start": generated_classes_compiled(spark)}
+
+        def jvm_sample() -> tuple[float, int]:  # (JIT compilers' CPU seconds, classes Spark generated)
+            return jit_compiler_seconds(jvm_pid), generated_classes_compiled(spark)
+
+        at_start = jvm_sample()
+        at_steady: tuple[float, int] | None = None
         feed.go()
         feed_start = time.time()
         steady_from = feed_start + args.warmup
@@ -166,9 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         settle = args.lateness + args.bars_trigger + args.raw_trigger + 10
         while time.time() < feed_start + args.seconds + settle:
             now = time.time()
-            if now >= steady_from and "steady" not in jit_at:
-                jit_at["steady"] = jit_compiler_seconds(jvm_pid)
-                classes_at["steady"] = generated_classes_compiled(spark)
+            if at_steady is None and now >= steady_from:
+                at_steady = jvm_sample()
             snapshot = trades_table.refresh().current_snapshot()
             if snapshot is not None and snapshot.snapshot_id not in snapshot_seen:
                 snapshot_seen[snapshot.snapshot_id] = now
@@ -185,10 +188,10 @@ def main(argv: list[str] | None = None) -> int:
                 if not query.isActive:
                     raise RuntimeError(f"{query.name} failed: {query.exception()}")
             time.sleep(max(0.0, args.poll - (time.time() - now)))
-        jit_warmup = (jit_at.get("steady", jit_at["start"]) - jit_at["start"]) / args.warmup
-        jit_steady = (jit_compiler_seconds(jvm_pid) - jit_at.get("steady", jit_at["start"])) / max(
-            time.time() - steady_from, 1e-9)
-        classes_steady = generated_classes_compiled(spark) - classes_at.get("steady", classes_at["start"])
+        at_steady, at_end = at_steady or at_start, jvm_sample()
+        jit_warmup = (at_steady[0] - at_start[0]) / args.warmup
+        jit_steady = (at_end[0] - at_steady[0]) / max(time.time() - steady_from, 1e-9)
+        classes_steady = at_end[1] - at_steady[1]
         feed_cpu = (cpu_seconds(feed.process.pid) - cpu_before[0]) / (time.time() - feed_start)
         broker_cpu = (cpu_seconds(broker_pid) - cpu_before[1]) / (time.time() - feed_start)
         sent_total = feed.sent()
