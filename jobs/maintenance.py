@@ -22,7 +22,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tables", default=",".join(t.name for t in ALL_TABLES),
                         help="comma-separated table names (default: all)")
     parser.add_argument("--interval", type=float, default=0, help="repeat every N seconds (default: run once)")
-    parser.add_argument("--snapshot-retention-hours", type=float, default=6.0)
+    parser.add_argument("--snapshot-retention-hours", type=float, default=6.0,
+                        help="keep the snapshots of these last hours (a stream reading the table may lag this far)")
+    parser.add_argument("--max-snapshots", type=int, default=MaintenancePolicy.max_snapshots,
+                        help="but never more than this many per table: each is part of the metadata file every "
+                        "commit rewrites and every reader parses (default: an hour of commits at a 1 s trigger)")
     parser.add_argument("--orphan-age-hours", type=float, default=24.0,
                         help="only files older than this can be orphans (younger may be in-flight commits)")
     return parser.parse_args(argv)
@@ -40,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     policy = MaintenancePolicy(
         snapshot_retention=timedelta(hours=args.snapshot_retention_hours),
         orphan_age=timedelta(hours=args.orphan_age_hours),
+        max_snapshots=args.max_snapshots,
     )
     spark = build_spark_session(settings, "maintenance")
     stop = threading.Event()

@@ -3,7 +3,10 @@
 Streaming appends leave many small files and snapshots. These Iceberg procedures fix that without
 stopping the streams: compaction commits a ``replace`` snapshot (which Iceberg's streaming reader
 skips), and only snapshots older than the retention are expired, so a downstream stream (bars read
-the trades table) never loses a snapshot it has not read yet.
+the trades table) never loses a snapshot it has not read yet, unless the table holds more than
+``max_snapshots``: every snapshot is a part of the table's metadata file, which each commit rewrites
+and each reader parses, so a 1-second trigger's 21,600 snapshots in 6 hours (17 MiB) made a
+pyiceberg table load take 0.7 s and a Spark append twice as long (bench/NOTES.md, eleventh round).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
+
+from lakehouse.watermarks import from_epoch_micros
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -20,6 +25,8 @@ if TYPE_CHECKING:
 class MaintenancePolicy:
     snapshot_retention: timedelta = timedelta(hours=6)
     retain_last_snapshots: int = 20
+    # An hour of commits at a 1 s trigger (5 at the default 5 s): a 3 MiB metadata file.
+    max_snapshots: int = 3_600
     orphan_age: timedelta = timedelta(days=1)  # younger files may belong to a commit in flight
     target_file_size_bytes: int = 128 * 1024 * 1024
     min_input_files: int = 2
@@ -73,6 +80,26 @@ def _sql_timestamp(moment: datetime) -> str:
     return f"TIMESTAMP '{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
 
+def expire_older_than(
+    now: datetime, policy: MaintenancePolicy, snapshots: int, oldest_of_newest_allowed: datetime | None
+) -> datetime:
+    """The ``older_than`` of ``expire_snapshots``: the retention's start, or later when the table holds
+    more than ``policy.max_snapshots``: then the commit time of the oldest of the newest
+    ``max_snapshots`` (``oldest_of_newest_allowed``), so only those are kept."""
+    cutoff = now - policy.snapshot_retention
+    if snapshots > policy.max_snapshots and oldest_of_newest_allowed is not None:
+        return max(cutoff, oldest_of_newest_allowed)
+    return cutoff
+
+
+def _oldest_of_newest(spark: SparkSession, qualified: str, count: int) -> datetime | None:
+    micros = spark.sql(
+        f"SELECT unix_micros(min(committed_at)) AS t FROM "
+        f"(SELECT committed_at FROM {qualified}.snapshots ORDER BY committed_at DESC LIMIT {count})"
+    ).first().t
+    return None if micros is None else from_epoch_micros(micros)
+
+
 def maintain(spark: SparkSession, catalog: str, table: str, policy: MaintenancePolicy,
              now: datetime | None = None) -> MaintenanceReport:
     """Compact, expire and clean one table (``namespace.table`` inside ``catalog``)."""
@@ -87,9 +114,13 @@ def maintain(spark: SparkSession, catalog: str, table: str, policy: MaintenanceP
     ).first()
     spark.sql(f"CALL {catalog}.system.rewrite_manifests(table => '{table}')").collect()
     snapshots_before = spark.table(f"{qualified}.snapshots").count()
+    older_than = expire_older_than(
+        now, policy, snapshots_before,
+        _oldest_of_newest(spark, qualified, policy.max_snapshots) if snapshots_before > policy.max_snapshots else None,
+    )
     spark.sql(
         f"CALL {catalog}.system.expire_snapshots(table => '{table}', "
-        f"older_than => {_sql_timestamp(now - policy.snapshot_retention)}, "
+        f"older_than => {_sql_timestamp(older_than)}, "
         f"retain_last => {policy.retain_last_snapshots})"
     ).collect()
     orphans = spark.sql(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from lakehouse.maintenance import MaintenancePolicy, file_stats, maintain
+from lakehouse.maintenance import MaintenancePolicy, expire_older_than, file_stats, maintain
 from lakehouse.settings import Settings
 
 
@@ -26,3 +26,35 @@ def test_compaction_merges_small_files_and_keeps_every_row(spark, settings: Sett
     assert report.expired_snapshots >= 8
     assert sorted(spark.table(qualified).collect()) == rows_before
     assert file_stats(spark, qualified).data_files == 2
+
+
+def test_a_table_with_more_snapshots_than_allowed_keeps_only_the_newest(spark, settings: Settings) -> None:
+    table = f"{settings.catalog.namespace}.maintenance_many_snapshots"
+    qualified = f"{settings.catalog.name}.{table}"
+    spark.sql(f"DROP TABLE IF EXISTS {qualified}")
+    spark.sql(f"CREATE TABLE {qualified} (symbol string, n bigint) USING iceberg PARTITIONED BY (symbol)")
+    for batch in range(8):  # all of them younger than the retention
+        spark.sql(f"INSERT INTO {qualified} VALUES ('AAA', {batch})")
+    rows_before = sorted(spark.table(qualified).collect())
+
+    report = maintain(spark, settings.catalog.name, table, MaintenancePolicy(
+        snapshot_retention=timedelta(hours=6), retain_last_snapshots=1, max_snapshots=3))
+
+    # 8 appends, then compaction and the manifest rewrite commit one each: the newest 3 stay.
+    kept = spark.sql(f"SELECT operation FROM {qualified}.snapshots ORDER BY committed_at").collect()
+    assert [row.operation for row in kept] == ["append", "replace", "replace"]
+    assert report.expired_snapshots == 7
+    assert sorted(spark.table(qualified).collect()) == rows_before
+
+
+def test_the_snapshot_cap_only_ever_expires_more_than_the_retention_would() -> None:
+    now = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
+    policy = MaintenancePolicy(snapshot_retention=timedelta(hours=6), max_snapshots=3_600)
+    retention_start = now - timedelta(hours=6)
+    newest_allowed_from = now - timedelta(hours=1)
+    assert expire_older_than(now, policy, 21_600, newest_allowed_from) == newest_allowed_from
+    assert expire_older_than(now, policy, 3_600, None) == retention_start
+    # Few enough snapshots: the retention alone decides.
+    assert expire_older_than(now, policy, 3_600, newest_allowed_from) == retention_start
+    # Over the cap, but its newest 3,600 span more than the retention: still the retention.
+    assert expire_older_than(now, policy, 5_000, now - timedelta(hours=8)) == retention_start
