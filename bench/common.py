@@ -6,6 +6,8 @@ because on a shared 2-core machine the same code can measure 2x apart from one h
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import platform
 import statistics
@@ -17,9 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from lakehouse.catalog import load_table
 from lakehouse.local.kafka_broker import LocalKafkaBroker
 from lakehouse.local.processes import free_port
 from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
+from lakehouse.tables import TableDef
 
 KAFKA_JARS = PROJECT_ROOT / "jars" / "kafka"
 SPARK_JARS = PROJECT_ROOT / "jars" / "spark"
@@ -163,3 +167,32 @@ def publish_with_spark(spark, frame, bootstrap: str, topic: str) -> None:
      .option("kafka.batch.size", "1048576")
      .option("kafka.compression.type", "none")
      .save())
+
+
+def with_history(metadata: dict, count: int) -> dict:
+    """``metadata`` (a v2 table metadata file) with ``count`` snapshots of history before its first:
+    copies of the newest snapshot's entry, one second apart, each the parent of the next (none of
+    them an ancestor of the current snapshot, so a stream of the table never reads them)."""
+    snapshots = metadata["snapshots"]
+    first_ms = min(s["timestamp-ms"] for s in snapshots)
+    history, log = [], []
+    for index in range(count):
+        entry = copy.deepcopy(snapshots[-1])
+        entry["snapshot-id"] = 10**15 + index
+        entry["timestamp-ms"] = first_ms - (count - index) * 1000
+        entry.pop("parent-snapshot-id", None)
+        if history:
+            entry["parent-snapshot-id"] = history[-1]["snapshot-id"]
+        history.append(entry)
+        log.append({"snapshot-id": entry["snapshot-id"], "timestamp-ms": entry["timestamp-ms"]})
+    return {**metadata, "snapshots": history + snapshots, "snapshot-log": log + metadata["snapshot-log"]}
+
+
+def write_history_metadata(settings: Settings, table: TableDef, count: int) -> str:
+    """Beside ``table``'s current metadata file (local warehouse; at least one snapshot), a copy with
+    ``count`` snapshots of history (``with_history``): its path, for Iceberg's ``register_table``.
+    What a long day of commits leaves in the metadata, without committing them one by one."""
+    location = Path(load_table(settings, table).metadata_location.removeprefix("file:"))
+    history = location.with_name(location.name.replace(".metadata.json", "-history.metadata.json"))
+    history.write_text(json.dumps(with_history(json.loads(location.read_text()), count)))
+    return str(history)

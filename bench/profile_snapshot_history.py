@@ -14,8 +14,6 @@ grows). The ratio is the long history's median against the short one's.
 from __future__ import annotations
 
 import argparse
-import copy
-import json
 import sys
 import tempfile
 import time
@@ -24,29 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import describe_machine, lakehouse_settings, load, median
+from bench.common import describe_machine, lakehouse_settings, load, median, write_history_metadata
 from lakehouse.catalog import load_catalog, spark_table_name
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.tables import TRADES
 from lakehouse.trades import CLUSTERED_WRITE_OPTIONS
-
-
-def with_history(metadata: dict, count: int) -> dict:
-    """``metadata`` (a v2 table metadata file) with ``count`` snapshots of history before its first:
-    copies of the newest snapshot's entry, one second apart, each the parent of the next."""
-    snapshots = metadata["snapshots"]
-    first_ms = min(s["timestamp-ms"] for s in snapshots)
-    history, log = [], []
-    for index in range(count):
-        entry = copy.deepcopy(snapshots[-1])
-        entry["snapshot-id"] = 10**15 + index
-        entry["timestamp-ms"] = first_ms - (count - index) * 1000
-        entry.pop("parent-snapshot-id", None)
-        if history:
-            entry["parent-snapshot-id"] = history[-1]["snapshot-id"]
-        history.append(entry)
-        log.append({"snapshot-id": entry["snapshot-id"], "timestamp-ms": entry["timestamp-ms"]})
-    return {**metadata, "snapshots": history + snapshots, "snapshot-log": log + metadata["snapshot-log"]}
 
 
 def timed(action: Callable[[], object], repeats: int) -> float:
@@ -103,14 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(3):  # a few snapshots to start from, and a warm JVM
             append(short)()
         few = measure(short, f"{namespace}.{TRADES.name}")
-        location = catalog.load_table(f"{namespace}.{TRADES.name}").metadata_location.removeprefix("file:")
-        long_location = location.replace(".metadata.json", "-history.metadata.json")
-        Path(long_location).write_text(json.dumps(with_history(json.loads(Path(location).read_text()), args.history)))
+        long_location = write_history_metadata(settings, TRADES, args.history)
         spark.sql(f"CALL {settings.catalog.name}.system.register_table("
                   f"table => '{namespace}.trades_history', metadata_file => '{long_location}')")
         many = measure(f"{settings.catalog.name}.{namespace}.trades_history", f"{namespace}.trades_history")
         size_mib = Path(long_location).stat().st_size / 2**20
-        snapshots_few = len(json.loads(Path(location).read_text())["snapshots"])
+        snapshots_few = len(catalog.load_table(f"{namespace}.{TRADES.name}").metadata.snapshots)
         print(f"trades table with {snapshots_few} snapshots, and with {args.history:,} more of history "
               f"(metadata file {size_mib:.1f} MiB); median of {args.repeats}:")
         for what in few:
