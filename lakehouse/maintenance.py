@@ -5,7 +5,7 @@ stopping the streams: compaction commits a ``replace`` snapshot (which Iceberg's
 skips), and only snapshots older than the retention are expired, so a downstream stream (bars read
 the trades table) never loses a snapshot it has not read yet, unless the table holds more than
 ``max_snapshots``: every snapshot is a part of the table's metadata file, which each commit rewrites
-and each reader parses, so a 1-second trigger's 21,600 snapshots in 6 hours (17 MiB) made a
+and each reader parses, so a 1-second trigger's 21,600 snapshots in 6 hours (18 MiB) made a
 pyiceberg table load take 0.7 s and a Spark append twice as long (bench/NOTES.md, eleventh round).
 """
 
@@ -80,16 +80,11 @@ def _sql_timestamp(moment: datetime) -> str:
     return f"TIMESTAMP '{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
 
 
-def expire_older_than(
-    now: datetime, policy: MaintenancePolicy, snapshots: int, oldest_of_newest_allowed: datetime | None
-) -> datetime:
-    """The ``older_than`` of ``expire_snapshots``: the retention's start, or later when the table holds
-    more than ``policy.max_snapshots``: then the commit time of the oldest of the newest
-    ``max_snapshots`` (``oldest_of_newest_allowed``), so only those are kept."""
-    cutoff = now - policy.snapshot_retention
-    if snapshots > policy.max_snapshots and oldest_of_newest_allowed is not None:
-        return max(cutoff, oldest_of_newest_allowed)
-    return cutoff
+def expire_older_than(now: datetime, retention: timedelta, oldest_allowed: datetime | None) -> datetime:
+    """The ``older_than`` of ``expire_snapshots``: the retention's start, or ``oldest_allowed`` (the
+    commit time of the oldest of the newest ``max_snapshots``, for a table holding more) if later."""
+    cutoff = now - retention
+    return cutoff if oldest_allowed is None else max(cutoff, oldest_allowed)
 
 
 def _oldest_of_newest(spark: SparkSession, qualified: str, count: int) -> datetime | None:
@@ -114,10 +109,9 @@ def maintain(spark: SparkSession, catalog: str, table: str, policy: MaintenanceP
     ).first()
     spark.sql(f"CALL {catalog}.system.rewrite_manifests(table => '{table}')").collect()
     snapshots_before = spark.table(f"{qualified}.snapshots").count()
-    older_than = expire_older_than(
-        now, policy, snapshots_before,
-        _oldest_of_newest(spark, qualified, policy.max_snapshots) if snapshots_before > policy.max_snapshots else None,
-    )
+    over_the_cap = snapshots_before > policy.max_snapshots
+    oldest_allowed = _oldest_of_newest(spark, qualified, policy.max_snapshots) if over_the_cap else None
+    older_than = expire_older_than(now, policy.snapshot_retention, oldest_allowed)
     spark.sql(
         f"CALL {catalog}.system.expire_snapshots(table => '{table}', "
         f"older_than => {_sql_timestamp(older_than)}, "

@@ -49,12 +49,10 @@ def test_a_table_with_more_snapshots_than_allowed_keeps_only_the_newest(spark, s
 
 def test_the_snapshot_cap_only_ever_expires_more_than_the_retention_would() -> None:
     now = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
-    policy = MaintenancePolicy(snapshot_retention=timedelta(hours=6), max_snapshots=3_600)
-    retention_start = now - timedelta(hours=6)
-    newest_allowed_from = now - timedelta(hours=1)
-    assert expire_older_than(now, policy, 21_600, newest_allowed_from) == newest_allowed_from
-    assert expire_older_than(now, policy, 3_600, None) == retention_start
-    # Few enough snapshots: the retention alone decides.
-    assert expire_older_than(now, policy, 3_600, newest_allowed_from) == retention_start
-    # Over the cap, but its newest 3,600 span more than the retention: still the retention.
-    assert expire_older_than(now, policy, 5_000, now - timedelta(hours=8)) == retention_start
+    retention = timedelta(hours=6)
+    # Over the cap, its newest snapshots reach back one hour: everything before them goes.
+    assert expire_older_than(now, retention, now - timedelta(hours=1)) == now - timedelta(hours=1)
+    # Under the cap: the retention alone decides.
+    assert expire_older_than(now, retention, None) == now - retention
+    # Over the cap, but its newest snapshots span more than the retention: still the retention.
+    assert expire_older_than(now, retention, now - timedelta(hours=8)) == now - retention
