@@ -27,6 +27,7 @@ from jobs.rebuild_bars import open_days, rebuild_days
 from lakehouse import bars
 from lakehouse.catalog import spark_table_name
 from lakehouse.conditions import bar_eligible_column, is_bar_eligible
+from lakehouse.maintenance import MaintenancePolicy, maintain
 from lakehouse.settings import Settings, load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES, create_table_ddl
@@ -559,6 +560,51 @@ def test_windows_met_after_tracking_began_are_built_from_their_batches_alone(
     merged = [record.getMessage() for record in caplog.records if "bars merged" in record.getMessage()]
     assert len(merged) == 2 and all("(0 built from the table)" in message for message in merged), merged
     assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
+
+
+def test_a_bars_job_stopped_past_the_kept_history_fails_clearly_and_recovers_on_a_new_checkpoint_and_a_rebuild(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    # README: maintenance caps the snapshots kept. A bars job stopped for longer than that cannot
+    # resume where it was: a new checkpoint streams on from the oldest snapshot kept, and the
+    # trades of the expired snapshots reach their bars through rebuild_bars.
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_expired")
+    symbols = ("AAPL", "MSFT")
+
+    def minute_of_trades(minute: int, price: float) -> list[dict[str, Any]]:
+        return [trade(f"m{minute}{sym}", sym, T0 + timedelta(minutes=minute, seconds=5), price) for sym in symbols]
+
+    query = start(bars_spark, settings)
+    try:
+        for minute in (0, 1):
+            raw.append(minute_of_trades(minute, 10.0 + minute))
+            query.processAllAvailable()
+    finally:
+        query.stop()
+    for minute in (2, 3):  # committed while the job is stopped, then expired with all the rest
+        raw.append(minute_of_trades(minute, 20.0 + minute))
+    maintain(bars_spark, settings.catalog.name, f"{settings.catalog.namespace}.{TRADES.name}",
+             MaintenancePolicy(snapshot_retention=timedelta(hours=6), retain_last_snapshots=1, max_snapshots=1))
+
+    query = start(bars_spark, settings)
+    with pytest.raises(Exception, match="the snapshot was expired or removed"):
+        query.processAllAvailable()
+    query.stop()
+    fresh_checkpoint = settings.model_copy(update={"streaming": settings.streaming.model_copy(
+        update={"checkpoint_dir": f"{settings.streaming.checkpoint_dir}-new"})})
+    query = start(bars_spark, fresh_checkpoint)
+    try:
+        raw.append(minute_of_trades(4, 30.0))
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    streamed = stored_bars(bars_spark, settings)
+    rebuild_days(bars_spark, settings, [T0.date()])
+
+    expected = reference_bars(list(raw.stored.values()))
+    assert {key: bar for key, bar in streamed.items() if key[1] == epoch_us(T0) + 4 * MINUTE_US} == {
+        key: bar for key, bar in expected.items() if key[1] == epoch_us(T0) + 4 * MINUTE_US}
+    assert stored_bars(bars_spark, settings) == expected and len(expected) == 10  # 2 symbols x 5 minutes
 
 
 @pytest.fixture(autouse=True)
