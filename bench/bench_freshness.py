@@ -107,17 +107,17 @@ class LiveFeed:
             self.process.wait()
 
 
-def with_history(spark: SparkSession, settings: Settings, snapshots: int) -> None:
+def seed_history(spark: SparkSession, settings: Settings, snapshots: int) -> None:
     """Give the new trades table the metadata a long day of commits leaves: one trade (a day old,
     of a symbol the feed does not send) committed, then the table registered again with
     ``snapshots`` of history before that commit (``bench.common.write_history_metadata``)."""
     name = spark_table_name(settings, TRADES)
-    spark.sql(
-        f"INSERT INTO {name} (trade_id, source, symbol, price, volume, event_time, conditions, venue, "
-        "received_time, ingested_time, kafka_partition, kafka_offset, bar_eligible) VALUES ('history', "
-        f"'finnhub', '{HISTORY_SYMBOL}', 1.0, 1.0, current_timestamp() - INTERVAL 1 DAY, array(), NULL, "
-        "current_timestamp() - INTERVAL 1 DAY, current_timestamp() - INTERVAL 1 DAY, 0, 0, true)"
-    )
+    day_ago = "current_timestamp() - INTERVAL 1 DAY"
+    values = {"trade_id": "'history'", "source": "'finnhub'", "symbol": f"'{HISTORY_SYMBOL}'", "price": "1.0",
+              "volume": "1.0", "event_time": day_ago, "conditions": "array()", "venue": "NULL",
+              "received_time": day_ago, "ingested_time": day_ago, "kafka_partition": "0", "kafka_offset": "0",
+              "bar_eligible": "true"}
+    spark.sql(f"INSERT INTO {name} VALUES ({', '.join(values[column] for column in TRADES.column_names)})")
     metadata_file = write_history_metadata(settings, TRADES, snapshots)
     spark.sql(f"DROP TABLE {name}")  # the catalog entry only: Iceberg purges files only when asked
     spark.sql(f"CALL {settings.catalog.name}.system.register_table("
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         ensure_tables(spark, settings, (TRADES, QUARANTINE, BARS_1M, LATE_TRADES))
         print(describe_machine())
         if args.history:
-            with_history(spark, settings, args.history)
+            seed_history(spark, settings, args.history)
         bars_settings = with_streaming(settings, trigger_seconds=args.bars_trigger)
         queries = [in_own_pool(spark, "raw_trades", lambda: raw_trades.start(spark, settings))]
         if not args.raw_only:

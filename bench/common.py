@@ -169,7 +169,7 @@ def publish_with_spark(spark, frame, bootstrap: str, topic: str) -> None:
      .save())
 
 
-def with_history(metadata: dict, count: int) -> dict:
+def metadata_with_history(metadata: dict, count: int) -> dict:
     """``metadata`` (a v2 table metadata file) with ``count`` snapshots of history before its first:
     copies of the newest snapshot's entry, one second apart, each the parent of the next (none of
     them an ancestor of the current snapshot, so a stream of the table never reads them)."""
@@ -190,9 +190,9 @@ def with_history(metadata: dict, count: int) -> dict:
 
 def write_history_metadata(settings: Settings, table: TableDef, count: int) -> str:
     """Beside ``table``'s current metadata file (local warehouse; at least one snapshot), a copy with
-    ``count`` snapshots of history (``with_history``): its path, for Iceberg's ``register_table``.
+    ``count`` snapshots of history (``metadata_with_history``): its path, for Iceberg's ``register_table``.
     What a long day of commits leaves in the metadata, without committing them one by one."""
     location = Path(load_table(settings, table).metadata_location.removeprefix("file:"))
     history = location.with_name(location.name.replace(".metadata.json", "-history.metadata.json"))
-    history.write_text(json.dumps(with_history(json.loads(location.read_text()), count)))
+    history.write_text(json.dumps(metadata_with_history(json.loads(location.read_text()), count)))
     return str(history)

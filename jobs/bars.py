@@ -234,7 +234,7 @@ def merge_bars_sql(bars_table: str, changed_view: str, changed: Sequence[OpenBar
     admits no quote or backslash."""
     symbols = ", ".join(f"'{symbol}'" for symbol in sorted({bar.symbol for bar in changed}))
     earliest_us = min(bar.window_start_us for bar in changed)
-    day_us = 86_400 * 1_000_000
+    day_us = bars.INTERVAL_SECONDS["1d"] * 1_000_000
     return (
         f"MERGE INTO {bars_table} t USING {changed_view} s "
         "ON t.symbol = s.symbol AND t.window_start = s.window_start "

@@ -188,8 +188,8 @@ def test_steady_micro_batches_reuse_their_generated_code_and_stamp_one_ingest_ti
             publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in trades])
             query.processAllAvailable()
             compiled.append(generated_classes_compiled(spark))
-            ingested_by_batch.append({r["ingested_time"] for r in stored_rows(steady, symbols)
-                                      if r["trade_id"] in {t.trade_id for t in trades}})
+            ids = {t.trade_id for t in trades}
+            ingested_by_batch.append({r["ingested_time"] for r in stored_rows(steady, symbols) if r["trade_id"] in ids})
     finally:
         query.stop()
     finished = datetime.now(UTC)
