@@ -3,9 +3,10 @@
 One run: a fresh KRaft broker, a feed (``bench/feed/LiveTradeFeed.java``, its own JVM) sending
 ``--rate`` trades/s over ``--symbols`` symbols stamped with the wall clock (as ``finnhub_server
 --live`` does), and the raw-trades and bars
-queries in one Spark session as ``jobs.pipeline`` runs them. The main thread polls the catalog with
-pyiceberg (as a reader would) and notes when each trades snapshot and each bar value first became
-visible. Afterwards:
+queries in one Spark session as ``jobs.pipeline`` runs them. The main thread reads the catalog's pointer to each
+table's metadata file every ``--poll`` seconds, reloads the table with pyiceberg when a commit moves
+it (as a reader that follows the table would), and notes when each trades snapshot and each bar
+value first became visible. Afterwards:
 
 * trade delay = time its snapshot was first seen - its event time;
 * bar delay = time the window's final bar (final trade count) was first seen - the window's end,
@@ -58,13 +59,14 @@ from bench.common import (
     percentile,
     write_history_metadata,
 )
-from lakehouse.catalog import load_table, spark_table_name
+from lakehouse.catalog import load_catalog, spark_table_name, table_identifier
 from lakehouse.local.kafka_broker import ensure_topics
 from lakehouse.settings import Settings
 from lakehouse.spark import build_spark_session, ensure_tables, generated_classes_compiled
 from lakehouse.tables import BARS_1M, LATE_TRADES, QUARANTINE, TRADES
 
 if TYPE_CHECKING:
+    from pyiceberg.catalog.sql import SqlCatalog
     from pyspark.sql import SparkSession
 
 PIPELINE_NICENESS = 5
@@ -107,6 +109,36 @@ class LiveFeed:
             self.process.wait()
 
 
+class CommitWatch:
+    """A reader's view of one table that reloads it only when a commit moves the catalog's pointer
+    to its metadata file: one indexed row read per poll, instead of parsing the whole metadata file
+    (0.13 s at 3,600 snapshots, which 4 loads a second made half a core). ``table`` is the view,
+    loaded before ``moved`` reports the commit, so what it reports is readable."""
+
+    def __init__(self, catalog: SqlCatalog, identifier: str) -> None:
+        from sqlalchemy import text
+
+        namespace, name = identifier.rsplit(".", 1)
+        self.catalog, self.identifier = catalog, identifier
+        self._pointer = text(
+            "SELECT metadata_location FROM iceberg_tables "
+            "WHERE catalog_name = :catalog AND table_namespace = :namespace AND table_name = :name"
+        ).bindparams(catalog=catalog.name, namespace=namespace, name=name)
+        # Autocommit: an open read transaction would hold SQLite's shared lock between polls.
+        self._connection = catalog.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        self.table = catalog.load_table(identifier)
+
+    def moved(self) -> bool:
+        """True when the table has a new commit (``table`` is then reloaded)."""
+        if self._connection.execute(self._pointer).scalar_one() == self.table.metadata_location:
+            return False
+        self.table = self.catalog.load_table(self.identifier)
+        return True
+
+    def close(self) -> None:
+        self._connection.close()
+
+
 def seed_history(spark: SparkSession, settings: Settings, snapshots: int) -> None:
     """Give the new trades table the metadata a long day of commits leaves: one trade (a day old,
     of a symbol the feed does not send) committed, then the table registered again with
@@ -145,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lateness", type=float, default=10.0, help="allowed lateness of the bars job (s)")
     parser.add_argument("--raw-only", action="store_true",
                         help="run the raw-trades query alone (as on a driver of its own): trade figures only")
-    parser.add_argument("--poll", type=float, default=0.25, help="pyiceberg poll interval (s)")
+    parser.add_argument("--poll", type=float, default=0.05,
+                        help="seconds between reads of the catalog's metadata pointers (a table is "
+                        "reloaded with pyiceberg only when its pointer moves)")
     parser.add_argument("--warmup", type=float, default=300.0,
                         help="seconds at the start of the feed left out of the steady-state figures")
     parser.add_argument("--history", type=int, default=0,
@@ -186,7 +220,11 @@ def main(argv: list[str] | None = None) -> int:
         queries = [in_own_pool(spark, "raw_trades", lambda: raw_trades.start(spark, settings))]
         if not args.raw_only:
             queries.append(in_own_pool(spark, "bars", lambda: start_bars_query(spark, bars_settings)))
-        trades_table, bars_table = load_table(settings, TRADES), load_table(settings, BARS_1M)
+        catalog = load_catalog(settings)
+        trades_watch = CommitWatch(catalog, table_identifier(settings, TRADES))
+        bars_watch = CommitWatch(catalog, table_identifier(settings, BARS_1M))
+        stack.callback(trades_watch.close)
+        stack.callback(bars_watch.close)
         cpu_before = cpu_seconds(feed.process.pid), cpu_seconds(broker_pid)
         jvm_pid = int(spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid())
 
@@ -201,19 +239,22 @@ def main(argv: list[str] | None = None) -> int:
         snapshot_seen: dict[int, float] = {}
         bar_seen: dict[tuple[str, int], dict[int, float]] = {}
         loads: list[float] = []
-        last_bars_poll = 0.0
+        last_load_sample = 0.0
         settle = args.lateness + args.bars_trigger + args.raw_trigger + 10
         while time.time() < feed_start + args.seconds + settle:
             now = time.time()
             if at_steady is None and now >= steady_from:
                 at_steady = jvm_sample()
-            snapshot = trades_table.refresh().current_snapshot()
-            if snapshot is not None and snapshot.snapshot_id not in snapshot_seen:
-                snapshot_seen[snapshot.snapshot_id] = now
-            if now - last_bars_poll >= 1.0:
-                last_bars_poll = now
+            if trades_watch.moved():
+                seen_at = time.time()
+                # Every snapshot not seen yet is readable now (two commits can fall between polls).
+                for snapshot in trades_watch.table.metadata.snapshots:
+                    snapshot_seen.setdefault(snapshot.snapshot_id, seen_at)
+            if now - last_load_sample >= 1.0:
+                last_load_sample = now
                 loads.append(os.getloadavg()[0])
-                bars_now = [] if args.raw_only else bars_table.refresh().scan(
+            if not args.raw_only and bars_watch.moved():
+                bars_now = bars_watch.table.scan(
                     selected_fields=("symbol", "window_start", "trade_count")).to_arrow().to_pylist()
                 seen_at = time.time()
                 for bar in bars_now:
