@@ -248,3 +248,18 @@ def test_a_filter_over_thousands_of_symbols_selects_exactly_their_ranges(spark) 
     picked = rows.where(trades_in_ranges(ranges)).select("symbol", F.unix_millis("event_time").alias("ms")).collect()
     t0_ms = int(t0.timestamp() * 1000)
     assert sorted((r.symbol, r.ms - t0_ms) for r in picked) == [("S0000", 0), ("S4999", 999)]
+
+
+def test_copies_of_a_trade_in_one_batch_keep_the_copy_read_first_after_one_shuffle(spark) -> None:
+    from lakehouse.trades import TradeRows
+
+    columns = "trade_id string, symbol string, kafka_partition int, kafka_offset long"
+    copies = [("a", "AAA", 1, 7), ("a", "AAA", 0, 9), ("a", "AAA", 0, 3), ("b", "AAA", 2, 1),
+              ("b", "BBB", 0, 5), ("c", "BBB", 3, 2), ("c", "BBB", 3, 1)]  # "b" is two trades: two symbols
+    first = TradeRows().first_of_each_trade(spark.createDataFrame(copies, columns), partitions=2)
+
+    kept = sorted(tuple(row) for row in first.collect())
+    assert kept == [("a", "AAA", 0, 3), ("b", "AAA", 2, 1), ("b", "BBB", 0, 5), ("c", "BBB", 3, 1)]
+    plan = first._jdf.queryExecution().executedPlan().toString()  # adaptive: the final plan, then the initial
+    final_plan = plan.split("== Initial Plan ==")[0]
+    assert final_plan.count("Exchange hashpartitioning(symbol") == 1 and final_plan.count("Exchange") == 1, plan
