@@ -22,7 +22,7 @@ from lakehouse.catalog import (
 )
 from lakehouse.conditions import bar_eligible_column
 from lakehouse.settings import Settings, load_settings
-from lakehouse.tables import ALL_TABLES, TRADES, TableDef, create_table_ddl
+from lakehouse.tables import ALL_TABLES, TRADES, TableDef, create_table_ddl, missing_properties
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -196,14 +196,26 @@ def generated_classes_compiled(spark: SparkSession) -> int:
 
 
 def ensure_tables(spark: SparkSession, settings: Settings, tables: tuple[TableDef, ...] = ALL_TABLES) -> None:
-    """Create the namespace and tables that do not exist yet (idempotent), and bring a trades table
-    from before ``bar_eligible`` up to date."""
+    """Create the namespace and tables that do not exist yet (idempotent), and bring tables from
+    an earlier version up to date: properties added since, and a trades table's ``bar_eligible``."""
     spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {settings.catalog.name}.{settings.catalog.namespace}")
     for table in tables:
         name = spark_table_name(settings, table)
         spark.sql(create_table_ddl(table, name))
+        add_missing_properties(spark, table, name)
         if table is TRADES:
             add_bar_eligible(spark, name)
+
+
+def add_missing_properties(spark: SparkSession, table: TableDef, name: str) -> None:
+    """Set the properties ``table`` declares that the stored table lacks (one metadata commit, only
+    when some are missing)."""
+    current = {row.key: row.value for row in spark.sql(f"SHOW TBLPROPERTIES {name}").collect()}
+    missing = missing_properties(table, current)
+    if missing:
+        log.info("%s: setting properties it was created without: %s", name, missing)
+        assignments = ", ".join(f"'{key}'='{value}'" for key, value in missing.items())
+        spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({assignments})")
 
 
 def add_bar_eligible(spark: SparkSession, trades_table: str) -> None:

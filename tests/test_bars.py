@@ -30,7 +30,7 @@ from lakehouse.conditions import bar_eligible_column, is_bar_eligible
 from lakehouse.maintenance import MaintenancePolicy, maintain
 from lakehouse.settings import Settings, load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
-from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES, create_table_ddl
+from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES, create_table_ddl, missing_properties, table_properties
 from lakehouse.watermarks import BarsProgressLog
 
 LATENESS_SECONDS = 60
@@ -372,6 +372,37 @@ def test_a_trades_table_from_before_bar_eligible_gets_it_derived_for_stored_trad
     ensure_tables(bars_spark, settings, (TRADES,))  # the second time finds the column and changes nothing
     got = {r["trade_id"]: r["bar_eligible"] for r in bars_spark.table(name).collect()}
     assert got == {"ok": True, "odd": False}
+
+
+def test_a_table_created_before_a_property_gets_it_and_one_set_on_purpose_is_kept(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    settings = isolated(bars_base_settings, "trades_before_dictionary_size")
+    name = spark_table_name(settings, TRADES)
+    bars_spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {settings.catalog.name}.{settings.catalog.namespace}")
+    bars_spark.sql(create_table_ddl(replace(TRADES, properties={}), name))
+    bars_spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ('write.target-file-size-bytes'='1048576')")
+
+    def properties() -> dict[str, str]:
+        return {row.key: row.value for row in bars_spark.sql(f"SHOW TBLPROPERTIES {name}").collect()}
+
+    assert "write.parquet.dict-size-bytes" not in properties()
+    ensure_tables(bars_spark, settings, (TRADES,))
+    upgraded = properties()
+    assert upgraded["write.parquet.dict-size-bytes"] == TRADES.properties["write.parquet.dict-size-bytes"]
+    assert upgraded["write.target-file-size-bytes"] == "1048576"
+    metadata = bars_spark.sql(f"SELECT max(timestamp) FROM {name}.metadata_log_entries").first()[0]
+    ensure_tables(bars_spark, settings, (TRADES,))  # nothing missing: no commit
+    assert bars_spark.sql(f"SELECT max(timestamp) FROM {name}.metadata_log_entries").first()[0] == metadata
+
+
+def test_missing_properties_are_the_declared_ones_the_table_has_no_value_for() -> None:
+    declared = table_properties(TRADES)
+    assert missing_properties(TRADES, {}) == declared
+    assert missing_properties(TRADES, {key: "other" for key in declared}) == {}
+    assert missing_properties(TRADES, {"write.parquet.dict-size-bytes": "1"}) == {
+        key: value for key, value in declared.items() if key != "write.parquet.dict-size-bytes"
+    }
 
 
 @pytest.mark.parametrize("interval", ["5m", "1h", "1d"])
