@@ -2,11 +2,11 @@
 
 One run: a fresh KRaft broker, a feed (``bench/feed/LiveTradeFeed.java``, its own JVM) sending
 ``--rate`` trades/s over ``--symbols`` symbols stamped with the wall clock (as ``finnhub_server
---live`` does), and the raw-trades and bars
-queries in one Spark session as ``jobs.pipeline`` runs them. The main thread reads the catalog's pointer to each
-table's metadata file every ``--poll`` seconds, reloads the table with pyiceberg when a commit moves
-it (as a reader that follows the table would), and notes when each trades snapshot and each bar
-value first became visible. Afterwards:
+--live`` does), and the raw-trades and bars queries in one Spark session as ``jobs.pipeline`` runs
+them. The main thread reads the catalog's pointer to each table's metadata file every ``--poll``
+seconds, reloads the table with pyiceberg when a commit moves it (as a reader that follows the
+table would), and notes when each trades snapshot and each bar value first became visible.
+Afterwards:
 
 * trade delay = time its snapshot was first seen - its event time;
 * bar delay = time the window's final bar (final trade count) was first seen - the window's end,

@@ -82,9 +82,10 @@ TRADES = TableDef(
     # Parquet builds a dictionary for every column until it outgrows this size, and only then
     # writes the column plain. trade_id, the times and kafka_offset are nearly unique, so by
     # Iceberg's default (2 MiB) a raw batch's 20,000 trades per file were each hashed into a
-    # dictionary that was then thrown away. 32 KiB gives up on those columns after a few
-    # hundred values and still holds the few symbols, sources, prices and conditions. Same files,
-    # byte for byte; a 1M-trade append took 1.86 s instead of 2.8 s (bench/NOTES.md, twelfth round).
+    # dictionary that was then thrown away. 32 KiB gives up on those columns after a few hundred
+    # values and still holds symbols, sources, conditions and up to 4,096 distinct prices or
+    # volumes per row group. Same files, byte for byte; a 1M-trade append took 1.86 s instead of
+    # 2.8 s (bench/NOTES.md, twelfth round).
     properties={"write.parquet.dict-size-bytes": str(32 * 1024)},
 )
 
