@@ -357,14 +357,21 @@ def test_high_water_mark_is_capped_at_ingest_time_and_never_moves_back() -> None
     assert bars.watermark_from(T0, 60) == T0 - timedelta(minutes=1)
 
 
+def earlier_trades_table(spark: Any, base: Settings, label: str, **changes: Any) -> tuple[Settings, str]:
+    """A trades table as an earlier version created it (``changes`` to its TableDef), in a catalog
+    of its own: (its settings, its Spark name)."""
+    settings = isolated(base, f"trades_{label}")
+    name = spark_table_name(settings, TRADES)
+    spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {settings.catalog.name}.{settings.catalog.namespace}")
+    spark.sql(create_table_ddl(replace(TRADES, **changes), name))
+    return settings, name
+
+
 def test_a_trades_table_from_before_bar_eligible_gets_it_derived_for_stored_trades(
     bars_spark: Any, bars_base_settings: Settings
 ) -> None:
-    settings = isolated(bars_base_settings, "trades_before_bar_eligible")
-    name = spark_table_name(settings, TRADES)
-    bars_spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {settings.catalog.name}.{settings.catalog.namespace}")
     before = Schema(*(f for f in TRADES.schema.fields if f.name != "bar_eligible"))
-    bars_spark.sql(create_table_ddl(replace(TRADES, schema=before), name))
+    settings, name = earlier_trades_table(bars_spark, bars_base_settings, "before_bar_eligible", schema=before)
     rows = [trade("ok", "AAPL", T0, 100.0, conditions=["1"], offset=1),
             trade("odd", "AAPL", T0, 101.0, conditions=["1", "12"], offset=2)]
     trades_df(bars_spark, rows).drop("bar_eligible").writeTo(name).append()
@@ -377,10 +384,7 @@ def test_a_trades_table_from_before_bar_eligible_gets_it_derived_for_stored_trad
 def test_a_table_created_before_a_property_gets_it_and_one_set_on_purpose_is_kept(
     bars_spark: Any, bars_base_settings: Settings
 ) -> None:
-    settings = isolated(bars_base_settings, "trades_before_dictionary_size")
-    name = spark_table_name(settings, TRADES)
-    bars_spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {settings.catalog.name}.{settings.catalog.namespace}")
-    bars_spark.sql(create_table_ddl(replace(TRADES, properties={}), name))
+    settings, name = earlier_trades_table(bars_spark, bars_base_settings, "before_dictionary_size", properties={})
     bars_spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ('write.target-file-size-bytes'='1048576')")
 
     def properties() -> dict[str, str]:
