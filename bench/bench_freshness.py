@@ -188,7 +188,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from pyspark.sql import functions as F
 
-    from bench.bench_raw_trades import with_streaming
     from jobs import raw_trades
     from jobs.bars import start_bars_query
     from lakehouse.streaming import in_own_pool
@@ -216,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         print(describe_machine())
         if args.history:
             seed_history(spark, settings, args.history)
-        bars_settings = with_streaming(settings, trigger_seconds=args.bars_trigger)
+        bars_settings = settings.with_streaming(trigger_seconds=args.bars_trigger)
         queries = [in_own_pool(spark, "raw_trades", lambda: raw_trades.start(spark, settings))]
         if not args.raw_only:
             queries.append(in_own_pool(spark, "bars", lambda: start_bars_query(spark, bars_settings)))

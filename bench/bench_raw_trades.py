@@ -49,10 +49,6 @@ TARGET_TRADES_PER_S = 100_000
 STATED_CEILING_ROWS_PER_S = 290_000
 
 
-def with_streaming(settings: Settings, **changes) -> Settings:
-    return settings.model_copy(update={"streaming": settings.streaming.model_copy(update=changes)})
-
-
 def batch_figures(progress: list[dict], skip_first: int = 1) -> tuple[int, float, list[float]]:
     """(rows, seconds, per-batch rows/s) over the batches with data, the first ``skip_first`` left out."""
     batches = [p for p in progress if p["numInputRows"]]
@@ -103,7 +99,7 @@ def run_raw_job(spark, settings: Settings, run: str, stop_after_batches: int | N
     """Start the raw-trades job on a fresh table and checkpoint; return its progress reports."""
     from jobs import raw_trades
 
-    settings = with_streaming(settings, checkpoint_dir=f"{settings.streaming.checkpoint_dir}/{run}")
+    settings = settings.with_streaming(checkpoint_dir=f"{settings.streaming.checkpoint_dir}/{run}")
     fresh_tables(spark, settings)
     query = raw_trades.start(spark, settings)
     try:
@@ -157,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
         best = 0.0
         for run, size in enumerate(sizes):  # a size may repeat: each run has a checkpoint of its own
-            progress = run_raw_job(spark, with_streaming(settings, trigger_seconds=0.0,
+            progress = run_raw_job(spark, settings.with_streaming(trigger_seconds=0.0,
                                                          max_offsets_per_trigger=size), f"run-{run}-size-{size}")
             rows, seconds, per_batch = batch_figures(progress)
             stored = spark.table(spark_table_name(settings, TRADES)).count()
@@ -172,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             batch = int(rate * args.offered_trigger)
             progress = run_raw_job(
                 spark,
-                with_streaming(settings, trigger_seconds=args.offered_trigger, max_offsets_per_trigger=batch),
+                settings.with_streaming(trigger_seconds=args.offered_trigger, max_offsets_per_trigger=batch),
                 f"rate-{rate}", stop_after_batches=args.offered_batches,
             )
             batches = [p for p in progress if p["numInputRows"]][1:]

@@ -152,6 +152,10 @@ class Settings(_Section):
     def state_dir(self) -> Path:
         return self.path(self.local.state_dir)
 
+    def with_streaming(self, **changes: Any) -> Settings:
+        """These settings with ``changes`` to the streaming section (another checkpoint, trigger...)."""
+        return self.model_copy(update={"streaming": self.streaming.model_copy(update=changes)})
+
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
     """Turn ``LAKEHOUSE__KAFKA__PARTITIONS=8`` into ``{"kafka": {"partitions": "8"}}``.

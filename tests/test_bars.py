@@ -625,8 +625,7 @@ def test_a_bars_job_stopped_past_the_kept_history_fails_clearly_and_recovers_on_
     with pytest.raises(Exception, match="the snapshot was expired or removed"):
         query.processAllAvailable()
     query.stop()
-    fresh_checkpoint = settings.model_copy(update={"streaming": settings.streaming.model_copy(
-        update={"checkpoint_dir": f"{settings.streaming.checkpoint_dir}-new"})})
+    fresh_checkpoint = settings.with_streaming(checkpoint_dir=f"{settings.streaming.checkpoint_dir}-new")
     query = start(bars_spark, fresh_checkpoint)
     try:
         raw.append(minute_of_trades(4, 30.0))

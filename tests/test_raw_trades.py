@@ -151,9 +151,7 @@ def test_a_new_checkpoint_rereading_a_stored_topic_in_small_batches_stores_nothi
     query.stop()
     assert len(stored_rows(settings, ("REA", "REB"))) == len(trades)
 
-    rereading = first.model_copy(update={"streaming": first.streaming.model_copy(update={
-        "checkpoint_dir": str(lakehouse_dir / "reread-again"), "max_offsets_per_trigger": 60,
-    })})
+    rereading = first.with_streaming(checkpoint_dir=str(lakehouse_dir / "reread-again"), max_offsets_per_trigger=60)
     query = raw_trades.start(spark, rereading)
     query.processAllAvailable()
     batches = [p for p in query.recentProgress if p["numInputRows"]]
