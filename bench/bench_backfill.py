@@ -17,7 +17,7 @@ is timed once after them.
 The default day is 20M trades: about 850 trades/s averaged over the session across 50 symbols, a
 sixth of the 5,000/s of a busy open that the freshness benchmark offers. Spark pays ~0.8 s per query
 (planning, three stages) that DuckDB does not, so a small day (``--trades 5000000``) shows a larger
-ratio; bench/NOTES.md has both.
+ratio (docs/performance.md#the-backfill-rebuild_bars).
 
     .venv/bin/python -m bench.bench_backfill [--trades 20000000] [--repeats 3]
 """

@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd
 
+from bench.common import load
 from lakehouse.reading import Lakehouse
 from lakehouse.reading.synthetic import append_rows, create_tables, session_open, synthetic_minute_bars
 from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
@@ -96,6 +97,13 @@ def measure(settings: Settings, symbol: str, day: date, repeats: int) -> dict[st
     }
 
 
+def describe(when: str, figures: dict[str, float | int]) -> str:
+    """One ``label: figures`` line, the form ``bench.run_all`` turns into a table row."""
+    return (f"{when}: {figures['data_files']:,} data files; one symbol-day {figures['one_symbol_day_rows']:,} "
+            f"rows in {figures['one_symbol_day_s']:.3f} s, full scan {figures['full_scan_rows']:,} rows in "
+            f"{figures['full_scan_s']:.2f} s ({figures['ratio']}x)")
+
+
 COMPACT_SCRIPT = """
 import json, sys, time
 from lakehouse.settings import load_settings
@@ -120,7 +128,6 @@ def compact(environ: dict[str, str], settings: Settings) -> float:
                           cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1200, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"rewrite_data_files failed:\n{done.stderr[-4000:]}")
-    print(done.stdout)
     return float(done.stdout.rsplit("SECONDS", 1)[1].split()[0])
 
 
@@ -149,11 +156,15 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.days * args.commits_per_day} commits, {time.perf_counter() - started:.1f} s")
         target_symbol, target_day = symbols[len(symbols) // 2], days[len(days) // 2]
         results = {"before_compaction": measure(settings, target_symbol, target_day, args.repeats)}
-        print("before compaction:", results["before_compaction"])
+        print(describe("before compaction", results["before_compaction"]))
         if args.compact:
-            print(f"rewrite_data_files: {compact(environ, settings):.1f} s")
+            print(f"rewrite_data_files (Spark, one file per partition): {compact(environ, settings):.1f} s")
             results["after_compaction"] = measure(settings, target_symbol, target_day, args.repeats)
-            print("after compaction: ", results["after_compaction"])
+            print(describe("after compaction", results["after_compaction"]))
+        ratios = [f"{results[key]['ratio']}x {key.replace('_', ' ')}" for key in results]
+        ratio = min(results[key]["ratio"] for key in results)
+        print(f"ratio: full scan / one symbol-day = {', '.join(ratios)} "
+              f"(target >= 20x: {'met' if ratio >= 20 else 'not met'}) ({load()})")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))

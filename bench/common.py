@@ -91,7 +91,8 @@ def cpu_seconds(pid: int) -> float:
 def jit_compiler_seconds(jvm_pid: int) -> float:
     """CPU time a JVM's JIT compiler threads (C1, C2) have used so far. Spark's planner is a vast
     code base: on 2 cores the compilers take a third of a core or more for the first minutes of a
-    streaming job, which a steady-state figure must leave out (bench/NOTES.md, tenth round)."""
+    streaming job, which a steady-state figure must leave out
+    (docs/performance.md#code-generation-and-jit-warm-up)."""
     total = 0.0
     for task in Path(f"/proc/{jvm_pid}/task").iterdir():
         try:

@@ -1,15 +1,16 @@
 """``make bench``: run every benchmark (each in its own process) and rewrite BENCHMARKS.md.
 
-Each benchmark prints ``label: figures`` lines (one of them ``ratio: ...``); this file turns them
-into one table per benchmark, keeps the full output below it, and records the machine.
+Each benchmark prints ``label: figures`` lines, one of them ``ratio: ...`` (the result against its
+target) and one ``machine: ...``; this file turns them into a results-only report: the machine, the
+method, one summary row per benchmark, one short table per benchmark. Log lines and anything else a
+benchmark prints stay on the terminal. Why the code is as it is lives in docs/performance.md.
 
-    .venv/bin/python -m bench.run_all [--only raw_trades,freshness] [--quick]
+    .venv/bin/python -m bench.run_all [--only raw_trades,freshness] [--quick] [--output PATH]
 """
 
 from __future__ import annotations
 
 import argparse
-import re
 import subprocess
 import sys
 import time
@@ -22,8 +23,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import describe_machine
 from lakehouse.settings import PROJECT_ROOT
 
-NOISE = re.compile(r"^(\s+at |\d\d/\d\d/\d\d \d\d:\d\d:\d\d |Setting default log level|To adjust logging level|"
-                   r"WARNING: |SLF4J|Caused by|\s*$|\.\.\. \d+ more|Traceback|  |py4j\.|: java\.)")
+METHOD = (
+    "Each benchmark is a separate process that starts its own Kafka broker and throw-away catalog "
+    "and warehouse, and compares two things in the same run (the code against a baseline or an "
+    "engine's ceiling), so that the ratio holds even when the machine's speed does not. Spark runs "
+    "`local[2]` with the project's settings; streaming figures are taken in steady state, after a "
+    "warm-up that lets the JIT compile Spark. The machine is shared: the load average (1/5 min) "
+    "beside a figure says how busy it was, and at a load above 2 on 2 cores every Spark figure is "
+    "pessimistic. Re-run all with `make bench`, one with `.venv/bin/python -m bench.<module>`; "
+    "why the code is as it is: [docs/performance.md](docs/performance.md)."
+)
 
 
 @dataclass
@@ -62,55 +71,89 @@ BENCHMARKS = [
 ]
 
 
-def run(benchmark: Benchmark, quick: bool) -> tuple[str, float, int]:
+@dataclass
+class Result:
+    benchmark: Benchmark
+    output: str
+    seconds: float | None  # None: a run merged in whose duration was not recorded
+    exit_code: int
+    started: datetime
+
+
+def run(benchmark: Benchmark, quick: bool) -> Result:
     command = [sys.executable, "-m", benchmark.module, *benchmark.args, *(benchmark.quick_args if quick else [])]
     print(f"== {benchmark.name}: {' '.join(command[1:])}", flush=True)
-    started = time.monotonic()
+    started_at, started = datetime.now(UTC), time.monotonic()
     done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True)
-    output = "\n".join(line for line in (done.stdout + done.stderr).splitlines() if not NOISE.match(line))
-    if done.returncode:  # keep the error itself
-        output += "\n" + "\n".join(done.stderr.splitlines()[-25:]) + f"\n(exit status {done.returncode})"
-    print(output, flush=True)
-    return output, time.monotonic() - started, done.returncode
+    print(done.stdout, done.stderr[-4000:] if done.returncode else "", sep="\n", flush=True)
+    return Result(benchmark, done.stdout, time.monotonic() - started, done.returncode, started_at)
 
 
-def table(output: str) -> str:
-    rows = []
+LOG_LEVELS = {"TRACE", "DEBUG", "INFO", "WARN", "WARNING", "ERROR", "FATAL", "SLF4J", "Caused"}
+
+
+def figures(output: str) -> dict[str, str]:
+    """The ``label: figures`` lines of a benchmark's stdout, in order. A figure line starts with a
+    word and has figures after its colon; log lines (a level first, a Java class name, a timestamp)
+    and section headings (``steady state:``, nothing after the colon) do not match."""
+    found: dict[str, str] = {}
     for line in output.splitlines():
-        label, sep, figures = line.partition(": ")
-        if sep and len(label) <= 70 and not label.startswith(("Traceback", "  File")) and not label[:1].isdigit():
-            rows.append(f"| {label.strip()} | {figures.strip().replace('|', '/')} |")
-    return "\n".join(["| measured | figures |", "|---|---|", *rows]) if rows else "(no figures: see output)"
+        label, sep, value = line.partition(": ")
+        label, value = label.strip(), " ".join(value.split())
+        first_word = label.split(" ")[0]
+        if (sep and value and label[:1].isalpha() and len(label) <= 80
+                and first_word not in LOG_LEVELS and "." not in first_word and ":" not in first_word):
+            found[label] = value
+    return found
 
 
-def write_report(results: list[tuple[Benchmark, str, float, int]], quick: bool, path: Path) -> None:
+def section(result: Result, heading: str) -> list[str]:
+    rows = {label: value for label, value in figures(result.output).items() if label not in ("machine", "ratio")}
+    lines = [f"## {heading}", "", result.benchmark.what, ""]
+    if result.exit_code:
+        lines += [f"FAILED (exit status {result.exit_code}); run `python -m {result.benchmark.module}` to see why.", ""]
+    if rows:
+        lines += ["| measured | result |", "|---|---|",
+                  *(f"| {label} | {value.replace('|', '/')} |" for label, value in rows.items()), ""]
+    machine = figures(result.output).get("machine")
+    if machine:
+        lines += [f"Machine during this benchmark: {machine}.", ""]
+    return lines
+
+
+def render(results: list[Result], quick: bool, machine: str) -> str:
+    """BENCHMARKS.md: results only. A benchmark that ran more than once (``--only`` re-runs merged
+    by hand) gets one summary row and one table per run, each saying when it started."""
+    first = min(result.started for result in results)
+    runs = {result.benchmark.name: 0 for result in results}
     lines = [
         "# Benchmarks",
         "",
-        "Every figure below is re-run by `make bench` (or `.venv/bin/python -m bench.run_all`; one benchmark: "
-        "`.venv/bin/python -m bench.<module>`); this file is rewritten by that run. Each benchmark starts "
-        "its own broker / throw-away catalog and compares two things in the same run. Load averages are "
-        "printed next to the figures: the machine is shared, and at load > 2 on 2 cores every Spark "
-        "figure is pessimistic.",
+        f"Results of `make bench`, run {first:%Y-%m-%d %H:%M} UTC{' at quick sizes' if quick else ''}. "
+        "This file is written by `bench/run_all.py`; do not edit it by hand.",
         "",
-        f"Run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC{' (quick sizes)' if quick else ''}; {describe_machine()}",
+        f"Machine: {machine.removeprefix('machine: ')}.",
         "",
-        "| benchmark | target | result (the run's `ratio:` line) | re-run | status |",
+        METHOD,
+        "",
+        "| benchmark | target | result | started (UTC) | took |",
         "|---|---|---|---|---|",
     ]
-    for benchmark, output, seconds, code in results:
-        status = f"ran in {seconds:.0f} s" if code == 0 else f"FAILED (exit {code})"
-        ratio = next((line.removeprefix("ratio: ") for line in output.splitlines() if line.startswith("ratio: ")),
-                     "see below")
-        lines.append(f"| {benchmark.name} | {benchmark.target} | {ratio} | `python -m {benchmark.module}` | {status} |")
-    notes = PROJECT_ROOT / "bench" / "NOTES.md"
-    if notes.exists():
-        lines += ["", notes.read_text().strip()]
-    for benchmark, output, _, _ in results:
-        lines += ["", f"## {benchmark.name}", "", benchmark.what, "", f"Target: {benchmark.target}.", "",
-                  table(output), "", "<details><summary>full output</summary>", "", "```", output, "```", "",
-                  "</details>"]
-    path.write_text("\n".join(lines) + "\n")
+    headings = []
+    for result in results:
+        runs[result.benchmark.name] += 1
+        name = result.benchmark.name
+        heading = name if runs[name] == 1 else f"{name}, run of {result.started:%H:%M} UTC"
+        headings.append(heading)
+        ratio = figures(result.output).get("ratio", "no result")
+        took = ("not recorded" if result.seconds is None else f"{result.seconds:.0f} s") if result.exit_code == 0 \
+            else f"FAILED (exit {result.exit_code})"
+        lines.append(f"| [{heading}](#{heading.lower().replace(' ', '-').replace(',', '').replace(':', '')}) | "
+                     f"{result.benchmark.target} | {ratio.replace('|', '/')} | {result.started:%H:%M} | {took} |")
+    lines.append("")
+    for result, heading in zip(results, headings, strict=True):
+        lines += section(result, heading)
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,10 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "BENCHMARKS.md")
     args = parser.parse_args(argv)
     chosen = [b for b in BENCHMARKS if not args.only or b.name in args.only.split(",")]
-    results = [(b, *run(b, args.quick)) for b in chosen]
-    write_report(results, args.quick, args.output)
+    machine = describe_machine()
+    results = [run(b, args.quick) for b in chosen]
+    args.output.write_text(render(results, args.quick, machine))
     print(f"wrote {args.output}")
-    return max((code for *_, code in results), default=0)
+    return max((result.exit_code for result in results), default=0)
 
 
 if __name__ == "__main__":

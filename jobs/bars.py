@@ -68,7 +68,7 @@ class BarsBatchWriter:
     def __init__(self, spark: SparkSession, settings: Settings, checkpoint: str) -> None:
         # A session of the writer's own: its MERGE bounds the target itself (``merge_bars_sql``), so
         # Spark's runtime group filter (one more scan and join of the target) is pure cost here and
-        # is turned off in this session only; other jobs' upserts rely on it (bench/NOTES.md).
+        # is turned off in this session only; other jobs' upserts rely on it (docs/performance.md#the-bars-job).
         self.spark = spark.newSession()
         self.spark.conf.set(RUNTIME_GROUP_FILTER, "false")
         self.trades_table = spark_table_name(settings, TRADES)
@@ -203,7 +203,8 @@ class BarsBatchWriter:
         if not changed:
             return
         # The update time travels as data: as a literal (current_timestamp()) it would be inlined
-        # into the generated code, new classes to compile every batch (bench/NOTES.md, tenth round).
+        # into the generated code, new classes to compile every batch
+        # (docs/performance.md#code-generation-and-jit-warm-up).
         updated_us = to_epoch_micros(datetime.now(UTC))
         rows = session.createDataFrame(
             [(b.symbol, b.window_start_us, b.window_end_us, b.open, b.high, b.low, b.close, b.volume,

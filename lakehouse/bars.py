@@ -200,7 +200,7 @@ def batch_by_window(trades: DataFrame, seconds: int = BAR_SECONDS) -> DataFrame:
 
     Lateness is a property of the whole window (``window_is_late``), so the caller judges it on
     these rows: a per-batch watermark in the plan would be a literal in the code Spark generates,
-    new classes to compile every batch (bench/NOTES.md, tenth round)."""
+    new classes to compile every batch (docs/performance.md#code-generation-and-jit-warm-up)."""
     from pyspark.sql import functions as F
 
     return _per_window(_window_aggregates(trades, seconds, F.col("bar_eligible"), [

@@ -6,7 +6,8 @@ skips), and only snapshots older than the retention are expired, so a downstream
 the trades table) never loses a snapshot it has not read yet, unless the table holds more than
 ``max_snapshots``: every snapshot is a part of the table's metadata file, which each commit rewrites
 and each reader parses, so a 1-second trigger's 21,600 snapshots in 6 hours (18 MiB) made a
-pyiceberg table load take 0.7 s and a Spark append twice as long (bench/NOTES.md, eleventh round).
+pyiceberg table load take 0.7 s and a Spark append twice as long
+(docs/performance.md#snapshot-history).
 """
 
 from __future__ import annotations

@@ -118,9 +118,9 @@ class MessageParser:
     parsed once: a record ``from_json`` cannot parse at all (nothing but its corrupt-record column
     filled) is "not a JSON object"; one with a field of the wrong type gets that field's reason.
 
-    A streaming job builds one parser and calls it on every micro-batch: the expressions are built
-    here once: rebuilt per batch, they and ``lakehouse.trades.TradeRows`` cost 677 Py4J round trips,
-    0.4 s of driver time before any data moved (bench/NOTES.md, sixth round).
+    A streaming job builds one parser and calls it on every micro-batch, so the expressions are
+    built here once: rebuilt per batch, they and ``lakehouse.trades.TradeRows`` cost 677 Py4J round
+    trips, 0.4 s of driver time before any data moved (docs/performance.md#the-raw-trades-jobs-cost-model).
     """
 
     def __init__(self, model: type[BaseModel], extra_rules: list[tuple[Column, str]] | None = None) -> None:

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # Hadoop's local FileSystem, without libhadoop (never in Maven jars), sets each new file's permissions
 # by forking `chmod`: two forks per Iceberg data file (the file and its .crc). This one sets them
 # through java.nio. Measured on a raw-trades micro-batch of ~13k trades into 50 symbol partitions:
-# 2.27 s -> 1.64-1.73 s (bench/NOTES.md, seventh round).
+# 2.27 s -> 1.64-1.73 s (docs/performance.md#the-local-file-system).
 NIO_LOCAL_FILESYSTEM = "com.globalmentor.apache.hadoop.fs.BareLocalFileSystem"
 NIO_LOCAL_FILESYSTEM_JAR = "hadoop-bare-naked-local-fs-*.jar"
 # Streaming checkpoints go through Hadoop's FileContext API by default, whose local implementation
@@ -125,7 +125,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.default.parallelism": str(settings.streaming.shuffle_partitions),
         "spark.sql.adaptive.enabled": "true",
         # The jobs cache a micro-batch for a few passes and drop it: compressing the cache (dictionary
-        # statistics per column) cost more CPU than it saved (bench/NOTES.md, profile of the pipeline).
+        # statistics per column) costs more CPU than it saves (docs/performance.md#the-raw-trades-jobs-cost-model).
         "spark.sql.inMemoryColumnarStorage.compressed": "false",
         "spark.ui.showConsoleProgress": "false",
         # The generated-code cache (100 classes by default) held fewer than the pipeline's queries

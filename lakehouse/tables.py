@@ -85,7 +85,7 @@ TRADES = TableDef(
     # dictionary that was then thrown away. 32 KiB gives up on those columns after a few hundred
     # values and still holds symbols, sources, conditions and up to 4,096 distinct prices or
     # volumes per row group. Same files, byte for byte; a 1M-trade append took 1.86 s instead of
-    # 2.8 s (bench/NOTES.md, twelfth round).
+    # 2.8 s (docs/performance.md#parquet-settings-and-partitioning).
     properties={"write.parquet.dict-size-bytes": str(32 * 1024)},
 )
 

@@ -65,8 +65,9 @@ class TradeRows:
         """``trades`` with their ``ingested_time``, in the trades table's column order.
 
         The time comes from a one-row relation joined in, not a literal in the plan: Spark inlines
-        a timestamp literal into the code it generates, so a new time per micro-batch meant new
-        Java classes to compile and JIT-compile every batch (bench/NOTES.md, tenth round).
+        a timestamp literal into the code it generates, so a new time per micro-batch would mean
+        new Java classes to compile and JIT-compile every batch
+        (docs/performance.md#code-generation-and-jit-warm-up).
         """
         from pyspark.sql import functions as F
 

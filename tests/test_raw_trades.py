@@ -165,9 +165,9 @@ def test_a_new_checkpoint_rereading_a_stored_topic_in_small_batches_stores_nothi
 def test_steady_micro_batches_reuse_their_generated_code_and_stamp_one_ingest_time_each(
     spark, settings: Settings, kafka_broker, lakehouse_dir: Path,
 ):
-    """A batch shaped like the one before compiles no new code. The ingest time used to be a
-    literal in the plan, which Spark inlines into the code it generates: new classes to compile
-    and JIT-compile every batch, a third of a core of two (bench/NOTES.md, tenth round)."""
+    """A batch shaped like the one before compiles no new code. A per-batch literal in the plan
+    (such as the ingest time) is inlined into the code Spark generates: new classes to compile and
+    JIT-compile every batch (docs/performance.md#code-generation-and-jit-warm-up)."""
     from jobs import raw_trades
     from lakehouse.spark import generated_classes_compiled
 
