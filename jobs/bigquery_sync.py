@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lakehouse.bigquery import (
@@ -42,7 +43,7 @@ from lakehouse.bigquery import (
     validate_dataset_id,
     validate_project_id,
 )
-from lakehouse.catalog import load_catalog, table_identifier, warehouse_uri
+from lakehouse.catalog import jdbc_uri, load_catalog, table_identifier, warehouse_uri
 from lakehouse.logs import configure_logging
 from lakehouse.settings import Settings, SettingsError, load_settings
 from lakehouse.tables import ALL_TABLES, TableDef
@@ -56,6 +57,7 @@ log = logging.getLogger(JOB_NAME)
 
 REQUEST_TIMEOUT_S = 30.0  # one HTTP request
 RETRY_TIMEOUT_S = 120.0  # all retries of one call (transient 5xx, rate limits), with backoff
+SQLITE_JDBC = "jdbc:sqlite:"
 ATTEMPTS_PER_TABLE = 2  # a second look after losing a race (created or changed by someone else)
 
 
@@ -103,29 +105,69 @@ def bigquery_client(settings: Settings) -> bigquery.Client:
     return bigquery.Client(project=config.project, credentials=credentials, location=config.location)
 
 
+NO_CREDENTIALS = (
+    "no Google credentials: set GOOGLE_APPLICATION_CREDENTIALS or bigquery.credentials_file "
+    "(LAKEHOUSE__BIGQUERY__CREDENTIALS_FILE) to a service-account key file, or run "
+    "`gcloud auth application-default login`; bigquery.endpoint for an emulator"
+)
+
+
+def client_or_none(settings: Settings, dry_run: bool) -> bigquery.Client | None:
+    """The client, or None for a dry run on a machine without Google credentials: a dry run then
+    plans from the Iceberg catalog alone, as if BigQuery held neither the dataset nor any table.
+    A real run cannot go on without credentials and raises ``SettingsError`` saying what to set."""
+    from google.auth.exceptions import DefaultCredentialsError
+
+    # google.auth logs each place it looked; the one line below says what to set instead.
+    logging.getLogger("google.auth._default").setLevel(logging.ERROR)
+    try:
+        return bigquery_client(settings)
+    except (DefaultCredentialsError, FileNotFoundError) as error:
+        missing = f"{NO_CREDENTIALS} ({type(error).__name__})"
+        if not dry_run:
+            raise SettingsError(missing) from error
+        log.warning("%s; planning as if BigQuery held no dataset or table yet", missing)
+        return None
+
+
 def _retry():  # -> google.api_core.retry.Retry (imported lazily)
     from google.cloud.bigquery import DEFAULT_RETRY
 
     return DEFAULT_RETRY.with_timeout(RETRY_TIMEOUT_S)
 
 
-def current_metadata_uri(catalog: Catalog, settings: Settings, table: TableDef) -> str | None:
-    """The Iceberg table's current metadata file, or None if the table does not exist yet."""
+def missing_catalog_file(settings: Settings) -> Path | None:
+    """The embedded SQLite catalog's file if it does not exist yet (no job has run here), else None.
+    Opening it would create an empty catalog, or fail when its folder is missing too."""
+    uri = jdbc_uri(settings)
+    if uri.startswith(SQLITE_JDBC) and not Path(uri.removeprefix(SQLITE_JDBC)).exists():
+        return Path(uri.removeprefix(SQLITE_JDBC))
+    return None
+
+
+def current_metadata_uri(catalog: Catalog | None, settings: Settings, table: TableDef) -> str | None:
+    """The Iceberg table's current metadata file, or None if the table (or the catalog) does not
+    exist yet."""
     from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
+    if catalog is None:
+        return None
     try:
         return catalog.load_table(table_identifier(settings, table)).metadata_location
     except (NoSuchTableError, NoSuchNamespaceError):
         return None
 
 
-def ensure_dataset(client: bigquery.Client, settings: Settings, dry_run: bool) -> str:
-    """Create the dataset if it is missing; return what happened, for the report."""
+def ensure_dataset(client: bigquery.Client | None, settings: Settings, dry_run: bool) -> str:
+    """Create the dataset if it is missing; return what happened, for the report. Without a client
+    (a dry run without credentials) nothing is looked up."""
     from google.api_core.exceptions import Conflict, NotFound
     from google.cloud import bigquery
 
     config = settings.bigquery
     dataset_id = f"{config.project}.{config.dataset}"
+    if client is None:
+        return f"{dataset_id}: would create if missing (not looked up: no credentials)"
     try:
         dataset = client.get_dataset(dataset_id, retry=_retry(), timeout=REQUEST_TIMEOUT_S)
     except NotFound:
@@ -148,9 +190,11 @@ def ensure_dataset(client: bigquery.Client, settings: Settings, dry_run: bool) -
     return f"{dataset_id}: exists"
 
 
-def existing_table(client: bigquery.Client, table_id: str) -> ExistingTable | None:
+def existing_table(client: bigquery.Client | None, table_id: str) -> ExistingTable | None:
     from google.api_core.exceptions import NotFound
 
+    if client is None:  # a dry run without credentials plans as if the table were missing
+        return None
     try:
         table = client.get_table(table_id, retry=_retry(), timeout=REQUEST_TIMEOUT_S)
     except NotFound:
@@ -179,7 +223,7 @@ def apply(client: bigquery.Client, plan: TablePlan, desired: ExternalTable, exis
         )
 
 
-def sync_table(client: bigquery.Client, desired: ExternalTable, dry_run: bool) -> TablePlan:
+def sync_table(client: bigquery.Client | None, desired: ExternalTable, dry_run: bool) -> TablePlan:
     """Plan and (unless ``dry_run``) apply one table; a lost race is looked at once more."""
     from google.api_core.exceptions import Conflict, GoogleAPIError, PreconditionFailed
 
@@ -187,7 +231,7 @@ def sync_table(client: bigquery.Client, desired: ExternalTable, dry_run: bool) -
         try:
             existing = existing_table(client, desired.table_id)
             plan = plan_table(desired, existing)
-            if not dry_run:
+            if not dry_run and client is not None:
                 apply(client, plan, desired, existing)
             return plan
         except (Conflict, PreconditionFailed) as raced:
@@ -202,13 +246,14 @@ def sync_table(client: bigquery.Client, desired: ExternalTable, dry_run: bool) -
 
 def sync_once(
     settings: Settings,
-    client: bigquery.Client,
-    catalog: Catalog,
+    client: bigquery.Client | None,
+    catalog: Catalog | None,
     dry_run: bool = False,
     tables: Sequence[TableDef] = ALL_TABLES,
     connection_id: str | None = None,
 ) -> SyncReport:
-    """One pass over ``tables``: dataset first, then each table; never raises for one table's failure."""
+    """One pass over ``tables``: dataset first, then each table; never raises for one table's failure.
+    Without a ``catalog`` (none created yet) every table is skipped."""
     started = time.monotonic()
     config = settings.bigquery
     validate_project_id(config.project)
@@ -272,12 +317,15 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
         validate_project_id(settings.bigquery.project)
         validate_dataset_id(settings.bigquery.dataset)
+        client = client_or_none(settings, args.dry_run)
     except (SettingsError, ValueError) as error:
         log.error("%s", error)
         return 2
-    client = bigquery_client(settings)
 
     def sync() -> SyncReport:
+        if (missing := missing_catalog_file(settings)) is not None:
+            log.warning("no Iceberg catalog at %s yet (`make demo` or ./spark-submit.sh pipeline creates it)", missing)
+            return sync_once(settings, client, None, args.dry_run, connection_id=args.connection)
         return sync_once(settings, client, load_catalog(settings), args.dry_run, connection_id=args.connection)
 
     if args.interval is None:

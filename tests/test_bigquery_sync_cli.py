@@ -1,0 +1,75 @@
+"""``python -m jobs.bigquery_sync`` as a new user runs it, on a machine without Google credentials.
+
+The sync runs as its own process, against a real embedded catalog (pyiceberg on SQLite) with the
+lakehouse tables created and no way to find credentials: no key file variable, an empty gcloud
+configuration, and the Compute Engine metadata server pointed at a closed local port.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from lakehouse.reading.synthetic import create_tables
+from lakehouse.settings import PROJECT_ROOT, load_settings
+from lakehouse.tables import ALL_TABLES
+
+
+def without_google_credentials(state: Path) -> dict[str, str]:
+    environ = {key: value for key, value in os.environ.items()
+               if not key.startswith(("GOOGLE_", "CLOUDSDK_", "GCE_", "LAKEHOUSE"))}
+    closed = "127.0.0.1:9"  # the discard port: nothing listens there
+    environ.update({
+        "HOME": str(state), "CLOUDSDK_CONFIG": str(state / "gcloud"),
+        "GCE_METADATA_HOST": closed, "GCE_METADATA_IP": closed,
+        "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{state}/catalog.db",
+        "LAKEHOUSE__CATALOG__WAREHOUSE": str(state / "warehouse"),
+        "LAKEHOUSE__LOCAL__STATE_DIR": str(state),
+    })
+    return environ
+
+
+def run_sync(environ: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "jobs.bigquery_sync", *args], cwd=PROJECT_ROOT, env=environ,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_a_dry_run_without_credentials_plans_every_table_and_says_what_to_set_in_one_line(tmp_path: Path) -> None:
+    environ = without_google_credentials(tmp_path)
+    create_tables(load_settings(environ=environ))
+
+    done = run_sync(environ, "--dry-run")
+
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    advice = [line for line in done.stderr.splitlines() if "GOOGLE_APPLICATION_CREDENTIALS" in line]
+    assert len(advice) == 1 and "no Google credentials" in advice[0]
+    planned = [line for line in done.stdout.splitlines() if line.startswith("would create")]
+    assert len(planned) == len(ALL_TABLES), done.stdout
+
+
+def test_a_real_sync_without_credentials_stops_with_one_line_and_exit_status_2(tmp_path: Path) -> None:
+    environ = without_google_credentials(tmp_path)
+    create_tables(load_settings(environ=environ))
+
+    done = run_sync(environ)
+
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if "ERROR" in line] == [
+        line for line in done.stderr.splitlines() if "no Google credentials" in line
+    ] != []
+    assert done.stdout == ""
+
+
+def test_a_dry_run_before_any_job_ran_skips_every_table_instead_of_failing(tmp_path: Path) -> None:
+    environ = without_google_credentials(tmp_path / "fresh-clone")  # not even the state folder exists
+
+    done = run_sync(environ, "--dry-run")
+
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "no Iceberg catalog at" in done.stderr
+    assert sum(line.startswith("skipped") for line in done.stdout.splitlines()) == len(ALL_TABLES)
