@@ -263,3 +263,26 @@ class KafkaSink:
         except KafkaError as exc:  # closing must never mask the flush result
             log.warning("error while closing the Kafka producer: %s", exc)
         return delivered
+
+
+def broker_reachable(bootstrap_servers: str, wait_seconds: float, clock: Callable[[], float] = time.monotonic) -> bool:
+    """Whether any bootstrap server accepts a TCP connection within ``wait_seconds`` (tried again
+    with a short backoff, so a broker that is just starting counts). A producer checks this before
+    it starts, so that a wrong address or a broker never started is one clear line at start, not a
+    client retrying in the logs forever."""
+    import socket
+
+    deadline = clock() + wait_seconds
+    pause = 0.2
+    while True:
+        for server in bootstrap_servers.split(","):
+            host, _, port = server.strip().rpartition(":")
+            try:
+                with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout=1.0):
+                    return True
+            except (OSError, ValueError):
+                continue
+        if clock() + pause > deadline:
+            return False
+        time.sleep(pause)
+        pause = min(2.0, pause * 2)

@@ -10,15 +10,20 @@ import argparse
 import asyncio
 import logging
 import sys
+from urllib.parse import urlsplit
+
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from lakehouse.logs import configure_logging
 from lakehouse.settings import SettingsError, load_settings
 from producers.backoff import Backoff
 from producers.finnhub.client import FinnhubFeed, FinnhubTopics
-from producers.kafka_sink import KafkaSink, SinkConfig
+from producers.kafka_sink import KafkaSink, SinkConfig, broker_reachable
 from producers.lifecycle import on_stop_signals
 
 log = logging.getLogger("producers.finnhub")
+
+FINNHUB_HOST = "finnhub.io"  # the real service, which refuses a connection without a token
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--progress-interval", type=float, default=30.0, help="seconds between progress lines"
     )
+    parser.add_argument(
+        "--broker-wait", type=float, default=10.0, help="seconds to wait at start for a Kafka broker to answer"
+    )
     args = parser.parse_args(argv)
     configure_logging()
     try:
@@ -46,13 +54,25 @@ def main(argv: list[str] | None = None) -> int:
         else settings.finnhub.symbols
     )
     token = settings.finnhub.token.get_secret_value() if settings.finnhub.token else None
-    if token is None:
-        log.warning("no finnhub.token configured (LAKEHOUSE__FINNHUB__TOKEN); the real Finnhub will refuse")
-    sink = KafkaSink(
-        SinkConfig(bootstrap_servers=settings.kafka.bootstrap_servers, client_id="finnhub-producer")
-    )
+    url = args.url or settings.finnhub.url
+    host = urlsplit(url).hostname or ""
+    if token is None and (host == FINNHUB_HOST or host.endswith("." + FINNHUB_HOST)):
+        log.error("no Finnhub token: set LAKEHOUSE__FINNHUB__TOKEN (an API key from finnhub.io), "
+                  "or point --url / LAKEHOUSE__FINNHUB__URL at a local simulator")
+        return 2
+    bootstrap = settings.kafka.bootstrap_servers
+    missing_broker = (f"no Kafka broker answers at {bootstrap} (kafka.bootstrap_servers, "
+                      "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS); for the local one run `make kafka-start`")
+    if not broker_reachable(bootstrap, args.broker_wait):
+        log.error("%s", missing_broker)
+        return 2
+    try:
+        sink = KafkaSink(SinkConfig(bootstrap_servers=bootstrap, client_id="finnhub-producer"))
+    except (KafkaConnectionError, KafkaTimeoutError):
+        log.error("%s", missing_broker)
+        return 2
     feed = FinnhubFeed(
-        url=args.url or settings.finnhub.url,
+        url=url,
         token=token,
         symbols=symbols,
         sink=sink,

@@ -1,0 +1,38 @@
+"""``python -m producers.finnhub`` as a new user first runs it: what is missing is said first, in
+one line, and the producer exits non-zero instead of retrying. Each run is a real process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from lakehouse.local.processes import free_port
+from lakehouse.settings import PROJECT_ROOT
+
+
+def run_producer(overrides: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("LAKEHOUSE")}
+    environ.update(overrides)
+    return subprocess.run([sys.executable, "-m", "producers.finnhub", *args], cwd=PROJECT_ROOT, env=environ,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_without_a_token_for_the_real_finnhub_the_first_line_names_the_token_setting_and_it_exits_2() -> None:
+    done = run_producer({"LAKEHOUSE__FINNHUB__URL": "wss://ws.finnhub.io"})
+
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and "LAKEHOUSE__FINNHUB__TOKEN" in lines[0], done.stderr
+
+
+def test_without_a_broker_the_first_line_names_the_bootstrap_servers_and_it_exits_2() -> None:
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens there
+
+    done = run_producer({"LAKEHOUSE__FINNHUB__TOKEN": "any-token", "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": closed},
+                        "--broker-wait", "1")
+
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert closed in lines[0] and "make kafka-start" in lines[0]
