@@ -265,6 +265,13 @@ class KafkaSink:
         return delivered
 
 
+
+def no_broker_message(bootstrap_servers: str) -> str:
+    """The one line a producer logs when no broker answers at start: what it tried, and what to set."""
+    return (f"no Kafka broker answers at {bootstrap_servers} (kafka.bootstrap_servers, "
+            "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS); for the local one run `make kafka-start`")
+
+
 def broker_reachable(bootstrap_servers: str, wait_seconds: float, clock: Callable[[], float] = time.monotonic) -> bool:
     """Whether any bootstrap server accepts a TCP connection within ``wait_seconds`` (tried again
     with a short backoff, so a broker that is just starting counts). A producer checks this before

@@ -18,7 +18,7 @@ from lakehouse.logs import configure_logging
 from lakehouse.settings import SettingsError, load_settings
 from producers.backoff import Backoff
 from producers.finnhub.client import FinnhubFeed, FinnhubTopics
-from producers.kafka_sink import KafkaSink, SinkConfig, broker_reachable
+from producers.kafka_sink import KafkaSink, SinkConfig, broker_reachable, no_broker_message
 from producers.lifecycle import on_stop_signals
 
 log = logging.getLogger("producers.finnhub")
@@ -61,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                   "or point --url / LAKEHOUSE__FINNHUB__URL at a local simulator")
         return 2
     bootstrap = settings.kafka.bootstrap_servers
-    missing_broker = (f"no Kafka broker answers at {bootstrap} (kafka.bootstrap_servers, "
-                      "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS); for the local one run `make kafka-start`")
+    missing_broker = no_broker_message(bootstrap)
     if not broker_reachable(bootstrap, args.broker_wait):
         log.error("%s", missing_broker)
         return 2

@@ -12,10 +12,12 @@ import logging
 import sys
 from datetime import date
 
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+
 from lakehouse.logs import configure_logging
 from lakehouse.messages import BarInterval
 from lakehouse.settings import SettingsError, load_settings
-from producers.kafka_sink import KafkaSink, SinkConfig
+from producers.kafka_sink import KafkaSink, SinkConfig, broker_reachable, no_broker_message
 from producers.lifecycle import on_stop_signals
 
 log = logging.getLogger("producers.vnstock_feed")
@@ -52,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         help="client-side pace; vnstock's guest quota is 20/min",
     )
     parser.add_argument("--once", action="store_true", help="poll once and exit")
+    parser.add_argument(
+        "--broker-wait", type=float, default=10.0, help="seconds to wait at start for a Kafka broker to answer"
+    )
     args = parser.parse_args(argv)
     configure_logging()
     try:
@@ -59,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         intervals = tuple(BarInterval(i.strip()) for i in args.intervals.split(",") if i.strip())
     except (SettingsError, ValueError) as exc:
         print(exc, file=sys.stderr)
+        return 2
+    bootstrap = settings.kafka.bootstrap_servers
+    if not broker_reachable(bootstrap, args.broker_wait):
+        log.error("%s", no_broker_message(bootstrap))
         return 2
 
     # Imported here: importing vnstock takes seconds and must not slow down --help.
@@ -71,9 +80,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.symbols
         else settings.vnstock.symbols
     )
-    sink = KafkaSink(
-        SinkConfig(bootstrap_servers=settings.kafka.bootstrap_servers, client_id="vnstock-producer")
-    )
+    try:
+        sink = KafkaSink(SinkConfig(bootstrap_servers=bootstrap, client_id="vnstock-producer"))
+    except (KafkaConnectionError, KafkaTimeoutError):
+        log.error("%s", no_broker_message(bootstrap))
+        return 2
     poller = VnstockPoller(
         VnstockSource(settings.vnstock.base_url, RequestPacer(args.requests_per_minute)),
         sink,

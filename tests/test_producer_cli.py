@@ -1,4 +1,4 @@
-"""``python -m producers.finnhub`` as a new user first runs it: what is missing is said first, in
+"""The producers as a new user first runs them: what is missing is said first, in
 one line, and the producer exits non-zero instead of retrying. Each run is a real process."""
 
 from __future__ import annotations
@@ -36,3 +36,16 @@ def test_without_a_broker_the_first_line_names_the_bootstrap_servers_and_it_exit
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
     assert closed in lines[0] and "make kafka-start" in lines[0]
+
+
+def test_the_vnstock_producer_without_a_broker_says_so_in_one_line_and_exits_2() -> None:
+    closed = f"127.0.0.1:{free_port()}"
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("LAKEHOUSE")}
+    environ["LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS"] = closed
+
+    done = subprocess.run([sys.executable, "-m", "producers.vnstock_feed", "--broker-wait", "1"], cwd=PROJECT_ROOT,
+                          env=environ, capture_output=True, text=True, timeout=60, check=False)
+
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and closed in lines[0] and "make kafka-start" in lines[0], done.stderr
