@@ -20,6 +20,7 @@ from kafka import KafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import load
 from lakehouse.local.kafka_broker import LocalKafkaBroker, ensure_topics
 from lakehouse.local.processes import free_port
 from lakehouse.messages import Source, Trade, trade_id
@@ -98,7 +99,7 @@ def main() -> int:
     )
     print(f"KafkaSink (batched, gzip, idempotent): {sink:10,.0f} msg/s")
     print(f"naive flush-per-message:              {naive:10,.0f} msg/s")
-    print(f"ratio: {sink / naive:.1f}x")
+    print(f"ratio: {sink / naive:.1f}x (target >= 20x: {'met' if sink >= 20 * naive else 'not met'}) ({load()})")
     return 0
 
 
