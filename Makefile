@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 STAMP_PY := $(VENV)/.installed
 STAMP_SPARK_JARS := jars/spark/.resolved
 STAMP_KAFKA_JARS := jars/kafka/.resolved
+STAMP_REST_CATALOG_JARS := jars/rest-catalog/.resolved
 MVN := mvn -q -B
 
 .PHONY: setup jars demo test lint kafka-start kafka-stop stop bench jupyter clean
@@ -19,7 +20,7 @@ $(STAMP_PY): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	@touch $@
 
-jars: $(STAMP_SPARK_JARS) $(STAMP_KAFKA_JARS)
+jars: $(STAMP_SPARK_JARS) $(STAMP_KAFKA_JARS) $(STAMP_REST_CATALOG_JARS)
 
 $(STAMP_SPARK_JARS): jars/spark.pom.xml
 	rm -rf jars/spark
@@ -29,6 +30,11 @@ $(STAMP_SPARK_JARS): jars/spark.pom.xml
 $(STAMP_KAFKA_JARS): jars/kafka.pom.xml
 	rm -rf jars/kafka
 	$(MVN) -f jars/kafka.pom.xml dependency:copy-dependencies -DoutputDirectory=kafka -DincludeScope=runtime
+	@touch $@
+
+$(STAMP_REST_CATALOG_JARS): jars/rest-catalog.pom.xml
+	rm -rf jars/rest-catalog
+	$(MVN) -f jars/rest-catalog.pom.xml dependency:copy-dependencies -DoutputDirectory=rest-catalog -DincludeScope=runtime
 	@touch $@
 
 demo: setup

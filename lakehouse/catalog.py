@@ -7,7 +7,8 @@ each engine wants. Pure functions build the property maps; ``load_catalog`` is t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from lakehouse.settings import Settings
 from lakehouse.tables import TableDef
@@ -32,10 +33,13 @@ def sqlalchemy_uri(settings: Settings) -> str:
     if uri.startswith("jdbc:sqlite:"):
         return "sqlite:///" + uri[len("jdbc:sqlite:"):]
     if uri.startswith("jdbc:postgresql://"):
+        # user and password go into the URL's userinfo, percent-encoded (a password may hold @ : /).
         credentials = ""
         if settings.catalog.user:
-            password = settings.catalog.password.get_secret_value() if settings.catalog.password else ""
-            credentials = f"{settings.catalog.user}:{password}@" if password else f"{settings.catalog.user}@"
+            credentials = quote(settings.catalog.user, safe="")
+            if settings.catalog.password:
+                credentials += ":" + quote(settings.catalog.password.get_secret_value(), safe="")
+            credentials += "@"
         return "postgresql+psycopg2://" + credentials + uri[len("jdbc:postgresql://"):]
     raise ValueError(f"catalog.uri {uri!r} is not a JDBC URI pyiceberg can open")
 
@@ -111,10 +115,67 @@ def gcs_pyiceberg_properties(settings: Settings) -> dict[str, str]:
     return props
 
 
-def pyiceberg_properties(settings: Settings) -> dict[str, str]:
-    props = {"warehouse": warehouse_uri(settings)}
+# The Iceberg REST client properties Java's RESTCatalog and pyiceberg's RestCatalog spell alike.
+GOOGLE_USER_PROJECT_HEADER = "header.x-goog-user-project"
+ACCESS_DELEGATION_HEADER = "header.X-Iceberg-Access-Delegation"
+
+
+def rest_client_properties(settings: Settings) -> dict[str, str]:
+    """REST catalog client properties both engines read under the same names: the URI, OAuth2
+    (``credential``/``token``, ``oauth2-server-uri``, ``scope``) and the extra request headers.
+
+    The auth manager is chosen differently by each engine (``rest_java_auth_properties``,
+    ``rest_pyiceberg_auth_properties``).
+    """
+    catalog = settings.catalog
+    props = {"uri": catalog.uri}
+    if catalog.credential is not None:
+        props["credential"] = catalog.credential.get_secret_value()
+    if catalog.token is not None:
+        props["token"] = catalog.token.get_secret_value()
+    if catalog.oauth2_server_uri:
+        props["oauth2-server-uri"] = catalog.oauth2_server_uri
+    if catalog.scope:
+        props["scope"] = catalog.scope
+    if catalog.google_user_project:
+        props[GOOGLE_USER_PROJECT_HEADER] = catalog.google_user_project
+    if catalog.access_delegation:
+        props[ACCESS_DELEGATION_HEADER] = catalog.access_delegation
+    return props
+
+
+def rest_java_auth_properties(settings: Settings) -> dict[str, str]:
+    """Java Iceberg 1.10's ``rest.auth.type``: ``google`` is ``org.apache.iceberg.gcp.auth.GoogleAuthManager``
+    (in the Spark runtime jar), which signs each request with Google credentials (ADC unless
+    ``gcp.auth.credentials-path`` names a key file). Unset: Java's default (OAuth2 when a
+    credential or token is set, else none)."""
+    catalog = settings.catalog
+    props: dict[str, str] = {}
+    if catalog.rest_auth_type:
+        props["rest.auth.type"] = catalog.rest_auth_type
+    if catalog.rest_auth_type == "google" and catalog.google_credentials_file is not None:
+        props["gcp.auth.credentials-path"] = str(settings.path(catalog.google_credentials_file))
+    return props
+
+
+def rest_pyiceberg_auth_properties(settings: Settings) -> dict[str, Any]:
+    """pyiceberg 0.12 picks its auth manager from an ``auth`` mapping (``{"type": "google", "google":
+    {...}}``); without one it uses OAuth2 when a credential or token is set, as Java does."""
+    catalog = settings.catalog
+    if catalog.rest_auth_type == "google":
+        google: dict[str, str] = {}
+        if catalog.google_credentials_file is not None:
+            google["credentials_path"] = str(settings.path(catalog.google_credentials_file))
+        return {"auth": {"type": "google", "google": google}}
+    if catalog.rest_auth_type == "none":
+        return {"auth": {"type": "noop"}}
+    return {}
+
+
+def pyiceberg_properties(settings: Settings) -> dict[str, Any]:
+    props: dict[str, Any] = {"warehouse": warehouse_uri(settings)}
     if settings.catalog.type == "rest":
-        props.update(type="rest", uri=settings.catalog.uri)
+        props.update(type="rest", **rest_client_properties(settings), **rest_pyiceberg_auth_properties(settings))
     else:
         props.update(type="sql", uri=sqlalchemy_uri(settings))
     if is_gcs_warehouse(settings):

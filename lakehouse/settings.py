@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "conf" / "lakehouse.toml"
@@ -39,6 +39,10 @@ class LocalSettings(_Section):
     state_dir: Path = Path(".state")
     kafka_jars_dir: Path = Path("jars/kafka")
     spark_jars_dir: Path = Path("jars/spark")
+    rest_catalog_jars_dir: Path = Path("jars/rest-catalog")
+    # Local shared-catalog servers only (lakehouse.local.postgres, lakehouse.local.rest_catalog).
+    postgres_port: int = Field(default=15432, ge=1, le=65535)
+    rest_catalog_port: int = Field(default=18181, ge=1, le=65535)
 
 
 class KafkaSettings(_Section):
@@ -66,9 +70,22 @@ class KafkaSettings(_Section):
 class CatalogSettings(_Section):
     """The one Iceberg catalog that Spark (Java) and pyiceberg both open.
 
-    ``uri`` is a JDBC URI (what Java's JdbcCatalog takes); pyiceberg's SQLAlchemy URI is derived
-    from it. Embedded default: SQLite file under the state directory. On GCP: a Postgres JDBC URI
-    (or ``type = "rest"`` with the REST catalog's URL) and a ``gs://`` warehouse.
+    ``type = "jdbc"``: ``uri`` is a JDBC URI (what Java's JdbcCatalog takes; pyiceberg's SQLAlchemy
+    URI is derived from it), with ``user``/``password`` for Postgres. Embedded default: a SQLite file
+    under the state directory; shared: ``jdbc:postgresql://host:port/db`` (Cloud SQL on GCP).
+
+    ``type = "rest"``: ``uri`` is an Iceberg REST catalog's base URL (Apache Iceberg's server,
+    Polaris, Nessie, Lakekeeper, Unity, BigLake metastore). Authentication, as the server wants it:
+
+    * none (a local server on loopback);
+    * OAuth2: ``credential`` (``client_id:client_secret``, exchanged for tokens at
+      ``oauth2_server_uri`` with ``scope``) or a ready bearer ``token``;
+    * Google (BigLake metastore): ``rest_auth_type = "google"`` signs every request with Application
+      Default Credentials (or the key file ``google_credentials_file``), and ``google_user_project``
+      is the project billed for the requests (header ``x-goog-user-project``).
+
+    ``access_delegation`` asks the server for storage credentials scoped to each table
+    (``vended-credentials``), where the server supports it.
     """
 
     name: str = "lakehouse"
@@ -78,6 +95,14 @@ class CatalogSettings(_Section):
     namespace: str = "market"
     user: str | None = None
     password: SecretStr | None = None
+    credential: SecretStr | None = None
+    token: SecretStr | None = None
+    oauth2_server_uri: str | None = None
+    scope: str | None = None
+    rest_auth_type: Literal["none", "oauth2", "google"] | None = None
+    google_user_project: str | None = None
+    google_credentials_file: Path | None = None
+    access_delegation: Literal["vended-credentials", "remote-signing"] | None = None
 
     @field_validator("name", "namespace")
     @classmethod
@@ -92,6 +117,17 @@ class CatalogSettings(_Section):
         if not value.startswith(("jdbc:sqlite:", "jdbc:postgresql:", "http://", "https://")):
             raise ValueError(f"expected jdbc:sqlite:, jdbc:postgresql: or an http(s) REST URL, got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _uri_fits_type(self) -> CatalogSettings:
+        is_rest_url = self.uri.startswith(("http://", "https://"))
+        if self.type == "rest" and not is_rest_url:
+            raise ValueError(f"catalog.type 'rest' needs an http(s) URL as catalog.uri, got {self.uri!r}")
+        if self.type == "jdbc" and is_rest_url:
+            raise ValueError(f"catalog.uri {self.uri!r} is a REST URL: set catalog.type = 'rest'")
+        if self.rest_auth_type == "google" and self.type != "rest":
+            raise ValueError("catalog.rest_auth_type 'google' is for a REST catalog (catalog.type = 'rest')")
+        return self
 
 
 class GcsSettings(_Section):

@@ -17,6 +17,8 @@ from lakehouse.catalog import (
     is_gcs_warehouse,
     jdbc_uri,
     prepare_catalog,
+    rest_client_properties,
+    rest_java_auth_properties,
     spark_table_name,
     warehouse_uri,
 )
@@ -76,7 +78,9 @@ def catalog_conf(settings: Settings) -> dict[str, str]:
         f"{prefix}.cache-enabled": "false",
     }
     if settings.catalog.type == "rest":
-        conf.update({f"{prefix}.type": "rest", f"{prefix}.uri": settings.catalog.uri})
+        conf[f"{prefix}.type"] = "rest"
+        rest = {**rest_client_properties(settings), **rest_java_auth_properties(settings)}
+        conf.update({f"{prefix}.{key}": value for key, value in rest.items()})
     else:
         conf.update({f"{prefix}.type": "jdbc", f"{prefix}.uri": jdbc_uri(settings)})
         if jdbc_uri(settings).startswith("jdbc:sqlite:"):
@@ -128,6 +132,9 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # statistics per column) costs more CPU than it saves (docs/performance.md#the-raw-trades-jobs-cost-model).
         "spark.sql.inMemoryColumnarStorage.compressed": "false",
         "spark.ui.showConsoleProgress": "false",
+        # Spark hides the values of matching properties in its UI, logs and event logs: the catalog's
+        # password, OAuth2 credential and token (Spark's default regex has no "credential").
+        "spark.redaction.regex": "(?i)secret|password|token|credential|access[.]key",
         # The generated-code cache (100 classes by default) held fewer than the pipeline's queries
         # use in steady state, so classes were evicted, compiled again and JIT-compiled again.
         "spark.sql.codegen.cache.maxEntries": "500",
