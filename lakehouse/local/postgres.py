@@ -18,6 +18,7 @@ port ``local.postgres_port``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import logging
 import os
@@ -232,10 +233,8 @@ class LocalPostgres:
         """
         pid = read_pid(self.pid_file)
         if pid is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
             if not wait_until(lambda: not pid_alive(pid), timeout_seconds):
                 stop_pid(pid, 5)
             log.info("PostgreSQL (pid %s) stopped", pid)
