@@ -67,6 +67,9 @@ def local_filesystem_conf(jars: list[str]) -> dict[str, str]:
     }
 
 
+POSTGRES_RECONNECT_SQLSTATES = "57P01,57P02,57P03"
+
+
 def catalog_conf(settings: Settings) -> dict[str, str]:
     """Spark properties that register the lakehouse Iceberg catalog."""
     prefix = f"spark.sql.catalog.{settings.catalog.name}"
@@ -95,6 +98,12 @@ def catalog_conf(settings: Settings) -> dict[str, str]:
                 f"{prefix}.jdbc.journal_mode": "WAL",
                 f"{prefix}.jdbc.busy_timeout": "60000",
             })
+        if jdbc_uri(settings).startswith("jdbc:postgresql:"):
+            # A pooled connection outlives a database restart or failover (Cloud SQL maintenance) and
+            # then fails with SQLSTATE 57P01-57P03 (server shut down / crashed / not yet accepting),
+            # which Iceberg's pool does not count as a lost connection: listed here, the pool opens a
+            # new connection and retries instead of failing every later catalog call of the process.
+            conf[f"{prefix}.retryable_status_codes"] = POSTGRES_RECONNECT_SQLSTATES
         if settings.catalog.user:
             conf[f"{prefix}.jdbc.user"] = settings.catalog.user
         if settings.catalog.password:
