@@ -32,6 +32,7 @@ from tests.test_bars import late_trade_ids, reference_bars, stored_bars
 from tests.test_raw_trades import trade
 
 CATALOG_KINDS = ("postgres", "rest")
+BIGQUERY_PROJECT = "lakehouse-catalogs-test"
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +56,15 @@ def rest_catalog(
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def bigquery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real bqemulator, once for both catalog kinds (each syncs into a dataset of its own)."""
+    from lakehouse.local import bigquery_emulator
+
+    with bigquery_emulator.running(tmp_path_factory.mktemp("bigquery"), project=BIGQUERY_PROJECT) as emulator:
+        yield emulator
 
 
 def shared_settings(base: Settings, kind: str, request: pytest.FixtureRequest, state: Path) -> Settings:
@@ -211,12 +221,11 @@ def test_the_catalog_server_restarted_mid_stream_loses_and_duplicates_nothing(
 
 
 def test_rebuild_maintenance_and_the_bigquery_sync_run_through_the_catalog(
-    spark: Any, through: Settings, tmp_path_factory: pytest.TempPathFactory
+    spark: Any, through: Settings, bigquery: Any
 ) -> None:
     from jobs import bigquery_sync
     from jobs.rebuild_bars import rebuild_days
     from lakehouse.bigquery import Action, metadata_uri_in
-    from lakehouse.local import bigquery_emulator
 
     day = datetime.fromtimestamp(trade("X", 0).event_time_ms / 1000, UTC).date()
     before = stored_bars(spark, through)
@@ -231,16 +240,14 @@ def test_rebuild_maintenance_and_the_bigquery_sync_run_through_the_catalog(
     assert maintained.after.data_files < maintained.before.data_files
     assert spark.table(trades).count() == rows_before
 
-    project = "lakehouse-catalogs-test"
-    with bigquery_emulator.running(tmp_path_factory.mktemp("bigquery"), project=project) as emulator:
-        settings = through.model_copy(update={"bigquery": through.bigquery.model_copy(update={
-            "endpoint": emulator.endpoint, "project": project, "dataset": f"market_{through.catalog.type}",
-        })})
-        catalog = load_catalog(settings)
-        client = bigquery_sync.bigquery_client(settings)
-        first = bigquery_sync.sync_once(settings, client, catalog, tables=(TRADES, BARS_1M, LATE_TRADES))
-        assert first.ok and {plan.action for plan in first.tables} == {Action.CREATE}
-        for table in (TRADES, BARS_1M, LATE_TRADES):
-            fetched = client.get_table(f"{project}.{settings.bigquery.dataset}.{table.name}")
-            current = catalog.load_table(table_identifier(settings, table)).metadata_location
-            assert metadata_uri_in(fetched.description) == current
+    settings = through.model_copy(update={"bigquery": through.bigquery.model_copy(update={
+        "endpoint": bigquery.endpoint, "project": BIGQUERY_PROJECT, "dataset": f"market_{through.catalog.type}",
+    })})
+    catalog = load_catalog(settings)
+    client = bigquery_sync.bigquery_client(settings)
+    first = bigquery_sync.sync_once(settings, client, catalog, tables=(TRADES, BARS_1M, LATE_TRADES))
+    assert first.ok and {plan.action for plan in first.tables} == {Action.CREATE}
+    for table in (TRADES, BARS_1M, LATE_TRADES):
+        fetched = client.get_table(f"{BIGQUERY_PROJECT}.{settings.bigquery.dataset}.{table.name}")
+        current = catalog.load_table(table_identifier(settings, table)).metadata_location
+        assert metadata_uri_in(fetched.description) == current
