@@ -33,6 +33,8 @@ from tests.test_raw_trades import trade
 
 CATALOG_KINDS = ("postgres", "rest")
 BIGQUERY_PROJECT = "lakehouse-catalogs-test"
+# What the job's error says when the catalog server is down (by catalog.type).
+CATALOG_DOWN_CLUES = {"jdbc": "PSQLException", "rest": "Connection refused"}
 
 
 @pytest.fixture(scope="session")
@@ -184,12 +186,12 @@ def test_the_catalog_server_restarted_mid_stream_loses_and_duplicates_nothing(
     kind = through.catalog.type
     symbols = (f"R{kind.upper()}A", f"R{kind.upper()}B", f"R{kind.upper()}C")
     topic = new_topic(kafka_broker.bootstrap_servers, f"catalogs.{kind}.restart", partitions=2)
-    sent = [trade(symbol, n) for n in range(1500) for symbol in symbols]
+    sent = [trade(symbol, n) for n in range(1000) for symbol in symbols]
     settings = through.model_copy(update={
         "kafka": through.kafka.model_copy(update={"trades_topic": topic}),
-    }).with_streaming(trigger_seconds=0, max_offsets_per_trigger=300,
+    }).with_streaming(trigger_seconds=0, max_offsets_per_trigger=500,
                       checkpoint_dir=f"{through.streaming.checkpoint_dir}/restart")
-    acknowledged = publish(kafka_broker.bootstrap_servers, topic, messages(sent[:2400]))
+    acknowledged = publish(kafka_broker.bootstrap_servers, topic, messages(sent[:2000]))
 
     query = raw_trades.start(spark, settings)
     failures: list[str] = []
@@ -200,7 +202,7 @@ def test_the_catalog_server_restarted_mid_stream_loses_and_duplicates_nothing(
             assert time.monotonic() < deadline, "no micro-batch within 120 s"
             time.sleep(0.2)
         restart_catalog_server(kind, request, down_seconds=3)
-        acknowledged += publish(kafka_broker.bootstrap_servers, topic, messages(sent[2400:]))
+        acknowledged += publish(kafka_broker.bootstrap_servers, topic, messages(sent[2000:]))
         deadline = time.monotonic() + 240
         while len(stored_trades(settings, symbols)) < len(sent):
             assert time.monotonic() < deadline, f"not all stored within 240 s; failures: {failures}"
@@ -216,6 +218,8 @@ def test_the_catalog_server_restarted_mid_stream_loses_and_duplicates_nothing(
     print(f"\n[{kind}] catalog restarted mid-stream: sent {len(sent)}, acknowledged {acknowledged}, "
           f"stored {len(ids)}, distinct {len(set(ids))}; query failures: {failures or 'none (it retried)'}")
     assert acknowledged == len(sent)
+    # A failure, if the job had one, names the catalog server it lost.
+    assert all(CATALOG_DOWN_CLUES[kind] in failure for failure in failures), failures
     assert len(ids) == len(set(ids)), "a trade was stored twice"
     assert set(ids) == {t.trade_id for t in sent}, "a trade was lost"
 
