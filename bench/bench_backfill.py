@@ -54,7 +54,8 @@ def duckdb_bars_sql(files: list[str], out: str) -> str:
              arg_max(price, (event_time, kafka_partition, kafka_offset, trade_id)) AS close,
              sum(volume) AS volume, count(*) AS trade_count,
              CASE WHEN sum(volume) != 0 THEN sum(price * volume) / sum(volume) END AS vwap,
-             now() AS updated_time
+             now() AS updated_time,
+             max(event_time) AS last_event_time
       FROM read_parquet([{listing}])
       WHERE bar_eligible
       GROUP BY ALL

@@ -208,9 +208,9 @@ class BarsBatchWriter:
         updated_us = to_epoch_micros(datetime.now(UTC))
         rows = session.createDataFrame(
             [(b.symbol, b.window_start_us, b.window_end_us, b.open, b.high, b.low, b.close, b.volume,
-              b.trade_count, b.vwap, updated_us) for b in changed],
+              b.trade_count, b.vwap, updated_us, b.close_key // bars.ORDER_KEY_EVENT_SCALE) for b in changed],
             "symbol string, start_us bigint, end_us bigint, open double, high double, low double, "
-            "close double, volume double, trade_count bigint, vwap double, updated_us bigint",
+            "close double, volume double, trade_count bigint, vwap double, updated_us bigint, last_event_us bigint",
         )
         view = f"bars_changed_batch_{batch_id}"
         rows.select(
@@ -219,6 +219,7 @@ class BarsBatchWriter:
             F.timestamp_micros("end_us").alias("window_end"),
             "open", "high", "low", "close", "volume", "trade_count", "vwap",
             F.timestamp_micros("updated_us").alias("updated_time"),
+            F.timestamp_micros("last_event_us").alias("last_event_time"),
         ).select(*BARS_1M.column_names).createOrReplaceTempView(view)
         session.sql(merge_bars_sql(self.bars_table, view, changed))
         session.catalog.dropTempView(view)

@@ -34,6 +34,8 @@ INTERVAL_SECONDS: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800
 
 _PARTITION_DIGITS = 5  # Kafka partitions per topic stay far below 100,000
 _OFFSET_DIGITS = 16  # offsets below 10**16: three centuries at a million messages/s into one partition
+# An exact order key divided by this (integer division) is its trade's event time in epoch micros.
+ORDER_KEY_EVENT_SCALE = 10 ** (_PARTITION_DIGITS + _OFFSET_DIGITS)
 
 
 def exact_order_key(event_us: Column, partition: Column, offset: Column) -> Column:
@@ -109,8 +111,18 @@ def bars_from_trades(
         .withColumn("window_end", _window_end(seconds))
         .withColumn("vwap", F.when(F.col("volume") != 0, F.col("notional") / F.col("volume")))
         .withColumn("updated_time", updated_time if updated_time is not None else F.current_timestamp())
+        .withColumn("last_event_time", last_event_time_column(F.col("close_key")))
         .select(*BARS_1M.column_names)
     )
+
+
+def last_event_time_column(close_key: Column) -> Column:
+    """The event time of the trade behind ``close_key`` (an ``exact_order_key``): the close is the
+    newest trade by event time, so this is the newest event time folded into the bar, at no
+    per-trade cost."""
+    from pyspark.sql import functions as F
+
+    return F.timestamp_micros(F.floor(close_key / _pow10(_PARTITION_DIGITS + _OFFSET_DIGITS)).cast("bigint"))
 
 
 def _window_aggregates(
@@ -283,7 +295,7 @@ def rollup_bars(bars_1m: DataFrame, interval: str) -> DataFrame:
 
     open = the first 1-minute bar's open, close = the last's close, high = max, low = min, volume
     and trade_count = sums, vwap = volume-weighted mean of the 1-minute VWAPs (null when volume is 0),
-    updated_time = the newest 1-minute bar's. Windows are epoch-aligned in UTC: a 1-day bar is a
+    updated_time and last_event_time = the newest 1-minute bar's. Windows are epoch-aligned in UTC: a 1-day bar is a
     UTC calendar day, which holds the whole regular session of both US (13:30-20:00 UTC) and
     Vietnamese (02:00-08:00 UTC) markets.
     """
@@ -308,6 +320,7 @@ def rollup_bars(bars_1m: DataFrame, interval: str) -> DataFrame:
             F.sum("trade_count").alias("trade_count"),
             F.when(volume != 0, F.sum(F.col("vwap") * F.col("volume")) / volume).alias("vwap"),
             F.max("updated_time").alias("updated_time"),
+            F.max("last_event_time").alias("last_event_time"),
         )
         .withColumnRenamed("bucket_start", "window_start")
         .withColumn("window_end", _window_end(seconds))

@@ -24,7 +24,15 @@ from lakehouse.catalog import (
 )
 from lakehouse.conditions import bar_eligible_column
 from lakehouse.settings import Settings, load_settings
-from lakehouse.tables import ALL_TABLES, TRADES, TableDef, create_table_ddl, missing_properties
+from lakehouse.tables import (
+    ALL_TABLES,
+    TRADES,
+    TableDef,
+    create_table_ddl,
+    missing_optional_columns,
+    missing_properties,
+    spark_column_type,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -213,12 +221,14 @@ def generated_classes_compiled(spark: SparkSession) -> int:
 
 def ensure_tables(spark: SparkSession, settings: Settings, tables: tuple[TableDef, ...] = ALL_TABLES) -> None:
     """Create the namespace and tables that do not exist yet (idempotent), and bring tables from
-    an earlier version up to date: properties added since, and a trades table's ``bar_eligible``."""
+    an earlier version up to date: properties and optional columns added since (bars_1m's
+    ``last_event_time``), and a trades table's ``bar_eligible``."""
     spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {settings.catalog.name}.{settings.catalog.namespace}")
     for table in tables:
         name = spark_table_name(settings, table)
         spark.sql(create_table_ddl(table, name))
         add_missing_properties(spark, table, name)
+        add_missing_columns(spark, table, name)
         if table is TRADES:
             add_bar_eligible(spark, name)
 
@@ -232,6 +242,16 @@ def add_missing_properties(spark: SparkSession, table: TableDef, name: str) -> N
         log.info("%s: setting properties it was created without: %s", name, missing)
         assignments = ", ".join(f"'{key}'='{value}'" for key, value in missing.items())
         spark.sql(f"ALTER TABLE {name} SET TBLPROPERTIES ({assignments})")
+
+
+def add_missing_columns(spark: SparkSession, table: TableDef, name: str) -> None:
+    """Add the optional columns ``table`` declares that the stored table lacks (metadata only: the
+    rows already written read them as null, which readers of that column must allow for)."""
+    missing = missing_optional_columns(table, spark.table(name).columns)
+    for column in missing:
+        log.info("%s: adding column %s, which it was created without", name, column)
+        doc = table.schema.find_field(column).doc.replace("'", "")
+        spark.sql(f"ALTER TABLE {name} ADD COLUMN {column} {spark_column_type(table, column)} COMMENT '{doc}'")
 
 
 def add_bar_eligible(spark: SparkSession, trades_table: str) -> None:

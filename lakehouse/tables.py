@@ -7,7 +7,7 @@ tests all agree on one definition. All timestamps are UTC (``timestamptz``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pyiceberg.schema import Schema
@@ -104,6 +104,9 @@ BARS_1M = TableDef(
         ("trade_count", LongType(), True, "number of eligible trades"),
         ("vwap", DoubleType(), False, "volume-weighted average price; null when volume is 0"),
         ("updated_time", TimestamptzType(), True, "when this bar was last (re)computed (UTC)"),
+        ("last_event_time", TimestamptzType(), False,
+         "event time of the newest trade folded into the bar (UTC): the bar's age is now minus this; "
+         "null in bars written before the column existed"),
     ),
     partition_by=("symbol", "days(window_start)"),
     key=("symbol", "window_start"),
@@ -206,6 +209,18 @@ def missing_properties(table: TableDef, current: Mapping[str, str]) -> dict[str,
     """The properties of ``table`` that a table created before them lacks. A property set to
     another value on purpose (``ALTER TABLE ... SET TBLPROPERTIES``) is kept."""
     return {key: value for key, value in table_properties(table).items() if key not in current}
+
+
+def spark_column_type(table: TableDef, column: str) -> str:
+    """The Spark SQL type of one of ``table``'s columns (for ``ALTER TABLE ... ADD COLUMN``)."""
+    return _spark_type(table.schema.find_field(column).field_type)
+
+
+def missing_optional_columns(table: TableDef, stored: Sequence[str]) -> list[str]:
+    """The optional columns of ``table`` that a table created before them lacks, in schema order.
+    Adding one is a metadata-only change: rows written before read it as null."""
+    present = set(stored)
+    return [f.name for f in table.schema.fields if not f.required and f.name not in present]
 
 
 def create_table_ddl(table: TableDef, qualified_name: str) -> str:

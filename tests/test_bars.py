@@ -168,7 +168,8 @@ def reference_bars(trades: list[dict[str, Any]]) -> dict[tuple[str, int], tuple]
                max(price) AS high, min(price) AS low,
                last(price ORDER BY event_us, partition, "offset", trade_id) AS close,
                sum(volume) AS volume, count(*) AS trade_count,
-               CASE WHEN sum(volume) <> 0 THEN sum(price * volume) / sum(volume) END AS vwap
+               CASE WHEN sum(volume) <> 0 THEN sum(price * volume) / sum(volume) END AS vwap,
+               max(event_us) AS last_event_us
         FROM eligible GROUP BY ALL
         """
     ).fetchall()
@@ -184,6 +185,7 @@ def stored_bars(spark: Any, settings: Settings) -> dict[tuple[str, int], tuple]:
             "symbol", F.unix_micros("window_start").alias("start_us"),
             (F.unix_micros("window_end") - F.unix_micros("window_start")).alias("length_us"),
             "open", "high", "low", "close", "volume", "trade_count", "vwap",
+            F.unix_micros("last_event_time").alias("last_event_us"),
         )
         .collect()
     )
@@ -397,6 +399,26 @@ def test_a_table_created_before_a_property_gets_it_and_one_set_on_purpose_is_kep
     assert upgraded["write.target-file-size-bytes"] == "1048576"
     metadata = bars_spark.sql(f"SELECT max(timestamp) FROM {name}.metadata_log_entries").first()[0]
     ensure_tables(bars_spark, settings, (TRADES,))  # nothing missing: no commit
+    assert bars_spark.sql(f"SELECT max(timestamp) FROM {name}.metadata_log_entries").first()[0] == metadata
+
+
+def test_a_bars_table_from_before_last_event_time_gets_the_column_and_keeps_its_bars(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    settings = isolated(bars_base_settings, "before_last_event_time")
+    name = spark_table_name(settings, BARS_1M)
+    before = Schema(*(f for f in BARS_1M.schema.fields if f.name != "last_event_time"))
+    bars_spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {settings.catalog.name}.{settings.catalog.namespace}")
+    bars_spark.sql(create_table_ddl(replace(BARS_1M, schema=before), name))
+    old_bar = bars.bars_from_trades(trades_df(bars_spark, [trade("a", "AAPL", T0, 100.0, offset=1)]))
+    old_bar.drop("last_event_time").writeTo(name).append()
+
+    ensure_tables(bars_spark, settings, (BARS_1M,))
+    metadata = bars_spark.sql(f"SELECT max(timestamp) FROM {name}.metadata_log_entries").first()[0]
+    ensure_tables(bars_spark, settings, (BARS_1M,))  # the column is there now: no commit
+
+    assert bars_spark.table(name).columns == BARS_1M.column_names
+    assert [(r["close"], r["last_event_time"]) for r in bars_spark.table(name).collect()] == [(100.0, None)]
     assert bars_spark.sql(f"SELECT max(timestamp) FROM {name}.metadata_log_entries").first()[0] == metadata
 
 
@@ -689,7 +711,7 @@ def test_rebuilding_a_day_replaces_its_bars_with_ones_from_every_stored_trade(
     table = spark_table_name(settings, BARS_1M)
     schema = bars_spark.table(table).schema
     stale = lambda symbol, moment: (symbol, moment, moment + timedelta(minutes=1), 1.0, 1.0, 1.0, 1.0, 1.0, 1,  # noqa: E731
-                                    1.0, moment)
+                                    1.0, moment, moment)
     bars_spark.createDataFrame(
         [stale("AAPL", T0), stale("GONE", T0 + timedelta(minutes=3)), stale("KEEP", later)], schema
     ).writeTo(table).append()

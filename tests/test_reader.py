@@ -245,17 +245,38 @@ def test_a_missing_embedded_catalog_says_how_to_create_one(tmp_path: Path) -> No
 # -- freshness and data quality ---------------------------------------------------------------
 
 
-def test_freshness_gives_each_symbols_newest_trade_and_bar_and_their_age(
+def test_freshness_ages_trades_and_bars_by_the_newest_event_time_each_holds(
     lakehouse: Lakehouse, written_trades: pd.DataFrame
 ) -> None:
     fresh = lakehouse.freshness().set_index("symbol")
     newest_trade = written_trades.groupby("symbol")["event_time"].max()
+    eligible = written_trades[written_trades["bar_eligible"]]
+    newest_folded = eligible.groupby("symbol")["event_time"].max()
 
     assert list(fresh.index) == sorted(SYMBOLS)
     assert (fresh["latest_trade_time"] == newest_trade).all()
     assert (fresh["latest_bar_end"] == pd.Timestamp("2026-01-05 20:00", tz="UTC")).all()
-    assert (fresh["bar_age"] == pd.Timedelta(minutes=10)).all()
+    assert (fresh["latest_bar_event_time"] == newest_folded).all()
     assert (fresh["trade_age"] == pd.Timestamp(NOW) - newest_trade).all()
+    assert (fresh["bar_age"] == pd.Timestamp(NOW) - newest_folded).all()
+    # Bars can be no younger than the trades they fold: an open window's end is not an age.
+    assert (fresh["bar_age"] >= fresh["trade_age"]).all()
+
+
+def test_bars_written_before_last_event_time_existed_are_aged_by_their_window_start(tmp_path: Path) -> None:
+    settings = embedded_settings(tmp_path)
+    synthetic.write_demo_lakehouse(settings, symbols=("AAPL",), day=DAY, commits=1)
+    lake = Lakehouse(settings, clock=lambda: NOW)
+    bars = lake.table(BARS_1M)
+    with bars.transaction() as tx:  # the column's values as an upgraded table holds them: none
+        tx.delete("True")
+    stored = synthetic.bars_from_trades(synthetic.synthetic_trades(("AAPL",), DAY)).assign(last_event_time=pd.NaT)
+    synthetic.append_rows(lake.table(BARS_1M), synthetic._arrow(stored, BARS_1M))
+
+    fresh = lake.freshness().set_index("symbol")
+
+    assert fresh.loc["AAPL", "latest_bar_event_time"] == pd.Timestamp("2026-01-05 19:59", tz="UTC")
+    assert fresh.loc["AAPL", "bar_age"] == pd.Timedelta(minutes=11)
 
 
 def test_feed_gaps_come_with_their_duration(lakehouse: Lakehouse) -> None:

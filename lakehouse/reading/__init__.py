@@ -5,6 +5,7 @@ See ``lakehouse.reading.api`` for what each call reads and how it prunes.
 
 from lakehouse.reading.api import Lakehouse, row_filter
 from lakehouse.reading.errors import (
+    CatalogUnavailableError,
     EmptyRangeError,
     MissingCatalogError,
     MissingTableError,
@@ -15,6 +16,7 @@ from lakehouse.reading.errors import (
 from lakehouse.reading.rollup import rollup_bars
 
 __all__ = [
+    "CatalogUnavailableError",
     "EmptyRangeError",
     "Lakehouse",
     "MissingCatalogError",

@@ -15,6 +15,7 @@ tz-aware UTC timestamps. Ranges are half-open, ``[start, end)``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,11 +35,17 @@ from pyiceberg.expressions import (
 )
 
 from lakehouse.catalog import jdbc_uri, load_catalog, table_identifier, warehouse_uri
-from lakehouse.reading.errors import MissingCatalogError, MissingTableError, UnknownSymbolError
+from lakehouse.reading.errors import (
+    CatalogUnavailableError,
+    MissingCatalogError,
+    MissingTableError,
+    ReadError,
+    UnknownSymbolError,
+)
 from lakehouse.reading.rollup import interval_seconds, rollup_bars
 from lakehouse.reading.times import TimeLike, floor_to, time_range, to_utc, utc_now
 from lakehouse.settings import Settings, load_settings
-from lakehouse.tables import BARS_1M, FEED_EVENTS, LATE_TRADES, QUARANTINE, TRADES, TableDef
+from lakehouse.tables import BARS_1M, FEED_EVENTS, LATE_TRADES, QUARANTINE, TRADES, VENDOR_BARS, TableDef
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -53,7 +60,22 @@ TIME_COLUMN: dict[str, str] = {
     LATE_TRADES.name: "event_time",
     QUARANTINE.name: "quarantined_time",
     FEED_EVENTS.name: "start_time",
+    VENDOR_BARS.name: "bar_start",
 }
+
+# Per table, the column whose newest value is the table's event time, for ``table_ages``: the
+# same definition of age everywhere (bars: the newest trade folded into a bar).
+EVENT_TIME_COLUMN: dict[str, str] = {
+    TRADES.name: "event_time",
+    BARS_1M.name: "last_event_time",
+    VENDOR_BARS.name: "bar_start",
+    LATE_TRADES.name: "event_time",
+    QUARANTINE.name: "quarantined_time",
+    FEED_EVENTS.name: "start_time",
+}
+
+# Our interval names -> the vendor's (vnstock) for the same bar length.
+VENDOR_INTERVAL: dict[str, str] = {"1m": "1m", "5m": "5m", "15m": "15m", "30m": "30m", "1h": "1H", "1d": "1D"}
 
 
 def symbol_list(symbols: Symbols) -> list[str]:
@@ -111,6 +133,7 @@ class Lakehouse:
         self.settings = settings if settings is not None else load_settings()
         self._catalog = catalog
         self._clock = clock
+        self._loaded: dict[str, Table] = {}  # identifier -> the version last loaded (SQL catalogs)
 
     def __repr__(self) -> str:
         catalog = self.settings.catalog
@@ -125,6 +148,17 @@ class Lakehouse:
             self._catalog = load_catalog(self.settings)
         return self._catalog
 
+    def _reachable_catalog(self) -> Catalog:
+        """``catalog``, with a failure to reach it (REST server or database down) as one clear error."""
+        try:
+            return self.catalog
+        except ReadError:
+            raise
+        except Exception as exc:
+            raise CatalogUnavailableError(
+                f"the catalog of {self!r} did not answer: {type(exc).__name__}: {exc}"
+            ) from exc
+
     def _check_embedded_catalog_exists(self) -> None:
         """pyiceberg would silently create an empty SQLite catalog; say what is missing instead."""
         uri = jdbc_uri(self.settings)
@@ -136,14 +170,63 @@ class Lakehouse:
             )
 
     def table(self, table: TableDef) -> Table:
-        """The current version of ``table`` (freshly loaded, so new commits are visible)."""
+        """The current version of ``table``, so new commits are visible.
+
+        On a SQL catalog the version last loaded is reused while the catalog's pointer to its
+        metadata file has not moved (one indexed row read instead of parsing a metadata file that
+        grows with every snapshot); other catalogs load the table on every call.
+        """
+        from pyiceberg.catalog.sql import SqlCatalog
         from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
         identifier = table_identifier(self.settings, table)
+        known = self._loaded.get(identifier)
+        if known is not None and self.metadata_pointer(table) == known.metadata_location:
+            return known
         try:
-            return self.catalog.load_table(identifier)
+            loaded = self.catalog.load_table(identifier)
+            if isinstance(self.catalog, SqlCatalog):
+                self._loaded[identifier] = loaded
+            return loaded
         except (NoSuchTableError, NoSuchNamespaceError):
             raise MissingTableError(table, identifier, repr(self)) from None
+        except ReadError:
+            raise
+        except Exception as exc:  # any failure to reach the catalog or its storage: one clear error
+            raise CatalogUnavailableError(
+                f"the catalog of {self!r} did not answer loading {identifier}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def metadata_pointer(self, table: TableDef) -> str:
+        """The catalog's pointer to ``table``'s current metadata file: it moves on every commit and
+        only then, so a reader that keeps the last one re-reads a table only when it changed.
+
+        On a SQL catalog this is one indexed row read, without parsing the metadata file (which
+        holds the whole snapshot history: 0.13 s at 3,600 snapshots); other catalogs load the table.
+        """
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        catalog = self._reachable_catalog()
+        if not isinstance(catalog, SqlCatalog):
+            return self.table(table).metadata_location
+        from sqlalchemy import text
+
+        query = text(
+            "SELECT metadata_location FROM iceberg_tables "
+            "WHERE catalog_name = :catalog AND table_namespace = :namespace AND table_name = :name"
+        )
+        try:
+            # Autocommit: an open read transaction would hold SQLite's shared lock between polls.
+            with catalog.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+                names = {"catalog": catalog.name, "namespace": self.settings.catalog.namespace, "name": table.name}
+                pointer = connection.execute(query, names).scalar_one_or_none()
+        except Exception as exc:  # the catalog database is down or unreadable
+            raise CatalogUnavailableError(
+                f"the catalog of {self!r} did not answer for {table.name}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if pointer is None:
+            raise MissingTableError(table, table_identifier(self.settings, table), repr(self))
+        return pointer
 
     def scan_arrow(
         self,
@@ -225,38 +308,124 @@ class Lakehouse:
         cutoff = bars["symbol"].map({s: end - span for s, end in newest.items()})
         return bars[bars["window_start"] >= cutoff].reset_index(drop=True)
 
+    def latest_bar_per_symbol(self, symbols: Symbols | None = None) -> pd.DataFrame:
+        """Each symbol's newest 1-minute bar with its change on the day, one row per symbol.
+
+        The day is the UTC calendar day of that bar (it holds the whole regular session of US and
+        Vietnamese markets, as the ``1d`` rollup does); ``day_open`` is the open of the day's first
+        bar, ``change = close - day_open`` and ``change_pct`` its share of ``day_open`` in percent.
+        Reads only each symbol's newest day partition.
+        """
+        newest = self._newest_per_symbol(BARS_1M, "window_start")
+        if symbols is not None:
+            wanted = symbol_list(symbols)
+            unknown = set(wanted) - set(newest)
+            if unknown:
+                raise UnknownSymbolError(unknown, newest, BARS_1M)
+            newest = {s: newest[s] for s in wanted}
+        columns = [*BARS_1M.column_names, "day_open", "change", "change_pct"]
+        if not newest:
+            return pd.DataFrame(columns=columns)
+        by_day: dict[datetime, list[str]] = {}
+        for symbol, start in newest.items():
+            by_day.setdefault(floor_to(start, 86_400), []).append(symbol)
+        frames = [self.bars_arrow(day_symbols, day, day + timedelta(days=1)).to_pandas()
+                  for day, day_symbols in by_day.items()]
+        day_bars = pd.concat(frames, ignore_index=True).sort_values(["symbol", "window_start"])
+        grouped = day_bars.groupby("symbol", sort=True)
+        latest = grouped.tail(1).set_index("symbol")
+        latest["day_open"] = grouped["open"].first()
+        latest["change"] = latest["close"] - latest["day_open"]
+        latest["change_pct"] = 100.0 * latest["change"] / latest["day_open"]
+        return latest.reset_index().loc[:, columns]
+
+    def vendor_bars(self, symbols: Symbols, start: TimeLike, end: TimeLike, interval: str = "1m") -> pd.DataFrame:
+        """The vendor's own bars (vnstock) of ``interval`` whose ``bar_start`` is in ``[start, end)``,
+        sorted by symbol then time; empty for symbols the vendor has none of (not an error: most
+        symbols have no vendor bars)."""
+        interval_seconds(interval)  # an unknown interval is refused the same way as for our bars
+        wanted = symbol_list(symbols)
+        start_utc, end_utc = time_range(start, end)
+        rows = self.scan_arrow(VENDOR_BARS, And(row_filter(VENDOR_BARS, wanted, start_utc, end_utc),
+                                                EqualTo("interval", VENDOR_INTERVAL[interval])))
+        return rows.sort_by([("symbol", "ascending"), ("bar_start", "ascending")]).to_pandas()
+
+    def table_ages(self, tables: Sequence[TableDef] = (TRADES, BARS_1M, VENDOR_BARS, LATE_TRADES, QUARANTINE,
+                                                       FEED_EVENTS)) -> pd.DataFrame:
+        """Per table: its newest event time (``EVENT_TIME_COLUMN``), that time's age now, rows and
+        snapshots, and whether it exists. From metadata and file statistics only (no data read).
+        Columns: ``table, exists, newest_event_time, age, rows, snapshots``."""
+        now = pd.Timestamp(self._clock()).tz_convert("UTC")
+        records = []
+        for table in tables:
+            try:
+                if table is BARS_1M:
+                    newest = max(self.newest_bar_event_times().values(), default=None)
+                else:
+                    newest = self._newest_in_table(table, EVENT_TIME_COLUMN[table.name])
+                loaded = self.table(table)
+            except MissingTableError:
+                records.append({"table": table.name, "exists": False, "newest_event_time": pd.NaT,
+                                "rows": 0, "snapshots": 0})
+                continue
+            snapshot = loaded.current_snapshot()
+            rows = int(snapshot.summary.get("total-records", 0)) if snapshot and snapshot.summary else 0
+            records.append({"table": table.name, "exists": True, "newest_event_time": newest, "rows": rows,
+                            "snapshots": len(loaded.metadata.snapshots)})
+        frame = pd.DataFrame.from_records(records, columns=["table", "exists", "newest_event_time", "rows",
+                                                            "snapshots"])
+        frame["newest_event_time"] = pd.to_datetime(frame["newest_event_time"], utc=True)
+        frame["age"] = now - frame["newest_event_time"]
+        return frame.loc[:, ["table", "exists", "newest_event_time", "age", "rows", "snapshots"]]
+
     def symbols(self, table: TableDef = BARS_1M) -> list[str]:
         """The symbols ``table`` holds data for, from partition metadata (no data files are read)."""
-        partitions = self.table(table).inspect.partitions()
+        loaded = self.table(table)
+        if loaded.current_snapshot() is None:  # created, never written
+            return []
+        partitions = loaded.inspect.partitions()
         if partitions.num_rows == 0:
             return []
         names = pc.struct_field(partitions.column("partition"), "symbol")
         return sorted(s for s in pc.unique(names).to_pylist() if s)
 
     def freshness(self) -> pd.DataFrame:
-        """Per symbol: the newest trade, the end of the newest bar, and how old each is now.
+        """Per symbol: the newest trade, the newest trade folded into a bar, and how old each is.
+
+        Age means one thing for every table: now minus the newest event time the table holds. For
+        bars that is the event time of the newest trade folded into a bar (``last_event_time``),
+        not the end of the newest window: an open window ends in the future. Bars written before
+        that column existed fall back to their ``window_start`` (an age never understated).
 
         Read from the data files' column statistics (upper bounds), so no data is scanned. Columns:
-        ``symbol, latest_trade_time, latest_bar_end, trade_age, bar_age`` (ages are ``Timedelta``
-        from ``clock()``; a symbol a table has no data for, or a missing table, gives NaT there).
+        ``symbol, latest_trade_time, latest_bar_event_time, latest_bar_end, trade_age, bar_age``
+        (ages are ``Timedelta`` from ``clock()``; a symbol a table has no data for, or a missing
+        table, gives NaT there).
         """
         now = pd.Timestamp(self._clock()).tz_convert("UTC")
-        found: dict[str, dict[str, datetime]] = {}
-        for table, column, name in ((TRADES, "event_time", "latest_trade_time"),
-                                    (BARS_1M, "window_end", "latest_bar_end")):
-            try:
-                found[name] = self._newest_per_symbol(table, column)
-            except MissingTableError:
-                found[name] = {}
+        columns = ("latest_trade_time", "latest_bar_event_time", "latest_bar_end")
+        found: dict[str, dict[str, datetime]] = {name: {} for name in columns}
+        with contextlib.suppress(MissingTableError):
+            found["latest_trade_time"] = self._newest_per_symbol(TRADES, "event_time")
+        with contextlib.suppress(MissingTableError):
+            found["latest_bar_end"] = self._newest_per_symbol(BARS_1M, "window_end")
+            found["latest_bar_event_time"] = self.newest_bar_event_times()
         if not found["latest_trade_time"] and not found["latest_bar_end"]:
             self.table(BARS_1M)  # neither table has data: raise the clear error if one is missing
-        frame = pd.DataFrame(found, columns=["latest_trade_time", "latest_bar_end"])
+        frame = pd.DataFrame(found, columns=list(columns))
         frame = frame.rename_axis("symbol").sort_index().reset_index()
-        for name in ("latest_trade_time", "latest_bar_end"):
+        for name in columns:
             frame[name] = pd.to_datetime(frame[name], utc=True)
         frame["trade_age"] = now - frame["latest_trade_time"]
-        frame["bar_age"] = now - frame["latest_bar_end"]
+        frame["bar_age"] = now - frame["latest_bar_event_time"]
         return frame
+
+    def newest_bar_event_times(self) -> dict[str, datetime]:
+        """Per symbol, the event time of the newest trade folded into a bar (file statistics of
+        ``last_event_time``; a symbol whose bars predate that column: its newest ``window_start``)."""
+        newest = {s: t for s, t in self._newest_per_symbol(BARS_1M, "last_event_time").items() if t is not None}
+        starts = self._newest_per_symbol(BARS_1M, "window_start")
+        return {symbol: newest.get(symbol, start) for symbol, start in starts.items()}
 
     # -- data quality ---------------------------------------------------------------------------
 
@@ -339,6 +508,18 @@ class Lakehouse:
         if missing_stats:  # a writer that kept no statistics: read that one column instead
             newest.update(self._newest_by_scan(table, column, sorted(missing_stats)))
         return newest
+
+    def _newest_in_table(self, table: TableDef, column: str) -> datetime | None:
+        """Largest value of ``column`` in the whole table, from file upper bounds (a scan of that one
+        column only when a file kept no statistics for it)."""
+        files = self.table(table).inspect.files()
+        if files.num_rows == 0:
+            return None
+        data_files = files.filter(pc.equal(files.column("content"), 0))
+        upper = pc.struct_field(pc.struct_field(data_files.column("readable_metrics"), column), "upper_bound")
+        if upper.null_count:
+            return pc.max(self.scan_arrow(table, AlwaysTrue(), columns=(column,)).column(column)).as_py()
+        return pc.max(upper).as_py() if len(upper) else None
 
     def _newest_by_scan(self, table: TableDef, column: str, symbols: Iterable[str]) -> dict[str, datetime]:
         values = self.scan_arrow(table, row_filter(table, list(symbols)), columns=("symbol", column))

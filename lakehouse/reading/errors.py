@@ -70,3 +70,8 @@ def close_matches(symbol: str, known: Iterable[str], limit: int = 3) -> list[str
     if symbol.upper() in by_upper:
         return [by_upper[symbol.upper()]]
     return [by_upper[m] for m in difflib.get_close_matches(symbol.upper(), list(by_upper), n=limit, cutoff=0.6)]
+
+
+class CatalogUnavailableError(ReadError, ConnectionError):
+    """The catalog (or the storage behind it) did not answer: a database, REST server or bucket
+    that is down or unreachable. Retrying later may succeed; nothing was read."""

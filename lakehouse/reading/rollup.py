@@ -2,7 +2,7 @@
 
 open = first 1-minute open, close = last close, high = max, low = min, volume and trade_count =
 sums, vwap = sum(vwap * volume) / sum(volume) (null when the volume is 0; a null 1-minute VWAP
-contributes nothing, as Spark's ``sum`` skips nulls), updated_time = newest. Windows are
+contributes nothing, as Spark's ``sum`` skips nulls), updated_time and last_event_time = newest. Windows are
 epoch-aligned in UTC, so a ``1d`` bar is a UTC calendar day.
 """
 
@@ -44,8 +44,9 @@ def rollup_bars(bars_1m: pd.DataFrame, interval: str) -> pd.DataFrame:
         "trade_count": ("trade_count", "sum"),
         "vwap_volume": ("vwap_volume", "sum"),
     }
-    if "updated_time" in frame:
-        aggregations["updated_time"] = ("updated_time", "max")
+    for newest in ("updated_time", "last_event_time"):
+        if newest in frame:
+            aggregations[newest] = (newest, "max")
     rolled = frame.groupby(["symbol", "bucket"], sort=True).agg(**aggregations).reset_index()
     traded = rolled["volume"] != 0
     rolled["vwap"] = (rolled["vwap_volume"] / rolled["volume"].where(traded)).where(traded, np.nan)

@@ -224,6 +224,7 @@ def bars_from_trades(trades: pd.DataFrame, seconds: int = 60) -> pd.DataFrame:
         trade_count=("price", "size"),
         notional=("notional", "sum"),
         last_ingested=("ingested_time", "max"),
+        last_event_time=("event_time", "max"),
     ).reset_index()
     bars["window_end"] = bars["window_start"] + pd.Timedelta(seconds=seconds)
     bars["vwap"] = (bars["notional"] / bars["volume"]).where(bars["volume"] != 0)
@@ -256,6 +257,10 @@ def synthetic_minute_bars(symbols: Sequence[str], day: date, seed: int = 7) -> p
             "trade_count": trade_count.astype(np.int64),
             "vwap": (open_ + close) / 2,
             "updated_time": starts + pd.Timedelta(minutes=1, seconds=5),
+            # Its own generator, so the prices above stay what they were before this column existed.
+            "last_event_time": starts + pd.to_timedelta(
+                np.random.default_rng([seed, day.toordinal(), index]).integers(0, 60_000_000, SESSION_MINUTES),
+                unit="us"),
         }))
     return pd.concat(frames, ignore_index=True)
 
