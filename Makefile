@@ -10,7 +10,7 @@ STAMP_KAFKA_JARS := jars/kafka/.resolved
 STAMP_REST_CATALOG_JARS := jars/rest-catalog/.resolved
 MVN := mvn -q -B
 
-.PHONY: setup jars demo test lint kafka-start kafka-stop stop bench jupyter clean
+.PHONY: setup jars demo test lint kafka-start kafka-stop stop bench jupyter clean dashboard browser
 
 setup: $(STAMP_PY) jars
 
@@ -40,7 +40,16 @@ $(STAMP_REST_CATALOG_JARS): jars/rest-catalog.pom.xml
 demo: setup
 	$(PY) -m lakehouse.local.demo
 
-test: setup
+# The dashboard is an optional extra, so the core install stays light.
+dashboard: setup
+	$(PY) -m pip install -q -e ".[dashboard]"
+	$(PY) -m dashboard
+
+# The browser tests drive Debian's Chromium headless (vendor browser downloads are not reachable).
+browser:
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+
+test: setup browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 

@@ -150,6 +150,7 @@ def run(settings: Settings, seconds: float, rate: float) -> None:
         print(f"\ntrades: {count_rows(settings, TRADES)}, bars: {count_rows(settings, BARS_1M)}, "
               f"vendor bars: {count_rows(settings, VENDOR_BARS)}, quarantined: {count_rows(settings, QUARANTINE)}")
         print(f"catalog: {settings.catalog.uri}  warehouse: {settings.catalog.warehouse}  logs: {processes.log_dir}")
+        print("To look at it in a browser: `make dashboard`, then open http://127.0.0.1:8050/")
     finally:
         processes.stop_all()
         if started_broker:

@@ -1,0 +1,317 @@
+"""The live dashboard: a Dash app over ``lakehouse.reading``, read-only, served on loopback.
+
+How it stays live and cheap: every ``poll_seconds`` the browser asks the server for the catalog's
+metadata pointers (one indexed row per table on a SQL catalog, ``Lakehouse.metadata_pointer``).
+A view is re-rendered only when a pointer it depends on moved, and every read is cached under the
+pointer of the table it read, so an unchanged table is never read again, however long its
+snapshot history. The chart updates in place (no page reload) and keeps the user's zoom.
+
+Every failure to read (no catalog, a missing table, no data yet, an unknown symbol, the catalog
+down) becomes a message on the page; the traceback goes to the server's log only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import pandas as pd
+from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from dashboard import views
+from lakehouse.reading import (
+    CatalogUnavailableError,
+    Lakehouse,
+    MissingCatalogError,
+    MissingTableError,
+    ReadError,
+)
+from lakehouse.reading.market import exchange_time_zone
+from lakehouse.tables import BARS_1M, FEED_EVENTS, LATE_TRADES, QUARANTINE, TRADES, VENDOR_BARS, TableDef
+
+log = logging.getLogger("dashboard")
+
+MARKET_TABLES: tuple[TableDef, ...] = (BARS_1M, VENDOR_BARS)
+PIPELINE_TABLES: tuple[TableDef, ...] = (TRADES, BARS_1M, VENDOR_BARS, LATE_TRADES, QUARANTINE, FEED_EVENTS)
+MISSING = "missing"
+
+T = TypeVar("T")
+
+
+def explain(error: Exception) -> str:
+    """What the page says for a failed read: the reading API's own message when it has one."""
+    if isinstance(error, CatalogUnavailableError):
+        return f"The catalog is not answering; the page retries by itself. ({error})"
+    if isinstance(error, ReadError):
+        return str(error)
+    log.exception("unexpected error reading the lakehouse", exc_info=error)
+    return f"Unexpected error reading the lakehouse ({type(error).__name__}); the dashboard's log has the details."
+
+
+class PointerCache:
+    """Results of reads, each kept under the metadata pointer(s) of the tables it read: a result is
+    reused until one of those pointers moves. Bounded (least recently used goes first)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self._results: OrderedDict[Hashable, Any] = OrderedDict()
+        self._size = size
+        self.reads = 0  # how many reads actually went to the lakehouse (tests and the benchmark look)
+
+    def get(self, key: Hashable, read: Callable[[], T]) -> T:
+        if key in self._results:
+            self._results.move_to_end(key)
+            return self._results[key]
+        value = read()
+        self.reads += 1
+        self._results[key] = value
+        if len(self._results) > self._size:
+            self._results.popitem(last=False)
+        return value
+
+
+def read_pointers(lake: Lakehouse, tables: tuple[TableDef, ...] = PIPELINE_TABLES) -> dict[str, str]:
+    """Each table's metadata pointer, ``"missing"`` for a table that does not exist. Raises
+    ``MissingCatalogError`` / ``CatalogUnavailableError`` when there is no catalog to ask."""
+    pointers = {}
+    for table in tables:
+        try:
+            pointers[table.name] = lake.metadata_pointer(table)
+        except MissingTableError:
+            pointers[table.name] = MISSING
+    return pointers
+
+
+@dataclass
+class MarketView:
+    """What the market tab shows for one choice of symbol, interval, range and zone."""
+
+    figure: Any
+    summary: Any
+    latest_table: Any
+    message: Any
+    symbol_options: list[dict[str, str]]
+    symbol: str | None
+
+
+class Dashboard:
+    """The reads behind the page, cached by metadata pointer; ``build_app`` wires them to Dash."""
+
+    def __init__(self, lake: Lakehouse, clock: Callable[[], datetime] | None = None) -> None:
+        self.lake = lake
+        self.cache = PointerCache()
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    # -- market ---------------------------------------------------------------------------------
+
+    def vietnamese_symbols(self, pointers: dict[str, str]) -> set[str]:
+        vendor: list[str] = []
+        if pointers.get(VENDOR_BARS.name, MISSING) != MISSING:
+            vendor = self.cache.get(("symbols", pointers[VENDOR_BARS.name]), lambda: self.lake.symbols(VENDOR_BARS))
+        return set(self.lake.settings.vnstock.symbols) | set(vendor)
+
+    def market(self, pointers: dict[str, str], symbol: str | None, interval: str, range_label: str,
+               local_time: bool) -> MarketView:
+        """Everything the market tab shows; never raises (a failed read is a message)."""
+        blank = views.empty_figure("")
+        try:
+            bars_pointer = pointers.get(BARS_1M.name, MISSING)
+            if bars_pointer == MISSING:
+                self.lake.table(BARS_1M)  # raises the reading API's "missing table" message
+            latest = self.cache.get(("latest", bars_pointer), self.lake.latest_bar_per_symbol)
+            vietnamese = self.vietnamese_symbols(pointers)
+            zones = {s: exchange_time_zone(s, vietnamese) for s in latest["symbol"]}
+            options = [{"label": f"{s} · {'VN' if zones[s].startswith('Asia') else 'US'}", "value": s}
+                       for s in latest["symbol"]]
+            if latest.empty:
+                message = views.message_box(
+                    "No bars yet: the bars table exists but holds no bar. Start the pipeline (`make demo`, or "
+                    "`./spark-submit.sh pipeline` with the producers); bars appear here within seconds of their "
+                    "commit.", "info")
+                return MarketView(views.empty_figure("no bars yet"), None, None, message, [], None)
+            if symbol is None or symbol not in zones:
+                if symbol is not None:
+                    known = ", ".join(sorted(zones))
+                    message = views.message_box(f"Unknown symbol {symbol!r}: bars_1m has {known}.", "warning")
+                    return MarketView(views.empty_figure(f"no bars for {symbol}"), None,
+                                      views.latest_bars_table(latest, zones, local_time), message, options, None)
+                symbol = str(latest["symbol"].iloc[0])
+            zone = zones[symbol] if local_time else "UTC"
+            newest = latest[latest["symbol"] == symbol].iloc[0]
+            end = pd.Timestamp(newest["window_end"])
+            start = end - views.RANGES[range_label]
+            bars = self.cache.get(("bars", bars_pointer, symbol, interval, start, end),
+                                  lambda: self.lake.bars(symbol, start, end, interval))
+            vendor = None
+            vendor_pointer = pointers.get(VENDOR_BARS.name, MISSING)
+            if vendor_pointer != MISSING and symbol in vietnamese:
+                vendor = self.cache.get(("vendor", vendor_pointer, symbol, interval, start, end),
+                                        lambda: self.lake.vendor_bars(symbol, start, end, interval))
+            message = None
+            if bars.empty:
+                message = views.message_box(f"No {interval} bars for {symbol} in the chosen range.", "info")
+            figure = views.candlestick_figure(bars, symbol, interval, zone, vendor)
+            return MarketView(figure, views.latest_bar_summary(newest, zone),
+                              views.latest_bars_table(latest, zones, local_time), message, options, symbol)
+        except Exception as error:  # every failure is shown, never raised into Dash
+            return MarketView(blank, None, None, views.message_box(explain(error), "error"), [], symbol)
+
+    # -- pipeline -------------------------------------------------------------------------------
+
+    def pipeline(self, pointers: dict[str, str]) -> tuple[Any, Any, Any, Any]:
+        """(table ages, quarantine by reason, late trades per symbol, feed gaps) as page parts."""
+        now = pd.Timestamp(self._clock()).tz_convert("UTC")
+        records = []
+        for table in PIPELINE_TABLES:
+            pointer = pointers.get(table.name, MISSING)
+            if pointer == MISSING:
+                records.append({"table": table.name, "exists": False})
+                continue
+            try:
+                row = self.cache.get(("age", pointer), lambda t=table: self.lake.table_ages([t]).iloc[0].to_dict())
+            except Exception as error:
+                records.append({"table": table.name, "exists": True, "note": explain(error)})
+                continue
+            records.append(row)
+        ages = pd.DataFrame.from_records(records)
+        for column in ("newest_event_time", "rows", "snapshots", "note"):
+            if column not in ages:
+                ages[column] = None
+        ages["newest_event_time"] = pd.to_datetime(ages["newest_event_time"], utc=True)
+        ages["age"] = now - ages["newest_event_time"]
+        ages["exists"] = ages["exists"].map({True: "yes", False: "no (not created yet)"})
+        ages_part = views.frame_table(ages, ["table", "exists", "newest_event_time", "age", "rows", "snapshots",
+                                             "note"], "", "table-ages")
+        parts = [ages_part]
+        for table, read, columns, empty in (
+            (QUARANTINE, self.lake.quarantine_counts, ["topic", "reason", "messages", "first_seen", "last_seen"],
+             "No message quarantined."),
+            (LATE_TRADES, self.lake.late_trade_counts,
+             ["symbol", "late_trades", "first_event_time", "last_event_time", "max_delay"], "No late trade."),
+            (FEED_EVENTS, self.lake.feed_gaps, ["source", "symbol", "start_time", "end_time", "duration", "reason"],
+             "No feed gap recorded."),
+        ):
+            pointer = pointers.get(table.name, MISSING)
+            if pointer == MISSING:
+                parts.append(views.message_box(f"Table {table.name} does not exist yet.", "info"))
+                continue
+            try:
+                frame = self.cache.get((table.name, pointer), read)
+                parts.append(views.frame_table(frame, columns, empty, f"{table.name}-table"))
+            except Exception as error:
+                parts.append(views.message_box(explain(error), "error"))
+        return parts[0], parts[1], parts[2], parts[3]
+
+
+PRODUCER_METRICS_NOTE = (
+    "Producer figures (messages/s, reconnects, feed gaps as they happen) and Kafka lag per topic come "
+    "from the producers' and jobs' Prometheus metrics, which are not exported yet; this panel will read "
+    "them when they are. Until then: feed gaps as recorded in feed_events are below, and the table ages "
+    "above show how far each stage is behind."
+)
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 0; background: #fafafa; color: #222; }
+header { display: flex; gap: 1.5em; align-items: center; padding: .6em 1em; background: #263238; color: #fff; }
+header h1 { font-size: 1.2em; margin: 0; }
+#status { font-size: .85em; opacity: .85; }
+.controls { display: flex; gap: 1em; flex-wrap: wrap; align-items: center; padding: .6em 1em; }
+.controls > div { min-width: 160px; }
+.message { margin: .5em 1em; padding: .6em .8em; border-radius: 4px; }
+.message.info { background: #e3f2fd; } .message.warning { background: #fff8e1; } .message.error { background: #ffebee; }
+.grid { border-collapse: collapse; margin: .5em 1em; font-size: .9em; }
+.grid th, .grid td { border-bottom: 1px solid #ddd; padding: .25em .7em; text-align: right; }
+.grid th:first-child, .grid td:first-child { text-align: left; }
+#latest-bar { padding: .3em 1em; font-variant-numeric: tabular-nums; }
+#latest-bar .field { margin-left: 1em; }
+.note { margin: .5em 1em; color: #555; }
+h2 { font-size: 1.05em; margin: 1em 1em .2em; }
+"""
+
+
+def build_app(lake: Lakehouse, poll_seconds: float = 2.0, dashboard: Dashboard | None = None) -> Dash:
+    """The Dash app; ``dashboard`` (default: a new one over ``lake``) holds the cached reads."""
+    board = dashboard or Dashboard(lake)
+    app = Dash(__name__, title="Market lakehouse", update_title=None)
+    app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + STYLE + "</style>")
+    app.layout = html.Div([
+        html.Header([
+            html.H1("Market lakehouse"),
+            html.Span("connecting…", id="status"),
+            dcc.RadioItems(id="zone", options=[{"label": " UTC", "value": "utc"},
+                                               {"label": " exchange time", "value": "local"}],
+                           value="utc", inline=True, inputStyle={"marginLeft": "1em"}, labelStyle={"color": "#fff"}),
+        ]),
+        html.Div(id="catalog-message"),
+        dcc.Tabs(id="tabs", value="market", children=[
+            dcc.Tab(label="Market", value="market", children=[
+                html.Div([
+                    html.Div(dcc.Dropdown(id="symbol", options=[], placeholder="symbol (type to search)",
+                                          searchable=True, clearable=False)),
+                    dcc.RadioItems(id="interval", options=list(views.INTERVALS), value="1m", inline=True,
+                                   inputStyle={"marginLeft": ".8em"}),
+                    html.Div(dcc.Dropdown(id="range", options=list(views.RANGES), value="1 day", clearable=False)),
+                ], className="controls"),
+                html.Div(id="market-message"),
+                html.Div(id="latest-summary"),
+                dcc.Graph(id="chart", figure=views.empty_figure("loading…"), config={"displaylogo": False}),
+                html.H2("Newest bar per symbol, with its change on the (UTC) day"),
+                html.Div(id="latest-table"),
+            ]),
+            dcc.Tab(label="Pipeline", value="pipeline", children=[
+                html.H2("Tables: newest event time and its age (now minus that time)"),
+                html.Div(id="pipeline-ages"),
+                html.H2("Producers and Kafka"),
+                html.Div(PRODUCER_METRICS_NOTE, className="note", id="producer-metrics"),
+                html.H2("Quarantined messages by reason"),
+                html.Div(id="pipeline-quarantine"),
+                html.H2("Late trades per symbol"),
+                html.Div(id="pipeline-late"),
+                html.H2("Feed gaps"),
+                html.Div(id="pipeline-gaps"),
+            ]),
+        ]),
+        dcc.Interval(id="poll", interval=int(poll_seconds * 1000)),
+        dcc.Store(id="pointers"),
+    ])
+
+    @app.callback(Output("pointers", "data"), Output("status", "children"), Output("catalog-message", "children"),
+                  Input("poll", "n_intervals"), State("pointers", "data"))
+    def poll(_: int | None, known: dict[str, str] | None) -> tuple[Any, Any, Any]:
+        checked = datetime.now(UTC).strftime("%H:%M:%S UTC")
+        try:
+            pointers = read_pointers(board.lake)
+        except (MissingCatalogError, CatalogUnavailableError) as error:
+            return no_update, f"catalog unavailable · checked {checked}", views.message_box(explain(error), "error")
+        except Exception as error:
+            return no_update, f"error · checked {checked}", views.message_box(explain(error), "error")
+        status = f"live · checked {checked}"
+        if pointers == known:
+            return no_update, status, None
+        return pointers, status, None
+
+    @app.callback(Output("chart", "figure"), Output("latest-summary", "children"), Output("latest-table", "children"),
+                  Output("market-message", "children"), Output("symbol", "options"), Output("symbol", "value"),
+                  Input("pointers", "data"), Input("symbol", "value"), Input("interval", "value"),
+                  Input("range", "value"), Input("zone", "value"))
+    def market(pointers: dict[str, str] | None, symbol: str | None, interval: str, range_label: str,
+               zone: str) -> tuple[Any, ...]:
+        if pointers is None:
+            raise PreventUpdate
+        view = board.market(pointers, symbol, interval, range_label, zone == "local")
+        return (view.figure, view.summary, view.latest_table, view.message, view.symbol_options,
+                view.symbol if view.symbol != symbol else no_update)
+
+    @app.callback(Output("pipeline-ages", "children"), Output("pipeline-quarantine", "children"),
+                  Output("pipeline-late", "children"), Output("pipeline-gaps", "children"),
+                  Input("pointers", "data"), Input("poll", "n_intervals"), Input("tabs", "value"))
+    def pipeline(pointers: dict[str, str] | None, _: int | None, tab: str) -> tuple[Any, ...]:
+        if pointers is None or tab != "pipeline":
+            raise PreventUpdate  # ages are recomputed on every poll, but only while the tab is open
+        return board.pipeline(pointers)
+
+    return app

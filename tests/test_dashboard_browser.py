@@ -1,0 +1,133 @@
+"""The served dashboard in a real browser (headless Chromium over the DevTools protocol), as a person
+would see it: candlesticks drawn, the newest bar's numbers equal to ``market.bars_1m``, and a bar
+committed after the page opened appearing without a reload.
+
+Screenshots are kept under ``test-artifacts/dashboard/`` (git-ignored) to be looked at.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from dashboard import views
+from lakehouse.local.chromium import Chromium
+from lakehouse.local.processes import free_port, port_open, wait_until
+from lakehouse.reading import Lakehouse, synthetic
+from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
+from lakehouse.tables import BARS_1M, TRADES
+
+DAY = synthetic.DEMO_DAY
+SYMBOLS = ("AAPL", "MSFT", "NVDA")
+ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "dashboard"
+# Candle bodies as Plotly draws them (one path per candle in the candlestick trace).
+CANDLES_JS = "document.querySelectorAll('#chart .boxlayer .trace.boxes path.box').length"
+LATEST_JS = ("(() => { const b = document.getElementById('latest-bar'); if (!b) return null;"
+             " const t = id => document.getElementById(id).textContent;"
+             " return {start: b.dataset.windowStart, open: t('latest-o'), high: t('latest-h'), low: t('latest-l'),"
+             " close: t('latest-c'), volume: t('latest-v')}; })()")
+
+
+def lakehouse_environ(state_dir: Path) -> dict[str, str]:
+    return {
+        "LAKEHOUSE__LOCAL__STATE_DIR": str(state_dir),
+        "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{state_dir}/catalog.db",
+        "LAKEHOUSE__CATALOG__WAREHOUSE": str(state_dir / "warehouse"),
+    }
+
+
+@pytest.fixture(scope="module")
+def lake_environ(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    environ = lakehouse_environ(tmp_path_factory.mktemp("dashboard-browser"))
+    synthetic.write_demo_lakehouse(load_settings(environ=environ), symbols=SYMBOLS, day=DAY, commits=2)
+    return environ
+
+
+@pytest.fixture(scope="module")
+def served(lake_environ: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``python -m dashboard`` on a free loopback port over the demo lakehouse; its URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("dashboard-log") / "dashboard.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "dashboard", "--port", str(port), "--poll-seconds", "1"],
+                                  cwd=PROJECT_ROOT, env={**os.environ, **lake_environ}, stdout=out,
+                                  stderr=subprocess.STDOUT)
+    try:
+        if not wait_until(lambda: port_open("127.0.0.1", port), 60):
+            raise RuntimeError(f"the dashboard did not listen on {port} within 60 s:\n{log.read_text()[-3000:]}")
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Chromium]:
+    with Chromium() as chromium:
+        yield chromium
+
+
+def newest_stored_bar(settings: Settings, symbol: str) -> pd.Series:
+    bars = Lakehouse(settings).table(BARS_1M).scan(row_filter=f"symbol = '{symbol}'").to_pandas()
+    return bars.sort_values("window_start").iloc[-1]
+
+
+def shown_as(bar: pd.Series) -> dict[str, str]:
+    return {"start": pd.Timestamp(bar["window_start"]).isoformat(), "open": views.format_price(bar["open"]),
+            "high": views.format_price(bar["high"]), "low": views.format_price(bar["low"]),
+            "close": views.format_price(bar["close"]), "volume": views.format_volume(bar["volume"])}
+
+
+def commit_next_minute(settings: Settings, symbol: str, after: pd.Timestamp) -> pd.Series:
+    """The trades of ``symbol``'s last stored minute again, one minute later (so the price goes on
+    where it was), and their bar, committed as the jobs would (trades, then the bar); the stored bar."""
+    trades = synthetic.synthetic_trades(SYMBOLS, DAY)
+    minute = trades[(trades["symbol"] == symbol) & (trades["event_time"].dt.floor("1min") == after)].copy()
+    minute["event_time"] += pd.Timedelta(minutes=1)
+    minute["trade_id"] = "later-" + minute["trade_id"]
+    lake = Lakehouse(settings)
+    synthetic.append_rows(lake.table(TRADES), synthetic._arrow(minute, TRADES))
+    synthetic.append_rows(lake.table(BARS_1M), synthetic._arrow(synthetic.bars_from_trades(minute), BARS_1M))
+    return newest_stored_bar(settings, symbol)
+
+
+def test_the_page_draws_candles_shows_the_stored_newest_bar_and_updates_without_a_reload(
+    served: str, browser: Chromium, lake_environ: dict[str, str]
+) -> None:
+    settings = load_settings(environ=lake_environ)
+    browser.open(served)
+    candles = browser.wait_for(CANDLES_JS, timeout_seconds=60, accept=lambda n: n and n > 100)
+    shown = browser.wait_for(LATEST_JS, timeout_seconds=30)
+    browser.screenshot(ARTIFACTS / "market-view.png")
+
+    newest = newest_stored_bar(settings, "AAPL")
+    assert candles == 390  # one candle per minute of the session, in the 1-day range
+    assert shown == shown_as(newest)
+
+    browser.evaluate("window.__same_page = true")  # gone if the page reloaded
+    later = commit_next_minute(settings, "AAPL", pd.Timestamp(newest["window_start"]))
+    updated = browser.wait_for(LATEST_JS, timeout_seconds=20, accept=lambda v: v and v["start"] != shown["start"])
+    browser.wait_for(CANDLES_JS, timeout_seconds=10, accept=lambda n: n == candles + 1)
+    browser.screenshot(ARTIFACTS / "market-view-after-commit.png")
+
+    assert updated == shown_as(later)
+    assert browser.evaluate("window.__same_page === true")
+
+
+def test_the_pipeline_tab_ages_tables_and_counts_quarantine_by_reason(served: str, browser: Chromium) -> None:
+    browser.open(served)
+    browser.wait_for("document.getElementById('tabs') !== null", timeout_seconds=60)
+    browser.evaluate("[...document.querySelectorAll('#tabs .tab')].find(t => t.textContent === 'Pipeline').click()")
+    ages = browser.wait_for("(document.getElementById('table-ages') || {}).textContent", timeout_seconds=30)
+    quarantine = browser.wait_for("(document.getElementById('quarantine-table') || {}).textContent")
+    browser.screenshot(ARTIFACTS / "pipeline-view.png")
+
+    for table in ("trades", "bars_1m", "vendor_bars", "late_trades", "quarantine", "feed_events"):
+        assert table in ages
+    assert "price: Input should be greater than 0" in quarantine
