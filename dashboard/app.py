@@ -258,7 +258,7 @@ def build_app(lake: Lakehouse, poll_seconds: float = 2.0, dashboard: Dashboard |
                 ], className="controls"),
                 html.Div(id="market-message"),
                 html.Div(id="latest-summary"),
-                dcc.Graph(id="chart", figure=views.empty_figure("loading…"), config={"displaylogo": False}),
+                dcc.Graph(id="chart", figure=views.empty_figure("waiting for the lakehouse…"), config={"displaylogo": False}),
                 html.H2("Newest bar per symbol, with its change on the (UTC) day"),
                 html.Div(id="latest-table"),
             ]),

@@ -7,6 +7,7 @@ Screenshots are kept under ``test-artifacts/dashboard/`` (git-ignored) to be loo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -49,14 +50,13 @@ def lake_environ(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return environ
 
 
-@pytest.fixture(scope="module")
-def served(lake_environ: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``python -m dashboard`` on a free loopback port over the demo lakehouse; its URL."""
+@contextlib.contextmanager
+def dashboard_server(environ: dict[str, str], log: Path) -> Iterator[str]:
+    """``python -m dashboard`` on a free loopback port over the lakehouse in ``environ``; its URL."""
     port = free_port()
-    log = tmp_path_factory.mktemp("dashboard-log") / "dashboard.log"
     with log.open("wb") as out:
         server = subprocess.Popen([sys.executable, "-m", "dashboard", "--port", str(port), "--poll-seconds", "1"],
-                                  cwd=PROJECT_ROOT, env={**os.environ, **lake_environ}, stdout=out,
+                                  cwd=PROJECT_ROOT, env={**os.environ, **environ}, stdout=out,
                                   stderr=subprocess.STDOUT)
     try:
         if not wait_until(lambda: port_open("127.0.0.1", port), 60):
@@ -65,6 +65,12 @@ def served(lake_environ: dict[str, str], tmp_path_factory: pytest.TempPathFactor
     finally:
         server.terminate()
         server.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def served(lake_environ: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with dashboard_server(lake_environ, tmp_path_factory.mktemp("dashboard-log") / "dashboard.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +137,15 @@ def test_the_pipeline_tab_ages_tables_and_counts_quarantine_by_reason(served: st
     for table in ("trades", "bars_1m", "vendor_bars", "late_trades", "quarantine", "feed_events"):
         assert table in ages
     assert "price: Input should be greater than 0" in quarantine
+
+
+def test_with_no_lakehouse_yet_the_page_says_how_to_make_one(browser: Chromium, tmp_path: Path) -> None:
+    with dashboard_server(lakehouse_environ(tmp_path / "nothing-yet"), tmp_path / "dashboard.log") as url:
+        browser.open(url)
+        said = browser.wait_for("(document.getElementById('catalog-message') || {}).textContent", 60)
+        status = browser.evaluate("document.getElementById('status').textContent")
+        browser.screenshot(ARTIFACTS / "no-lakehouse.png")
+
+    assert "no lakehouse catalog" in said and "make demo" in said
+    assert status.startswith("catalog unavailable")
+    assert "Traceback" not in browser.evaluate("document.body.innerText")
