@@ -65,6 +65,12 @@ BENCHMARKS = [
               "1-minute bars for a day of trades from the raw table: the bars of `jobs.rebuild_bars` (Spark "
               "batch, `lakehouse.bars`) vs DuckDB over the same Parquet files.",
               "Spark within 2x of DuckDB", quick_args=["--trades", "1000000", "--repeats", "2"]),
+    Benchmark("dashboard", "bench.bench_dashboard",
+              "Live dashboard: commit of a 1-minute bar -> shown in headless Chromium (served page, default "
+              "2 s poll, bars_1m with 3,600 snapshots of history); a poll and a re-render at 3,600 snapshots "
+              "vs a fresh table.",
+              "commit to page p99 <= 5 s; refresh cost at 3,600 snapshots within 2x of a fresh table",
+              quick_args=["--commits", "8", "--snapshots", "1000"]),
     Benchmark("reads", "bench.bench_reads",
               "Single-symbol day of 1-minute bars vs full scan (reading API, pyiceberg); after compaction.",
               "single-symbol day >= 20x faster than a full scan", args=["--compact"]),
