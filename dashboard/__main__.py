@@ -33,6 +33,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per poll would bury what matters
     lake = Lakehouse(load_settings(args.config))
     log.info("dashboard over %r on http://%s:%d/ (checks for commits every %.1f s)", lake, HOST, args.port,
              args.poll_seconds)

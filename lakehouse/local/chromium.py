@@ -9,9 +9,12 @@ reachable here, so no driver that fetches its own. The protocol is JSON over one
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -131,4 +134,7 @@ class Chromium:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+        # Its helpers (renderers, crash handler) are in the session it was started in: none outlives it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._process.pid, signal.SIGKILL)
         shutil.rmtree(self._profile, ignore_errors=True)
