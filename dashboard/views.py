@@ -141,7 +141,7 @@ def frame_table(frame: pd.DataFrame, columns: Sequence[str], empty: str, table_i
         if isinstance(value, pd.Timestamp):
             return "" if pd.isna(value) else value.tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
         if isinstance(value, pd.Timedelta):
-            return "" if pd.isna(value) else _age_text(value)
+            return "" if pd.isna(value) else format_age(value)
         if value is None or (isinstance(value, float) and pd.isna(value)):
             return ""
         return str(value)
@@ -150,7 +150,8 @@ def frame_table(frame: pd.DataFrame, columns: Sequence[str], empty: str, table_i
     return html.Table([html.Thead(head), html.Tbody(body)], className="grid", id=table_id)
 
 
-def _age_text(age: pd.Timedelta) -> str:
+def format_age(age: pd.Timedelta) -> str:
+    """An age as a person reads it at a glance: seconds, then minutes, hours, days."""
     seconds = int(age.total_seconds())
     if abs(seconds) < 120:
         return f"{seconds} s"
