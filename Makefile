@@ -47,7 +47,7 @@ dashboard: setup
 
 # The browser tests drive Debian's Chromium headless (vendor browser downloads are not reachable).
 browser:
-	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+	@test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 test: setup browser
 	$(VENV)/bin/ruff check .
