@@ -111,6 +111,7 @@ def lakehouse_settings(state: str, bootstrap: str = "127.0.0.1:9", extra: Mappin
         "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{state}/catalog.db",
         "LAKEHOUSE__CATALOG__WAREHOUSE": f"{state}/warehouse",
         "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": f"{state}/checkpoints",
+        "LAKEHOUSE__SPARK__UI_ENABLED": "false",
     }
     environ.update(extra or {})
     return load_settings(environ=environ)

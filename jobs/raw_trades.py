@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame, SparkSession
@@ -45,10 +46,11 @@ class RawTradesWriter:
     write (reading stored trade ids only where a symbol's trades reach back into what is stored),
     and a quarantine write only when something was rejected. Whether a batch is a replay of a
     committed one is asked once per process: Spark replays only the last batch, after a restart.
-    The Spark expressions are built once, here, not per batch (``MessageParser``).
+    The Spark expressions are built once, here, not per batch (``MessageParser``). ``parse`` is the
+    Trade model's judge unless a benchmark compares another parser of the same output shape.
     """
 
-    def __init__(self, settings: Settings, writer: str):
+    def __init__(self, settings: Settings, writer: str, parse: Callable[[DataFrame], DataFrame] | None = None):
         self.settings = settings
         self.writer = writer
         self.trades_table = spark_table_name(settings, TRADES)
@@ -57,7 +59,7 @@ class RawTradesWriter:
         # process and advanced by each commit; see ranges_to_check.
         self.stored_until_ms: dict[str, int] | None = None
         self.last_committed_batch: int | None = None  # this process's newest batch with trades
-        self.parse = MessageParser(Trade)
+        self.parse = parse or MessageParser(Trade)
         self.trade_rows = TradeRows()
         self.valid = F.col(REJECT_REASON).isNull()
         self.rejected = F.col(REJECT_REASON).isNotNull()
@@ -133,7 +135,9 @@ class RawTradesWriter:
         return wrote
 
 
-def start(spark: SparkSession, settings: Settings) -> StreamingQuery:
+def start(
+    spark: SparkSession, settings: Settings, parse: Callable[[DataFrame], DataFrame] | None = None
+) -> StreamingQuery:
     """Start the query (tables created if missing) and return it; the caller awaits or stops it."""
     ensure_tables(spark, settings, (TRADES, QUARANTINE))
     checkpoint = checkpoint_location(settings, JOB_NAME)
@@ -146,7 +150,7 @@ def start(spark: SparkSession, settings: Settings) -> StreamingQuery:
     return (
         read_kafka(spark, settings, settings.kafka.trades_topic)
         .writeStream.queryName(JOB_NAME)
-        .foreachBatch(RawTradesWriter(settings, writer))
+        .foreachBatch(RawTradesWriter(settings, writer, parse))
         .option("checkpointLocation", checkpoint)
         .trigger(processingTime=f"{settings.streaming.trigger_seconds} seconds")
         .start()

@@ -8,7 +8,7 @@ from functools import partial
 from lakehouse import keyed_topic_job
 from lakehouse.messages import VendorBar
 from lakehouse.tables import VENDOR_BARS
-from lakehouse.vendor_feeds import vendor_bar_rows, vendor_bar_rules
+from lakehouse.vendor_feeds import vendor_bar_rows
 
 JOB = keyed_topic_job.KeyedTopicJob(
     name="vendor_bars",
@@ -17,7 +17,6 @@ JOB = keyed_topic_job.KeyedTopicJob(
     to_rows=vendor_bar_rows,
     topic=lambda settings: settings.kafka.vendor_bars_topic,
     order_by="received_time",
-    extra_rules=vendor_bar_rules,
 )
 
 

@@ -25,7 +25,7 @@ from lakehouse.tables import QUARANTINE, TableDef
 from lakehouse.upserts import upsert
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
 
@@ -37,7 +37,6 @@ class KeyedTopicJob:
     to_rows: Callable[[DataFrame], DataFrame]
     topic: Callable[[Settings], str]
     order_by: str
-    extra_rules: Callable[[], list[tuple[Column, str]]] = list
     append_only: bool = False  # rows are unique by Kafka offset: append once instead of MERGE
 
 
@@ -70,7 +69,7 @@ def start(job: KeyedTopicJob, spark: SparkSession, settings: Settings) -> Stream
     ensure_tables(spark, settings, (job.table, QUARANTINE))
     checkpoint = checkpoint_location(settings, job.name)
     writer = writer_id(checkpoint)
-    parse = MessageParser(job.model, job.extra_rules())
+    parse = MessageParser(job.model)
     logging.getLogger(job.name).info(
         "reading Kafka topic %s at %s; merging into %s (key %s); rejects to %s; checkpoint %s",
         job.topic(settings), settings.kafka.bootstrap_servers, spark_table_name(settings, job.table),

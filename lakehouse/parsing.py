@@ -1,31 +1,37 @@
 """Kafka message bytes -> typed, validated rows, with a reason for every reject.
 
-The Spark JSON schema and the validation rules are derived from the pydantic message models in
-``lakehouse.messages`` (field types, required fields, bounds, lengths, patterns, enums), so producer
-and consumer validate the same contract. Rules pydantic expresses in code (model validators) are
-added here explicitly and named. Parsing never raises: a message that fails gets ``reject_reason``
-set and goes to quarantine.
+The pydantic message model in ``lakehouse.messages`` is the judge, run in the executors: each
+message's raw bytes go through ``Model.model_validate_json``, exactly what a producer's message
+must pass, and a valid message's columns hold the values the model produced. So a job stores
+exactly what the contract accepts, byte for byte, and nothing else: Spark's own JSON reader differs
+from pydantic in many ways (it coerces numbers and objects to strings, replaces invalid UTF-8,
+accepts single quotes and trailing bytes, and Java's ``$`` matches before a final line break).
+Parsing never raises: a message that fails gets ``reject_reason`` set and goes to quarantine with
+its raw bytes untouched.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import types
 import typing
-from functools import reduce
+from collections.abc import Iterator
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Literal
 
-import annotated_types
-from pydantic import BaseModel
-from pydantic.fields import FieldInfo
+from pydantic import BaseModel, ValidationError
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame
+    import pyarrow as pa
+    from pyspark.sql import DataFrame
     from pyspark.sql.types import DataType, StructType
 
 REJECT_REASON = "reject_reason"
 PARSED = "message"
-CORRUPT = "_corrupt_record"  # from_json puts the text of a record it could not fully parse here
+EMPTY_MESSAGE = "empty message"
+# A reason is one line an operator reads; pydantic's messages are short, the cap guards the column.
+MAX_REASON_CHARS = 500
 
 
 def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
@@ -59,7 +65,7 @@ def _spark_type(annotation: Any) -> DataType:
 
 
 def spark_json_schema(model: type[BaseModel]) -> StructType:
-    """The Spark struct that ``from_json`` parses a message of ``model`` into."""
+    """The Spark struct a message of ``model`` is held in (one field per model field, same names)."""
     from pyspark.sql import types as T
 
     return T.StructType(
@@ -67,81 +73,100 @@ def spark_json_schema(model: type[BaseModel]) -> StructType:
     )
 
 
-def _field_rules(name: str, field: FieldInfo) -> list[tuple[Column, str]]:
-    """(condition that marks the field invalid, reason) pairs for one model field."""
-    from pyspark.sql import functions as F
+def reject_reason(error: ValidationError) -> str:
+    """The first rule a message breaks, as ``field: pydantic's message`` (no input echoed: the raw
+    bytes are beside the reason in quarantine already)."""
+    errors = error.errors(include_url=False, include_input=False, include_context=False)
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"])
+    reason = f"{where}: {first['msg']}" if where else first["msg"]
+    if len(errors) > 1:
+        reason += f" (and {len(errors) - 1} more)"
+    return reason[:MAX_REASON_CHARS]
 
-    value = F.col(f"{PARSED}.{name}")
-    annotation, _ = _unwrap_optional(field.annotation)
-    rules: list[tuple[Column, str]] = []
-    if field.is_required():
-        rules.append((value.isNull(), f"{name} is missing or has the wrong type"))
-    present = value.isNotNull()
-    if typing.get_origin(annotation) is Literal:
-        allowed = list(typing.get_args(annotation))
-        rules.append((present & ~value.isin(allowed), f"{name} must be one of {allowed}"))
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        allowed = [member.value for member in annotation]
-        rules.append((present & ~value.isin(allowed), f"{name} must be one of {allowed}"))
-    for constraint in field.metadata:
-        if isinstance(constraint, annotated_types.Gt):
-            rules.append((present & (value <= constraint.gt), f"{name} must be > {constraint.gt}"))
-        elif isinstance(constraint, annotated_types.Ge):
-            rules.append((present & (value < constraint.ge), f"{name} must be >= {constraint.ge}"))
-        elif isinstance(constraint, annotated_types.Le):
-            rules.append((present & (value > constraint.le), f"{name} must be <= {constraint.le}"))
-        elif isinstance(constraint, annotated_types.MinLen):
-            size = F.size(value) if typing.get_origin(annotation) is list else F.length(value)
-            rules.append((present & (size < constraint.min_length), f"{name} is shorter than {constraint.min_length}"))
-        elif isinstance(constraint, annotated_types.MaxLen):
-            size = F.size(value) if typing.get_origin(annotation) is list else F.length(value)
-            rules.append((present & (size > constraint.max_length), f"{name} is longer than {constraint.max_length}"))
-        elif getattr(constraint, "pattern", None):
-            rules.append((present & ~value.rlike(constraint.pattern), f"{name} does not match {constraint.pattern}"))
-        elif getattr(constraint, "allow_inf_nan", None) is False:
-            rules.append(
-                (present & (F.isnan(value) | value.isin(float("inf"), float("-inf"))), f"{name} is not finite")
+
+class ModelJudge:
+    """The ``mapInArrow`` function: Arrow batches of Kafka rows -> the same rows plus the model's
+    fields (a struct, null when rejected) and the reject reason (null when valid).
+
+    Pickled to the executors by reference to this module, so they import ``lakehouse.parsing`` and
+    ``lakehouse.messages`` (the venv's python locally, ``--py-files`` on a cluster).
+    """
+
+    def __init__(self, model: type[BaseModel], message_type: StructType) -> None:
+        self.model = model
+        self.message_type_json = message_type.json()
+        self._arrow_type: pa.StructType | None = None
+
+    def _message_arrow_type(self) -> pa.StructType:
+        if self._arrow_type is None:
+            from pyspark.sql.pandas.types import to_arrow_type
+            from pyspark.sql.types import StructType
+
+            self._arrow_type = to_arrow_type(StructType.fromJson(json.loads(self.message_type_json)))
+        return self._arrow_type
+
+    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
+
+        message_type = self._message_arrow_type()
+        names = list(self.model.model_fields)
+        fields_of = attrgetter(*names)
+        validate = self.model.model_validate_json
+        for batch in batches:
+            rows: list[tuple | None] = []
+            reasons: list[str | None] = []
+            for raw in batch.column("value").to_pylist():
+                if raw is None:
+                    rows.append(None)
+                    reasons.append(EMPTY_MESSAGE)
+                    continue
+                try:
+                    rows.append(fields_of(validate(raw)))
+                    reasons.append(None)
+                except ValidationError as error:
+                    rows.append(None)
+                    reasons.append(reject_reason(error))
+            rejected = pa.array([row is None for row in rows], pa.bool_())
+            columns = [
+                pa.array([None if row is None else _plain(row[i]) for row in rows], message_type.field(i).type)
+                for i in range(len(names))
+            ]
+            message = pa.StructArray.from_arrays(columns, fields=list(message_type), mask=rejected)
+            yield pa.RecordBatch.from_arrays(
+                [*batch.columns, message, pa.array(reasons, pa.string())],
+                names=[*batch.schema.names, PARSED, REJECT_REASON],
             )
-    return rules
 
 
-def validation_rules(model: type[BaseModel], extra: list[tuple[Column, str]] | None = None) -> list[tuple[Column, str]]:
-    """Every rule of ``model`` (in field order), then the ``extra`` cross-field rules."""
-    rules = [rule for name, field in model.model_fields.items() for rule in _field_rules(name, field)]
-    return rules + list(extra or [])
+def _plain(value: Any) -> Any:
+    """A model value as Arrow takes it: an enum member is its value."""
+    return value.value if isinstance(value, enum.Enum) else value
 
 
 class MessageParser:
-    """Kafka source rows -> the same rows plus ``message`` (parsed struct) and ``reject_reason``.
+    """Kafka source rows -> the same rows plus ``message`` (the model's values) and ``reject_reason``.
 
-    ``reject_reason`` is null for a valid message, otherwise the first rule it breaks. The JSON is
-    parsed once: a record ``from_json`` cannot parse at all (nothing but its corrupt-record column
-    filled) is "not a JSON object"; one with a field of the wrong type gets that field's reason.
-
-    A streaming job builds one parser and calls it on every micro-batch, so the expressions are
-    built here once: rebuilt per batch, they and ``lakehouse.trades.TradeRows`` cost 677 Py4J round
-    trips, 0.4 s of driver time before any data moved (docs/performance.md#the-raw-trades-jobs-cost-model).
+    ``reject_reason`` is null for a valid message, otherwise the first rule it breaks, in pydantic's
+    words. A streaming job builds one parser and calls it on every micro-batch: the output schema
+    is built here once, so a batch costs the driver one ``mapInArrow`` call.
     """
 
-    def __init__(self, model: type[BaseModel], extra_rules: list[tuple[Column, str]] | None = None) -> None:
-        from pyspark.sql import functions as F
+    def __init__(self, model: type[BaseModel]) -> None:
         from pyspark.sql import types as T
 
-        schema = spark_json_schema(model).add(T.StructField(CORRUPT, T.StringType(), True))
-        options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
-        self.message = F.from_json(F.col("value").cast("string"), schema, options)
-        fields = [F.col(f"{PARSED}.{name}") for name in model.model_fields]
-        nothing_parsed = reduce(lambda a, b: a & b, [field.isNull() for field in fields])
-        reason = F.when(F.col("value").isNull(), F.lit("empty message")).when(
-            F.col(PARSED).isNull() | (F.col(f"{PARSED}.{CORRUPT}").isNotNull() & nothing_parsed),
-            F.lit("not a JSON object"),
-        )
-        for condition, message in validation_rules(model, extra_rules):
-            reason = reason.when(condition, F.lit(message))
-        self.reason = reason.when(F.col(f"{PARSED}.{CORRUPT}").isNotNull(), F.lit("malformed JSON"))
+        self.message_type = spark_json_schema(model)
+        self.judge = ModelJudge(model, self.message_type)
+        self.added_fields = [
+            T.StructField(PARSED, self.message_type, True),
+            T.StructField(REJECT_REASON, T.StringType(), True),
+        ]
 
     def __call__(self, kafka_rows: DataFrame) -> DataFrame:
-        return kafka_rows.withColumn(PARSED, self.message).withColumn(REJECT_REASON, self.reason)
+        from pyspark.sql import types as T
+
+        schema = T.StructType([*kafka_rows.schema.fields, *self.added_fields])
+        return kafka_rows.mapInArrow(self.judge, schema)
 
 
 def quarantine_rows(rejected: DataFrame) -> DataFrame:

@@ -169,6 +169,15 @@ class StreamingSettings(_Section):
     scheduler_pools_file: str = "conf/fairscheduler.xml"
 
 
+class SparkSettings(_Section):
+    """The Spark driver's own servers. On local masters they listen on ``local_bind_address`` only
+    (loopback by default: on a shared host no one else opens a job's UI); on a cluster the cluster
+    manager decides."""
+
+    ui_enabled: bool = True
+    local_bind_address: str = "127.0.0.1"
+
+
 class Settings(_Section):
     local: LocalSettings = LocalSettings()
     kafka: KafkaSettings = KafkaSettings()
@@ -178,6 +187,7 @@ class Settings(_Section):
     finnhub: FinnhubSettings = FinnhubSettings()
     vnstock: VnstockSettings = VnstockSettings()
     streaming: StreamingSettings = StreamingSettings()
+    spark: SparkSettings = SparkSettings()
 
     def path(self, relative: Path | str) -> Path:
         """Resolve a configured path against the project root (absolute paths pass through)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from fnmatch import fnmatch
 from typing import TYPE_CHECKING
 
@@ -137,6 +138,23 @@ def spark_environment(settings: Settings) -> dict[str, str]:
     return {}
 
 
+# Spark's web UI binds to the address in this variable of the driver JVM's environment, else to every
+# interface (0.0.0.0); no property sets it.
+SPARK_LOCAL_IP_ENV = "SPARK_LOCAL_IP"
+
+
+def local_network_conf(settings: Settings) -> dict[str, str]:
+    """Local masters: the driver (RPC, block manager) listens on ``spark.local_bind_address`` and
+    advertises it, so no one else on the network reaches a job on a shared host."""
+    address = settings.spark.local_bind_address
+    return {"spark.driver.bindAddress": address, "spark.driver.host": address}
+
+
+def local_launch_environment(settings: Settings) -> dict[str, str]:
+    """Local masters: the driver JVM's environment that binds the web UI to the same address."""
+    return {SPARK_LOCAL_IP_ENV: settings.spark.local_bind_address}
+
+
 def spark_conf(settings: Settings) -> dict[str, str]:
     return {
         "spark.sql.extensions": "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions",
@@ -152,6 +170,7 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # Spark hides the values of matching properties in its UI, logs and event logs: the catalog's
         # password, OAuth2 credential and token (Spark's default regex has no "credential").
         "spark.redaction.regex": "(?i)secret|password|token|credential|access[.]key",
+        "spark.ui.enabled": str(settings.spark.ui_enabled).lower(),
         # The generated-code cache (100 classes by default) held fewer than the pipeline's queries
         # use in steady state, so classes were evicted, compiled again and JIT-compiled again.
         "spark.sql.codegen.cache.maxEntries": "500",
@@ -178,21 +197,24 @@ def launched_by_spark_submit() -> bool:
 def build_spark_session(settings: Settings, app_name: str, master: str | None = None) -> SparkSession:
     """Create (or reuse) the session. Under ``spark-submit`` the jars and master come from the
     command line; in-process (tests, notebooks) they are added here from ``jars/spark``."""
+    from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
     prepare_catalog(settings)
     builder = SparkSession.builder.appName(app_name)
     environment = spark_environment(settings)
     if not launched_by_spark_submit():
-        # The driver JVM is about to be started by this process and inherits its environment.
-        os.environ.update(environment)
+        # The driver JVM is about to be started by this process and inherits its environment; its
+        # Python workers (the message model's judge, ``lakehouse.parsing``) run this interpreter, the
+        # one with pydantic and pyarrow.
+        os.environ.update({**environment, **local_launch_environment(settings), "PYSPARK_PYTHON": sys.executable})
         jars = spark_jars(settings)
         if not jars:
             jars_dir = settings.path(settings.local.spark_jars_dir)
             raise RuntimeError(f"no Spark jars in {jars_dir}: run `make jars`")
         builder = builder.master(master or "local[2]").config("spark.jars", ",".join(jars))
-        builder = builder.config("spark.driver.memory", "2g").config("spark.ui.enabled", "false")
-        for key, value in local_filesystem_conf(jars).items():
+        builder = builder.config("spark.driver.memory", "2g")
+        for key, value in {**local_filesystem_conf(jars), **local_network_conf(settings)}.items():
             builder = builder.config(key, value)
     else:
         missing = {name: value for name, value in environment.items() if os.environ.get(name) != value}
@@ -204,6 +226,9 @@ def build_spark_session(settings: Settings, app_name: str, master: str | None = 
             )
         if master:
             builder = builder.master(master)
+        if SparkConf().get("spark.master", "").startswith("local"):
+            for key, value in local_network_conf(settings).items():
+                builder = builder.config(key, value)
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
@@ -267,9 +292,12 @@ def add_bar_eligible(spark: SparkSession, trades_table: str) -> None:
 
 
 def main() -> int:
-    """Print the ``local_filesystem_conf`` properties as ``spark-submit`` arguments, one per line:
-    ``spark-submit.sh`` adds them on local masters, so the class names live here only."""
-    for key, value in local_filesystem_conf(spark_jars(load_settings())).items():
+    """What ``spark-submit.sh`` adds on local masters, so the class names and addresses live here
+    only: the first line is the address the driver JVM binds (its ``SPARK_LOCAL_IP``), then the
+    ``local_filesystem_conf`` and ``local_network_conf`` properties as spark-submit arguments."""
+    settings = load_settings()
+    print(local_launch_environment(settings)[SPARK_LOCAL_IP_ENV])
+    for key, value in {**local_filesystem_conf(spark_jars(settings)), **local_network_conf(settings)}.items():
         print(f"--conf\n{key}={value}")
     return 0
 

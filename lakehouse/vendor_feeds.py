@@ -7,17 +7,7 @@ from typing import TYPE_CHECKING
 from lakehouse.parsing import PARSED
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame
-
-
-def vendor_bar_rules() -> list[tuple[Column, str]]:
-    """The VendorBar model validator, as a Spark rule: low <= open, close <= high."""
-    from pyspark.sql import functions as F
-
-    m = f"{PARSED}."
-    low, high = F.col(m + "low"), F.col(m + "high")
-    broken = (low > F.least(m + "open", m + "close")) | (high < F.greatest(m + "open", m + "close"))
-    return [(broken, "low <= open, close <= high does not hold")]
+    from pyspark.sql import DataFrame
 
 
 def vendor_bar_rows(valid_messages: DataFrame) -> DataFrame:

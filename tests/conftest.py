@@ -45,6 +45,7 @@ def settings(kafka_broker: LocalKafkaBroker, lakehouse_dir: Path) -> Settings:
             "LAKEHOUSE__CATALOG__WAREHOUSE": str(lakehouse_dir / "warehouse"),
             "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": str(lakehouse_dir / "checkpoints"),
             "LAKEHOUSE__STREAMING__TRIGGER_SECONDS": "1",
+            "LAKEHOUSE__SPARK__UI_ENABLED": "false",
         }
     )
 

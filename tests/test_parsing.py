@@ -9,7 +9,6 @@ import pytest
 
 from lakehouse.messages import Source, Trade, VendorBar, trade_id
 from lakehouse.parsing import REJECT_REASON, MessageParser
-from lakehouse.vendor_feeds import vendor_bar_rules
 
 VALID = Trade(
     source=Source.FINNHUB, symbol="BRK.B", price=412.5, volume=100.0, event_time_ms=1_767_261_600_123,
@@ -33,19 +32,20 @@ CASES: list[tuple[bytes | None, str | None]] = [
     (mutated(venue=None, conditions=[]), None),
     (mutated(extra_field="ignored by both sides"), None),
     (None, "empty message"),
-    (b"{not json", "not a JSON object"),
-    (b"[1, 2, 3]", "not a JSON object"),
-    (mutated(price="abc"), "price is missing or has the wrong type"),
-    (mutated(price=...), "price is missing or has the wrong type"),
-    (mutated(price=0), "price must be > 0"),
-    (mutated(volume=-5), "volume must be >= 0"),
-    (mutated(schema_version=2), "schema_version must be one of [1]"),
-    (mutated(source="nasdaq"), "source must be one of ['finnhub', 'vnstock']"),
-    (mutated(symbol=""), "symbol is shorter than 1"),
-    (mutated(symbol="AA PL"), "symbol does not match ^[A-Za-z0-9.:/^_\\-]+$"),
-    (mutated(event_time_ms=-1), "event_time_ms must be >= 0"),
-    (mutated(trade_id=...), "trade_id is missing or has the wrong type"),
-    (mutated(conditions=[str(i) for i in range(17)]), "conditions is longer than 16"),
+    (b"{not json", "Invalid JSON: key must be a string at line 1 column 2"),
+    (b"[1, 2, 3]", "Input should be an object"),
+    (mutated(price="abc"), "price: Input should be a valid number, unable to parse string as a number"),
+    (mutated(price=...), "price: Field required"),
+    (mutated(price=0), "price: Input should be greater than 0"),
+    (mutated(volume=-5), "volume: Input should be greater than or equal to 0"),
+    (mutated(schema_version=2), "schema_version: Input should be 1"),
+    (mutated(source="nasdaq"), "source: Input should be 'finnhub' or 'vnstock'"),
+    (mutated(symbol=""), "symbol: String should have at least 1 character"),
+    (mutated(symbol="AA PL"), "symbol: String should match pattern '^[A-Za-z0-9.:/^_\\-]+$'"),
+    (mutated(event_time_ms=-1), "event_time_ms: Input should be greater than or equal to 0"),
+    (mutated(trade_id=...), "trade_id: Field required"),
+    (mutated(conditions=[str(i) for i in range(17)]),
+     "conditions: List should have at most 16 items after validation, not 17"),
 ]
 
 
@@ -59,8 +59,8 @@ def test_spark_accepts_and_rejects_what_pydantic_does_with_the_first_broken_rule
         if expected is None:
             Trade.model_validate_json(value)
         else:
-            with pytest.raises((pydantic.ValidationError, TypeError)):
-                Trade.model_validate_json(value or b"")
+            with pytest.raises(pydantic.ValidationError):
+                Trade.model_validate_json(value)
 
 
 def test_a_vendor_bar_whose_high_and_low_do_not_bound_it_is_rejected_by_both(spark) -> None:
@@ -68,8 +68,8 @@ def test_a_vendor_bar_whose_high_and_low_do_not_bound_it_is_rejected_by_both(spa
            "high": 9.0, "low": 8.0, "close": 9.5, "volume": 1.0, "received_time_ms": 0}
     frame = spark.createDataFrame([(json.dumps(bar).encode(),)], "value binary")
 
-    [row] = MessageParser(VendorBar, vendor_bar_rules())(frame).select(REJECT_REASON).collect()
+    [row] = MessageParser(VendorBar)(frame).select(REJECT_REASON).collect()
 
-    assert row[REJECT_REASON] == "low <= open, close <= high does not hold"
+    assert row[REJECT_REASON] == "Value error, low <= open, close <= high does not hold"
     with pytest.raises(pydantic.ValidationError):
         VendorBar.model_validate(bar)

@@ -42,7 +42,9 @@ def test_vendor_bars_upsert_on_their_key_and_bad_bars_are_quarantined(spark, set
     closes = sorted((r["bar_start"].timestamp(), r["close"]) for r in rows.to_pylist())
     assert [c for _, c in closes] == [100.0, 101.0, 102.0, 103.0, 120.0]
     quarantine = catalog.load_table(table_identifier(settings, QUARANTINE)).scan().to_arrow().to_pylist()
-    assert [r["reason"] for r in quarantine if r["raw_value"] == broken] == ["low <= open, close <= high does not hold"]
+    assert [r["reason"] for r in quarantine if r["raw_value"] == broken] == [
+        "Value error, low <= open, close <= high does not hold"
+    ]
 
 
 def test_feed_gaps_land_once_even_when_resent(spark, settings: Settings, kafka_broker):

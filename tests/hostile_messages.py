@@ -1,0 +1,129 @@
+"""Hostile Kafka messages for the contract's differential tests: what a broken or malicious producer
+could write to a topic, by family (types, encodings, JSON syntax, numbers, times, unicode, sizes).
+
+The model (``Model.model_validate_json``) is the reference; the tests compare a job's verdict and
+stored values with it, so this module never says what is valid, only how to make messages.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from typing import Any
+
+from hypothesis import strategies as st
+
+from lakehouse.messages import Source, Trade, trade_id
+
+KAFKA_MAX_MESSAGE_BYTES = 1_048_588  # the broker's default message.max.bytes
+
+LINE_ENDS = ["\n", "\r", "\r\n", "\u2028", "\u2029", "\x85", "\x00", "\t", "\x1b"]
+ODD_TEXT = ["", " ", "AAPL\n", "AAPL\r", "AAPL\u2028", "\ufeffAAPL", "ＡＡＰＬ", "AAP L", "A" * 32, "A" * 33,
+            "ÄPL", "\ud800", "AAPL\\", "BRK.B", "^VIX", "BINANCE:BTCUSDT", "a/b_c-d", "💹", "null", "1"]
+ODD_NUMBERS = [0, -0.0, 0.0, 5e-324, 2.2250738585072014e-308, 1e308, 1.7976931348623157e308, -1, 1, 2**53 + 1,
+               2**63 - 1, 2**63, 2**64, -(2**63), 10**30, 1e-300, 0.1, 253_402_300_799_999, 253_402_300_800_000,
+               -62_135_596_800_000, 1.5, 1e16]
+NUMBER_TEXT = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e-400", "00", "01", "1.", ".5", "+1", "0x10",
+               "1_000", "1E2", "-0", "123456789012345678901234567890", "1.0e+2"]
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=8,
+)
+TEXT = st.one_of(
+    st.sampled_from(ODD_TEXT),
+    st.text(max_size=40),
+    st.builds(lambda base, end: base + end, st.sampled_from(["AAPL", "X", "VCB"]), st.sampled_from(LINE_ENDS)),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=70),
+)
+# A field value of any JSON type, leaning to the edges of the type the field has.
+INVALID_UTF8 = [b"\xff", b"\xc0\x80", b"\xed\xa0\x80", b"\xe2\x82", b"\x80", b"\xf4\x90\x80\x80"]
+FIELD_VALUES = st.one_of(
+    TEXT, st.sampled_from(ODD_NUMBERS), st.floats(), st.integers(), JSON_VALUES,
+    st.lists(TEXT, max_size=20), st.builds(str, st.sampled_from(ODD_NUMBERS)),
+)
+
+
+def valid_trade(index: int) -> dict[str, Any]:
+    """A valid trade as a JSON-ready dict; ``index`` makes its trade id unique."""
+    event_ms = 1_767_261_600_000 + index
+    return {
+        "schema_version": 1, "source": Source.FINNHUB.value, "symbol": "HOST", "price": 100.25 + index,
+        "volume": 10.0, "event_time_ms": event_ms, "conditions": ["1"], "venue": None,
+        "received_time_ms": event_ms + 5,
+        "trade_id": trade_id(Source.FINNHUB, "HOST", event_ms, 100.25 + index, 10.0, ["1"], ordinal=index),
+    }
+
+
+def _dumps(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, allow_nan=True, ensure_ascii=False)
+
+
+@st.composite
+def hostile_trade(draw: st.DrawFn, index: int = 0) -> bytes:
+    """One message for the trades topic: a valid trade broken (or not) in one or two ways."""
+    payload = valid_trade(index)
+    fields = list(Trade.model_fields)
+    for _ in range(draw(st.integers(0, 2))):
+        name = draw(st.sampled_from([*fields, "extra"]))
+        if draw(st.booleans()) and name in payload:
+            del payload[name]
+        else:
+            payload[name] = draw(FIELD_VALUES)
+    family = draw(st.sampled_from(["plain", "plain", "plain", "number_text", "syntax", "encoding", "utf8", "size"]))
+    text = _dumps(payload)
+    if family == "number_text":
+        name = draw(st.sampled_from(["price", "volume", "event_time_ms", "received_time_ms", "schema_version"]))
+        text = _dumps({**payload, name: "@@"}).replace('"@@"', draw(st.sampled_from(NUMBER_TEXT)))
+    elif family == "syntax":
+        text = draw(st.sampled_from([
+            text.replace('"', "'"), text + " x", text + text, text + "\n", " \t" + text, text[:-1],
+            "/* c */" + text, text[:-1] + ', "symbol": "DUP"}', text[:-1] + ', "symbol": "HOST"}',
+            '{"symbol": "DUP", ' + text[1:], "[" + text + "]", "[" * 5000 + "]" * 5000,
+            text[:-1] + ', "deep": ' + "[" * 300 + "]" * 300 + "}", text.replace(": ", ":\u00a0"), "", "null",
+        ]))
+    elif family == "encoding":
+        codec = draw(st.sampled_from(["utf-16", "utf-16-le", "utf-32", "latin-1", "utf-8-sig", "cp1252"]))
+        return text.encode(codec, errors="replace")
+    elif family == "utf8":
+        raw = text.encode("utf-8", errors="surrogatepass")
+        splice = draw(st.sampled_from(INVALID_UTF8))
+        at = raw.find(b'"symbol": "') + len(b'"symbol": "')
+        where = draw(st.sampled_from([at, at + 2, len(raw) - 2]))
+        return raw[:where] + splice + raw[where:]
+    elif family == "size":
+        target = draw(st.sampled_from([1_000, 100_000, KAFKA_MAX_MESSAGE_BYTES - 1_000]))
+        name = draw(st.sampled_from(["padding", "trade_id", "venue", "symbol"]))
+        payload[name] = "x" * target
+        text = _dumps(payload)
+    return text.encode("utf-8", errors="surrogatepass")
+
+
+NAMED_CASES: dict[str, bytes | None] = {
+        "valid": _dumps(valid_trade(0)).encode(),
+        "symbol as a number": _dumps({**valid_trade(1), "symbol": 123}).encode(),
+        "trade_id as a number": _dumps({**valid_trade(2), "trade_id": 42}).encode(),
+        "venue as an object": _dumps({**valid_trade(3), "venue": {"a": 1}}).encode(),
+        "conditions as numbers": _dumps({**valid_trade(4), "conditions": [1, 2]}).encode(),
+        "symbol ending in a line feed": _dumps({**valid_trade(5), "symbol": "AAPL\n"}).encode(),
+        "single quotes": _dumps(valid_trade(6)).replace('"', "'").encode(),
+        "trailing bytes": _dumps(valid_trade(7)).encode() + b" garbage",
+        "two objects": (_dumps(valid_trade(8)) + _dumps(valid_trade(9))).encode(),
+        "invalid UTF-8 in the trade id":
+            _dumps(valid_trade(10)).encode().replace(b'"trade_id": "', b'"trade_id": "\xff'),
+        "NaN price": _dumps({**valid_trade(11), "price": math.nan}).encode(),
+        "price as a string": _dumps({**valid_trade(12), "price": "100.5"}).encode(),
+        "volume -0.0": _dumps({**valid_trade(13), "volume": -0.0}).encode(),
+        "event time beyond 9999": _dumps({**valid_trade(14), "event_time_ms": 253_402_300_800_000}).encode(),
+        "price a whole number": _dumps({**valid_trade(15), "price": 7}).encode(),
+        "escaped symbol": _dumps(valid_trade(16)).replace('"HOST"', '"\\u0048OST"').encode(),
+        "BOM": b"\xef\xbb\xbf" + _dumps(valid_trade(17)).encode(),
+        "tombstone": None,
+        "empty": b"",
+}
+
+
+def float_bits(value: float) -> bytes:
+    """A float compared bit for bit (so -0.0 differs from 0.0)."""
+    return struct.pack("<d", value)
