@@ -3,14 +3,18 @@
 #
 #   ./spark-submit.sh [spark-submit options] JOB [job arguments]
 #
-# JOB is a module name in jobs/ (raw_trades, bars, vendor_bars, feed_events, pipeline,
-# maintenance, rebuild_bars, bigquery_sync, demo). Spark options (--master, --conf, --driver-memory, ...) pass
-# straight to spark-submit; the default master is local[*]. The jobs read their own settings from
-# conf/lakehouse.toml and LAKEHOUSE__* environment variables, never from this script.
+# JOB is a module name in jobs/ (raw_trades, bars, vendor_bars, feed_events, source_rejects,
+# pipeline, maintenance, rebuild_bars, bigquery_sync). Spark options (--master, --conf,
+# --driver-memory, ...) pass straight to spark-submit; the default master is local[*]. The jobs
+# read their own settings from conf/lakehouse.toml and LAKEHOUSE__* environment variables.
 #
 # On a cluster (Dataproc, YARN, Kubernetes): ./spark-submit.sh --master yarn JOB. The project's
 # Python packages ship as a zip with --py-files; the driver needs `pip install .` (pydantic,
 # pyiceberg) and SPARK_SUBMIT may name the cluster's spark-submit.
+#
+# Stopping: SIGTERM or SIGINT to this script (or to its process group, as Ctrl-C does) asks the job
+# to stop at its next safe point (between micro-batches, or between runs) and the script exits with
+# the job's exit code, 0 for a clean stop; a second signal a second or more later stops it at once.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -39,7 +43,8 @@ while [[ $# -gt 0 && "$1" == -* ]]; do
     *) spark_opts+=("$1" "$2"); shift 2 ;;
   esac
 done
-[[ $# -ge 1 ]] || { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+[[ $# -ge 1 ]] || { usage >&2; exit 2; }
 job="$1"; shift
 job_file="$root/jobs/${job%.py}.py"
 [[ -f "$job_file" ]] || { echo "no job '$job' in jobs/ (have: $(cd jobs && ls *.py | grep -v __init__ | sed 's/.py$//' | tr '\n' ' '))" >&2; exit 2; }
@@ -73,18 +78,54 @@ export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$root/.venv/bin/python}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PYSPARK_PYTHON}"
 
 # Local masters: file: paths through the java.nio FileSystem, whose jar must be on the driver's
-# launch classpath (lakehouse.spark.local_filesystem_conf says why and prints the arguments).
-local_fs=()
+# launch classpath, and the driver's servers on loopback (lakehouse.spark.main prints the address,
+# which the web UI takes from SPARK_LOCAL_IP, then the spark-submit arguments).
+local_conf=()
 if [[ "$master" == local* ]]; then
-  mapfile -t local_fs < <("$PYSPARK_DRIVER_PYTHON" -m lakehouse.spark)
+  mapfile -t local_conf < <("$PYSPARK_DRIVER_PYTHON" -m lakehouse.spark)
+  [[ ${#local_conf[@]} -ge 1 ]] || { echo "could not read the local Spark settings" >&2; exit 2; }
+  export SPARK_LOCAL_IP="${local_conf[0]}"
+  local_conf=("${local_conf[@]:1}")
 fi
 
-exec "$spark_submit" \
+# The script stays as a small supervisor instead of exec'ing spark-submit: the JVM would die on
+# SIGTERM (exit 143) without letting the Python driver stop its queries, and leave the driver
+# orphaned. So the JVM starts in a session of its own with SIGTERM and SIGINT ignored (HotSpot keeps
+# a signal ignored at launch ignored; the Python driver installs its own handlers, see
+# lakehouse.shutdown), and this script forwards each stop signal it receives to the Python driver.
+# spark-submit, spark-class and java are exec'ed in turn, so the JVM keeps the job's pid below.
+( trap '' TERM INT; exec setsid "$spark_submit" \
   --name "lakehouse-$job" \
   --jars "$jar_list" \
   "${py_files[@]}" \
-  "${local_fs[@]}" \
+  "${local_conf[@]}" \
   --conf spark.driver.memory=2g \
   --conf spark.ui.showConsoleProgress=false \
   "${spark_opts[@]}" \
-  "$job_file" "$@"
+  "$job_file" "$@" ) &
+jvm=$!
+
+python_driver() { pgrep -P "$jvm" -f -- "$job_file" | head -n 1; }
+
+forward_stop() {
+  local driver
+  driver="$(python_driver || true)"
+  for _ in 1 2 3 4 5 6 7 8 9 10; do  # the JVM may still be starting the driver
+    [[ -n "$driver" ]] && break
+    sleep 0.2
+    driver="$(python_driver || true)"
+  done
+  if [[ -n "$driver" ]]; then
+    kill -TERM "$driver" 2>/dev/null || true
+  else  # no driver (yet, or any more): nothing to stop cleanly, end the JVM's session
+    kill -KILL -- "-$jvm" 2>/dev/null || true
+  fi
+}
+trap forward_stop TERM INT
+
+while kill -0 "$jvm" 2>/dev/null; do
+  wait "$jvm" || true  # returns early when a trapped signal arrives; the JVM is waited for again
+done
+set +e
+wait "$jvm"
+exit $?

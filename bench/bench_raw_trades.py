@@ -8,7 +8,9 @@ One run, one Spark session, one fresh KRaft broker:
    symbol, in ``--ceiling-batch``-row micro-batches (no Kafka, no dedupe, no Iceberg);
 3. the raw-trades job itself (``jobs.raw_trades.start``, unchanged) from the earliest offset with
    ``maxOffsetsPerTrigger`` = each of ``--batch-sizes`` until it has caught up, on a fresh table and
-   checkpoint each time; sustained trades/s = rows / summed batch time, first batch excluded;
+   checkpoint each time; sustained trades/s = rows / summed batch time, first batch excluded; each
+   size runs twice, with the model judging every message (the job as shipped) and with the
+   Spark-only ``from_json`` parser it replaced (``bench/from_json_parser.py``), and prints the ratio;
 4. offered rates: with a ``--offered-trigger`` s trigger and ``maxOffsetsPerTrigger`` = rate x
    trigger, a batch arrives every trigger exactly as a feed at that rate would deliver it; the job
    keeps up while a batch takes no longer than the trigger, otherwise the Kafka lag grows.
@@ -95,13 +97,14 @@ def fresh_tables(spark, settings: Settings) -> None:
     ensure_tables(spark, settings, (TRADES, QUARANTINE))
 
 
-def run_raw_job(spark, settings: Settings, run: str, stop_after_batches: int | None = None) -> list[dict]:
+def run_raw_job(spark, settings: Settings, run: str, stop_after_batches: int | None = None,
+                parse=None) -> list[dict]:
     """Start the raw-trades job on a fresh table and checkpoint; return its progress reports."""
     from jobs import raw_trades
 
     settings = settings.with_streaming(checkpoint_dir=f"{settings.streaming.checkpoint_dir}/{run}")
     fresh_tables(spark, settings)
-    query = raw_trades.start(spark, settings)
+    query = raw_trades.start(spark, settings, parse)
     try:
         if stop_after_batches is None:
             query.processAllAvailable()
@@ -151,18 +154,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ceiling: rate -> JSON -> from_json -> Parquet by symbol, {args.ceiling_batch:,}-row batches: "
               f"{top:,.0f} rows/s ({load()})")
 
+        from bench.from_json_parser import FromJsonParser
+        from lakehouse.messages import Trade
+
         best = 0.0
+        parsers = {"model judge": None, "from_json (old)": FromJsonParser(Trade)}
         for run, size in enumerate(sizes):  # a size may repeat: each run has a checkpoint of its own
-            progress = run_raw_job(spark, settings.with_streaming(trigger_seconds=0.0,
-                                                         max_offsets_per_trigger=size), f"run-{run}-size-{size}")
-            rows, seconds, per_batch = batch_figures(progress)
-            stored = spark.table(spark_table_name(settings, TRADES)).count()
-            assert stored == args.messages, f"stored {stored} of {args.messages} trades"
-            rate = rows / seconds
-            best = max(best, rate)
-            print(f"raw job, maxOffsetsPerTrigger {size:>9,}: {rate:9,.0f} trades/s sustained "
-                  f"(median batch {median(per_batch):,.0f}/s over {len(per_batch)} batches), "
-                  f"{rate / top:.0%} of ceiling ({load()})")
+            rates_by_parser = {}
+            for name, parse in parsers.items():
+                progress = run_raw_job(
+                    spark, settings.with_streaming(trigger_seconds=0.0, max_offsets_per_trigger=size),
+                    f"run-{run}-size-{size}-{name.split()[0]}", parse=parse,
+                )
+                rows, seconds, per_batch = batch_figures(progress)
+                stored = spark.table(spark_table_name(settings, TRADES)).count()
+                assert stored == args.messages, f"stored {stored} of {args.messages} trades"
+                rate = rates_by_parser[name] = rows / seconds
+                if parse is None:
+                    best = max(best, rate)
+                print(f"raw job ({name}), maxOffsetsPerTrigger {size:>9,}: {rate:9,.0f} trades/s sustained "
+                      f"(median batch {median(per_batch):,.0f}/s over {len(per_batch)} batches), "
+                      f"{rate / top:.0%} of ceiling ({load()})")
+            print(f"parsing cost, {size:,}-row batches: model judge / from_json = "
+                  f"{rates_by_parser['model judge'] / rates_by_parser['from_json (old)']:.2f}")
 
         for rate in rates:
             batch = int(rate * args.offered_trigger)

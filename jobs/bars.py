@@ -322,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     query = start_bars_query(spark, settings, checkpoint, args.max_rows_per_batch)
     try:
-        run_until_stopped([query])  # SIGTERM/SIGINT stop the query between micro-batches
+        run_until_stopped([query], "bars")  # SIGTERM/SIGINT stop the query between micro-batches
     finally:
         spark.stop()
     return 0

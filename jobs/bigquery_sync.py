@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -46,6 +44,7 @@ from lakehouse.bigquery import (
 from lakehouse.catalog import jdbc_uri, load_catalog, table_identifier, warehouse_uri
 from lakehouse.logs import configure_logging
 from lakehouse.settings import Settings, SettingsError, load_settings
+from lakehouse.shutdown import StopRequest
 from lakehouse.tables import ALL_TABLES, TableDef
 
 if TYPE_CHECKING:
@@ -282,7 +281,7 @@ def sync_once(
     return SyncReport(dataset, tuple(plans), dry_run, time.monotonic() - started)
 
 
-def run_every(interval_s: float, sync: Callable[[], SyncReport], stop: threading.Event) -> None:
+def run_every(interval_s: float, sync: Callable[[], SyncReport], stop: StopRequest) -> None:
     """Run ``sync`` now and then every ``interval_s`` until ``stop`` is set; a failed run is logged
     and the next one tries again (the schedule is the retry)."""
     while not stop.is_set():
@@ -333,9 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in report.lines():
             print(line, flush=True)
         return 0 if report.ok else 1
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = StopRequest("bigquery_sync").install()
     log.info("syncing %s.%s every %.0f s", settings.bigquery.project, settings.bigquery.dataset, args.interval)
     run_every(args.interval, sync, stop)
     log.info("stopped")

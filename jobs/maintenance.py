@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import threading
 from datetime import timedelta
 
 from lakehouse.logs import configure_logging
 from lakehouse.maintenance import MaintenancePolicy, maintain
 from lakehouse.settings import load_settings
+from lakehouse.shutdown import StopRequest
 from lakehouse.spark import build_spark_session
 from lakehouse.tables import ALL_TABLES
 
@@ -46,14 +46,20 @@ def main(argv: list[str] | None = None) -> int:
         orphan_age=timedelta(hours=args.orphan_age_hours),
         max_snapshots=args.max_snapshots,
     )
+    stop = StopRequest("maintenance").install()  # a stop waits for the table being maintained
     spark = build_spark_session(settings, "maintenance")
-    stop = threading.Event()
-    while True:
-        for name in tables:
-            report = maintain(spark, settings.catalog.name, f"{settings.catalog.namespace}.{name}", policy)
-            log.info(report.describe())
-        if not args.interval or stop.wait(args.interval):
-            return 0
+    try:
+        while not stop.is_set():
+            for name in tables:
+                if stop.is_set():
+                    return 0
+                report = maintain(spark, settings.catalog.name, f"{settings.catalog.namespace}.{name}", policy)
+                log.info(report.describe())
+            if not args.interval or stop.wait(args.interval):
+                return 0
+        return 0
+    finally:
+        spark.stop()
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import logging
 from jobs import bars, feed_events, raw_trades, source_rejects, vendor_bars
 from lakehouse.logs import configure_logging
 from lakehouse.settings import load_settings
+from lakehouse.shutdown import StopRequest
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.streaming import in_own_pool, run_until_stopped
 
@@ -20,18 +21,22 @@ def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description=__doc__.replace("\n", " ")).parse_args(argv)
     configure_logging()
     settings = load_settings()
+    stop = StopRequest("pipeline").install()  # a signal while the queries start is served too
     spark = build_spark_session(settings, "pipeline")
-    ensure_tables(spark, settings)
-    starts = {
-        "raw_trades": lambda: raw_trades.start(spark, settings),
-        "bars": lambda: bars.start_bars_query(spark, settings),
-        "vendor_bars": lambda: vendor_bars.start(spark, settings),
-        "feed_events": lambda: feed_events.start(spark, settings),
-        "source_rejects": lambda: source_rejects.start(spark, settings),
-    }
-    queries = [in_own_pool(spark, pool, start) for pool, start in starts.items()]
-    log.info("pipeline running: %s", ", ".join(q.name for q in queries))
-    run_until_stopped(queries)
+    try:
+        ensure_tables(spark, settings)
+        starts = {
+            "raw_trades": lambda: raw_trades.start(spark, settings),
+            "bars": lambda: bars.start_bars_query(spark, settings),
+            "vendor_bars": lambda: vendor_bars.start(spark, settings),
+            "feed_events": lambda: feed_events.start(spark, settings),
+            "source_rejects": lambda: source_rejects.start(spark, settings),
+        }
+        queries = [in_own_pool(spark, pool, start) for pool, start in starts.items()]
+        log.info("pipeline running: %s", ", ".join(q.name for q in queries))
+        run_until_stopped(queries, "pipeline", stop=stop)
+    finally:
+        spark.stop()
     return 0
 
 

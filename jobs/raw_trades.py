@@ -163,7 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     settings = load_settings()
     spark = build_spark_session(settings, JOB_NAME)
-    run_until_stopped([start(spark, settings)])
+    try:
+        run_until_stopped([start(spark, settings)], JOB_NAME)
+    finally:
+        spark.stop()
     return 0
 
 

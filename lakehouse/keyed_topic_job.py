@@ -97,5 +97,9 @@ def main(job: KeyedTopicJob, description: str, argv: list[str] | None = None) ->
     argparse.ArgumentParser(prog=f"jobs.{job.name}", description=description.replace("\n", " ")).parse_args(argv)
     configure_logging()
     settings = load_settings()
-    run_until_stopped([start(job, build_spark_session(settings, job.name), settings)])
+    spark = build_spark_session(settings, job.name)
+    try:
+        run_until_stopped([start(job, spark, settings)], job.name)
+    finally:
+        spark.stop()
     return 0

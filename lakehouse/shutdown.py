@@ -46,6 +46,8 @@ class StopRequest:
 
     ``install`` must run on the main thread (Python delivers signals there). ``exit_now`` is how a
     second signal ends the process: ``os._exit`` by default, so no cleanup can hang it.
+    ``on_request`` is called once, on the first request, for a loop that does not poll (it runs in
+    the signal handler: it must only set flags or schedule work, e.g. ``call_soon_threadsafe``).
     """
 
     def __init__(
@@ -53,8 +55,10 @@ class StopRequest:
         process_name: str,
         clock: Callable[[], float] = time.monotonic,
         exit_now: Callable[[int], None] = os._exit,
+        on_request: Callable[[], None] | None = None,
     ) -> None:
         self.process_name = process_name
+        self._on_request = on_request
         self._event = threading.Event()
         self._first_request_at: float | None = None
         self._clock = clock
@@ -77,7 +81,7 @@ class StopRequest:
             self._first_request_at = self._clock()
             log.info("%s: received %s, stopping at the next safe point (send it again to stop at once)",
                      self.process_name, name)
-            self._event.set()
+            self.request()
         elif verdict is Verdict.STOP_NOW:
             log.warning("%s: received %s again, stopping at once", self.process_name, name)
             logging.shutdown()
@@ -86,7 +90,10 @@ class StopRequest:
 
     def request(self) -> None:
         """Ask for a stop from inside the process (e.g. a failed query)."""
+        first = not self._event.is_set()
         self._event.set()
+        if first and self._on_request is not None:
+            self._on_request()
 
     def is_set(self) -> bool:
         return self._event.is_set()

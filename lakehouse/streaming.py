@@ -6,13 +6,12 @@ Shared by every job so each job file stays a few lines of wiring.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from lakehouse.settings import Settings
+from lakehouse.shutdown import StopRequest
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -68,19 +67,36 @@ def describe_progress(progress: dict) -> str:
     )
 
 
-def run_until_stopped(queries: list[StreamingQuery], poll_seconds: float = 1.0) -> None:
-    """Log each query's progress per micro-batch until one fails or SIGTERM/SIGINT arrives.
+# How long a stop request waits for a running micro-batch to finish before stopping the query
+# anyway (its commits are idempotent, so an interrupted batch is redone after a restart). A
+# supervisor's grace period must be longer (docs/operations.md).
+BATCH_FINISH_TIMEOUT_SECONDS = 120.0
 
-    On a signal every query is stopped between micro-batches, so checkpoints stay consistent.
-    A failed query raises its exception after the others are stopped.
+
+def stop_between_batches(query: StreamingQuery, timeout_seconds: float = BATCH_FINISH_TIMEOUT_SECONDS) -> None:
+    """Stop ``query`` once its running micro-batch (if any) has finished: ``query.stop()`` alone
+    interrupts a batch midway."""
+    deadline = time.monotonic() + timeout_seconds
+    while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    query.stop()
+
+
+def run_until_stopped(queries: list[StreamingQuery], process_name: str = "streaming",
+                      poll_seconds: float = 1.0, stop: StopRequest | None = None) -> None:
+    """Log each query's progress per micro-batch until one fails or a stop is requested (SIGTERM or
+    SIGINT: ``lakehouse.shutdown``; a second signal ends the process at once).
+
+    On a stop request every query is stopped between micro-batches, so checkpoints and tables stay
+    consistent. A failed query raises its exception after the others are stopped. The caller stops
+    the SparkSession afterwards, so the JVM can exit.
     """
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+    stop = stop or StopRequest(process_name).install()
+    log.info("%s: running %s; SIGTERM or SIGINT stops it between micro-batches", process_name,
+             ", ".join(query.name or "query" for query in queries))
     last_batch: dict[str, int] = {}
     failure: Exception | None = None
-    while not stop.is_set():
+    while not stop.wait(poll_seconds):
         for query in queries:
             progress = query.lastProgress
             if progress and last_batch.get(query.id) != progress["batchId"]:
@@ -89,11 +105,11 @@ def run_until_stopped(queries: list[StreamingQuery], poll_seconds: float = 1.0) 
                     log.info(describe_progress(progress))
             if not query.isActive:
                 failure = query.exception()
-                stop.set()
-        time.sleep(poll_seconds)
+                stop.request()
     for query in queries:
         if query.isActive:
             log.info("stopping %s", query.name)
-            query.stop()
+            stop_between_batches(query)
+    log.info("%s: every query stopped", process_name)
     if failure is not None:
         raise RuntimeError(f"streaming query failed: {failure}")

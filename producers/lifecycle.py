@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-import signal
 from collections.abc import Callable
-from types import FrameType
 
-log = logging.getLogger(__name__)
+from lakehouse.shutdown import StopRequest
 
 
-def on_stop_signals(request_stop: Callable[[], None]) -> None:
-    """Call ``request_stop`` on the first SIGTERM/SIGINT; a second one is also just a request.
+def on_stop_signals(process_name: str, request_stop: Callable[[], None]) -> StopRequest:
+    """Call ``request_stop`` on the first SIGTERM/SIGINT (copies within a second are the same
+    request); a later signal ends the process at once with 128 + signal, in case a flush hangs.
 
-    Plain ``signal.signal`` (not ``loop.add_signal_handler``) so the request also reaches a thread
-    that is blocked publishing into a full Kafka buffer.
+    Plain ``signal.signal`` (``lakehouse.shutdown``, not ``loop.add_signal_handler``) so the request
+    also reaches a thread that is blocked publishing into a full Kafka buffer.
     """
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s: stopping the source, then flushing Kafka", signal.Signals(signum).name)
-        request_stop()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    return StopRequest(process_name, on_request=request_stop).install()

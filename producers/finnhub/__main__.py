@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         stall_timeout_seconds=args.stall_timeout,
         progress_interval_seconds=args.progress_interval,
     )
-    on_stop_signals(feed.request_stop)
+    on_stop_signals("finnhub-producer", feed.request_stop)
     log.info(
         "finnhub producer: %s -> %s (%d symbols)",
         feed.safe_url,

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         symbols,
         intervals,
     )
-    on_stop_signals(poller.request_stop)
+    on_stop_signals("vnstock-producer", poller.request_stop)
     log.info(
         "vnstock producer: %s via %s -> %s",
         ",".join(symbols),
