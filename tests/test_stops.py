@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse.settings import PROJECT_ROOT
+from tests.listening import beyond_loopback, listening_addresses
 
 STOP_TIMEOUT_SECONDS = 150
 
@@ -30,6 +31,7 @@ class Case:
     command: list[str]
     ready: str  # a log line that says the process is running its loop
     spark: bool = True
+    env: tuple[tuple[str, str], ...] = ()
 
 
 def spark_job(job: str, *args: str) -> list[str]:
@@ -44,7 +46,7 @@ CASES = {
         Case("vendor_bars", spark_job("vendor_bars"), STREAMING_READY),
         Case("feed_events", spark_job("feed_events"), STREAMING_READY),
         Case("source_rejects", spark_job("source_rejects"), STREAMING_READY),
-        Case("pipeline", spark_job("pipeline"), STREAMING_READY),
+        Case("pipeline", spark_job("pipeline"), STREAMING_READY, env=(("LAKEHOUSE__SPARK__UI_ENABLED", "true"),)),
         Case("maintenance --interval", spark_job("maintenance", "--interval", "600", "--tables", "feed_events"),
              "INFO maintenance: "),
         Case("bigquery_sync --interval", [sys.executable, "-m", "jobs.bigquery_sync", "--interval", "600"],
@@ -145,7 +147,7 @@ def test_a_stop_signal_stops_at_a_safe_point_exits_zero_and_leaves_nothing(
     case = CASES[case_name]
     log_file = tmp_path / "process.log"
     with log_file.open("wb") as log:
-        process = subprocess.Popen(case.command, cwd=PROJECT_ROOT, env=stop_env, stdout=log,
+        process = subprocess.Popen(case.command, cwd=PROJECT_ROOT, env={**stop_env, **dict(case.env)}, stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     jvm = driver = None
     try:
@@ -154,6 +156,7 @@ def test_a_stop_signal_stops_at_a_safe_point_exits_zero_and_leaves_nothing(
             [jvm] = children(process.pid)
             driver = python_driver(jvm)
             assert driver is not None, "no Python driver below the spark-submit JVM"
+        listening = listening_addresses([process.pid, *(session_members(jvm) if jvm else [])])
         signalled = time.monotonic()
         if way == "SIGTERM to spark-submit.sh" or way == "SIGTERM to the process":
             os.kill(process.pid, signal.SIGTERM)
@@ -173,7 +176,10 @@ def test_a_stop_signal_stops_at_a_safe_point_exits_zero_and_leaves_nothing(
         if jvm is not None and session_members(jvm):
             os.killpg(jvm, signal.SIGKILL)
     output = log_file.read_text(errors="replace")
-    print(f"\nSTOP | {case_name} | {way} | exit {code} | {took:.1f} s")
+    print(f"\nSTOP | {case_name} | {way} | exit {code} | {took:.1f} s | listening on {sorted(listening)}")
+    assert not beyond_loopback(listening), f"listening beyond loopback: {beyond_loopback(listening)}"
+    if dict(case.env).get("LAKEHOUSE__SPARK__UI_ENABLED") == "true":
+        assert listening, "the web UI is on: it must listen (on loopback)"
     if way == "SIGTERM twice, 2 s apart":
         assert code in (0, 128 + signal.SIGTERM), output[-3000:]
     else:
