@@ -1,8 +1,13 @@
 """Kafka message bytes -> typed, validated rows, with a reason for every reject.
 
-The pydantic message model in ``lakehouse.messages`` is the judge, run in the executors: each
+The pydantic message model in ``lakehouse.messages`` is the judge, run in the executors: a
 message's raw bytes go through ``Model.model_validate_json``, exactly what a producer's message
-must pass, and a valid message's columns hold the values the model produced. So a job stores
+must pass, and a valid message's columns hold the values the model produced. One fast path skips
+Python: a message in the canonical form ``model_dump_json`` writes (``canonical_form``: fields in
+order, no whitespace, printable-ASCII strings without escapes, unsigned plain numbers) is parsed by
+Spark's ``from_json`` and checked by Spark rules derived from the model's constraints; within that
+form the two parsers cannot differ, and anything outside it, or failing a rule, goes to the model
+for its verdict and reason. tests/test_contract.py proves the result equals the model's. So a job stores
 exactly what the contract accepts, byte for byte, and nothing else: Spark's own JSON reader differs
 from pydantic in many ways (it coerces numbers and objects to strings, replaces invalid UTF-8,
 accepts single quotes and trailing bytes, and Java's ``$`` matches before a final line break).
@@ -13,22 +18,26 @@ its raw bytes untouched.
 from __future__ import annotations
 
 import enum
-import json
 import types
 import typing
-from collections.abc import Iterator
+from functools import reduce
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Literal
 
+import annotated_types
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-    from pyspark.sql import DataFrame
+    import pandas as pd
+    from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import DataType, StructType
 
 REJECT_REASON = "reject_reason"
 PARSED = "message"
+CANONICAL = "_canonical"  # working columns of MessageParser
+FAST = "_fast_path"
+JUDGED = "_judged"
 EMPTY_MESSAGE = "empty message"
 # A reason is one line an operator reads; pydantic's messages are short, the cap guards the column.
 MAX_REASON_CHARS = 500
@@ -85,58 +94,33 @@ def reject_reason(error: ValidationError) -> str:
     return reason[:MAX_REASON_CHARS]
 
 
-class ModelJudge:
-    """The ``mapInArrow`` function: Arrow batches of Kafka rows -> the same rows plus the model's
-    fields (a struct, null when rejected) and the reject reason (null when valid).
+def judge_messages(model: type[BaseModel], raw_values: pd.Series) -> pd.DataFrame:
+    """The model's verdict on each raw message (None: nothing to judge, the fast path took it):
+    one column per model field (None where rejected) and ``reject_reason`` (None where valid)."""
+    import pandas as pd
 
-    Pickled to the executors by reference to this module, so they import ``lakehouse.parsing`` and
-    ``lakehouse.messages`` (the venv's python locally, ``--py-files`` on a cluster).
-    """
-
-    def __init__(self, model: type[BaseModel], message_type: StructType) -> None:
-        self.model = model
-        self.message_type_json = message_type.json()
-        self._arrow_type: pa.StructType | None = None
-
-    def _message_arrow_type(self) -> pa.StructType:
-        if self._arrow_type is None:
-            from pyspark.sql.pandas.types import to_arrow_type
-            from pyspark.sql.types import StructType
-
-            self._arrow_type = to_arrow_type(StructType.fromJson(json.loads(self.message_type_json)))
-        return self._arrow_type
-
-    def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        import pyarrow as pa
-
-        message_type = self._message_arrow_type()
-        names = list(self.model.model_fields)
-        fields_of = attrgetter(*names)
-        validate = self.model.model_validate_json
-        for batch in batches:
-            rows: list[tuple | None] = []
-            reasons: list[str | None] = []
-            for raw in batch.column("value").to_pylist():
-                if raw is None:
-                    rows.append(None)
-                    reasons.append(EMPTY_MESSAGE)
-                    continue
-                try:
-                    rows.append(fields_of(validate(raw)))
-                    reasons.append(None)
-                except ValidationError as error:
-                    rows.append(None)
-                    reasons.append(reject_reason(error))
-            rejected = pa.array([row is None for row in rows], pa.bool_())
-            columns = [
-                pa.array([None if row is None else _plain(row[i]) for row in rows], message_type.field(i).type)
-                for i in range(len(names))
-            ]
-            message = pa.StructArray.from_arrays(columns, fields=list(message_type), mask=rejected)
-            yield pa.RecordBatch.from_arrays(
-                [*batch.columns, message, pa.array(reasons, pa.string())],
-                names=[*batch.schema.names, PARSED, REJECT_REASON],
-            )
+    names = list(model.model_fields)
+    fields_of = attrgetter(*names)
+    validate = model.model_validate_json
+    rows: list[tuple | None] = []
+    reasons: list[str | None] = []
+    for raw in raw_values:
+        if raw is None:
+            rows.append(None)
+            reasons.append(None)
+            continue
+        try:
+            rows.append(fields_of(validate(raw)))
+            reasons.append(None)
+        except ValidationError as error:
+            rows.append(None)
+            reasons.append(reject_reason(error))
+    columns = {
+        name: pd.Series([None if row is None else _plain(row[i]) for row in rows], dtype=object)
+        for i, name in enumerate(names)
+    }
+    columns[REJECT_REASON] = pd.Series(reasons, dtype=object)
+    return pd.DataFrame(columns)
 
 
 def _plain(value: Any) -> Any:
@@ -144,29 +128,138 @@ def _plain(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
 
+# Printable ASCII but for the quote and the backslash: a JSON string of these has no escapes, so
+# every JSON parser reads the same characters, one per byte, and no line terminator can reach a
+# pattern (Java's ``$`` matches before a final line break; Python's ``\Z``-anchored match does not).
+_PLAIN_STRING = r'"[\x20\x21\x23-\x5b\x5d-\x7e]*"'
+# Unsigned JSON numbers: both parsers round a decimal to the nearest double, and read an integer
+# exactly. A sign, NaN or infinity leaves the fast path.
+_PLAIN_FLOAT = r"(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?"
+_PLAIN_INT = r"(0|[1-9][0-9]{0,17})"
+
+
+def _value_form(name: str, annotation: Any) -> str:
+    annotation, optional = _unwrap_optional(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+        origin = typing.get_origin(annotation)
+    if origin is Literal:
+        form = "|".join(str(a) if isinstance(a, int) else f'"{a}"' for a in typing.get_args(annotation))
+    elif isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        form = "|".join(f'"{member.value}"' for member in annotation)
+    elif origin is list and typing.get_args(annotation)[0] is str:
+        form = rf"\[({_PLAIN_STRING}(,{_PLAIN_STRING})*)?\]"
+    elif annotation is str:
+        form = _PLAIN_STRING
+    elif annotation is float:
+        form = _PLAIN_FLOAT
+    elif annotation is int:
+        form = _PLAIN_INT
+    else:
+        raise TypeError(f"no canonical form for {name}: {annotation!r}")
+    return f"({form}|null)" if optional else f"({form})"
+
+
+def canonical_form(model: type[BaseModel]) -> str:
+    """A Java regex for the canonical JSON of ``model``: every field, in order, as ``model_dump_json``
+    writes it (``\\z``: the end of input, not before a final line break)."""
+    members = ",".join(f'"{name}":{_value_form(name, field.annotation)}' for name, field in model.model_fields.items())
+    return r"^\{" + members + r"\}\z"
+
+
+def _field_rules(name: str, field: FieldInfo) -> list[Column]:
+    """Conditions that mark a field of a canonical message invalid, one per model constraint."""
+    from pyspark.sql import functions as F
+
+    value = F.col(f"{PARSED}.{name}")
+    annotation, _ = _unwrap_optional(field.annotation)
+    rules = [value.isNull()] if field.is_required() else []
+    present = value.isNotNull()
+    size = F.size(value) if typing.get_origin(annotation) is list else F.length(value)
+    for constraint in field.metadata:
+        if isinstance(constraint, annotated_types.Gt):
+            rules.append(present & (value <= constraint.gt))
+        elif isinstance(constraint, annotated_types.Ge):
+            rules.append(present & (value < constraint.ge))
+        elif isinstance(constraint, annotated_types.Lt):
+            rules.append(present & (value >= constraint.lt))
+        elif isinstance(constraint, annotated_types.Le):
+            rules.append(present & (value > constraint.le))
+        elif isinstance(constraint, annotated_types.MinLen):
+            rules.append(present & (size < constraint.min_length))
+        elif isinstance(constraint, annotated_types.MaxLen):
+            rules.append(present & (size > constraint.max_length))
+        elif getattr(constraint, "pattern", None):
+            rules.append(present & ~value.rlike(constraint.pattern))
+        elif getattr(constraint, "allow_inf_nan", None) is False:
+            rules.append(present & (F.isnan(value) | value.isin(float("inf"), float("-inf"))))
+        elif type(constraint).__name__ not in ("Strict",):
+            raise TypeError(f"no Spark rule for {name}: {constraint!r}")
+    return rules
+
+
 class MessageParser:
     """Kafka source rows -> the same rows plus ``message`` (the model's values) and ``reject_reason``.
 
     ``reject_reason`` is null for a valid message, otherwise the first rule it breaks, in pydantic's
-    words. A streaming job builds one parser and calls it on every micro-batch: the output schema
-    is built here once, so a batch costs the driver one ``mapInArrow`` call.
+    words. A canonical message that passes every Spark rule takes the fast path; every other one
+    (only a canonical message's bytes are shipped to Python) is judged by the model. A model with
+    model validators (rules in code, not in field metadata) has no fast path.
+
+    A streaming job builds one parser and calls it on every micro-batch: the expressions are built
+    here once (each costs Py4J round trips), so a batch costs the driver four ``select`` calls.
     """
 
     def __init__(self, model: type[BaseModel]) -> None:
+        from pyspark.sql import functions as F
         from pyspark.sql import types as T
+        from pyspark.sql.functions import PandasUDFType
 
-        self.message_type = spark_json_schema(model)
-        self.judge = ModelJudge(model, self.message_type)
-        self.added_fields = [
-            T.StructField(PARSED, self.message_type, True),
-            T.StructField(REJECT_REASON, T.StringType(), True),
+        message_type = spark_json_schema(model)
+        names = list(model.model_fields)
+        empty = F.col("value").isNull()
+        if model.__pydantic_decorators__.model_validators:
+            canonical, fast_parse, fast_ok = F.lit(False), F.lit(None).cast(message_type), F.lit(False)
+        else:
+            text = F.col("value").cast("string")
+            canonical = ~empty & text.rlike(canonical_form(model))
+            fast_parse = F.when(canonical, F.from_json(text, message_type))  # only canonical ones are parsed
+            broken = [rule for name, field in model.model_fields.items() for rule in _field_rules(name, field)]
+            # A null rule (a field from_json left null) counts as broken.
+            fast_ok = F.col(CANONICAL) & ~F.coalesce(reduce(lambda a, b: a | b, broken), F.lit(True))
+        verdict_type = T.StructType([*message_type.fields, T.StructField(REJECT_REASON, T.StringType(), True)])
+        judge = F.pandas_udf(_Judge(model), verdict_type, PandasUDFType.SCALAR)  # type hints name no import
+        judged = F.col(JUDGED)
+        self.stages = [
+            [canonical.alias(CANONICAL), fast_parse.alias(PARSED)],
+            [fast_ok.alias(FAST)],
+            [judge(F.when(~F.col(FAST) & ~empty, F.col("value"))).alias(JUDGED)],
         ]
+        self.message = (
+            F.when(F.col(FAST), F.col(PARSED))
+            .when(~empty & judged[REJECT_REASON].isNull(), F.struct(*[judged[name].alias(name) for name in names]))
+            .alias(PARSED)
+        )
+        self.reason = (
+            F.when(empty, F.lit(EMPTY_MESSAGE)).when(~F.col(FAST), judged[REJECT_REASON]).alias(REJECT_REASON)
+        )
 
     def __call__(self, kafka_rows: DataFrame) -> DataFrame:
-        from pyspark.sql import types as T
+        columns = kafka_rows.columns
+        for stage in self.stages:
+            kafka_rows = kafka_rows.select("*", *stage)
+        return kafka_rows.select(*columns, self.message, self.reason)
 
-        schema = T.StructType([*kafka_rows.schema.fields, *self.added_fields])
-        return kafka_rows.mapInArrow(self.judge, schema)
+
+class _Judge:
+    """``judge_messages`` bound to a model, picklable by reference for the executors."""
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        self.model = model
+
+    def __call__(self, raw_values: pd.Series) -> pd.DataFrame:
+        return judge_messages(self.model, raw_values)
 
 
 def quarantine_rows(rejected: DataFrame) -> DataFrame:

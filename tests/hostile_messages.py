@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import struct
 from typing import Any
 
@@ -21,7 +22,8 @@ KAFKA_MAX_MESSAGE_BYTES = 1_048_588  # the broker's default message.max.bytes
 LINE_ENDS = ["\n", "\r", "\r\n", "\u2028", "\u2029", "\x85", "\x00", "\t", "\x1b"]
 ODD_TEXT = ["", " ", "AAPL\n", "AAPL\r", "AAPL\u2028", "\ufeffAAPL", "ＡＡＰＬ", "AAP L", "A" * 32, "A" * 33,
             "ÄPL", "\ud800", "AAPL\\", "BRK.B", "^VIX", "BINANCE:BTCUSDT", "a/b_c-d", "💹", "null", "1"]
-ODD_NUMBERS = [0, -0.0, 0.0, 5e-324, 2.2250738585072014e-308, 1e308, 1.7976931348623157e308, -1, 1, 2**53 + 1,
+ODD_NUMBERS = [0, -0.0, 0.0, math.inf, -math.inf, math.nan,
+               5e-324, 2.2250738585072014e-308, 1e308, 1.7976931348623157e308, -1, 1, 2**53 + 1,
                2**63 - 1, 2**63, 2**64, -(2**63), 10**30, 1e-300, 0.1, 253_402_300_799_999, 253_402_300_800_000,
                -62_135_596_800_000, 1.5, 1e16]
 NUMBER_TEXT = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e-400", "00", "01", "1.", ".5", "+1", "0x10",
@@ -56,8 +58,9 @@ def valid_trade(index: int) -> dict[str, Any]:
     }
 
 
-def _dumps(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, allow_nan=True, ensure_ascii=False)
+def _dumps(payload: dict[str, Any], canonical: bool = False) -> str:
+    """JSON text; ``canonical`` writes it as ``model_dump_json`` does (no whitespace), the jobs' fast path."""
+    return json.dumps(payload, allow_nan=True, ensure_ascii=False, separators=(",", ":") if canonical else None)
 
 
 @st.composite
@@ -72,7 +75,7 @@ def hostile_trade(draw: st.DrawFn, index: int = 0) -> bytes:
         else:
             payload[name] = draw(FIELD_VALUES)
     family = draw(st.sampled_from(["plain", "plain", "plain", "number_text", "syntax", "encoding", "utf8", "size"]))
-    text = _dumps(payload)
+    text = _dumps(payload, canonical=draw(st.booleans()))
     if family == "number_text":
         name = draw(st.sampled_from(["price", "volume", "event_time_ms", "received_time_ms", "schema_version"]))
         text = _dumps({**payload, name: "@@"}).replace('"@@"', draw(st.sampled_from(NUMBER_TEXT)))
@@ -102,6 +105,12 @@ def hostile_trade(draw: st.DrawFn, index: int = 0) -> bytes:
 
 NAMED_CASES: dict[str, bytes | None] = {
         "valid": _dumps(valid_trade(0)).encode(),
+        "canonical": Trade.model_validate(valid_trade(18)).to_json_bytes(),
+        "canonical, symbol ending in a line feed": _dumps({**valid_trade(19), "symbol": "AAPL\n"}, True).encode(),
+        "canonical, trailing line feed": Trade.model_validate(valid_trade(20)).to_json_bytes() + b"\n",
+        "canonical, price 1e400": _dumps(valid_trade(21), True).replace('"price":121.25', '"price":1e400').encode(),
+        "canonical, volume -0.0": _dumps({**valid_trade(22), "volume": -0.0}, True).encode(),
+        "canonical, price 1e-400": _dumps(valid_trade(23), True).replace('"price":123.25', '"price":1e-400').encode(),
         "symbol as a number": _dumps({**valid_trade(1), "symbol": 123}).encode(),
         "trade_id as a number": _dumps({**valid_trade(2), "trade_id": 42}).encode(),
         "venue as an object": _dumps({**valid_trade(3), "venue": {"a": 1}}).encode(),
@@ -127,3 +136,41 @@ NAMED_CASES: dict[str, bytes | None] = {
 def float_bits(value: float) -> bytes:
     """A float compared bit for bit (so -0.0 differs from 0.0)."""
     return struct.pack("<d", value)
+
+
+def random_hostile_trade(rng: random.Random, index: int) -> bytes | None:
+    """One hostile message from the same families, chosen by ``rng``: for a sample that runs through
+    the real job once (Hypothesis's first example of a large strategy is its simplest one)."""
+    payload: dict[str, Any] = valid_trade(index)
+    for _ in range(rng.choice([0, 1, 1, 2])):
+        name = rng.choice([*Trade.model_fields, "extra"])
+        kind = rng.random()
+        if kind < 0.15:
+            payload.pop(name, None)
+        elif kind < 0.45:
+            payload[name] = rng.choice([*ODD_TEXT, rng.choice(["AAPL", "X"]) + rng.choice(LINE_ENDS)])
+        elif kind < 0.75:
+            payload[name] = rng.choice(ODD_NUMBERS)
+        elif kind < 0.85:
+            payload[name] = "".join(chr(rng.choice([rng.randrange(0x20, 0x7F), rng.randrange(0, 0x110000)]))
+                                    for _ in range(rng.randrange(0, 12)))
+        else:
+            payload[name] = rng.choice([[1, 2], {"a": 1}, [], ["1"] * 17, None, True, str(rng.choice(ODD_NUMBERS))])
+    text = _dumps(payload, canonical=rng.random() < 0.5)
+    family = rng.choice(["plain", "plain", "plain", "number_text", "syntax", "encoding", "utf8", "size"])
+    if family == "number_text":
+        name = rng.choice(["price", "volume", "event_time_ms", "received_time_ms", "schema_version"])
+        text = _dumps({**payload, name: "@@"}).replace('"@@"', rng.choice(NUMBER_TEXT))
+    elif family == "syntax":
+        text = rng.choice([text.replace('"', "'"), text + " x", text + text, text + "\n", "/* c */" + text,
+                           text[:-1] + ', "symbol": "DUP"}', "[" + text + "]", "[" * 5000 + "]" * 5000, "", "null"])
+    elif family == "encoding":
+        return text.encode(rng.choice(["utf-16", "utf-32", "latin-1", "utf-8-sig", "cp1252"]), errors="replace")
+    elif family == "utf8":
+        raw = text.encode("utf-8", errors="surrogatepass")
+        where = rng.randrange(1, len(raw))
+        return raw[:where] + rng.choice(INVALID_UTF8) + raw[where:]
+    elif family == "size":
+        payload[rng.choice(["padding", "trade_id", "venue"])] = "x" * rng.choice([1_000, 100_000, 1_000_000])
+        text = _dumps(payload, canonical=True)
+    return text.encode("utf-8", errors="surrogatepass")

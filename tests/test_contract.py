@@ -7,15 +7,34 @@ The reference is ``Model.model_validate_json`` itself, so these tests cannot dri
 from __future__ import annotations
 
 import enum
+import re
+import uuid
 from typing import Any
 
 import pydantic
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from lakehouse.catalog import spark_table_name
 from lakehouse.messages import FeedEvent, Trade, VendorBar
-from lakehouse.parsing import EMPTY_MESSAGE, PARSED, REJECT_REASON, MessageParser, reject_reason
-from tests.hostile_messages import FIELD_VALUES, NAMED_CASES, float_bits, hostile_trade
+from lakehouse.parsing import EMPTY_MESSAGE, PARSED, REJECT_REASON, MessageParser, canonical_form, reject_reason
+from lakehouse.settings import Settings
+from lakehouse.tables import QUARANTINE, TRADES
+from tests.hostile_messages import FIELD_VALUES, NAMED_CASES, float_bits, hostile_trade, random_hostile_trade
+from tests.kafka_helpers import new_topic, publish
+
+
+@pytest.fixture
+def settings_for_hostile(settings: Settings) -> Settings:
+    """The session's settings with tables, topic and checkpoint of their own (a fresh namespace)."""
+    run = uuid.uuid4().hex[:8]
+    return settings.model_copy(update={
+        "catalog": settings.catalog.model_copy(update={"namespace": f"hostile_{run}"}),
+        "kafka": settings.kafka.model_copy(update={"trades_topic": f"hostile.trades.{run}"}),
+        "streaming": settings.streaming.model_copy(
+            update={"checkpoint_dir": f"{settings.streaming.checkpoint_dir}/hostile-{run}"}),
+    })
 
 
 def model_verdict(model: type[pydantic.BaseModel], raw: bytes | None) -> tuple[tuple | None, str | None]:
@@ -95,3 +114,57 @@ def test_hostile_vendor_bars_and_feed_events_get_the_models_verdict(spark, paylo
         corpus = [json.dumps({**base, **payload}, allow_nan=True).encode("utf-8", "surrogatepass")
                   for payload in payloads]
         assert_parser_agrees_with_model(spark, model, [json.dumps(base).encode(), *corpus])
+
+
+def test_producers_canonical_messages_take_the_fast_path() -> None:
+    """What producers publish (``model_dump_json``) is in the canonical form Spark parses itself."""
+    pattern = re.compile(canonical_form(Trade).replace(r"\z", r"\Z"))
+    trade = Trade.model_validate_json(NAMED_CASES["canonical"])
+
+    assert pattern.match(trade.to_json_bytes().decode())
+    assert not pattern.match(trade.to_json_bytes().decode() + "\n")
+
+
+@settings(max_examples=1, deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+@given(st.randoms(use_true_random=False))
+def test_hostile_trades_through_the_raw_trades_job_on_kafka_are_stored_or_quarantined_as_the_model_says(
+    spark, settings_for_hostile, kafka_broker, rng
+) -> None:
+    from jobs import raw_trades
+
+    corpus = [*NAMED_CASES.values(), *(random_hostile_trade(rng, 100 + index) for index in range(300))]
+    settings = settings_for_hostile
+    topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.trades_topic, partitions=1)
+    publish(kafka_broker.bootstrap_servers, topic, [(b"HOST", raw) for raw in corpus])
+
+    query = raw_trades.start(spark, settings)
+    query.processAllAvailable()
+    query.stop()
+
+    verdicts = [model_verdict(Trade, raw) for raw in corpus]
+    first_copy: dict[tuple, int] = {}
+    for offset, (values, _) in enumerate(verdicts):
+        if values is not None:
+            first_copy.setdefault((values[2], values[-1]), offset)  # (symbol, trade_id)
+    valid = [offset for offset, (values, _) in enumerate(verdicts) if values is not None]
+    resent = len(valid) - len(first_copy)
+    stored = {
+        row.kafka_offset: row for row in spark.table(spark_table_name(settings, TRADES)).selectExpr(
+            "kafka_offset", "source", "symbol", "price", "volume", "unix_millis(event_time) AS event_time_ms",
+            "conditions", "venue", "unix_millis(received_time) AS received_time_ms", "trade_id",
+        ).collect()
+    }
+    quarantined = {row.kafka_offset: row for row in spark.table(spark_table_name(settings, QUARANTINE))
+                   .where(f"topic = '{topic}'").collect()}
+
+    print(f"\nCONTRACT | sent {len(corpus)} | model accepts {len(valid)} ({resent} re-sent copies of a trade id) | "
+          f"stored {len(stored)} | quarantined {len(quarantined)}")
+    assert len(stored) + len(quarantined) + resent == len(corpus)
+    assert sorted(stored) == sorted(first_copy.values())
+    for offset, row in stored.items():
+        expected = verdicts[offset][0]
+        assert comparable([1, row.source, row.symbol, row.price, row.volume, row.event_time_ms, row.conditions,
+                           row.venue, row.received_time_ms, row.trade_id]) == expected, corpus[offset][:300]
+    assert sorted(quarantined) == [offset for offset, (values, _) in enumerate(verdicts) if values is None]
+    for offset, row in quarantined.items():
+        assert row.raw_value == corpus[offset] and row.reason == verdicts[offset][1]

@@ -72,7 +72,7 @@ def trades_from_rows(symbol: str, rows: Iterable[dict[str, Any]], received_ms: i
                     ),
                 )
             )
-        except (KeyError, ValueError, TypeError, ValidationError) as exc:
+        except (KeyError, ValueError, TypeError, ArithmeticError, ValidationError) as exc:  # never raise on a row
             out.quarantined.append(
                 quarantined(Source.VNSTOCK, _raw(row), f"invalid intraday trade: {_reason(exc)}", received_ms)
             )
@@ -100,7 +100,7 @@ def bars_from_rows(
                     received_time_ms=received_ms,
                 )
             )
-        except (KeyError, ValueError, TypeError, ValidationError) as exc:
+        except (KeyError, ValueError, TypeError, ArithmeticError, ValidationError) as exc:  # never raise on a row
             out.quarantined.append(
                 quarantined(Source.VNSTOCK, _raw(row), f"invalid {interval} bar: {_reason(exc)}", received_ms)
             )
