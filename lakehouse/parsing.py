@@ -152,6 +152,8 @@ def _value_form(name: str, annotation: Any) -> str:
         form = rf"\[({_PLAIN_STRING}(,{_PLAIN_STRING})*)?\]"
     elif annotation is str:
         form = _PLAIN_STRING
+    elif annotation is bool:
+        form = "true|false"
     elif annotation is float:
         form = _PLAIN_FLOAT
     elif annotation is int:

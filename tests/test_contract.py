@@ -7,6 +7,8 @@ The reference is ``Model.model_validate_json`` itself, so these tests cannot dri
 from __future__ import annotations
 
 import enum
+import itertools
+import json
 import re
 import uuid
 from typing import Any
@@ -17,7 +19,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from lakehouse.catalog import spark_table_name
-from lakehouse.messages import FeedEvent, Trade, VendorBar
+from lakehouse.messages import FeedEvent, QuarantinedInput, Trade, VendorBar
 from lakehouse.parsing import EMPTY_MESSAGE, PARSED, REJECT_REASON, MessageParser, canonical_form, reject_reason
 from lakehouse.settings import Settings
 from lakehouse.tables import QUARANTINE, TRADES
@@ -102,18 +104,21 @@ def test_hostile_trades_get_the_models_verdict_and_values_from_the_parser(spark,
 
 @settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.dictionaries(
-    st.sampled_from([*VendorBar.model_fields, *FeedEvent.model_fields]), FIELD_VALUES, max_size=12,
+    st.sampled_from([*VendorBar.model_fields, *FeedEvent.model_fields, *QuarantinedInput.model_fields]),
+    FIELD_VALUES, max_size=12,
 ), min_size=100, max_size=100))
-def test_hostile_vendor_bars_and_feed_events_get_the_models_verdict(spark, payloads) -> None:
+def test_hostile_vendor_bars_feed_events_and_source_rejects_get_the_models_verdict(spark, payloads) -> None:
     bar = {"source": "vnstock", "symbol": "VCB", "interval": "1D", "bar_start_ms": 0, "open": 10.0,
            "high": 11.0, "low": 9.0, "close": 10.5, "volume": 1.0, "received_time_ms": 0}
     gap = {"source": "finnhub", "kind": "gap", "start_ms": 0, "end_ms": 1, "reason": "disconnected"}
-    import json
+    reject = {"source": "finnhub", "reason": "not JSON", "raw": "{x", "raw_truncated": False, "received_time_ms": 0}
 
-    for model, base in ((VendorBar, bar), (FeedEvent, gap)):
-        corpus = [json.dumps({**base, **payload}, allow_nan=True).encode("utf-8", "surrogatepass")
-                  for payload in payloads]
-        assert_parser_agrees_with_model(spark, model, [json.dumps(base).encode(), *corpus])
+    for model, base in ((VendorBar, bar), (FeedEvent, gap), (QuarantinedInput, reject)):
+        canonical = model.model_validate(base).to_json_bytes()
+        corpus = [json.dumps({**model.model_validate(base).model_dump(mode="json"), **payload}, allow_nan=True,
+                             separators=(",", ":") if compact else None).encode("utf-8", "surrogatepass")
+                  for payload, compact in zip(payloads, itertools.cycle([True, False]), strict=False)]
+        assert_parser_agrees_with_model(spark, model, [canonical, json.dumps(base).encode(), *corpus])
 
 
 def test_producers_canonical_messages_take_the_fast_path() -> None:
