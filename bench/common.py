@@ -133,8 +133,10 @@ def trade_messages(spark, count: int, symbols: int, start_ms: int, span_ms: int,
     """``count`` Trade messages as Kafka rows (key = symbol, value = JSON), built inside Spark.
 
     Event times rise evenly over ``span_ms`` from ``start_ms`` in id order; trade ids are 32 hex
-    characters like the real ones; 20% carry two conditions. Each symbol's messages come out of one
-    Spark partition in id order, so published they reach their Kafka partition in event-time order,
+    characters like the real ones; 20% carry two conditions. Written as the producers write them
+    (``model_dump_json``: every field, a null one too), the form the jobs parse on their fast path.
+    Each symbol's messages come out of one Spark partition in id order, so published they reach
+    their Kafka partition in event-time order,
     as a live feed keyed by symbol delivers them. (Split over Spark's tasks by id instead, a Kafka
     partition interleaved early and late trades of a symbol: every micro-batch then reached back
     below what was stored and paid the check against stored trade ids, which a live feed does not.)
@@ -157,7 +159,7 @@ def trade_messages(spark, count: int, symbols: int, start_ms: int, span_ms: int,
         F.md5(F.concat(F.lit(id_prefix), F.col("id").cast("string"))).alias("trade_id"),
     )
     return (spark.range(count).repartition(2, symbol).sortWithinPartitions("id")
-            .select(symbol.alias("key"), F.to_json(message).alias("value")))
+            .select(symbol.alias("key"), F.to_json(message, {"ignoreNullFields": "false"}).alias("value")))
 
 
 def publish_with_spark(spark, frame, bootstrap: str, topic: str) -> None:
