@@ -76,7 +76,7 @@ class FromJsonParser:
 
     A streaming job builds one parser and calls it on every micro-batch: the expressions are built
     here once: rebuilt per batch, they and ``lakehouse.trades.TradeRows`` cost 677 Py4J round trips,
-    0.4 s of driver time before any data moved (bench/NOTES.md, sixth round).
+    0.4 s of driver time before any data moved (docs/performance.md#the-raw-trades-jobs-cost-model).
     """
 
     def __init__(self, model: type[BaseModel], extra_rules: list[tuple[Column, str]] | None = None) -> None:
