@@ -131,7 +131,7 @@ def test_producers_canonical_messages_take_the_fast_path() -> None:
 
 
 @settings(max_examples=1, deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
-@given(st.randoms(use_true_random=False))
+@given(st.randoms(use_true_random=True))  # a seeded PRNG: a simplest example of draws would be all-valid
 def test_hostile_trades_through_the_raw_trades_job_on_kafka_are_stored_or_quarantined_as_the_model_says(
     spark, settings_for_hostile, kafka_broker, rng
 ) -> None:
