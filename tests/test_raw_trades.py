@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import time
@@ -27,6 +28,16 @@ def trade(symbol: str, n: int) -> Trade:
         conditions=conditions, venue=None, received_time_ms=at + 3,
         trade_id=trade_id(Source.FINNHUB, symbol, at, price, volume, conditions),
     )
+
+
+def zipf_symbols(count: int, symbols: int, exponent: float = 1.1, seed: int = 26) -> list[str]:
+    """``count`` symbols drawn with Zipf-distributed activity (rank r weighs r**-exponent), as a whole
+    market trades: a few symbols carry most trades. Every symbol appears at least once."""
+    names = [f"Z{rank:05d}" for rank in range(1, symbols + 1)]
+    weights = [rank ** -exponent for rank in range(1, symbols + 1)]
+    drawn = names + random.Random(seed).choices(names, weights, k=count - symbols)
+    random.Random(seed + 1).shuffle(drawn)
+    return drawn
 
 
 def stored_rows(settings: Settings, symbols: tuple[str, ...]) -> list[dict]:
@@ -74,31 +85,48 @@ def test_resent_trades_are_stored_once_and_bad_messages_are_quarantined(spark, s
     assert all(r["topic"] == topic and r["kafka_offset"] >= 0 for r in mine)
 
 
-def test_kill_dash_nine_mid_stream_then_restart_loses_and_duplicates_nothing(
-    settings: Settings, kafka_broker, lakehouse_dir: Path, spark
-):
-    topic = new_topic(kafka_broker.bootstrap_servers, "kill9.trades", partitions=2)
-    symbols = ("KILLA", "KILLB", "KILLC")
-    trades = [trade(symbol, n) for n in range(4000) for symbol in symbols]
-    env = {
+def job_environment(settings: Settings, kafka_broker, lakehouse_dir: Path, topic: str, checkpoints: str,
+                    **streaming: str) -> dict[str, str]:
+    """The environment of a raw-trades job under ``spark-submit.sh`` on the test catalog and ``topic``."""
+    return {
         **os.environ,
         "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
         "LAKEHOUSE__KAFKA__TRADES_TOPIC": topic,
         "LAKEHOUSE__LOCAL__STATE_DIR": str(lakehouse_dir),
         "LAKEHOUSE__CATALOG__URI": settings.catalog.uri,
         "LAKEHOUSE__CATALOG__WAREHOUSE": settings.catalog.warehouse,
-        "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": str(lakehouse_dir / "kill9-checkpoints"),
-        "LAKEHOUSE__STREAMING__TRIGGER_SECONDS": "0",
-        "LAKEHOUSE__STREAMING__MAX_OFFSETS_PER_TRIGGER": "1500",
+        "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": str(lakehouse_dir / checkpoints),
+        **{f"LAKEHOUSE__STREAMING__{key.upper()}": value for key, value in streaming.items()},
     }
+
+
+def submit_raw_trades(env: dict[str, str], log_file: Path, *spark_options: str) -> subprocess.Popen:
+    """``./spark-submit.sh --master local[2] [spark_options] raw_trades`` in a session of its own."""
+    with log_file.open("ab") as log:
+        return subprocess.Popen(
+            [str(PROJECT_ROOT / "spark-submit.sh"), "--master", "local[2]", *spark_options, "raw_trades"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+
+def stop_job(job: subprocess.Popen) -> None:
+    if job.poll() is None:
+        os.killpg(job.pid, signal.SIGTERM)
+        job.wait(60)
+
+
+def test_kill_dash_nine_mid_stream_then_restart_loses_and_duplicates_nothing(
+    settings: Settings, kafka_broker, lakehouse_dir: Path, spark
+):
+    topic = new_topic(kafka_broker.bootstrap_servers, "kill9.trades", partitions=2)
+    symbols = ("KILLA", "KILLB", "KILLC")
+    trades = [trade(symbol, n) for n in range(4000) for symbol in symbols]
+    env = job_environment(settings, kafka_broker, lakehouse_dir, topic, "kill9-checkpoints",
+                          trigger_seconds="0", max_offsets_per_trigger="1500")
     log_file = lakehouse_dir / "kill9.log"
 
     def start_job() -> subprocess.Popen:
-        with log_file.open("ab") as log:
-            return subprocess.Popen(
-                [str(PROJECT_ROOT / "spark-submit.sh"), "--master", "local[2]", "raw_trades"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+        return submit_raw_trades(env, log_file)
 
     def stored_count() -> int:
         return len(stored_rows(settings, symbols))
@@ -122,14 +150,55 @@ def test_kill_dash_nine_mid_stream_then_restart_loses_and_duplicates_nothing(
             assert job.poll() is None, f"restarted job died: {log_file.read_text()[-3000:]}"
             time.sleep(1)
     finally:
-        if job.poll() is None:
-            os.killpg(job.pid, signal.SIGTERM)
-            job.wait(60)
+        stop_job(job)
 
     rows = stored_rows(settings, symbols)
     ids = [r["trade_id"] for r in rows]
     assert len(ids) == len(set(ids)), "a trade was stored twice"
     assert set(ids) == {t.trade_id for t in trades}, "a trade was lost"
+
+
+def test_a_batch_over_a_thousand_symbols_fits_a_512m_driver_and_resent_trades_are_stored_once(
+    settings: Settings, kafka_broker, lakehouse_dir: Path, spark
+):
+    """One micro-batch touching 1,000 symbol partitions through the real job on the smallest heap
+    Spark accepts. A writer that keeps a Parquet file open per partition (fanout) died here with
+    OutOfMemoryError: the job's memory must not grow with the partitions a batch touches. The
+    second batch re-sends trades of hundreds of symbols, each checked against what is stored."""
+    topic = new_topic(kafka_broker.bootstrap_servers, "market.trades.many", partitions=4)
+    symbols = zipf_symbols(8_000, 1_000)
+    trades = [trade(symbol, n) for n, symbol in enumerate(symbols)]
+    later = [trade(symbol, len(trades) + n) for n, symbol in enumerate(symbols[:2_000])]
+    resent = random.Random(7).sample(trades, 1_500)
+    env = job_environment(settings, kafka_broker, lakehouse_dir, topic, "many-checkpoints",
+                          trigger_seconds="0", max_offsets_per_trigger="20000")
+    log_file = lakehouse_dir / "many-symbols.log"
+    table = load_catalog(settings).load_table(table_identifier(settings, TRADES))
+
+    def stored_count() -> int:
+        table.refresh()
+        return len(table.scan(row_filter="symbol >= 'Z' and symbol < 'Z~'", selected_fields=("trade_id",)).to_arrow())
+
+    def wait_for(count: int, job: subprocess.Popen) -> None:
+        deadline = time.monotonic() + 240
+        while stored_count() < count:
+            assert job.poll() is None, f"job died: {log_file.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"not {count} stored within 240 s: {log_file.read_text()[-3000:]}"
+            time.sleep(1)
+
+    publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in trades])
+    job = submit_raw_trades(env, log_file, "--conf", "spark.driver.memory=512m")
+    try:
+        wait_for(len(trades), job)
+        publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in resent + later])
+        wait_for(len(trades) + len(later), job)
+    finally:
+        stop_job(job)
+
+    ids = [r["trade_id"] for r in stored_rows(settings, tuple(sorted(set(symbols))))]
+    assert len(ids) == len(set(ids)), "a trade was stored twice"
+    assert set(ids) == {t.trade_id for t in trades + later}, "a trade was lost"
+    assert "OutOfMemoryError" not in log_file.read_text()
 
 
 def test_a_new_checkpoint_rereading_a_stored_topic_in_small_batches_stores_nothing_twice(
@@ -251,13 +320,54 @@ def test_a_filter_over_thousands_of_symbols_selects_exactly_their_ranges(spark) 
 def test_copies_of_a_trade_in_one_batch_keep_the_copy_read_first_after_one_shuffle(spark) -> None:
     from lakehouse.trades import TradeRows
 
-    columns = "trade_id string, symbol string, kafka_partition int, kafka_offset long"
+    columns = "trade_id string, symbol string, event_time timestamp, kafka_partition int, kafka_offset long"
+    at = datetime(2026, 1, 2, 14, 30, tzinfo=UTC)
     copies = [("a", "AAA", 1, 7), ("a", "AAA", 0, 9), ("a", "AAA", 0, 3), ("b", "AAA", 2, 1),
               ("b", "BBB", 0, 5), ("c", "BBB", 3, 2), ("c", "BBB", 3, 1)]  # "b" is two trades: two symbols
-    first = TradeRows().first_of_each_trade(spark.createDataFrame(copies, columns), partitions=2)
+    rows = [(trade_id, symbol, at, partition, offset) for trade_id, symbol, partition, offset in copies]
+    first = TradeRows().first_of_each_trade(spark.createDataFrame(rows, columns), partitions=2)
 
-    kept = sorted(tuple(row) for row in first.collect())
+    kept = sorted((r.trade_id, r.symbol, r.kafka_partition, r.kafka_offset) for r in first.collect())
     assert kept == [("a", "AAA", 0, 3), ("b", "AAA", 2, 1), ("b", "BBB", 0, 5), ("c", "BBB", 3, 1)]
     plan = first._jdf.queryExecution().executedPlan().toString()  # adaptive: the final plan, then the initial
     final_plan = plan.split("== Initial Plan ==")[0]
     assert final_plan.count("Exchange hashpartitioning(symbol") == 1 and final_plan.count("Exchange") == 1, plan
+
+
+def test_the_deduplicated_batch_reaches_the_trades_table_in_partition_order_with_one_sort(
+    spark, settings: Settings
+) -> None:
+    """The raw writer keeps one data file open per task (no fanout), so Iceberg has Spark sort each
+    task's rows by (symbol, day of event_time). The dedupe's own sort already gives that order:
+    the write plan holds that one sort and no second one, and the append succeeds (Iceberg's
+    clustered writer refuses rows that come back to a partition it has closed)."""
+    from lakehouse.catalog import spark_table_name
+    from lakehouse.trades import CLUSTERED_WRITE_OPTIONS, TradeRows
+
+    name = spark_table_name(settings, TRADES)
+    day_ms = 86_400_000
+    trades = [trade(f"ORD{n % 7}", n) for n in range(210)]
+    rows = [(t.trade_id, "finnhub", t.symbol, t.price, t.volume,
+             datetime.fromtimestamp((t.event_time_ms + (n % 3) * day_ms) / 1000, tz=UTC), [], None,
+             datetime.fromtimestamp(t.received_time_ms / 1000, tz=UTC), 0, n, True)
+            for n, t in enumerate(trades)]
+    schema = ("trade_id string, source string, symbol string, price double, volume double, event_time timestamp, "
+              "conditions array<string>, venue string, received_time timestamp, kafka_partition int, "
+              "kafka_offset long, bar_eligible boolean")
+    trade_rows = TradeRows()
+    batch = trade_rows.stamped(trade_rows.first_of_each_trade(spark.createDataFrame(rows, schema), 2),
+                               datetime.now(UTC))
+    batch.createOrReplaceTempView("ordered_batch")
+    spark.conf.set("spark.sql.iceberg.distribution-mode", CLUSTERED_WRITE_OPTIONS["distribution-mode"])
+    try:
+        plan = "\n".join(r[0] for r in spark.sql(f"EXPLAIN INSERT INTO {name} SELECT * FROM ordered_batch").collect())
+    finally:
+        spark.conf.unset("spark.sql.iceberg.distribution-mode")
+    assert plan.count("Sort [") == 1 and "Sort [symbol" in plan, plan
+
+    writer = batch.writeTo(name)
+    for key, value in CLUSTERED_WRITE_OPTIONS.items():
+        writer = writer.option(key, value)
+    writer.append()
+    stored = stored_rows(settings, tuple(f"ORD{n}" for n in range(7)))
+    assert sorted(r["trade_id"] for r in stored) == sorted(t.trade_id for t in trades)
