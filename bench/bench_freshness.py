@@ -84,10 +84,10 @@ class LiveFeed:
     It reports what it sent: a machine too busy to offer the asked rate shows in the figures.
     """
 
-    def __init__(self, bootstrap: str, topic: str, rate: int, symbols: int, seconds: float) -> None:
+    def __init__(self, bootstrap: str, topic: str, rate: int, symbols: int, seconds: float, zipf: float = 0.0) -> None:
         self.process = subprocess.Popen(
             ["java", "-Xmx256m", "-cp", f"{KAFKA_JARS}/*", str(FEED_SOURCE),
-             bootstrap, topic, str(rate), str(symbols), str(seconds)],
+             bootstrap, topic, str(rate), str(symbols), str(seconds), str(zipf)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         if self.process.stdout.readline().strip() != "ready":
@@ -171,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=5_000, help="trades/s offered")
     parser.add_argument("--symbols", type=int, default=50)
+    parser.add_argument("--zipf", type=float, default=0.0,
+                        help="exponent of Zipf-distributed activity across symbols (0: symbols take turns)")
     parser.add_argument("--seconds", type=float, default=420, help="how long the feed runs")
     parser.add_argument("--raw-trigger", type=float, default=1.0)
     parser.add_argument("--bars-trigger", type=float, default=2.0)
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         })
         topic = settings.kafka.trades_topic
         ensure_topics(broker.bootstrap_servers, [topic], settings.kafka.partitions)
-        feed = LiveFeed(broker.bootstrap_servers, topic, args.rate, args.symbols, args.seconds)
+        feed = LiveFeed(broker.bootstrap_servers, topic, args.rate, args.symbols, args.seconds, args.zipf)
         stack.callback(feed.stop)
         broker_pid = int(broker.pid_file.read_text())
         # The feed and the broker stand for the exchange and the Kafka cluster, which do not share the

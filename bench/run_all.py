@@ -61,6 +61,15 @@ BENCHMARKS = [
               "after a 5-minute warm-up (the JIT compiling Spark).",
               "trade p50 <= 2 s, p99 <= 4 s; bar <= bars trigger + lateness + 2 s",
               quick_args=["--seconds", "80", "--warmup", "30"]),
+    Benchmark("symbols", "bench.bench_symbols",
+              "The cost curve in the number of symbols (Zipf activity, exponent 1.1, the same trades per point): "
+              "raw-trades throughput, files and commit time per commit, metadata after an hour, maintenance, "
+              "symbol-day read vs full scan, and freshness at 5,000 trades/s.",
+              "at 2,000 symbols: throughput >= 0.8 of 50 symbols' and >= 0.4 of the ceiling; trade p50 <= 2 s, "
+              "p99 <= 4 s; <= 2 files per partition after maintenance; symbol-day read >= 20x a full scan",
+              args=["--freshness-seconds", "240", "--freshness-warmup", "120"],
+              quick_args=["--symbols", "50,500,2000", "--messages", "100000", "--batch", "50000",
+                          "--freshness-seconds", "0"]),
     Benchmark("backfill", "bench.bench_backfill",
               "1-minute bars for a day of trades from the raw table: the bars of `jobs.rebuild_bars` (Spark "
               "batch, `lakehouse.bars`) vs DuckDB over the same Parquet files.",

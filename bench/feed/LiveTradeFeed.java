@@ -5,7 +5,10 @@
 // feed does not share the pipeline's cores. Run by bench/bench_freshness.py with the Kafka jars the
 // project already fetches (java's single-file source launcher, nothing to build):
 //
-//   java -cp 'jars/kafka/*' bench/feed/LiveTradeFeed.java BOOTSTRAP TOPIC RATE SYMBOLS SECONDS
+//   java -cp 'jars/kafka/*' bench/feed/LiveTradeFeed.java BOOTSTRAP TOPIC RATE SYMBOLS SECONDS [ZIPF]
+//
+// Symbols take turns, or with ZIPF > 0 are drawn with Zipf-distributed activity (rank r in proportion
+// to r^-ZIPF, a fixed seed), as a whole market trades.
 //
 // Prints "ready" once connected, starts when a line arrives on stdin, and prints "sent N" at the end.
 
@@ -24,6 +27,14 @@ public class LiveTradeFeed {
         int rate = Integer.parseInt(args[2]);
         int symbols = Integer.parseInt(args[3]);
         double seconds = Double.parseDouble(args[4]);
+        double zipf = args.length > 5 ? Double.parseDouble(args[5]) : 0.0;
+        double[] cumulative = new double[symbols];
+        double total = 0;
+        for (int i = 0; i < symbols; i++) {
+            total += zipf > 0 ? Math.pow(i + 1, -zipf) : 1.0;
+            cumulative[i] = total;
+        }
+        java.util.Random draw = new java.util.Random(26);
 
         Properties props = new Properties();
         props.put("bootstrap.servers", bootstrap);
@@ -51,6 +62,10 @@ public class LiveTradeFeed {
                 while (sent < due) {
                     long nowMs = System.currentTimeMillis();
                     int index = (int) (sent % symbols);
+                    if (zipf > 0) {
+                        int found = java.util.Arrays.binarySearch(cumulative, draw.nextDouble() * total);
+                        index = Math.min(symbols - 1, found >= 0 ? found : -found - 1);
+                    }
                     message.setLength(0);
                     message.append("{\"schema_version\": 1, \"source\": \"finnhub\", \"symbol\": \"").append(names[index])
                         .append("\", \"price\": ").append(100.0 + (sent % 400) / 4.0)

@@ -1,0 +1,303 @@
+"""The cost curve in the number of symbols: the raw-trades job (and bars) at 50 ... 8,000 symbols.
+
+One run, one Spark session, one fresh KRaft broker, one table of results. Trade activity across
+symbols is Zipf-distributed with exponent ``--zipf`` (1.1 by default: rank r trades in proportion
+to r**-1.1, so over 2,000 symbols the busiest carries ~17% of all trades and half the symbols fewer
+than one in 4,000), at the same total number of trades for every point. Per point:
+
+1. throughput: ``--messages`` Trade messages pre-loaded (each symbol's trades spread evenly over
+   one hour of one closed day, in event-time order per symbol, as a live feed keyed by symbol
+   delivers them), then the raw-trades job (``jobs.raw_trades.start``, unchanged) from the earliest
+   offset in ``--batch``-row micro-batches on a fresh table; sustained trades/s = rows / summed
+   batch time, first batch left out; data files and seconds per commit;
+2. commit time: the newest commit's data files appended again, by Iceberg's Java API, to a copy of
+   the table registered from its metadata file (same metadata, same number of files): the catalog
+   commit alone, without the Spark job that wrote the files;
+3. metadata after an hour: the metadata file grows by a fixed amount per snapshot and the manifests
+   by one entry per data file. Measured after this run's commits and extrapolated linearly to an
+   hour of 1-second commits (3,600, also what maintenance keeps at most) at the files per commit of
+   a live 5,000 trades/s feed (``--live-batch`` trades per 1 s commit: the symbols such a batch
+   touches, counted from the same Zipf draw);
+4. maintenance: ``lakehouse.maintenance.maintain`` on the table (closed day), its time, and the
+   data files per partition after it;
+5. reads (pyiceberg, after maintenance): a middle-rank symbol's day, and the busiest symbol's, vs a
+   full scan, best of three;
+6. freshness (``--freshness-seconds`` > 0): ``bench.bench_freshness`` at 5,000 trades/s with the
+   same Zipf activity over the point's symbols, raw + bars queries, its steady-state figures.
+
+The comparisons in the same run: throughput at each point / at the first (target at 2,000: >= 0.8)
+and / the engine ceiling (``bench_raw_trades.ceiling``, target >= 0.4).
+
+    .venv/bin/python -m bench.bench_symbols [--symbols 50,500,2000,8000] [--messages 400000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.bench_raw_trades import batch_figures, ceiling, run_raw_job
+from bench.common import describe_machine, lakehouse_settings, load, local_broker, median, publish_with_spark
+from lakehouse.catalog import load_table, spark_table_name
+from lakehouse.local.kafka_broker import ensure_topics
+from lakehouse.maintenance import MaintenancePolicy, maintain
+from lakehouse.settings import Settings
+from lakehouse.spark import build_spark_session
+from lakehouse.tables import TRADES
+
+START_MS = 1_772_000_000_000  # 2026-02-25 06:13 UTC: a closed day, as maintenance sees it
+HOUR_MS = 3_600_000
+COMMITS_PER_HOUR = 3_600  # a 1 s trigger; also MaintenancePolicy.max_snapshots
+
+
+def zipf_counts(total: int, symbols: int, exponent: float) -> list[int]:
+    """Trades per symbol rank: ``total`` split in proportion to rank**-exponent (largest remainders),
+    so the point's total is exact and the curve's points differ only in how it is spread."""
+    weights = [rank ** -exponent for rank in range(1, symbols + 1)]
+    scale = total / sum(weights)
+    counts = [int(w * scale) for w in weights]
+    by_remainder = sorted(range(symbols), key=lambda i: weights[i] * scale - counts[i], reverse=True)
+    for i in by_remainder[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def symbols_touched(batch: int, symbols: int, exponent: float) -> float:
+    """Expected distinct symbols among ``batch`` Zipf draws: sum over ranks of 1 - (1 - p)**batch."""
+    weights = [rank ** -exponent for rank in range(1, symbols + 1)]
+    total = sum(weights)
+    return sum(1 - (1 - w / total) ** batch for w in weights)
+
+
+def symbol_name(rank: int) -> str:
+    return f"Z{rank:05d}"
+
+
+def zipf_trade_messages(spark, counts: list[int], start_ms: int, span_ms: int, id_prefix: str):
+    """Kafka rows (key = symbol, value = Trade JSON): symbol rank r gets ``counts[r-1]`` trades spread
+    evenly over ``span_ms``, each symbol's in event-time order within one Spark partition."""
+    from pyspark.sql import functions as F
+
+    ranks = spark.createDataFrame([(rank, n) for rank, n in enumerate(counts, start=1) if n], "rank int, n int")
+    rows = ranks.select("rank", "n", F.explode(F.sequence(F.lit(0), F.col("n") - 1)).alias("k"))
+    symbol = F.concat(F.lit("Z"), F.lpad(F.col("rank").cast("string"), 5, "0"))
+    event_ms = F.lit(start_ms) + ((F.col("k") + 0.5) / F.col("n") * span_ms).cast("long")
+    message = F.struct(
+        F.lit(1).alias("schema_version"), F.lit("finnhub").alias("source"), symbol.alias("symbol"),
+        (F.lit(100.0) + (F.col("k") % 400) / 4).alias("price"),
+        ((F.col("k") * 7) % 300 + 1).cast("double").alias("volume"), event_ms.alias("event_time_ms"),
+        F.array(F.lit("1")).alias("conditions"), F.lit(None).cast("string").alias("venue"),
+        (event_ms + 5).alias("received_time_ms"),
+        F.md5(F.concat_ws("-", F.lit(id_prefix), F.col("rank").cast("string"), F.col("k").cast("string")))
+        .alias("trade_id"),
+    )
+    return (rows.select(symbol.alias("key"), event_ms.alias("at"), F.to_json(message).alias("value"))
+            .repartition(2, "key").sortWithinPartitions("at").select("key", "value"))
+
+
+def commit_seconds(spark, settings: Settings) -> float:
+    """Seconds Iceberg's Java API takes to commit the newest snapshot's data files (an append) to a copy
+    of the table registered from its current metadata file: the commit without the write."""
+    jvm = spark._jvm
+    catalog = spark._jsparkSession.sessionState().catalogManager().catalog(settings.catalog.name).icebergCatalog()
+    identifier = jvm.org.apache.iceberg.catalog.TableIdentifier.parse
+    table = catalog.loadTable(identifier(f"{settings.catalog.namespace}.{TRADES.name}"))
+    probe_name = identifier(f"{settings.catalog.namespace}.commit_probe")
+    if catalog.tableExists(probe_name):
+        catalog.dropTable(probe_name, False)  # the catalog entry only: the files are the trades table's
+    probe = catalog.registerTable(probe_name, table.operations().current().metadataFileLocation())
+    append = probe.newAppend()
+    for data_file in table.currentSnapshot().addedDataFiles(table.io()):
+        append.appendFile(data_file)
+    started = time.perf_counter()
+    append.commit()
+    took = time.perf_counter() - started
+    catalog.dropTable(probe_name, False)
+    return took
+
+
+@dataclass(frozen=True)
+class MetadataSize:
+    snapshots: int
+    metadata_file_bytes: int
+    manifest_bytes: int  # the current snapshot's manifests
+    live_files: int
+
+
+def metadata_size(settings: Settings) -> MetadataSize:
+    table = load_table(settings, TRADES)
+    metadata_file = Path(table.metadata_location.removeprefix("file:"))
+    snapshot = table.current_snapshot()
+    manifests = snapshot.manifests(table.io) if snapshot else []
+    return MetadataSize(
+        snapshots=len(table.metadata.snapshots),
+        metadata_file_bytes=metadata_file.stat().st_size,
+        manifest_bytes=sum(m.manifest_length for m in manifests),
+        live_files=sum((m.added_files_count or 0) + (m.existing_files_count or 0) for m in manifests),
+    )
+
+
+def read_seconds(settings: Settings, symbol: str, day_start_ms: int) -> tuple[float, float, int, int]:
+    """(``symbol``'s day, full scan) seconds with pyiceberg, best of three; and their row counts."""
+    from datetime import UTC, datetime, timedelta
+
+    from pyiceberg.expressions import And, EqualTo, GreaterThanOrEqual, LessThan
+
+    day = datetime.fromtimestamp(day_start_ms / 1000, tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    one_day = And(EqualTo("symbol", symbol), And(GreaterThanOrEqual("event_time", day.isoformat()),
+                                                  LessThan("event_time", (day + timedelta(days=1)).isoformat())))
+    table = load_table(settings, TRADES)
+    best: dict[str, tuple[float, int]] = {}
+    for _ in range(3):
+        for label, scan in (("day", table.scan(row_filter=one_day)), ("full", table.scan())):
+            started = time.perf_counter()
+            rows = scan.to_arrow().num_rows
+            took = time.perf_counter() - started
+            best[label] = min(best.get(label, (took, rows)), (took, rows))
+    return best["day"][0], best["full"][0], best["day"][1], best["full"][1]
+
+
+def freshness(symbols: int, exponent: float, seconds: float, warmup: float) -> dict[str, str]:
+    """``bench.bench_freshness`` at 5,000 trades/s over ``symbols`` Zipf symbols (its own process and
+    session, as it measures a live pipeline): its steady-state trade and bar lines."""
+    command = [sys.executable, "-m", "bench.bench_freshness", "--symbols", str(symbols), "--zipf", str(exponent),
+               "--seconds", str(seconds), "--warmup", str(warmup)]
+    done = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True)
+    figures = {}
+    for line in done.stdout.splitlines():
+        for key in ("trade readable after event time", "final bar readable after window end",
+                    "raw_trades micro-batch time"):
+            if line.startswith(key):
+                figures[key] = line.split(": ", 1)[1]
+    if done.returncode:
+        figures["error"] = (done.stderr.strip().splitlines() or ["?"])[-1]
+    return figures
+
+
+def p50_p99(line: str | None) -> str:
+    if not line:
+        return "n/a"
+    found = re.findall(r"p(50|99) ([\d.]+|nan) s", line)
+    return " / ".join(f"{value}" for _, value in found) or line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--symbols", default="50,500,2000,8000")
+    parser.add_argument("--zipf", type=float, default=1.1, help="exponent of the activity across symbols")
+    parser.add_argument("--messages", type=int, default=400_000, help="trades per point")
+    parser.add_argument("--batch", type=int, default=100_000, help="maxOffsetsPerTrigger of the throughput run")
+    parser.add_argument("--live-batch", type=int, default=5_000,
+                        help="trades per 1 s commit of a live feed (5,000 trades/s), for the hour extrapolation")
+    parser.add_argument("--ceiling-batch", type=int, default=300_000)
+    parser.add_argument("--ceiling-batches", type=int, default=3)
+    parser.add_argument("--freshness-seconds", type=float, default=0.0,
+                        help="feed seconds of the freshness run per point (0: no freshness run)")
+    parser.add_argument("--freshness-warmup", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    points = [int(s) for s in args.symbols.split(",") if s]
+
+    results = []
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-symbols-", ignore_cleanup_errors=True) as state,
+        local_broker() as broker,
+    ):
+        base = lakehouse_settings(state, broker.bootstrap_servers)
+        spark = build_spark_session(base, "bench-symbols")
+        print(describe_machine())
+        print(f"data: {args.messages:,} trades per point, activity Zipf over symbols with exponent {args.zipf:g}, "
+              f"one hour of one closed day; raw job in {args.batch:,}-trade micro-batches, local[2]")
+        top = ceiling(spark, state, args.ceiling_batch, args.ceiling_batches, 50)
+        print(f"ceiling: rate -> JSON -> from_json -> Parquet by 50 symbols: {top:,.0f} rows/s ({load()})")
+        for symbols in points:
+            topic = f"trades-{symbols}"
+            ensure_topics(broker.bootstrap_servers, [topic], base.kafka.partitions)
+            settings = base.model_copy(update={"kafka": base.kafka.model_copy(update={"trades_topic": topic})})
+            counts = zipf_counts(args.messages, symbols, args.zipf)
+            publish_with_spark(spark, zipf_trade_messages(spark, counts, START_MS, HOUR_MS, f"p{symbols}"),
+                               broker.bootstrap_servers, topic)
+            streaming = settings.with_streaming(trigger_seconds=0.0, max_offsets_per_trigger=args.batch)
+            progress = run_raw_job(spark, streaming, f"symbols-{symbols}")
+            rows, seconds, _ = batch_figures(progress)
+            name = spark_table_name(settings, TRADES)
+            stored = spark.table(name).count()
+            assert stored == args.messages, f"stored {stored} of {args.messages} trades"
+            added = [int(r.n) for r in spark.sql(
+                f"SELECT summary['added-data-files'] AS n FROM {name}.snapshots ORDER BY committed_at").collect()]
+            batch_seconds = [p["durationMs"]["triggerExecution"] / 1000 for p in progress if p["numInputRows"]][1:]
+            commit = commit_seconds(spark, settings)
+            meta = metadata_size(settings)
+            live_files = symbols_touched(args.live_batch, symbols, args.zipf)
+            per_snapshot = meta.metadata_file_bytes / max(meta.snapshots, 1)
+            hour_metadata = per_snapshot * COMMITS_PER_HOUR
+            per_entry = meta.manifest_bytes / max(meta.live_files, 1)
+            hour_manifests = per_entry * live_files * COMMITS_PER_HOUR
+            started = time.perf_counter()
+            report = maintain(spark, base.catalog.name, f"{base.catalog.namespace}.{TRADES.name}", MaintenancePolicy())
+            maintenance = time.perf_counter() - started
+            # The busiest symbol holds 1/H(symbols) of all trades (26% at 50 symbols, 17% at 2,000), which
+            # caps its day's read against a full scan; a symbol of middle rank is what most reads touch.
+            busiest_s, full_s, busiest_rows, full_rows = read_seconds(settings, symbol_name(1), START_MS)
+            day_s, _, day_rows, _ = read_seconds(settings, symbol_name(max(1, symbols // 2)), START_MS)
+            result = {
+                "symbols": symbols, "trades_per_s": rows / seconds if seconds else float("nan"),
+                "files_per_commit": median([float(n) for n in added]), "batch_s": median(batch_seconds),
+                "commit_s": commit, "live_files_per_commit": live_files,
+                "metadata_mib_hour": hour_metadata / 2**20, "manifests_mib_hour": hour_manifests / 2**20,
+                "maintenance_s": maintenance, "files_per_partition_after": report.after.max_files_per_partition,
+                "day_read_s": day_s, "full_scan_s": full_s, "read_ratio": full_s / day_s if day_s else float("nan"),
+                "load": load(),
+            }
+            print(f"point {symbols} symbols: {result['trades_per_s']:,.0f} trades/s sustained over "
+                  f"{len(batch_seconds)} batches (median {result['batch_s']:.2f} s, "
+                  f"{result['files_per_commit']:.0f} data files per commit); commit of {added[-1]} files "
+                  f"{commit:.2f} s; metadata file {meta.metadata_file_bytes / 1024:.0f} KiB "
+                  f"at {meta.snapshots} snapshots -> {result['metadata_mib_hour']:.1f} MiB at {COMMITS_PER_HOUR:,}; "
+                  f"manifests {meta.manifest_bytes / 1024:.0f} KiB for {meta.live_files} files -> "
+                  f"{result['manifests_mib_hour']:.0f} MiB for an hour at {live_files:.0f} files per 1 s commit; "
+                  f"maintenance {maintenance:.1f} s ({report.describe()}); read a middle-rank symbol's day "
+                  f"({day_rows:,} rows) {day_s:.3f} s, the busiest's ({busiest_rows:,} rows) {busiest_s:.3f} s, "
+                  f"a full scan ({full_rows:,} rows) {full_s:.3f} s: {result['read_ratio']:.0f}x and "
+                  f"{full_s / busiest_s:.0f}x ({load()})", flush=True)
+            if args.freshness_seconds:
+                fresh = freshness(symbols, args.zipf, args.freshness_seconds, args.freshness_warmup)
+                result["trade_fresh"] = p50_p99(fresh.get("trade readable after event time"))
+                result["bar_fresh"] = p50_p99(fresh.get("final bar readable after window end"))
+                print(f"freshness {symbols} symbols: {json.dumps(fresh)} ({load()})", flush=True)
+            results.append(result)
+            spark.sql(f"DROP TABLE IF EXISTS {name} PURGE")
+        spark.stop()
+
+    first = results[0]
+    print("")
+    print("| symbols | trades/s | vs first | vs ceiling | files/commit | batch s | commit s | files/commit live "
+          "| metadata file, 1 h (MiB) | manifests, 1 h (MiB) | maintenance s | files/partition after | "
+          "symbol-day vs full scan | trade p50/p99 s | bar p50/p99 s | load |")
+    print("|" + "---|" * 16)
+    for r in results:
+        print(f"| {r['symbols']:,} | {r['trades_per_s']:,.0f} | {r['trades_per_s'] / first['trades_per_s']:.2f} | "
+              f"{r['trades_per_s'] / top:.2f} | {r['files_per_commit']:.0f} | {r['batch_s']:.2f} | "
+              f"{r['commit_s']:.2f} | "
+              f"{r['live_files_per_commit']:.0f} | {r['metadata_mib_hour']:.1f} | {r['manifests_mib_hour']:.0f} | "
+              f"{r['maintenance_s']:.1f} | {r['files_per_partition_after']} | {r['read_ratio']:.0f}x | "
+              f"{r.get('trade_fresh', 'not run')} | {r.get('bar_fresh', 'not run')} | {r['load']} |")
+    at = next((r for r in results if r["symbols"] == 2000), results[-1])
+    print(f"ratio: raw-trades throughput at {at['symbols']:,} symbols / at {first['symbols']} = "
+          f"{at['trades_per_s'] / first['trades_per_s']:.2f} (target >= 0.8), / engine ceiling = "
+          f"{at['trades_per_s'] / top:.2f} (target >= 0.4); symbol-day read {at['read_ratio']:.0f}x faster than "
+          f"a full scan (target >= 20x); files per partition after maintenance {at['files_per_partition_after']} "
+          f"(target <= 2) ({load()})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
