@@ -494,6 +494,30 @@ def test_streamed_bars_equal_an_independent_computation(
     assert sorted(late_trade_ids(bars_spark, settings)) == sorted(expected_late)
 
 
+def test_streamed_bars_over_hundreds_of_zipf_active_symbols_equal_an_independent_computation(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    """A whole market: 500 symbols, activity Zipf-distributed (rank r in proportion to r**-1.1), so
+    each batch touches a few busy symbols many times and a long tail once or not at all."""
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_many_symbols")
+    names = [f"Z{rank:04d}" for rank in range(1, 501)]
+    zipf_pool = [name for rank, name in enumerate(names, start=1) for _ in range(max(1, round(300 * rank ** -1.1)))]
+    model, expected_late = WatermarkModel(), set()
+    query = start(bars_spark, settings)
+    try:
+        for batch in generated_batches(seed=26, symbols=zipf_pool, batches=4, per_batch=800):
+            fresh = raw.append(batch)
+            expected_late |= model.late_ids(fresh)
+            query.processAllAvailable()
+    finally:
+        query.stop()
+    applied = [t for t in raw.stored.values() if t["trade_id"] not in expected_late]
+    bars_stored = stored_bars(bars_spark, settings)
+    assert len({symbol for symbol, _ in bars_stored}) > 300
+    assert bars_stored == reference_bars(applied)
+    assert sorted(late_trade_ids(bars_spark, settings)) == sorted(expected_late)
+
+
 def test_late_trades_correct_their_bar_or_are_kept_aside_and_restart_does_not_double_count(
     bars_spark: Any, bars_base_settings: Settings
 ) -> None:
