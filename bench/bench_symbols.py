@@ -19,7 +19,7 @@ than one in 4,000), at the same total number of trades for every point. Per poin
    a live 5,000 trades/s feed (``--live-batch`` trades per 1 s commit: the symbols such a batch
    touches, counted from the same Zipf draw);
 4. maintenance: ``lakehouse.maintenance.maintain`` on the table (closed day), its time, and the
-   data files per partition after it;
+   data files per partition after it (``--maintain-up-to``: only up to that many symbols);
 5. reads (pyiceberg, after maintenance): a middle-rank symbol's day, and the busiest symbol's, vs a
    full scan, best of three;
 6. freshness (``--freshness-seconds`` > 0): ``bench.bench_freshness`` at 5,000 trades/s with the
@@ -104,9 +104,9 @@ def zipf_trade_messages(spark, counts: list[int], start_ms: int, span_ms: int, i
             .repartition(2, "key").sortWithinPartitions("at").select("key", "value"))
 
 
-def commit_seconds(spark, settings: Settings) -> float:
-    """Seconds Iceberg's Java API takes to commit the newest snapshot's data files (an append) to a copy
-    of the table registered from its current metadata file: the commit without the write."""
+def commit_seconds(spark, settings: Settings, snapshot_id: int) -> float:
+    """Seconds Iceberg's Java API takes to commit one snapshot's data files (an append) to a copy of the
+    table registered from its current metadata file: the commit without the write."""
     jvm = spark._jvm
     catalog = spark._jsparkSession.sessionState().catalogManager().catalog(settings.catalog.name).icebergCatalog()
     identifier = jvm.org.apache.iceberg.catalog.TableIdentifier.parse
@@ -116,7 +116,7 @@ def commit_seconds(spark, settings: Settings) -> float:
         catalog.dropTable(probe_name, False)  # the catalog entry only: the files are the trades table's
     probe = catalog.registerTable(probe_name, table.operations().current().metadataFileLocation())
     append = probe.newAppend()
-    for data_file in table.currentSnapshot().addedDataFiles(table.io()):
+    for data_file in table.snapshot(snapshot_id).addedDataFiles(table.io()):
         append.appendFile(data_file)
     started = time.perf_counter()
     append.commit()
@@ -200,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="trades per 1 s commit of a live feed (5,000 trades/s), for the hour extrapolation")
     parser.add_argument("--ceiling-batch", type=int, default=300_000)
     parser.add_argument("--ceiling-batches", type=int, default=3)
+    parser.add_argument("--maintain-up-to", type=int, default=10**6,
+                        help="run maintenance only at points with at most this many symbols (it rewrites every file)")
     parser.add_argument("--freshness-seconds", type=float, default=0.0,
                         help="feed seconds of the freshness run per point (0: no freshness run)")
     parser.add_argument("--freshness-warmup", type=float, default=60.0)
@@ -231,10 +233,12 @@ def main(argv: list[str] | None = None) -> int:
             name = spark_table_name(settings, TRADES)
             stored = spark.table(name).count()
             assert stored == args.messages, f"stored {stored} of {args.messages} trades"
-            added = [int(r.n) for r in spark.sql(
-                f"SELECT summary['added-data-files'] AS n FROM {name}.snapshots ORDER BY committed_at").collect()]
+            snapshots = spark.sql(f"SELECT snapshot_id AS id, int(summary['added-data-files']) AS n "
+                                  f"FROM {name}.snapshots ORDER BY committed_at").collect()
+            added = [int(r.n) for r in snapshots]
+            largest = max(snapshots, key=lambda r: r.n)  # a commit of a full batch, not the tail's
             batch_seconds = [p["durationMs"]["triggerExecution"] / 1000 for p in progress if p["numInputRows"]][1:]
-            commit = commit_seconds(spark, settings)
+            commit = commit_seconds(spark, settings, largest.id)
             meta = metadata_size(settings)
             live_files = symbols_touched(args.live_batch, symbols, args.zipf)
             per_snapshot = meta.metadata_file_bytes / max(meta.snapshots, 1)
@@ -242,8 +246,13 @@ def main(argv: list[str] | None = None) -> int:
             per_entry = meta.manifest_bytes / max(meta.live_files, 1)
             hour_manifests = per_entry * live_files * COMMITS_PER_HOUR
             started = time.perf_counter()
-            report = maintain(spark, base.catalog.name, f"{base.catalog.namespace}.{TRADES.name}", MaintenancePolicy())
-            maintenance = time.perf_counter() - started
+            if symbols <= args.maintain_up_to:
+                report = maintain(spark, base.catalog.name, f"{base.catalog.namespace}.{TRADES.name}",
+                                  MaintenancePolicy())
+                maintenance, maintained = time.perf_counter() - started, report.describe()
+                files_after = report.after.max_files_per_partition
+            else:
+                maintenance, maintained, files_after = float("nan"), "not run (--maintain-up-to)", -1
             # The busiest symbol holds 1/H(symbols) of all trades (26% at 50 symbols, 17% at 2,000), which
             # caps its day's read against a full scan; a symbol of middle rank is what most reads touch.
             busiest_s, full_s, busiest_rows, full_rows = read_seconds(settings, symbol_name(1), START_MS)
@@ -253,18 +262,18 @@ def main(argv: list[str] | None = None) -> int:
                 "files_per_commit": median([float(n) for n in added]), "batch_s": median(batch_seconds),
                 "commit_s": commit, "live_files_per_commit": live_files,
                 "metadata_mib_hour": hour_metadata / 2**20, "manifests_mib_hour": hour_manifests / 2**20,
-                "maintenance_s": maintenance, "files_per_partition_after": report.after.max_files_per_partition,
+                "maintenance_s": maintenance, "files_per_partition_after": files_after,
                 "day_read_s": day_s, "full_scan_s": full_s, "read_ratio": full_s / day_s if day_s else float("nan"),
                 "load": load(),
             }
             print(f"point {symbols} symbols: {result['trades_per_s']:,.0f} trades/s sustained over "
                   f"{len(batch_seconds)} batches (median {result['batch_s']:.2f} s, "
-                  f"{result['files_per_commit']:.0f} data files per commit); commit of {added[-1]} files "
+                  f"{result['files_per_commit']:.0f} data files per commit); commit of {largest.n} files "
                   f"{commit:.2f} s; metadata file {meta.metadata_file_bytes / 1024:.0f} KiB "
                   f"at {meta.snapshots} snapshots -> {result['metadata_mib_hour']:.1f} MiB at {COMMITS_PER_HOUR:,}; "
                   f"manifests {meta.manifest_bytes / 1024:.0f} KiB for {meta.live_files} files -> "
                   f"{result['manifests_mib_hour']:.0f} MiB for an hour at {live_files:.0f} files per 1 s commit; "
-                  f"maintenance {maintenance:.1f} s ({report.describe()}); read a middle-rank symbol's day "
+                  f"maintenance {maintenance:.1f} s ({maintained}); read a middle-rank symbol's day "
                   f"({day_rows:,} rows) {day_s:.3f} s, the busiest's ({busiest_rows:,} rows) {busiest_s:.3f} s, "
                   f"a full scan ({full_rows:,} rows) {full_s:.3f} s: {result['read_ratio']:.0f}x and "
                   f"{full_s / busiest_s:.0f}x ({load()})", flush=True)
