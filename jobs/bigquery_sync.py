@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +44,8 @@ from lakehouse.bigquery import (
 )
 from lakehouse.catalog import jdbc_uri, load_catalog, table_identifier, warehouse_uri
 from lakehouse.logs import configure_logging
+from lakehouse.ops.batch_runs import sync_run, sync_succeeded
+from lakehouse.ops.job_runs import record_success, serve_job_metrics
 from lakehouse.settings import Settings, SettingsError, load_settings
 from lakehouse.shutdown import StopRequest
 from lakehouse.tables import ALL_TABLES, TableDef
@@ -321,11 +324,18 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", error)
         return 2
 
-    def sync() -> SyncReport:
+    def sync_without_record() -> SyncReport:
         if (missing := missing_catalog_file(settings)) is not None:
             log.warning("no Iceberg catalog at %s yet (`make demo` or ./spark-submit.sh pipeline creates it)", missing)
             return sync_once(settings, client, None, args.dry_run, connection_id=args.connection)
         return sync_once(settings, client, load_catalog(settings), args.dry_run, connection_id=args.connection)
+
+    def sync() -> SyncReport:
+        report = sync_without_record()
+        # Ops hook: a success record for `lakehouse status` and Prometheus (lakehouse.ops.job_runs).
+        if not report.dry_run and sync_succeeded(report.tables):
+            record_success(settings.state_dir, sync_run(report.tables, datetime.now(UTC), report.seconds))
+        return report
 
     if args.interval is None:
         report = sync()
@@ -333,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             print(line, flush=True)
         return 0 if report.ok else 1
     stop = StopRequest("bigquery_sync").install()
+    serve_job_metrics(settings.metrics.sync_port, settings.state_dir, JOB_NAME)  # ops hook: 0 = off
     log.info("syncing %s.%s every %.0f s", settings.bigquery.project, settings.bigquery.dataset, args.interval)
     run_every(args.interval, sync, stop)
     log.info("stopped")

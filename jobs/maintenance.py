@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-from datetime import timedelta
+import time
+from datetime import UTC, datetime, timedelta
 
 from lakehouse.logs import configure_logging
 from lakehouse.maintenance import MaintenancePolicy, maintain
+from lakehouse.ops.batch_runs import maintenance_run
+from lakehouse.ops.job_runs import record_success, serve_job_metrics
 from lakehouse.settings import load_settings
 from lakehouse.shutdown import StopRequest
 from lakehouse.spark import build_spark_session
@@ -48,13 +51,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     stop = StopRequest("maintenance").install()  # a stop waits for the table being maintained
     spark = build_spark_session(settings, "maintenance")
+    if args.interval:  # ops hook: Prometheus on metrics.maintenance_port (0 = off)
+        serve_job_metrics(settings.metrics.maintenance_port, settings.state_dir, "maintenance")
     try:
         while not stop.is_set():
+            started = time.monotonic()
+            reports = []
             for name in tables:
                 if stop.is_set():
                     return 0
                 report = maintain(spark, settings.catalog.name, f"{settings.catalog.namespace}.{name}", policy)
                 log.info(report.describe())
+                reports.append(report)
+            # Ops hook: a success record for `lakehouse status` and Prometheus (lakehouse.ops.job_runs).
+            record_success(settings.state_dir, maintenance_run(reports, datetime.now(UTC), time.monotonic() - started))
             if not args.interval or stop.wait(args.interval):
                 return 0
         return 0

@@ -178,6 +178,34 @@ class SparkSettings(_Section):
     local_bind_address: str = "127.0.0.1"
 
 
+class StatusSettings(_Section):
+    """Thresholds of ``lakehouse status``: beyond any of them it reports STALE and exits 1.
+
+    A threshold of 0 turns its check off (the part is still shown). Event ages are judged only for
+    ``fresh_tables``: a table such as ``late_trades`` may rightly stay empty for days.
+    """
+
+    fresh_tables: list[str] = Field(default_factory=lambda: ["trades", "bars_1m"])
+    max_event_age_seconds: float = Field(default=900.0, ge=0)
+    max_kafka_lag_messages: int = Field(default=10_000, ge=0)
+    max_maintenance_age_seconds: float = Field(default=3_600.0, ge=0)
+    max_sync_age_seconds: float = Field(default=0.0, ge=0)
+    # A data file below this size counts as small (what maintenance's compaction exists to merge).
+    small_file_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    kafka_timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+class MetricsSettings(_Section):
+    """Prometheus endpoints, always on 127.0.0.1. Port 0 means no endpoint (the default, so tests
+    and several processes on one machine never clash); each process kind has its own port."""
+
+    finnhub_port: int = Field(default=0, ge=0, le=65535)
+    vnstock_port: int = Field(default=0, ge=0, le=65535)
+    streaming_port: int = Field(default=0, ge=0, le=65535)
+    maintenance_port: int = Field(default=0, ge=0, le=65535)
+    sync_port: int = Field(default=0, ge=0, le=65535)
+
+
 class Settings(_Section):
     local: LocalSettings = LocalSettings()
     kafka: KafkaSettings = KafkaSettings()
@@ -188,6 +216,8 @@ class Settings(_Section):
     vnstock: VnstockSettings = VnstockSettings()
     streaming: StreamingSettings = StreamingSettings()
     spark: SparkSettings = SparkSettings()
+    status: StatusSettings = StatusSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     def path(self, relative: Path | str) -> Path:
         """Resolve a configured path against the project root (absolute paths pass through)."""

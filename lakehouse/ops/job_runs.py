@@ -1,0 +1,134 @@
+"""What a batch job records when a run succeeds, read back by ``lakehouse status``.
+
+Maintenance and the BigQuery sync do not leave a mark of their own that is cheap to find (expiring
+snapshots commits nothing; an unchanged sync touches nothing), so each successful run writes one
+small file, ``<state_dir>/ops/<job>.prom``, in Prometheus' text format: the same file is the
+record ``lakehouse status`` reads and what node_exporter's textfile collector exports, so a job run
+from cron or Airflow (which no scraper can catch while it runs) is still seen by Prometheus.
+
+The file is replaced atomically (write, then rename), so a reader never sees half a record.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+# Per-job names rather than a ``job`` label: Prometheus sets ``job`` itself from its scrape config.
+LAST_SUCCESS = "last_success_timestamp_seconds"
+LAST_DURATION = "last_success_duration_seconds"
+_COUNT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One successful run: when it finished (UTC), how long it took, and what it did (counts
+    named in the job's words, e.g. ``files_rewritten``, ``snapshots_expired``, ``tables_updated``)."""
+
+    job: str
+    finished_time: datetime
+    duration_seconds: float
+    counts: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.finished_time.tzinfo is None:
+            raise ValueError("finished_time must be timezone-aware (UTC)")
+        for name in (self.job, *self.counts):
+            if not _COUNT_NAME.match(name):
+                raise ValueError(f"{name!r} is not a metric-name word (lower case, digits, underscores)")
+
+
+def runs_dir(state_dir: Path) -> Path:
+    return state_dir / "ops"
+
+
+def count_metric(job: str, count: str) -> str:
+    """``lakehouse_maintenance_files_rewritten``: a gauge, the count of the last successful run."""
+    return f"lakehouse_{job}_{count}"
+
+
+def render(run: JobRun) -> str:
+    """The Prometheus text exposition of ``run`` (gauges: each value is the last run's)."""
+    success, duration = count_metric(run.job, LAST_SUCCESS), count_metric(run.job, LAST_DURATION)
+    lines = [
+        f"# HELP {success} When the job last finished a run successfully (Unix time).",
+        f"# TYPE {success} gauge",
+        f"{success} {run.finished_time.timestamp():.3f}",
+        f"# HELP {duration} How long the job's last successful run took.",
+        f"# TYPE {duration} gauge",
+        f"{duration} {run.duration_seconds:.3f}",
+    ]
+    for count, value in sorted(run.counts.items()):
+        name = count_metric(run.job, count)
+        lines += [
+            f"# HELP {name} {count.replace('_', ' ')} by the last successful run.",
+            f"# TYPE {name} gauge",
+            f"{name} {float(value):g}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def parse(job: str, text: str) -> JobRun | None:
+    """Read back what ``render`` wrote (None when the file holds no success time)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    finished: float | None = None
+    duration = 0.0
+    counts: dict[str, float] = {}
+    prefix = f"lakehouse_{job}_"
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == count_metric(job, LAST_SUCCESS):
+                finished = sample.value
+            elif sample.name == count_metric(job, LAST_DURATION):
+                duration = sample.value
+            elif sample.name.startswith(prefix):
+                counts[sample.name[len(prefix):]] = sample.value
+    if finished is None:
+        return None
+    return JobRun(job, datetime.fromtimestamp(finished, UTC), duration, counts)
+
+
+def record_success(state_dir: Path, run: JobRun) -> Path:
+    """Write ``run`` as the job's record, atomically; returns the file."""
+    directory = runs_dir(state_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{run.job}.prom"
+    partial = directory / f".{run.job}.prom.{os.getpid()}"
+    partial.write_text(render(run))
+    partial.replace(target)
+    return target
+
+
+def last_success(state_dir: Path, job: str) -> JobRun | None:
+    """The job's last recorded successful run, or None if it never recorded one here."""
+    path = runs_dir(state_dir) / f"{job}.prom"
+    try:
+        return parse(job, path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def serve_job_metrics(port: int, state_dir: Path, job: str) -> Callable[[], None] | None:
+    """For a job run with ``--interval``: serve its record on 127.0.0.1:``port`` (0: not at all),
+    read from the file at every scrape, so the endpoint and the file never disagree."""
+    if not port:
+        return None
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from lakehouse.ops.metrics_http import serve_metrics
+
+    class RecordCollector:
+        def collect(self):
+            path = runs_dir(state_dir) / f"{job}.prom"
+            if path.exists():
+                yield from text_string_to_metric_families(path.read_text())
+
+    registry = CollectorRegistry()
+    registry.register(RecordCollector())
+    return serve_metrics(port, job, registry)

@@ -1,0 +1,110 @@
+"""The verdicts of `lakehouse status`, pure: ages, lag, batch-job records, unreachable parts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from lakehouse.ops.status import (
+    Finding,
+    JobPosition,
+    Observation,
+    TableState,
+    TopicState,
+    Verdict,
+    assess,
+    exit_code,
+    lag_messages,
+    render,
+)
+from lakehouse.ops.status_probe import event_column, kafka_offsets_of
+from lakehouse.settings import StatusSettings
+from lakehouse.tables import BARS_1M, FEED_EVENTS, QUARANTINE, TRADES, VENDOR_BARS
+
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+THRESHOLDS = StatusSettings(fresh_tables=["trades"], max_event_age_seconds=900, max_kafka_lag_messages=100,
+                            max_maintenance_age_seconds=3600, max_sync_age_seconds=0)
+RUNS = {"maintenance": 3600.0, "bigquery_sync": 0.0}
+
+
+def trades_table(newest: datetime | None) -> TableState:
+    return TableState("trades", newest, "event_time", snapshot_count=12, data_file_count=30, small_file_count=28)
+
+
+def observation(newest_trade: datetime | None, committed: int, maintenance: datetime | None) -> Observation:
+    position = JobPosition("raw_trades", "market.trades", 7, {0: committed // 2, 1: committed - committed // 2})
+    topic = TopicState("market.trades", {0: 500, 1: 500}, (position,))
+    return Observation((trades_table(newest_trade),), (topic,), {"maintenance": maintenance, "bigquery_sync": None})
+
+
+def verdicts(findings: list[Finding]) -> dict[str, Verdict]:
+    return {f.part: f.verdict for f in findings}
+
+
+def test_fresh_trades_small_lag_and_recent_maintenance_are_all_fresh():
+    findings = assess(observation(NOW - timedelta(seconds=30), 950, NOW - timedelta(minutes=20)), NOW, THRESHOLDS, RUNS)
+    assert verdicts(findings) == {
+        "table trades": Verdict.OK, "topic market.trades / raw_trades": Verdict.OK,
+        "job maintenance": Verdict.OK, "job bigquery_sync": Verdict.INFO,
+    }
+    assert exit_code(findings) == 0
+    assert render(findings, NOW).splitlines()[-1] == "all fresh"
+
+
+def test_old_trades_a_lagging_job_and_old_maintenance_are_each_stale():
+    findings = assess(observation(NOW - timedelta(hours=2), 100, NOW - timedelta(hours=3)), NOW, THRESHOLDS, RUNS)
+    assert verdicts(findings) == {
+        "table trades": Verdict.STALE, "topic market.trades / raw_trades": Verdict.STALE,
+        "job maintenance": Verdict.STALE, "job bigquery_sync": Verdict.INFO,
+    }
+    assert exit_code(findings) == 1
+    screen = render(findings, NOW)
+    assert "lag 900 msgs" in screen and "age 2.0h" in screen and screen.endswith("3 stale")
+
+
+def test_an_empty_fresh_table_and_a_never_recorded_job_are_stale():
+    findings = assess(observation(None, 1000, None), NOW, THRESHOLDS, RUNS)
+    assert verdicts(findings)["table trades"] is Verdict.STALE
+    assert verdicts(findings)["job maintenance"] is Verdict.STALE
+    assert verdicts(findings)["topic market.trades / raw_trades"] is Verdict.OK
+
+
+def test_tables_outside_fresh_tables_and_zero_thresholds_are_shown_not_judged():
+    late = TableState("late_trades", NOW - timedelta(days=9), "event_time", 1, 1, 1)
+    off = StatusSettings(fresh_tables=["trades"], max_event_age_seconds=0, max_kafka_lag_messages=0,
+                         max_maintenance_age_seconds=0)
+    obs = Observation((trades_table(NOW - timedelta(days=3)), late), observation(None, 0, None).topics, {})
+    findings = assess(obs, NOW, off, {"maintenance": 0.0})
+    assert set(verdicts(findings).values()) == {Verdict.INFO}
+    assert exit_code(findings) == 0
+
+
+def test_an_unreachable_part_is_stale_so_status_never_says_all_is_well_blind():
+    obs = Observation((), (), {}, {"kafka": "NoBrokersAvailable"})
+    findings = assess(obs, NOW, THRESHOLDS, {})
+    assert findings == [Finding("kafka", Verdict.STALE, "unreachable: NoBrokersAvailable")]
+    assert exit_code(findings) == 1
+
+
+def test_lag_counts_a_partition_missing_from_the_checkpoint_from_zero():
+    assert lag_messages({0: 10, 1: 7, 2: 3}, {0: 10, 1: 5}) == 5
+    assert lag_messages({0: 10}, {0: 12}) == 0  # a checkpoint ahead of a recreated topic is not negative lag
+
+
+def test_a_topic_no_checkpoint_reads_is_shown_with_its_end_offsets():
+    findings = assess(Observation((), (TopicState("market.quarantine", {0: 4, 1: 0}),), {}), NOW, THRESHOLDS, {})
+    assert findings[0].verdict is Verdict.INFO and "4 messages in 2 partitions" in findings[0].detail
+
+
+def test_event_column_is_the_time_partition_column_else_the_first_timestamp():
+    assert [event_column(t) for t in (TRADES, BARS_1M, QUARANTINE, VENDOR_BARS, FEED_EVENTS)] == [
+        "event_time", "window_start", "quarantined_time", "bar_start", "start_time"]
+
+
+def test_checkpoint_offsets_file_yields_kafka_positions_and_skips_other_sources():
+    text = "\n".join([
+        "v1",
+        '{"batchWatermarkMs":0,"batchTimestampMs":1767261600000,"conf":{"spark.sql.shuffle.partitions":"2"}}',
+        '{"market.trades":{"1":120,"0":95}}',
+        '{"version":1,"snapshot_id":123,"position":4,"scan_all_files":false}',
+    ])
+    assert kafka_offsets_of(text) == {"market.trades": {0: 95, 1: 120}}
