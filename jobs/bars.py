@@ -31,6 +31,7 @@ from lakehouse.open_bars import (
     split_by_knowledge,
     still_open,
 )
+from lakehouse.ops import stream_metrics
 from lakehouse.settings import Settings, load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.streaming import run_until_stopped
@@ -106,6 +107,8 @@ class BarsBatchWriter:
         tracked_from_us = before.tracked_from_us
         if tracked_from_us is None:
             tracked_from_us = self._tracking_starts(session, windows)
+        stream_metrics.committed_event_time(QUERY_NAME, mark.timestamp())  # ops hook
+        stream_metrics.late_trades(QUERY_NAME, late_count)
         self.progress.record(batch_id, BarsProgress(
             mark,
             still_open(open_now, None if closed_before is None else to_epoch_micros(closed_before)),
@@ -309,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = load_settings(args.config)
     spark = build_spark_session(settings, "lakehouse-bars")
     ensure_tables(spark, settings, (TRADES, BARS_1M, LATE_TRADES))
+    stream_metrics.start_stream_metrics(spark, settings.metrics.streaming_port)  # ops hook: 0 = off
     checkpoint = checkpoint_location(settings)
     log.info(
         "bars job: reading appends of %s; writing %s (MERGE on symbol, window_start) and %s; "

@@ -9,6 +9,7 @@ import logging
 
 from jobs import bars, feed_events, raw_trades, source_rejects, vendor_bars
 from lakehouse.logs import configure_logging
+from lakehouse.ops.stream_metrics import start_stream_metrics
 from lakehouse.settings import load_settings
 from lakehouse.shutdown import StopRequest
 from lakehouse.spark import build_spark_session, ensure_tables
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     spark = build_spark_session(settings, "pipeline")
     try:
         ensure_tables(spark, settings)
+        start_stream_metrics(spark, settings.metrics.streaming_port)  # ops hook: Prometheus, 0 = off
         starts = {
             "raw_trades": lambda: raw_trades.start(spark, settings),
             "bars": lambda: bars.start_bars_query(spark, settings),

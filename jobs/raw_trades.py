@@ -20,6 +20,7 @@ from lakehouse.catalog import spark_table_name
 from lakehouse.iceberg_writes import append_once, batch_marker, writer_id
 from lakehouse.logs import configure_logging
 from lakehouse.messages import Trade
+from lakehouse.ops import stream_metrics
 from lakehouse.parsing import PARSED, REJECT_REASON, MessageParser, quarantine_rows
 from lakehouse.settings import Settings, load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
@@ -132,6 +133,7 @@ class RawTradesWriter:
         wrote = append_once(trades, self.trades_table, marker, CLUSTERED_WRITE_OPTIONS, known_uncommitted=known_new)
         self.last_committed_batch = batch_id
         self.stored_until_ms = advance_stored_until(self._stored_until(spark), spans)
+        stream_metrics.committed_event_time(JOB_NAME, max(s.last_ms for s in spans) / 1000)  # ops hook
         return wrote
 
 
@@ -163,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     settings = load_settings()
     spark = build_spark_session(settings, JOB_NAME)
+    stream_metrics.start_stream_metrics(spark, settings.metrics.streaming_port)  # ops hook: 0 = off
     try:
         run_until_stopped([start(spark, settings)], JOB_NAME)
     finally:

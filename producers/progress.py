@@ -24,6 +24,8 @@ class FeedCounters:
     reconnects: int = 0
     quarantined: int = 0
     source_lag_ms: int | None = None  # receive time minus the newest event time seen
+    gaps: int = 0  # feed gaps recorded
+    last_message_ms: int | None = None  # when the source last sent anything (epoch ms, UTC)
 
 
 def format_progress(

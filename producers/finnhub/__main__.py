@@ -15,11 +15,13 @@ from urllib.parse import urlsplit
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from lakehouse.logs import configure_logging
+from lakehouse.ops.metrics_http import serve_metrics
 from lakehouse.settings import SettingsError, load_settings
 from producers.backoff import Backoff
 from producers.finnhub.client import FinnhubFeed, FinnhubTopics
 from producers.kafka_sink import KafkaSink, SinkConfig, broker_reachable, no_broker_message
 from producers.lifecycle import on_stop_signals
+from producers.metrics import register_producer_metrics
 
 log = logging.getLogger("producers.finnhub")
 
@@ -83,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         progress_interval_seconds=args.progress_interval,
     )
     on_stop_signals("finnhub-producer", feed.request_stop)
+    # Ops hook: Prometheus metrics on 127.0.0.1 (metrics.finnhub_port; 0 = off).
+    register_producer_metrics("finnhub", sink, feed.counters)
+    stop_metrics = serve_metrics(settings.metrics.finnhub_port, "finnhub producer")
     log.info(
         "finnhub producer: %s -> %s (%d symbols)",
         feed.safe_url,
@@ -96,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         sink.close()
         return 1
     delivered = sink.close()
+    if stop_metrics:
+        stop_metrics()
     log.info(
         "finnhub producer stopped: %d trades published, %d acknowledged, %d gaps recorded",
         feed.trades_published,

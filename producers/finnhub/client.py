@@ -199,6 +199,7 @@ class FinnhubFeed:
     def _handle(self, raw: str | bytes) -> None:
         received = self.clock_ms()
         self._last_frame_ms = received
+        self.counters.last_message_ms = received
         frame = parse_frame(raw, received)
         should_stop = self._stopping.is_set
         for trade in frame.trades:
@@ -226,6 +227,7 @@ class FinnhubFeed:
         )
         self.sink.publish(self.topics.feed_events, event, self._stopping.is_set)
         self.gaps_published += 1
+        self.counters.gaps += 1
         log.warning("recorded a feed gap of %.1fs (%s)", (end_ms - start_ms) / 1000, reason)
 
     async def _log_progress(self) -> None:

@@ -16,9 +16,11 @@ from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from lakehouse.logs import configure_logging
 from lakehouse.messages import BarInterval
+from lakehouse.ops.metrics_http import serve_metrics
 from lakehouse.settings import SettingsError, load_settings
 from producers.kafka_sink import KafkaSink, SinkConfig, broker_reachable, no_broker_message
 from producers.lifecycle import on_stop_signals
+from producers.metrics import register_producer_metrics
 
 log = logging.getLogger("producers.vnstock_feed")
 
@@ -96,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         intervals,
     )
     on_stop_signals("vnstock-producer", poller.request_stop)
+    # Ops hook: Prometheus metrics on 127.0.0.1 (metrics.vnstock_port; 0 = off).
+    register_producer_metrics("vnstock", sink, poller.counters)
+    serve_metrics(settings.metrics.vnstock_port, "vnstock producer")
     log.info(
         "vnstock producer: %s via %s -> %s",
         ",".join(symbols),
