@@ -8,9 +8,12 @@ STAMP_PY := $(VENV)/.installed
 STAMP_SPARK_JARS := jars/spark/.resolved
 STAMP_KAFKA_JARS := jars/kafka/.resolved
 STAMP_REST_CATALOG_JARS := jars/rest-catalog/.resolved
+# Airflow lives in a virtualenv of its own: its pins are not the project's (orchestration/airflow).
+AIRFLOW_VENV := .airflow-venv
+STAMP_AIRFLOW := $(AIRFLOW_VENV)/.installed
 MVN := mvn -q -B
 
-.PHONY: setup jars demo test lint kafka-start kafka-stop stop bench jupyter clean dashboard browser
+.PHONY: setup jars demo test lint kafka-start kafka-stop stop bench jupyter clean dashboard browser status airflow
 
 setup: $(STAMP_PY) jars
 
@@ -49,7 +52,7 @@ dashboard: setup
 browser:
 	@test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
-test: setup browser
+test: setup browser airflow
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
@@ -63,6 +66,18 @@ kafka-stop:
 	@test -x $(PY) && $(PY) -m lakehouse.local.kafka_broker stop || true
 
 stop: kafka-stop
+
+airflow: $(STAMP_AIRFLOW)
+
+$(STAMP_AIRFLOW): orchestration/airflow/requirements.txt
+	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install -q --upgrade pip
+	$(AIRFLOW_VENV)/bin/python -m pip install -q -r orchestration/airflow/requirements.txt
+	@touch $@
+
+# What is fresh and what is behind; exit 1 when something is stale (docs/operations.md).
+status: $(STAMP_PY)
+	$(VENV)/bin/lakehouse status
 
 bench: setup
 	$(PY) -m bench.run_all

@@ -1,0 +1,84 @@
+"""What the lakehouse DAGs share: where the project is, how its entry points are called, and the
+market calendar as Jinja macros.
+
+The DAGs run in Airflow's own virtualenv (``make airflow``), which does not have the project's
+dependencies: tasks call the project's entry points (``./spark-submit.sh``, ``.venv/bin/python -m``)
+as processes, and this file imports only ``lakehouse.ops.market_calendar``, which is standard
+library only. The project root is found from this file's place (``orchestration/airflow/dags``).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+from lakehouse.ops.market_calendar import (  # noqa: E402 (needs the project root on sys.path)
+    MARKETS,
+    Market,
+    is_trading_day,
+    rebuild_ready_utc,
+    session_date,
+    utc_days_of_session,
+)
+
+PROJECT_PYTHON = PROJECT_ROOT / ".venv" / "bin" / "python"
+SPARK_SUBMIT = PROJECT_ROOT / "spark-submit.sh"
+# The streaming bars job's allowed lateness (streaming.allowed_lateness_seconds): rebuild_bars
+# refuses a day whose last window can still change, so the DAG waits this long after the day.
+ALLOWED_LATENESS_SECONDS = 60.0
+
+# Retries and timeouts a scheduled batch job gets unless its DAG says otherwise.
+DEFAULT_ARGS = {
+    "owner": "lakehouse",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=5),
+    "retry_exponential_backoff": True,
+    "execution_timeout": timedelta(hours=1),
+}
+
+
+def project_command(*parts: str) -> str:
+    """A shell command run from the project root (relative paths in conf/ resolve from there)."""
+    return f"cd {shlex.quote(str(PROJECT_ROOT))} && " + " ".join(parts)
+
+
+def trading_day(market: Market, logical_date: datetime, params: dict | None = None) -> date:
+    """The session a run is for: the ``day`` parameter when given (a re-run of any day), else the
+    market-local date of the run's logical date (a run scheduled at the close names its own day)."""
+    chosen = (params or {}).get("day")
+    return date.fromisoformat(str(chosen)) if chosen else session_date(market, logical_date)
+
+
+def calendar_macros(market: Market) -> dict:
+    """Jinja macros of one market's calendar for its DAG's templates."""
+
+    def day(logical_date: datetime, params: dict | None = None) -> str:
+        return trading_day(market, logical_date, params).isoformat()
+
+    def ready_at(logical_date: datetime, params: dict | None = None) -> str:
+        session = trading_day(market, logical_date, params)
+        return rebuild_ready_utc(market, session, ALLOWED_LATENESS_SECONDS).isoformat()
+
+    def day_args(logical_date: datetime, params: dict | None = None) -> str:
+        """``--day D ...`` (the UTC days the session touches) and ``--symbol S ...`` when given."""
+        session = trading_day(market, logical_date, params)
+        args = [f"--day {d.isoformat()}" for d in utc_days_of_session(market, session)]
+        args += [f"--symbol {shlex.quote(s)}" for s in (params or {}).get("symbols") or []]
+        return " ".join(args)
+
+    return {"trading_day": day, "ready_at": ready_at, "day_args": day_args, "quote": shlex.quote}
+
+
+def is_session_day(market: Market, logical_date: datetime, params: dict | None = None, **_: object) -> bool:
+    """ShortCircuitOperator's callable: False (skip the rest) when the run's day is no trading day."""
+    return is_trading_day(market, trading_day(market, logical_date, params))
+
+
+__all__ = ["DEFAULT_ARGS", "MARKETS", "PROJECT_PYTHON", "SPARK_SUBMIT", "calendar_macros", "is_session_day",
+           "project_command"]

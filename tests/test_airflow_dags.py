@@ -1,0 +1,124 @@
+"""The Airflow DAGs in Airflow's own virtualenv (`make airflow`): they import cleanly in a DagBag,
+and `airflow dags test` of the US daily DAG rebuilds a day on the real local stack (spark-submit,
+Iceberg) so that its bars equal bars computed independently from the same trades."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lakehouse.catalog import load_table, table_identifier
+from lakehouse.reading.synthetic import _arrow, append_rows, bars_from_trades, create_tables, synthetic_trades
+from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
+from lakehouse.tables import BARS_1M, TRADES
+
+AIRFLOW_VENV = PROJECT_ROOT / ".airflow-venv"
+DAGS_FOLDER = PROJECT_ROOT / "orchestration" / "airflow" / "dags"
+DAG_IDS = {"lakehouse_daily_bars_us", "lakehouse_daily_bars_vn", "lakehouse_maintenance",
+           "lakehouse_bigquery_sync", "lakehouse_vnstock_backfill"}
+DAY = date(2026, 3, 2)  # a Monday, before US daylight saving starts (8 March): the close is 21:00 UTC
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """An Airflow home of this module's own, its metadata database migrated."""
+    python = AIRFLOW_VENV / "bin" / "python"
+    assert python.exists(), f"no Airflow virtualenv at {AIRFLOW_VENV}: run `make airflow`"
+    home = tmp_path_factory.mktemp("airflow")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "LAKEHOUSE"))}
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "PATH": f"{AIRFLOW_VENV / 'bin'}:{env.get('PATH', '')}",
+    })
+    migrated = subprocess.run([str(AIRFLOW_VENV / "bin" / "airflow"), "db", "migrate"], env=env,
+                              capture_output=True, text=True, timeout=600)
+    assert migrated.returncode == 0, migrated.stdout[-2000:] + migrated.stderr[-3000:]
+    return env
+
+
+def test_the_dags_import_cleanly_in_airflows_dagbag_without_cycles(airflow_env):
+    listing = """
+import json
+from airflow.dag_processing.dagbag import DagBag
+import sys
+bag = DagBag(dag_folder=sys.argv[1])
+print(json.dumps({
+    "errors": {path: str(error) for path, error in bag.import_errors.items()},
+    "dags": {dag_id: {t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks} for dag_id, dag in bag.dags.items()},
+}))
+"""
+    done = subprocess.run([str(AIRFLOW_VENV / "bin" / "python"), "-c", listing, str(DAGS_FOLDER)], env=airflow_env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    bag = json.loads(done.stdout.strip().splitlines()[-1])
+    assert bag["errors"] == {}
+    assert set(bag["dags"]) == DAG_IDS
+    assert bag["dags"]["lakehouse_daily_bars_us"] == {
+        "is_trading_day": ["wait_for_day_over"], "wait_for_day_over": ["rebuild_bars"],
+        "rebuild_bars": ["check_bars"], "check_bars": [],
+    }
+    for dag_id, edges in bag["dags"].items():  # no cycles: a topological order exists
+        remaining = {task: set(downstream) for task, downstream in edges.items()}
+        while remaining:
+            sinks = {task for task, downstream in remaining.items() if not downstream & remaining.keys()}
+            assert sinks, f"{dag_id} has a cycle among {sorted(remaining)}"
+            remaining = {task: downstream for task, downstream in remaining.items() if task not in sinks}
+
+
+def lakehouse_with_a_day_of_trades(state: Path) -> tuple[Settings, pd.DataFrame]:
+    """A fresh lakehouse holding one US session of trades on DAY, and bars for it that are wrong
+    (built from every other trade), as a streaming job that missed trades would have left them."""
+    environ = {
+        "LAKEHOUSE__LOCAL__STATE_DIR": str(state),
+        "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{state}/catalog.db",
+        "LAKEHOUSE__CATALOG__WAREHOUSE": str(state / "warehouse"),
+        "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": str(state / "checkpoints"),
+    }
+    settings = load_settings(environ=environ)
+    catalog = create_tables(settings, (TRADES, BARS_1M))
+    trades = synthetic_trades(("AAPL", "MSFT"), DAY, trades_per_minute=3.0)
+    append_rows(catalog.load_table(table_identifier(settings, TRADES)), _arrow(trades, TRADES))
+    wrong = bars_from_trades(trades.iloc[::2])
+    append_rows(catalog.load_table(table_identifier(settings, BARS_1M)), _arrow(wrong, BARS_1M))
+    return settings, trades
+
+
+def test_airflow_dags_test_of_the_us_daily_dag_leaves_the_days_bars_equal_to_an_independent_rebuild(
+        airflow_env, tmp_path: Path):
+    settings, trades = lakehouse_with_a_day_of_trades(tmp_path / "lakehouse")
+    env = {**airflow_env, **{key: value for key, value in {
+        "LAKEHOUSE__LOCAL__STATE_DIR": str(settings.state_dir),
+        "LAKEHOUSE__CATALOG__URI": settings.catalog.uri,
+        "LAKEHOUSE__CATALOG__WAREHOUSE": settings.catalog.warehouse,
+        "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": settings.streaming.checkpoint_dir,
+    }.items()}}
+    logical = datetime(2026, 3, 2, 21, 0, tzinfo=UTC).isoformat()  # the scheduled run: 16:00 New York
+    started = time.monotonic()
+    done = subprocess.run([str(AIRFLOW_VENV / "bin" / "airflow"), "dags", "test", "lakehouse_daily_bars_us", logical],
+                          env=env, capture_output=True, text=True, timeout=1200, cwd=tmp_path)
+    seconds = time.monotonic() - started
+    output = done.stdout + done.stderr
+    print(f"\nairflow dags test lakehouse_daily_bars_us {logical}: {seconds:.0f} s")
+    print("\n".join(line for line in output.splitlines() if "Marking task as" in line or "state=" in line)[-3000:])
+    assert done.returncode == 0, output[-5000:]
+    assert "0 differences" in output, output[-5000:]
+
+    expected = bars_from_trades(trades)
+    stored = load_table(settings, BARS_1M).scan().to_pandas()
+    columns = ["symbol", "window_start", "open", "high", "low", "close", "volume", "trade_count", "vwap"]
+    ordered = ["symbol", "window_start"]
+    got = stored[columns].sort_values(ordered, ignore_index=True)
+    want = expected[columns].sort_values(ordered, ignore_index=True)
+    want["window_start"] = pd.to_datetime(want["window_start"], utc=True).astype(got["window_start"].dtype)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, rtol=1e-9)
