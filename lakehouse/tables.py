@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 
 from pyiceberg.schema import Schema
 from pyiceberg.types import (
@@ -25,6 +26,19 @@ from pyiceberg.types import (
 )
 
 
+class Compaction(Enum):
+    """Which data files maintenance may rewrite while the streams keep writing the table.
+
+    A compaction commit fails when a writer deleted one of its input files in the meantime, and,
+    worse, a copy-on-write MERGE fails when compaction replaced a file it is rewriting: the stream
+    would stop. So compaction keeps out of the files a live writer may still delete.
+    """
+
+    CLOSED_DAYS = "closed days"  # day-partitioned: only days no stream writes any more
+    WHOLE_TABLE = "whole table"  # append-only writers: an append never conflicts with a rewrite
+    NEVER = "never"  # MERGE updates may rewrite any partition at any time
+
+
 @dataclass(frozen=True)
 class TableDef:
     name: str
@@ -33,6 +47,8 @@ class TableDef:
     key: tuple[str, ...]  # the columns that identify one row (used by MERGE and dedup)
     doc: str
     properties: dict[str, str] = field(default_factory=dict)
+    compaction: Compaction = Compaction.WHOLE_TABLE
+    day_column: str | None = None  # the timestamp whose day partitions the table (CLOSED_DAYS)
 
     @property
     def column_names(self) -> list[str]:
@@ -55,6 +71,17 @@ COMMON_PROPERTIES = {
     "write.target-file-size-bytes": str(128 * 1024 * 1024),
     "write.metadata.delete-after-commit.enabled": "true",
     "write.metadata.previous-versions-max": "50",
+    # A commit that lost the race to another writer (the streams, rebuild_bars, maintenance) is
+    # re-applied on the new table state by Iceberg itself; more, shorter retries than Iceberg's
+    # 4 (up to 60 s apart) because several writers commit every few seconds.
+    "commit.retry.num-retries": "10",
+    "commit.retry.min-wait-ms": "100",
+    "commit.retry.max-wait-ms": "5000",
+    # The appends merge manifests (Iceberg's default, declared so it is a decision): maintenance
+    # never rewrites manifests, since a rewrite fails whenever an append merged the manifests it
+    # replaces, and the appends keep the manifest count bounded even when maintenance is not running.
+    "commit.manifest-merge.enabled": "true",
+    "commit.manifest.min-count-to-merge": "100",
 }
 
 TRADES = TableDef(
@@ -87,6 +114,10 @@ TRADES = TableDef(
     # volumes per row group. Same files, byte for byte; a 1M-trade append took 1.86 s instead of
     # 2.8 s (docs/performance.md#parquet-settings-and-partitioning).
     properties={"write.parquet.dict-size-bytes": str(32 * 1024)},
+    # Appended to only, but a trade arrives at any lateness: a day is compacted once it is closed
+    # so that its files are rewritten once, not again at every run while the day fills up.
+    compaction=Compaction.CLOSED_DAYS,
+    day_column="event_time",
 )
 
 BARS_1M = TableDef(
@@ -110,6 +141,10 @@ BARS_1M = TableDef(
     ),
     partition_by=("symbol", "days(window_start)"),
     key=("symbol", "window_start"),
+    # The bars stream MERGEs (copy-on-write) into the open day; a closed day changes only through
+    # rebuild_bars, whose overwrite wins a race with compaction (compaction then retries).
+    compaction=Compaction.CLOSED_DAYS,
+    day_column="window_start",
 )
 
 VENDOR_BARS = TableDef(
@@ -130,6 +165,9 @@ VENDOR_BARS = TableDef(
     ),
     partition_by=("symbol",),
     key=("source", "symbol", "interval", "bar_start"),
+    # Upserted by MERGE into any symbol's files at any time; its copy-on-write rewrites replace
+    # the files they touch already.
+    compaction=Compaction.NEVER,
 )
 
 QUARANTINE = TableDef(
@@ -147,6 +185,8 @@ QUARANTINE = TableDef(
     ),
     partition_by=("days(quarantined_time)",),
     key=("topic", "kafka_partition", "kafka_offset"),
+    compaction=Compaction.CLOSED_DAYS,
+    day_column="quarantined_time",
 )
 
 LATE_TRADES = TableDef(
@@ -162,6 +202,9 @@ LATE_TRADES = TableDef(
     ),
     partition_by=("symbol",),
     key=("trade_id",),
+    # Its MERGE only inserts (WHEN NOT MATCHED), which Iceberg commits as an append: never in
+    # conflict with a rewrite, so the whole table may be compacted.
+    compaction=Compaction.WHOLE_TABLE,
 )
 
 FEED_EVENTS = TableDef(
@@ -178,6 +221,7 @@ FEED_EVENTS = TableDef(
     ),
     partition_by=("source",),
     key=("source", "kind", "start_time"),
+    compaction=Compaction.NEVER,  # upserted by MERGE, like vendor_bars
 )
 
 ALL_TABLES: tuple[TableDef, ...] = (TRADES, BARS_1M, VENDOR_BARS, QUARANTINE, LATE_TRADES, FEED_EVENTS)
