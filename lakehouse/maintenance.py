@@ -76,6 +76,9 @@ class MaintenancePolicy:
     # An hour of commits at a 1 s trigger (5 at the default 5 s): a 3 MiB metadata file.
     max_snapshots: int = 3_600
     orphan_age: timedelta = timedelta(days=1)  # younger files may belong to a commit in flight
+    # Listing every file of a table is a run's dearest step, and a file becomes an orphan old enough
+    # to remove only ``orphan_age`` after it was written: looking more often finds nothing new.
+    orphan_check_interval: timedelta = timedelta(hours=1)
     target_file_size_bytes: int = 128 * 1024 * 1024
     min_input_files: int = 2
     # A day is closed once its last window is past the streams' allowed lateness and this margin:
@@ -101,6 +104,7 @@ class MaintenanceCounters:
     step_failures: Counter[tuple[str, str]] = field(default_factory=Counter)
     runs_completed: int = 0
     last_success_seconds: dict[str, float] = field(default_factory=dict)
+    last_orphan_check_seconds: dict[str, float] = field(default_factory=dict)
 
     def samples(self) -> list[tuple[str, dict[str, str], float]]:
         """Every counter as (metric name, labels, value), the shape a Prometheus exporter serves."""
@@ -114,6 +118,8 @@ class MaintenanceCounters:
         out.append(("maintenance_runs_total", {}, float(self.runs_completed)))
         out.extend(("maintenance_last_success_timestamp_seconds", {"table": table}, at)
                    for table, at in sorted(self.last_success_seconds.items()))
+        out.extend(("maintenance_last_orphan_check_timestamp_seconds", {"table": table}, at)
+                   for table, at in sorted(self.last_orphan_check_seconds.items()))
         return out
 
     def summary(self) -> str:
@@ -263,16 +269,14 @@ def compaction_scope(definition: TableDef | None, now: datetime, policy: Mainten
 
 def file_stats(spark: SparkSession, table: str, before_day: tuple[str, date] | None = None) -> FileStats:
     """Data files of ``table`` (``catalog.namespace.table``); with ``before_day`` = (partition field,
-    day), only those of the day partitions before that day."""
+    day), only those of the day partitions before that day. One Spark job."""
     where = "" if before_day is None else f" WHERE partition.{before_day[0]} < DATE '{before_day[1].isoformat()}'"
     row = spark.sql(
-        f"SELECT count(*) AS files, count(DISTINCT partition) AS partitions, "
-        f"coalesce(sum(file_size_in_bytes), 0) AS bytes FROM {table}.data_files{where}"
+        f"SELECT coalesce(sum(n), 0) AS files, count(*) AS partitions, coalesce(max(n), 0) AS busiest, "
+        f"coalesce(sum(size), 0) AS bytes FROM (SELECT count(*) AS n, sum(file_size_in_bytes) AS size "
+        f"FROM {table}.data_files{where} GROUP BY partition)"
     ).first()
-    busiest = spark.sql(
-        f"SELECT coalesce(max(n), 0) AS n FROM (SELECT count(*) AS n FROM {table}.data_files{where} GROUP BY partition)"
-    ).first()
-    return FileStats(int(row.files), int(row.partitions), int(busiest.n), int(row.bytes))
+    return FileStats(int(row.files), int(row.partitions), int(row.busiest), int(row.bytes))
 
 
 def _sql_timestamp(moment: datetime) -> str:
@@ -375,10 +379,15 @@ def maintain(
         ).collect()
 
     attempt(Step.EXPIRE_SNAPSHOTS, expire)
-    orphans = attempt(Step.REMOVE_ORPHAN_FILES, lambda: spark.sql(
-        f"CALL {catalog}.system.remove_orphan_files(table => '{table}', "
-        f"older_than => {_sql_timestamp(now - policy.orphan_age)})"
-    ).collect())
+    orphans = None
+    checked_at = counters.last_orphan_check_seconds.get(table)
+    if checked_at is None or time.time() - checked_at >= policy.orphan_check_interval.total_seconds():
+        orphans = attempt(Step.REMOVE_ORPHAN_FILES, lambda: spark.sql(
+            f"CALL {catalog}.system.remove_orphan_files(table => '{table}', "
+            f"older_than => {_sql_timestamp(now - policy.orphan_age)})"
+        ).collect())
+        if orphans is not None:
+            counters.last_orphan_check_seconds[table] = time.time()
     if not failed:
         counters.last_success_seconds[table] = time.time()
     return MaintenanceReport(
