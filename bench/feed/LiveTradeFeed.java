@@ -5,10 +5,12 @@
 // feed does not share the pipeline's cores. Run by bench/bench_freshness.py with the Kafka jars the
 // project already fetches (java's single-file source launcher, nothing to build):
 //
-//   java -cp 'jars/kafka/*' bench/feed/LiveTradeFeed.java BOOTSTRAP TOPIC RATE SYMBOLS SECONDS [ZIPF]
+//   java -cp 'jars/kafka/*' bench/feed/LiveTradeFeed.java BOOTSTRAP TOPIC RATE SYMBOLS SECONDS [ZIPF [LATE_EVERY LATE_MS]]
 //
 // Symbols take turns, or with ZIPF > 0 are drawn with Zipf-distributed activity (rank r in proportion
-// to r^-ZIPF, a fixed seed), as a whole market trades.
+// to r^-ZIPF, a fixed seed), as a whole market trades. With LATE_EVERY and LATE_MS, every
+// LATE_EVERY-th trade is stamped LATE_MS before the wall clock (a late trade, which the bars job
+// MERGEs into a bar it has already written).
 //
 // Prints "ready" once connected, starts when a line arrives on stdin, and prints "sent N" at the end.
 
@@ -35,6 +37,8 @@ public class LiveTradeFeed {
             cumulative[i] = total;
         }
         java.util.Random draw = new java.util.Random(26);
+        long lateEvery = args.length > 7 ? Long.parseLong(args[6]) : 0;
+        long lateMs = args.length > 7 ? Long.parseLong(args[7]) : 0;
 
         Properties props = new Properties();
         props.put("bootstrap.servers", bootstrap);
@@ -61,6 +65,7 @@ public class LiveTradeFeed {
                 long due = (long) ((System.nanoTime() - started) / 1e9 * rate);
                 while (sent < due) {
                     long nowMs = System.currentTimeMillis();
+                    long eventMs = lateEvery > 0 && sent % lateEvery == lateEvery - 1 ? nowMs - lateMs : nowMs;
                     int index = (int) (sent % symbols);
                     if (zipf > 0) {
                         int found = java.util.Arrays.binarySearch(cumulative, draw.nextDouble() * total);
@@ -70,7 +75,7 @@ public class LiveTradeFeed {
                     message.append("{\"schema_version\": 1, \"source\": \"finnhub\", \"symbol\": \"").append(names[index])
                         .append("\", \"price\": ").append(100.0 + (sent % 400) / 4.0)
                         .append(", \"volume\": ").append((double) (sent % 300 + 1))
-                        .append(", \"event_time_ms\": ").append(nowMs)
+                        .append(", \"event_time_ms\": ").append(eventMs)
                         .append(", \"conditions\": [\"1\"], \"received_time_ms\": ").append(nowMs)
                         .append(", \"trade_id\": \"live-").append(String.format("%012d", sent)).append("\"}");
                     producer.send(new ProducerRecord<>(topic, keys[index],

@@ -1,0 +1,221 @@
+"""Maintenance beside the live streams: do both stay up, and what does maintenance cost the streams?
+
+One run: a fresh KRaft broker; a closed day (three days ago) of trades pre-loaded on the topic and
+streamed in ``--max-offsets``-message batches, so its partitions hold many small files; then the
+feed (``bench/feed/LiveTradeFeed.java``) sends ``--rate`` trades/s over ``--symbols`` symbols,
+stamped with the wall clock, every twentieth 30 s late (the bars job MERGEs it into a bar it has
+written). The raw-trades and bars queries run in this process as ``jobs.pipeline`` runs them.
+While the feed runs, phases of ``--phase`` seconds alternate: maintenance off, then
+``./spark-submit.sh maintenance --interval N`` as its own Spark application (as an operator runs
+it), stopped with SIGTERM at the end of its phase.
+
+Printed: trades sent / stored / distinct; maintenance runs, commit conflicts, retries and failed
+steps (from the job's own summary lines); data files per closed-day partition before and after;
+and the streams' batch durations with maintenance off and on, in the same run, with their ratio.
+
+    .venv/bin/python -m bench.bench_maintenance [--rate 1500] [--symbols 20] [--phase 150] [--phases 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.bench_freshness import FEED_SOURCE, LiveFeed
+from bench.common import (
+    KAFKA_JARS,
+    describe_machine,
+    lakehouse_settings,
+    load,
+    local_broker,
+    percentile,
+    publish_with_spark,
+    trade_messages,
+)
+from jobs import bars, raw_trades
+from lakehouse.catalog import spark_table_name
+from lakehouse.local.kafka_broker import ensure_topics
+from lakehouse.maintenance import MaintenancePolicy, file_stats, first_open_day
+from lakehouse.settings import PROJECT_ROOT
+from lakehouse.spark import build_spark_session, ensure_tables
+from lakehouse.streaming import in_own_pool
+from lakehouse.tables import BARS_1M, TRADES
+
+SUMMARY = re.compile(r"(\d+) runs, (\d+) commit conflicts, (\d+) retries, (\d+) steps failed")
+
+
+@dataclass
+class Batches:
+    """Each query's micro-batch durations (s), by whether maintenance was running then."""
+
+    seconds: dict[tuple[str, bool], list[float]] = field(default_factory=dict)
+    seen: dict[str, int] = field(default_factory=dict)
+
+    def sample(self, queries, maintenance_on: bool) -> None:
+        for query in queries:
+            progress = query.lastProgress
+            if not progress or self.seen.get(query.name) == progress["batchId"]:
+                continue
+            self.seen[query.name] = progress["batchId"]
+            if progress.get("numInputRows", 0):
+                duration = progress["durationMs"]["triggerExecution"] / 1000
+                self.seconds.setdefault((query.name, maintenance_on), []).append(duration)
+
+
+def environment(settings_env: dict[str, str]) -> dict[str, str]:
+    return {**os.environ, **settings_env}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=int, default=1500)
+    parser.add_argument("--symbols", type=int, default=20)
+    parser.add_argument("--phase", type=float, default=150.0, help="seconds of each phase (off, on, off, on...)")
+    parser.add_argument("--phases", type=int, default=4)
+    parser.add_argument("--warmup", type=float, default=60.0, help="seconds of feed before the first phase")
+    parser.add_argument("--interval", type=float, default=20.0, help="maintenance --interval")
+    parser.add_argument("--closed-day-trades", type=int, default=200_000)
+    parser.add_argument("--max-offsets", type=int, default=10_000, help="raw job's maxOffsetsPerTrigger")
+    args = parser.parse_args(argv)
+    print(describe_machine())
+    feed_seconds = args.warmup + args.phase * args.phases
+    with tempfile.TemporaryDirectory(prefix="bench-maintenance-") as state, local_broker() as broker:
+        settings_env = {
+            "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "LAKEHOUSE__LOCAL__STATE_DIR": state,
+            "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{state}/catalog.db",
+            "LAKEHOUSE__CATALOG__WAREHOUSE": f"{state}/warehouse",
+            "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": f"{state}/checkpoints",
+            "LAKEHOUSE__STREAMING__TRIGGER_SECONDS": "1",
+            "LAKEHOUSE__STREAMING__ALLOWED_LATENESS_SECONDS": "60",
+            "LAKEHOUSE__STREAMING__MAX_OFFSETS_PER_TRIGGER": str(args.max_offsets),
+        }
+        settings = lakehouse_settings(state, broker.bootstrap_servers, settings_env)
+        topic = settings.kafka.trades_topic
+        ensure_topics(broker.bootstrap_servers, [topic], settings.kafka.partitions)
+        spark = build_spark_session(settings, "bench-maintenance")
+        ensure_tables(spark, settings)
+        closed_day = datetime.now(UTC).replace(hour=14, minute=30, second=0, microsecond=0) - timedelta(days=3)
+        publish_with_spark(spark, trade_messages(spark, args.closed_day_trades, args.symbols,
+                                                 int(closed_day.timestamp() * 1000), 6 * 3600 * 1000, "closed"),
+                           broker.bootstrap_servers, topic)
+        queries = [in_own_pool(spark, "raw_trades", lambda: raw_trades.start(spark, settings)),
+                   in_own_pool(spark, "bars", lambda: bars.start_bars_query(spark, settings))]
+        trades_table = spark_table_name(settings, TRADES)
+        while spark.table(trades_table).count() < args.closed_day_trades:
+            time.sleep(2)
+        open_from = first_open_day(datetime.now(UTC), MaintenancePolicy())
+
+        def closed(table) -> str:
+            stats = file_stats(spark, spark_table_name(settings, table), (f"{table.day_column}_day", open_from))
+            return (f"{stats.data_files} files in {stats.partitions} partitions "
+                    f"({stats.files_per_partition:.1f} per partition, max {stats.max_files_per_partition})")
+
+        before = {t.name: closed(t) for t in (TRADES, BARS_1M)}
+        print(f"closed day streamed: {args.closed_day_trades:,} trades; {load()}")
+
+        feed = LiveFeedWithLate(broker.bootstrap_servers, topic, args.rate, args.symbols, feed_seconds)
+        batches = Batches()
+        maintenance: subprocess.Popen | None = None
+        summaries: list[tuple[int, int, int, int]] = []
+        conflict_lines = 0
+        feed.go()
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < args.warmup:
+                batches.sample(queries, maintenance_on=False)  # warm-up: sampled, then dropped
+                time.sleep(0.5)
+            batches.seconds.clear()
+            for phase in range(args.phases):
+                on = phase % 2 == 1
+                if on:
+                    log_path = Path(state) / f"maintenance-{phase}.log"
+                    log = log_path.open("w")
+                    maintenance = subprocess.Popen(
+                        [str(PROJECT_ROOT / "spark-submit.sh"), "--driver-memory", "1g", "maintenance",
+                         "--interval", str(args.interval), "--tables", "trades,bars_1m,late_trades,quarantine"],
+                        env=environment(settings_env), stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+                phase_end = time.monotonic() + args.phase
+                print(f"phase {phase + 1}: maintenance {'on' if on else 'off'}; {load()}", flush=True)
+                while time.monotonic() < phase_end:
+                    batches.sample(queries, maintenance_on=on)
+                    for query in queries:
+                        if not query.isActive:
+                            raise RuntimeError(f"{query.name} stopped: {query.exception()}")
+                    time.sleep(0.5)
+                if maintenance is not None:
+                    maintenance.send_signal(signal.SIGTERM)
+                    code = maintenance.wait(timeout=300)
+                    log.close()
+                    text = log_path.read_text()
+                    found = SUMMARY.findall(text)  # the last is the job's own total, logged on stop
+                    if found:
+                        summaries.append(tuple(int(x) for x in found[-1]))
+                    conflict_lines += sum("commit conflict" in line for line in text.splitlines())
+                    print(f"  maintenance exited {code} after SIGTERM: {found[-1] if found else 'no summary'}; "
+                          f"log {log_path}", flush=True)
+                    maintenance = None
+            sent = feed.sent(timeout=120)
+        finally:
+            if maintenance is not None:
+                maintenance.kill()
+                maintenance.wait()
+            feed.stop()
+        expected = args.closed_day_trades + sent
+        deadline = time.monotonic() + 300
+        while spark.table(trades_table).count() < expected and time.monotonic() < deadline:
+            time.sleep(2)
+        row = spark.sql(f"SELECT count(*) AS n, count(DISTINCT trade_id) AS d FROM {trades_table}").first()
+        after = {t.name: closed(t) for t in (TRADES, BARS_1M)}
+        for query in queries:
+            query.stop()
+        spark.stop()
+
+    runs, conflicts, retries, failed = (sum(s[i] for s in summaries) for i in range(4))
+    print(describe_machine())
+    print(f"trades sent {expected:,} (closed day {args.closed_day_trades:,} + live {sent:,}), "
+          f"stored {row.n:,}, distinct {row.d:,}")
+    print(f"maintenance (every {args.interval:.0f} s, {args.phases // 2} phases of {args.phase:.0f} s): "
+          f"{runs} runs completed, {conflicts} commit conflicts, {retries} retries, {failed} steps failed "
+          f"({conflict_lines} conflict log lines)")
+    for name in before:
+        print(f"{name} closed-day partitions: before {before[name]}; after {after[name]}")
+    for name in ("raw_trades", "bars_1m"):
+        off = batches.seconds.get((name, False), [])
+        on = batches.seconds.get((name, True), [])
+        if off and on:
+            p50_off, p50_on = percentile(off, 50), percentile(on, 50)
+            p90_off, p90_on = percentile(off, 90), percentile(on, 90)
+            print(f"{name} batches: off {len(off)} p50 {p50_off:.2f} s p90 {p90_off:.2f} s; on {len(on)} "
+                  f"p50 {p50_on:.2f} s p90 {p90_on:.2f} s; ratio on/off p50 {p50_on / p50_off:.2f}, "
+                  f"p90 {p90_on / p90_off:.2f}")
+    return 0 if row.n == row.d == expected and not failed else 1
+
+
+class LiveFeedWithLate(LiveFeed):
+    """The live feed with every 20th trade stamped 30 s before the wall clock."""
+
+    def __init__(self, bootstrap: str, topic: str, rate: int, symbols: int, seconds: float) -> None:
+        self.process = subprocess.Popen(
+            ["java", "-Xmx256m", "-cp", f"{KAFKA_JARS}/*", str(FEED_SOURCE),
+             bootstrap, topic, str(rate), str(symbols), str(seconds), "0", "20", "30000"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        if self.process.stdout.readline().strip() != "ready":
+            self.process.kill()
+            raise RuntimeError(f"the feed did not start: {FEED_SOURCE}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
