@@ -5,12 +5,14 @@ streamed in ``--max-offsets``-message batches, so its partitions hold many small
 feed (``bench/feed/LiveTradeFeed.java``) sends ``--rate`` trades/s over ``--symbols`` symbols,
 stamped with the wall clock, every twentieth 30 s late (the bars job MERGEs it into a bar it has
 written). The raw-trades and bars queries run in this process as ``jobs.pipeline`` runs them.
-While the feed runs, phases of ``--phase`` seconds alternate: maintenance off, then
-``./spark-submit.sh maintenance --interval N`` as its own Spark application (as an operator runs
-it), stopped with SIGTERM at the end of its phase.
+While the feed runs, phases of ``--phase`` seconds alternate: maintenance off, then maintenance on
+every ``--interval`` seconds (``lakehouse.maintenance.maintain_every``, what the maintenance job
+runs) in a thread of the streams' own application, stopped at the end of its phase by its stop
+request. (As its own ``spark-submit`` application it took more than two minutes to start on a
+loaded 2-core machine, longer than a phase.)
 
 Printed: trades sent / stored / distinct; maintenance runs, commit conflicts, retries and failed
-steps (from the job's own summary lines); data files per closed-day partition before and after;
+steps (its counters); data files per closed-day partition before and after;
 and the streams' batch durations with maintenance off and on, in the same run, with their ratio.
 
     .venv/bin/python -m bench.bench_maintenance [--rate 1500] [--symbols 20] [--phase 150] [--phases 4]
@@ -19,12 +21,10 @@ and the streams' batch durations with maintenance off and on, in the same run, w
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -46,13 +46,17 @@ from bench.common import (
 from jobs import bars, raw_trades
 from lakehouse.catalog import spark_table_name
 from lakehouse.local.kafka_broker import ensure_topics
-from lakehouse.maintenance import MaintenancePolicy, file_stats, first_open_day
-from lakehouse.settings import PROJECT_ROOT
+from lakehouse.maintenance import (
+    MaintenanceCounters,
+    MaintenancePolicy,
+    file_stats,
+    first_open_day,
+    maintain_every,
+)
+from lakehouse.shutdown import StopRequest
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.streaming import in_own_pool
-from lakehouse.tables import BARS_1M, TRADES
-
-SUMMARY = re.compile(r"(\d+) runs, (\d+) commit conflicts, (\d+) retries, (\d+) steps failed")
+from lakehouse.tables import BARS_1M, LATE_TRADES, QUARANTINE, TRADES
 
 
 @dataclass
@@ -71,10 +75,6 @@ class Batches:
             if progress.get("numInputRows", 0):
                 duration = progress["durationMs"]["triggerExecution"] / 1000
                 self.seconds.setdefault((query.name, maintenance_on), []).append(duration)
-
-
-def environment(settings_env: dict[str, str]) -> dict[str, str]:
-    return {**os.environ, **settings_env}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
 
         feed = LiveFeedWithLate(broker.bootstrap_servers, topic, args.rate, args.symbols, feed_seconds)
         batches = Batches()
-        maintenance: subprocess.Popen | None = None
-        summaries: list[tuple[int, int, int, int]] = []
-        conflict_lines = 0
+        counters = MaintenanceCounters()
+        policy = MaintenancePolicy(allowed_lateness=timedelta(seconds=60))
+        tables = (TRADES, BARS_1M, LATE_TRADES, QUARANTINE)
         feed.go()
         started = time.monotonic()
         try:
@@ -139,13 +139,12 @@ def main(argv: list[str] | None = None) -> int:
             batches.seconds.clear()
             for phase in range(args.phases):
                 on = phase % 2 == 1
-                if on:
-                    log_path = Path(state) / f"maintenance-{phase}.log"
-                    log = log_path.open("w")
-                    maintenance = subprocess.Popen(
-                        [str(PROJECT_ROOT / "spark-submit.sh"), "--driver-memory", "1g", "maintenance",
-                         "--interval", str(args.interval), "--tables", "trades,bars_1m,late_trades,quarantine"],
-                        env=environment(settings_env), stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+                stop = StopRequest("bench maintenance")
+                maintenance = threading.Thread(target=maintain_every, args=(
+                    spark, settings.catalog.name, settings.catalog.namespace, tables, policy, counters,
+                    args.interval, stop)) if on else None
+                if maintenance is not None:
+                    maintenance.start()
                 phase_end = time.monotonic() + args.phase
                 print(f"phase {phase + 1}: maintenance {'on' if on else 'off'}; {load()}", flush=True)
                 while time.monotonic() < phase_end:
@@ -155,22 +154,13 @@ def main(argv: list[str] | None = None) -> int:
                             raise RuntimeError(f"{query.name} stopped: {query.exception()}")
                     time.sleep(0.5)
                 if maintenance is not None:
-                    maintenance.send_signal(signal.SIGTERM)
-                    code = maintenance.wait(timeout=300)
-                    log.close()
-                    text = log_path.read_text()
-                    found = SUMMARY.findall(text)  # the last is the job's own total, logged on stop
-                    if found:
-                        summaries.append(tuple(int(x) for x in found[-1]))
-                    conflict_lines += sum("commit conflict" in line for line in text.splitlines())
-                    print(f"  maintenance exited {code} after SIGTERM: {found[-1] if found else 'no summary'}; "
-                          f"log {log_path}", flush=True)
-                    maintenance = None
+                    stop.request()
+                    while maintenance.is_alive():  # the run in hand finishes: still "on"
+                        batches.sample(queries, maintenance_on=True)
+                        time.sleep(0.5)
+                    print(f"  maintenance stopped: {counters.summary()}", flush=True)
             sent = feed.sent(timeout=120)
         finally:
-            if maintenance is not None:
-                maintenance.kill()
-                maintenance.wait()
             feed.stop()
         expected = args.closed_day_trades + sent
         deadline = time.monotonic() + 300
@@ -182,13 +172,14 @@ def main(argv: list[str] | None = None) -> int:
             query.stop()
         spark.stop()
 
-    runs, conflicts, retries, failed = (sum(s[i] for s in summaries) for i in range(4))
+    runs = counters.runs_completed
+    conflicts, retries = sum(counters.commit_conflicts.values()), sum(counters.retries.values())
+    failed = sum(counters.step_failures.values())
     print(describe_machine())
     print(f"trades sent {expected:,} (closed day {args.closed_day_trades:,} + live {sent:,}), "
           f"stored {row.n:,}, distinct {row.d:,}")
     print(f"maintenance (every {args.interval:.0f} s, {args.phases // 2} phases of {args.phase:.0f} s): "
-          f"{runs} runs completed, {conflicts} commit conflicts, {retries} retries, {failed} steps failed "
-          f"({conflict_lines} conflict log lines)")
+          f"{runs} runs completed, {conflicts} commit conflicts, {retries} retries, {failed} steps failed")
     for name in before:
         print(f"{name} closed-day partitions: before {before[name]}; after {after[name]}")
     for name in ("raw_trades", "bars_1m"):
