@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         catalog, namespace = settings.catalog.name, settings.catalog.namespace
+        log.info("maintaining %s in %s.%s %s; SIGTERM or SIGINT stops it after the table in hand",
+                 ", ".join(names), catalog, namespace,
+                 f"every {args.interval:g} s" if args.interval else "once")
         if args.interval:
             maintain_every(spark, catalog, namespace, tables, policy, counters, args.interval, stop, record)
             log.info("maintenance stopped: %s", counters.summary())
