@@ -53,6 +53,9 @@ class KafkaSettings(_Section):
     quarantine_topic: str = "market.quarantine"
     partitions: int = Field(default=4, ge=1, le=1024)
     replication_factor: int = Field(default=1, ge=1)
+    # Replicas that must hold a record before an acks=all producer is acknowledged (set on the
+    # topics the project creates); None: the broker's default. Cluster topology: 2 of 3.
+    min_insync_replicas: int | None = Field(default=None, ge=1)
     # Local broker only: where the embedded KRaft broker listens.
     local_broker_port: int = Field(default=19092, ge=1, le=65535)
     local_controller_port: int = Field(default=19093, ge=1, le=65535)

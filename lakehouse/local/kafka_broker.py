@@ -32,13 +32,27 @@ class BrokerError(RuntimeError):
     """The local broker could not be started or reached; the message says why."""
 
 
-def server_properties(data_dir: Path, port: int, controller_port: int, node_id: int = 1) -> str:
-    """KRaft config for one combined broker+controller node on loopback, tuned for a laptop."""
+def server_properties(
+    data_dir: Path,
+    port: int,
+    controller_port: int,
+    node_id: int = 1,
+    quorum_voters: str | None = None,
+    replication_factor: int = 1,
+) -> str:
+    """KRaft config for one combined broker+controller node on loopback, tuned for a laptop.
+
+    ``quorum_voters`` (``id@host:port,...``) makes the node one voter of a multi-node quorum; with
+    ``replication_factor`` > 1 the internal topics are replicated that many times and a write is
+    acknowledged (acks=all) only once ``replication_factor - 1`` replicas have it, so losing one
+    node loses no acknowledged record and still accepts writes.
+    """
+    min_insync = max(1, replication_factor - 1)
     return "\n".join(
         [
             "process.roles=broker,controller",
             f"node.id={node_id}",
-            f"controller.quorum.voters={node_id}@127.0.0.1:{controller_port}",
+            f"controller.quorum.voters={quorum_voters or f'{node_id}@127.0.0.1:{controller_port}'}",
             f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
             f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
             "controller.listener.names=CONTROLLER",
@@ -46,10 +60,12 @@ def server_properties(data_dir: Path, port: int, controller_port: int, node_id: 
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             f"log.dirs={data_dir}",
             "num.partitions=4",
-            "offsets.topic.replication.factor=1",
+            f"offsets.topic.replication.factor={replication_factor}",
             "offsets.topic.num.partitions=4",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
+            f"transaction.state.log.replication.factor={replication_factor}",
+            f"transaction.state.log.min.isr={min_insync}",
+            f"default.replication.factor={replication_factor}",
+            f"min.insync.replicas={min_insync}",
             "group.initial.rebalance.delay.ms=0",
             "auto.create.topics.enable=false",
             "log.retention.hours=168",
@@ -60,13 +76,39 @@ def server_properties(data_dir: Path, port: int, controller_port: int, node_id: 
     ) + "\n"
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id; every node of one cluster is formatted with the same one."""
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # the format tool would read a leading dash as an option
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    return cluster_id
+
+
 class LocalKafkaBroker:
-    def __init__(self, jars_dir: Path, state_dir: Path, port: int, controller_port: int, heap_mb: int = 512):
+    """One KRaft node. Alone by default; ``node_id``, ``quorum_voters``, ``cluster_id`` and
+    ``replication_factor`` make it one node of a replicated cluster (``kafka_cluster``)."""
+
+    def __init__(
+        self,
+        jars_dir: Path,
+        state_dir: Path,
+        port: int,
+        controller_port: int,
+        heap_mb: int = 512,
+        node_id: int = 1,
+        quorum_voters: str | None = None,
+        cluster_id: str | None = None,
+        replication_factor: int = 1,
+    ):
         self.jars_dir = jars_dir
         self.state_dir = state_dir
         self.port = port
         self.controller_port = controller_port
         self.heap_mb = heap_mb
+        self.node_id = node_id
+        self.quorum_voters = quorum_voters
+        self.cluster_id = cluster_id
+        self.replication_factor = replication_factor
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalKafkaBroker:
@@ -105,9 +147,7 @@ class LocalKafkaBroker:
     def _format_storage(self, config: Path, data_dir: Path) -> None:
         if (data_dir / "meta.properties").exists():
             return
-        cluster_id = "-"
-        while cluster_id.startswith("-"):  # the format tool would read a leading dash as an option
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = self.cluster_id or new_cluster_id()
         result = subprocess.run(
             self._java_command("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)),
             capture_output=True, text=True, timeout=120,
@@ -120,12 +160,20 @@ class LocalKafkaBroker:
         if self.is_running():
             log.info("Kafka broker already running at %s", self.bootstrap_servers)
             return
+        process = self.launch()
+        self.wait_ready(process, timeout_seconds)
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the JVM without waiting: a node of a multi-node quorum answers only once a
+        majority of the voters runs, so a cluster launches every node before it waits for any."""
         if port_open("127.0.0.1", self.port):
             raise BrokerError(f"port {self.port} is taken by another process; set kafka.local_broker_port")
         data_dir = self.state_dir / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
         config = self.state_dir / "server.properties"
-        config.write_text(server_properties(data_dir, self.port, self.controller_port))
+        config.write_text(server_properties(
+            data_dir, self.port, self.controller_port, self.node_id, self.quorum_voters, self.replication_factor
+        ))
         (self.state_dir / "log4j.properties").write_text(
             "log4j.rootLogger=WARN, stdout\n"
             "log4j.logger.kafka.server.KafkaServer=INFO\n"
@@ -142,6 +190,10 @@ class LocalKafkaBroker:
                 start_new_session=True,
             )
         self.pid_file.write_text(str(process.pid))
+        return process
+
+    def wait_ready(self, process: subprocess.Popen[bytes], timeout_seconds: float) -> None:
+        """Return once the launched broker accepts connections and answers metadata requests."""
         ready = wait_until(
             lambda: process.poll() is not None or port_open("127.0.0.1", self.port), timeout_seconds
         )
@@ -181,9 +233,17 @@ class LocalKafkaBroker:
 
 
 def ensure_topics(
-    bootstrap_servers: str, topics: list[str], partitions: int, replication_factor: int = 1
+    bootstrap_servers: str,
+    topics: list[str],
+    partitions: int,
+    replication_factor: int = 1,
+    min_insync_replicas: int | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the ones created. Safe to call repeatedly."""
+    """Create the topics that do not exist yet; return the ones created. Safe to call repeatedly.
+
+    ``min_insync_replicas`` is set on each new topic: with acks=all, how many replicas must hold a
+    record before the producer gets its acknowledgement."""
+    configs = {"min.insync.replicas": str(min_insync_replicas)} if min_insync_replicas else {}
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=30000)
     try:
         existing = set(admin.list_topics())
@@ -191,7 +251,7 @@ def ensure_topics(
         created = []
         for topic in missing:
             try:
-                admin.create_topics([NewTopic(topic, partitions, replication_factor)])
+                admin.create_topics([NewTopic(topic, partitions, replication_factor, topic_configs=configs)])
                 created.append(topic)
             except TopicAlreadyExistsError:
                 pass
@@ -216,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         broker.start()
         created = ensure_topics(
             broker.bootstrap_servers, project_topics(settings), settings.kafka.partitions,
-            settings.kafka.replication_factor,
+            settings.kafka.replication_factor, settings.kafka.min_insync_replicas,
         )
         print(f"Kafka broker running at {broker.bootstrap_servers}; topics created: {created or 'none (all exist)'}")
     elif args.command == "stop":

@@ -1,0 +1,148 @@
+"""The local topologies the pipeline runs on, by settings only: embedded and cluster-on-one-machine.
+
+A topology starts its servers, says which ``LAKEHOUSE__*`` settings every process of the pipeline
+(producers, Spark driver, readers) must get to use them, and which ``spark-submit`` options place
+the Spark application; then it stops what it started. ``lakehouse.local.demo`` and the topology
+tests run the same pipeline on either.
+
+* ``EmbeddedTopology``: one KRaft broker, Spark ``local[*]``, the SQLite catalog and the local
+  warehouse of ``conf/lakehouse.toml`` (``make demo``).
+* ``ClusterTopology``: three KRaft brokers (replication factor 3, ``min.insync.replicas=2``), a Spark
+  standalone master and two workers, the GCS emulator holding a ``gs://`` warehouse, and the shared
+  catalog named by ``catalog_uri`` (``make demo-cluster``).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Protocol
+
+from lakehouse.local import gcs_emulator
+from lakehouse.local.kafka_broker import LocalKafkaBroker, ensure_topics, project_topics
+from lakehouse.local.kafka_cluster import MIN_INSYNC_REPLICAS, REPLICATION_FACTOR, LocalKafkaCluster
+from lakehouse.local.processes import free_port
+from lakehouse.local.spark_cluster import LocalSparkCluster, WorkerShape
+from lakehouse.settings import Settings, load_settings
+
+log = logging.getLogger(__name__)
+
+BUCKET = "lakehouse"
+# What each executor of an application on the local cluster gets: one worker's memory minus room
+# for the JVM's own overhead, so one executor fits on each worker of a small machine.
+EXECUTOR_MEMORY = "768m"
+
+
+class Topology(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def environment(self) -> dict[str, str]:
+        """The ``LAKEHOUSE__*`` variables every process of the pipeline is started with."""
+        ...
+
+    def spark_submit_options(self) -> list[str]:
+        """Options before the job name in ``./spark-submit.sh OPTIONS JOB``."""
+        ...
+
+    def settings(self) -> Settings:
+        """The settings a process started with ``environment()`` loads (for readers in this process)."""
+        ...
+
+
+class EmbeddedTopology:
+    """The embedded default: the configured single broker, Spark ``local[*]``, the configured catalog."""
+
+    name = "embedded"
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self.broker = LocalKafkaBroker.from_settings(settings)
+        self._started_broker = False
+
+    def start(self) -> None:
+        self._started_broker = not self.broker.is_running()
+        self.broker.start()
+        ensure_topics(self.broker.bootstrap_servers, project_topics(self._settings), self._settings.kafka.partitions)
+
+    def stop(self) -> None:
+        if self._started_broker:
+            self.broker.stop()
+
+    def environment(self) -> dict[str, str]:
+        return {}
+
+    def spark_submit_options(self) -> list[str]:
+        return []
+
+    def settings(self) -> Settings:
+        return self._settings
+
+
+class ClusterTopology:
+    """The production shape on loopback, under ``state_dir``; every server on free ports.
+
+    ``catalog_uri`` names the shared catalog (a JDBC URI or a REST catalog URL) that every process
+    opens; None: a SQLite JDBC catalog under ``state_dir``, which serves the processes of one machine.
+    """
+
+    name = "cluster"
+
+    def __init__(self, base: Settings, state_dir: Path, catalog_uri: str | None = None, fresh: bool = True):
+        self.base = base
+        self.state_dir = state_dir.resolve()
+        if fresh and self.state_dir.exists():
+            shutil.rmtree(self.state_dir)
+        self.catalog_uri = catalog_uri or f"jdbc:sqlite:{self.state_dir / 'catalog.db'}"
+        self.kafka = LocalKafkaCluster(base.path(base.local.kafka_jars_dir), self.state_dir / "kafka")
+        self.spark = LocalSparkCluster(self.state_dir / "spark", master_port=free_port(), shape=WorkerShape(1, 1024))
+        self.gcs: gcs_emulator.EmulatorProcess | None = None
+
+    def start(self) -> None:
+        try:
+            self.gcs = gcs_emulator.start(self.state_dir / "gcs")
+            gcs_emulator.storage_client(self.gcs.endpoint).create_bucket(BUCKET)
+            self.kafka.start()
+            settings = self.settings()
+            ensure_topics(self.kafka.bootstrap_servers, project_topics(settings), settings.kafka.partitions,
+                          REPLICATION_FACTOR, MIN_INSYNC_REPLICAS)
+            self.spark.start()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("cluster topology up: Kafka %s, Spark %s, warehouse gs://%s on %s, catalog %s",
+                 self.kafka.bootstrap_servers, self.spark.master_url, BUCKET, self.gcs.endpoint, self.catalog_uri)
+
+    def stop(self) -> None:
+        """Stop every server of the topology that runs; safe to call twice or after a failed start."""
+        self.spark.stop()
+        self.kafka.stop()
+        gcs_emulator.stop(self.state_dir / "gcs")
+
+    def environment(self) -> dict[str, str]:
+        if self.gcs is None:
+            raise RuntimeError("the cluster topology is not started")
+        catalog_type = "rest" if self.catalog_uri.startswith(("http://", "https://")) else "jdbc"
+        return {
+            "LAKEHOUSE__LOCAL__STATE_DIR": str(self.state_dir),
+            "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+            "LAKEHOUSE__KAFKA__REPLICATION_FACTOR": str(REPLICATION_FACTOR),
+            "LAKEHOUSE__KAFKA__MIN_INSYNC_REPLICAS": str(MIN_INSYNC_REPLICAS),
+            "LAKEHOUSE__CATALOG__TYPE": catalog_type,
+            "LAKEHOUSE__CATALOG__URI": self.catalog_uri,
+            "LAKEHOUSE__CATALOG__WAREHOUSE": f"gs://{BUCKET}/warehouse",
+            "LAKEHOUSE__GCS__ENDPOINT": self.gcs.endpoint,
+            "LAKEHOUSE__GCS__PROJECT": "local-project",
+            # Checkpoints stay on the driver's disk: on one machine the executors see it too.
+            "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": str(self.state_dir / "checkpoints"),
+        }
+
+    def spark_submit_options(self) -> list[str]:
+        return ["--master", self.spark.master_url, "--conf", f"spark.executor.memory={EXECUTOR_MEMORY}"]
+
+    def settings(self) -> Settings:
+        return load_settings(environ=self.environment())
