@@ -19,7 +19,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+def _project_root() -> Path:
+    """The folder holding ``lakehouse/`` and ``conf/``, against which relative settings resolve.
+
+    Imported from the ``--py-files`` zip that ``spark-submit.sh`` ships on a non-local master (the
+    driver's PYTHONPATH lists it first), this file lies inside the archive, which is no folder: the
+    root is then the working directory, where ``spark-submit.sh`` starts the driver.
+    """
+    package_parent = Path(__file__).resolve().parent.parent
+    return package_parent if package_parent.is_dir() else Path.cwd()
+
+
+PROJECT_ROOT = _project_root()
 DEFAULT_CONFIG_FILE = PROJECT_ROOT / "conf" / "lakehouse.toml"
 ENV_PREFIX = "LAKEHOUSE__"
 CONFIG_FILE_ENV = "LAKEHOUSE_CONFIG"

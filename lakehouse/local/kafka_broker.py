@@ -14,12 +14,13 @@ import base64
 import logging
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, NotControllerError, TopicAlreadyExistsError, UnknownBrokerIdError
 
 from lakehouse.local.processes import log_tail, port_open, read_pid, stop_pid, wait_until
 from lakehouse.logs import configure_logging
@@ -244,20 +245,29 @@ def ensure_topics(
     ``min_insync_replicas`` is set on each new topic: with acks=all, how many replicas must hold a
     record before the producer gets its acknowledgement."""
     configs = {"min.insync.replicas": str(min_insync_replicas)} if min_insync_replicas else {}
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=30000)
-    try:
-        existing = set(admin.list_topics())
-        missing = [t for t in topics if t not in existing]
-        created = []
-        for topic in missing:
-            try:
-                admin.create_topics([NewTopic(topic, partitions, replication_factor, topic_configs=configs)])
-                created.append(topic)
-            except TopicAlreadyExistsError:
-                pass
-        return created
-    finally:
-        admin.close()
+    attempts = 5
+    for attempt in range(1, attempts + 1):
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=30000)
+        try:
+            existing = set(admin.list_topics())
+            created = []
+            for topic in [t for t in topics if t not in existing]:
+                try:
+                    admin.create_topics([NewTopic(topic, partitions, replication_factor, topic_configs=configs)])
+                    created.append(topic)
+                except TopicAlreadyExistsError:
+                    pass
+            return created
+        except (UnknownBrokerIdError, NotControllerError) as exc:
+            # A cluster that has just formed may name a controller the client has no address for
+            # yet; a fresh client a moment later gets metadata that lists it.
+            if attempt == attempts:
+                raise
+            log.info("creating topics on %s: %s; retrying", bootstrap_servers, type(exc).__name__)
+            time.sleep(attempt)
+        finally:
+            admin.close()
+    raise AssertionError("unreachable")
 
 
 def project_topics(settings: Settings) -> list[str]:

@@ -22,7 +22,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from lakehouse.local.kafka_broker import LocalKafkaBroker, ensure_topics, new_cluster_id, project_topics
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
+from lakehouse.local.kafka_broker import BrokerError, LocalKafkaBroker, ensure_topics, new_cluster_id, project_topics
 from lakehouse.local.processes import free_port, pid_alive, read_pid, stop_pid, wait_until
 from lakehouse.logs import configure_logging
 from lakehouse.settings import Settings, load_settings
@@ -92,10 +95,30 @@ class LocalKafkaCluster:
         try:
             for node, process in launched:
                 node.wait_ready(process, timeout_seconds)
+            self._wait_for_every_broker(timeout_seconds)
         except Exception:
             self.stop()
             raise
         log.info("Kafka cluster up at %s (state %s)", self.bootstrap_servers, self.state_dir)
+
+    def _wait_for_every_broker(self, timeout_seconds: float) -> None:
+        """Wait until the cluster's metadata lists every node: an admin request sent before that can
+        be routed to a controller the client does not know yet (UnknownBrokerIdError)."""
+
+        def registered() -> int:
+            try:
+                admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000)
+            except KafkaError:
+                return 0
+            try:
+                return len(admin.describe_cluster().get("brokers", []))
+            except KafkaError:
+                return 0
+            finally:
+                admin.close()
+
+        if not wait_until(lambda: registered() == len(self.nodes), timeout_seconds, interval_seconds=0.5):
+            raise BrokerError(f"only {registered()} of {len(self.nodes)} Kafka nodes registered in {timeout_seconds} s")
 
     def start_node(self, index: int, timeout_seconds: float = 120) -> None:
         """Bring one node back (after ``kill_node``); it rejoins the quorum and catches up its replicas."""

@@ -1,0 +1,162 @@
+"""The cluster topology, started once for the topology tests: 3 KRaft brokers, a Spark standalone
+master and 2 workers, the GCS emulator with a gs:// warehouse, the shared catalog; stopped after."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from lakehouse.catalog import load_catalog, table_identifier
+from lakehouse.local.kafka_broker import ensure_topics
+from lakehouse.local.kafka_cluster import MIN_INSYNC_REPLICAS, REPLICATION_FACTOR
+from lakehouse.local.topology import ClusterTopology
+from lakehouse.messages import Source, Trade, trade_id
+from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
+from lakehouse.tables import TRADES
+from producers.kafka_sink import KafkaSink, SinkConfig
+
+JOB_TIMEOUT_S = 240
+BASE_MS = 1_767_261_600_000  # 2026-01-01T10:00:00Z
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterTopology]:
+    topology = ClusterTopology(load_settings(environ={}), tmp_path_factory.mktemp("cluster"))
+    started = time.monotonic()
+    topology.start()
+    print(f"\ncluster topology up in {time.monotonic() - started:.1f} s")
+    yield topology
+    topology.stop()
+
+
+@dataclass
+class Lakehouse:
+    """One test's own namespace, trades topic and checkpoints on the shared cluster topology."""
+
+    env: dict[str, str]
+    settings: Settings
+    log_dir: Path
+
+    def trades(self) -> list[dict]:
+        """Every stored trade's id and Kafka position, read through pyiceberg (no Spark)."""
+        try:
+            table = load_catalog(self.settings).load_table(table_identifier(self.settings, TRADES))
+        except Exception:  # not created yet by the job
+            return []
+        return table.scan().to_arrow().to_pylist()
+
+
+def lakehouse_on(cluster: ClusterTopology, name: str) -> Lakehouse:
+    topic = f"{name}.trades"
+    ensure_topics(cluster.kafka.bootstrap_servers, [topic], 4, REPLICATION_FACTOR, MIN_INSYNC_REPLICAS)
+    env = {
+        **cluster.environment(),
+        "LAKEHOUSE__KAFKA__TRADES_TOPIC": topic,
+        "LAKEHOUSE__CATALOG__NAMESPACE": name,
+        "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": str(cluster.state_dir / "checkpoints" / name),
+        "LAKEHOUSE__STREAMING__TRIGGER_SECONDS": "2",
+    }
+    log_dir = cluster.state_dir / "logs" / name
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return Lakehouse(env, load_settings(environ=env), log_dir)
+
+
+class SubmittedJob:
+    """``./spark-submit.sh --master spark://... JOB`` as a real process; stopped with SIGTERM."""
+
+    def __init__(self, cluster: ClusterTopology, lake: Lakehouse, job: str):
+        self.log_file = lake.log_dir / f"{job}.log"
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                [str(PROJECT_ROOT / "spark-submit.sh"), *cluster.spark_submit_options(), job],
+                env={**os.environ, **lake.env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+    def wait_for(self, condition: Callable[[], bool], what: str, timeout_s: float = JOB_TIMEOUT_S) -> float:
+        """Poll ``condition`` while the job runs; fail with the job's log if it dies or times out."""
+        started = time.monotonic()
+        while not condition():
+            assert self.process.poll() is None, f"the job died while waiting for {what}:\n{self.log()[-5000:]}"
+            assert time.monotonic() - started < timeout_s, f"not {what} in {timeout_s} s:\n{self.log()[-5000:]}"
+            time.sleep(1)
+        return time.monotonic() - started
+
+    def started(self, line: str) -> bool:
+        return self.log_file.exists() and line in self.log()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(90)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+
+
+def make_trade(symbol: str, n: int) -> Trade:
+    """The n-th trade of ``symbol``: one every 1.5 s of event time, a price that moves."""
+    price, volume, at = round(100 + (n % 13) / 4, 2), float(n % 7 + 1), BASE_MS + n * 1500
+    return Trade(
+        source=Source.FINNHUB, symbol=symbol, price=price, volume=volume, event_time_ms=at,
+        conditions=[], venue="XNAS", received_time_ms=at + 5,
+        trade_id=trade_id(Source.FINNHUB, symbol, at, price, volume, []),
+    )
+
+
+@dataclass
+class TradeFeed:
+    """A producer thread publishing trades through the project's KafkaSink (acks=all, idempotent)
+    at about ``per_second``, until stopped; then it flushes and records what Kafka acknowledged."""
+
+    bootstrap_servers: str
+    topic: str
+    symbols: tuple[str, ...]
+    per_second: float = 200
+    sent: int = 0
+    acked: int = 0
+    resent: int = 0
+    sent_ids: set[str] = field(default_factory=set)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    error: BaseException | None = None
+
+    def start(self) -> TradeFeed:
+        self._thread = threading.Thread(target=self._run, name="trade-feed", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            sink = KafkaSink(SinkConfig(self.bootstrap_servers, client_id="topology-test", linger_ms=10))
+            n, started = 0, time.monotonic()
+            while not self._stop.is_set():
+                for symbol in self.symbols:
+                    trade = make_trade(symbol, n)
+                    sink.publish(self.topic, trade)
+                    self.sent_ids.add(trade.trade_id)
+                    self.sent += 1
+                n += 1
+                time.sleep(max(0.0, started + self.sent / self.per_second - time.monotonic()))
+            assert sink.close(timeout_seconds=120), f"unacknowledged records: {sink.stats}"
+            self.acked, self.resent = sink.stats.acked, sink.stats.resent
+        except BaseException as error:  # reported by stop()
+            self.error = error
+
+    def stop(self) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(180)
+        if self.error is not None:
+            raise self.error

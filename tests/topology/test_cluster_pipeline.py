@@ -1,0 +1,138 @@
+"""The pipeline on the cluster topology, and what it survives: a Spark worker or a Kafka broker
+killed (SIGKILL) while trades stream in. Every job runs as ``./spark-submit.sh --master spark://...``,
+so its code, jars and settings travel to executors in other JVMs, and writes a ``gs://`` warehouse
+on the GCS emulator through the shared catalog."""
+
+from __future__ import annotations
+
+import time
+
+from kafka import KafkaConsumer, TopicPartition
+
+from lakehouse.catalog import load_catalog, table_identifier
+from lakehouse.local.processes import wait_until
+from lakehouse.local.topology import ClusterTopology
+from lakehouse.tables import BARS_1M, LATE_TRADES
+from tests.kafka_helpers import publish
+from tests.test_bars import MINUTE_US, epoch_us, reference_bars
+from tests.topology.conftest import Lakehouse, SubmittedJob, TradeFeed, lakehouse_on, make_trade
+
+RAW_STARTED = "INFO raw_trades: reading Kafka topic"
+
+
+def records_in_topic(bootstrap_servers: str, topic: str) -> int:
+    """How many records the topic's log holds (sum of end offsets): a duplicate would count twice."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        return sum(consumer.end_offsets(partitions).values())
+    finally:
+        consumer.close()
+
+
+def stored_ids(lake: Lakehouse) -> tuple[int, set[str]]:
+    ids = [row["trade_id"] for row in lake.trades()]
+    return len(ids), set(ids)
+
+
+def report(scenario: str, feed: TradeFeed, lake: Lakehouse, topic_records: int) -> str:
+    rows, distinct = stored_ids(lake)
+    return (f"{scenario}: sent {feed.sent}, acknowledged {feed.acked} (re-sent {feed.resent}), "
+            f"in the topic {topic_records}, stored {rows}, distinct {len(distinct)}")
+
+
+def stream_through_a_fault(cluster: ClusterTopology, lake: Lakehouse, fault, recover) -> tuple[TradeFeed, int]:
+    """Run the raw-trades job on the cluster while a feed publishes; once trades are stored, apply
+    ``fault``, check the stream still stores new trades, then stop the feed and wait until every
+    acknowledged trade is stored. Returns the feed and the number of records in the topic."""
+    feed = TradeFeed(cluster.kafka.bootstrap_servers, lake.settings.kafka.trades_topic, ("TOPA", "TOPB", "TOPC"))
+    job = SubmittedJob(cluster, lake, "raw_trades")
+    try:
+        job.wait_for(lambda: job.started(RAW_STARTED), "started")
+        feed.start()
+        job.wait_for(lambda: stored_ids(lake)[0] > 0, "storing trades")
+        fault()
+        stored_at_fault = stored_ids(lake)[0]
+        job.wait_for(lambda: stored_ids(lake)[0] > stored_at_fault + 500, "storing trades after the fault")
+        feed.stop()
+        job.wait_for(lambda: stored_ids(lake)[0] >= feed.acked, "storing every acknowledged trade")
+        time.sleep(6)  # three more triggers: a late duplicate would show now
+        assert job.process.poll() is None, f"the job stopped:\n{job.log()[-3000:]}"
+    finally:
+        feed._stop.set()
+        job.stop()
+        recover()
+    return feed, records_in_topic(cluster.kafka.bootstrap_servers, lake.settings.kafka.trades_topic)
+
+
+def test_pipeline_on_the_cluster_stores_every_trade_once_and_bars_equal_an_independent_computation(
+    cluster: ClusterTopology,
+) -> None:
+    lake = lakehouse_on(cluster, "cluster_pipeline")
+    sent = [make_trade(symbol, n) for n in range(200) for symbol in ("CLUA", "CLUB")]
+    publish(cluster.kafka.bootstrap_servers, lake.settings.kafka.trades_topic,
+            [(t.key(), t.to_json_bytes()) for t in sent])
+    job = SubmittedJob(cluster, lake, "pipeline")
+    catalog = load_catalog(lake.settings)
+
+    def bars() -> list[dict]:
+        try:
+            return catalog.load_table(table_identifier(lake.settings, BARS_1M)).scan().to_arrow().to_pylist()
+        except Exception:  # not created yet
+            return []
+
+    try:
+        job.wait_for(lambda: job.started(RAW_STARTED), "started")
+        job.wait_for(lambda: len(lake.trades()) >= len(sent), "storing every trade")
+        job.wait_for(lambda: sum(b["trade_count"] for b in bars()) >= len(sent), "counting every trade in a bar")
+    finally:
+        job.stop()
+
+    stored = lake.trades()
+    assert sorted(t["trade_id"] for t in stored) == sorted(t.trade_id for t in sent)
+    late_table = catalog.load_table(table_identifier(lake.settings, LATE_TRADES))
+    late = {t["trade_id"] for t in late_table.scan().to_arrow().to_pylist()}
+    expected = reference_bars([t for t in stored if t["trade_id"] not in late])
+    got = {(b["symbol"], epoch_us(b["window_start"])): (b["open"], b["high"], b["low"], b["close"], b["volume"],
+                                                       b["trade_count"], b["vwap"]) for b in bars()}
+    assert all((b["window_end"] - b["window_start"]).total_seconds() * 1e6 == MINUTE_US for b in bars())
+    assert got.keys() == expected.keys()
+    for key, bar in got.items():
+        assert bar[:6] == expected[key][:6], key
+        assert abs(bar[6] - expected[key][6]) < 1e-9, key
+    warehouse = catalog.load_table(table_identifier(lake.settings, BARS_1M)).metadata_location
+    assert warehouse.startswith("gs://"), warehouse
+
+
+def test_a_spark_worker_killed_mid_stream_loses_and_duplicates_no_trade_and_the_stream_carries_on(
+    cluster: ClusterTopology,
+) -> None:
+    lake = lakehouse_on(cluster, "worker_fault")
+
+    def kill_worker() -> None:
+        cluster.spark.kill_worker("worker-1")
+        assert wait_until(lambda: cluster.spark.alive_workers() == 1, 30), "the master still counts 2 workers"
+
+    feed, in_topic = stream_through_a_fault(
+        cluster, lake, fault=kill_worker, recover=lambda: cluster.spark.start_worker("worker-1"),
+    )
+    print(report("Spark worker killed", feed, lake, in_topic))
+    rows, distinct = stored_ids(lake)
+    assert feed.acked == feed.sent == len(feed.sent_ids)
+    assert distinct == feed.sent_ids
+    assert rows == len(distinct) == feed.acked
+
+
+def test_a_kafka_broker_killed_mid_stream_loses_no_acknowledged_trade_and_duplicates_none(
+    cluster: ClusterTopology,
+) -> None:
+    lake = lakehouse_on(cluster, "broker_fault")
+    feed, in_topic = stream_through_a_fault(
+        cluster, lake, fault=lambda: cluster.kafka.kill_node(1), recover=lambda: cluster.kafka.start_node(1),
+    )
+    print(report("Kafka broker killed", feed, lake, in_topic))
+    rows, distinct = stored_ids(lake)
+    assert feed.acked == feed.sent == len(feed.sent_ids)
+    assert in_topic == feed.acked, "the idempotent producer's retries wrote a record twice"
+    assert distinct == feed.sent_ids
+    assert rows == len(distinct) == feed.acked
