@@ -13,7 +13,7 @@ AIRFLOW_VENV := .airflow-venv
 STAMP_AIRFLOW := $(AIRFLOW_VENV)/.installed
 MVN := mvn -q -B
 
-.PHONY: setup jars demo test lint kafka-start kafka-stop stop bench jupyter clean dashboard browser status airflow
+.PHONY: setup jars demo demo-cluster test test-topology lint kafka-start kafka-stop cluster-stop stop bench jupyter clean dashboard browser status airflow
 
 setup: $(STAMP_PY) jars
 
@@ -43,6 +43,11 @@ $(STAMP_REST_CATALOG_JARS): jars/rest-catalog.pom.xml
 demo: setup
 	$(PY) -m lakehouse.local.demo
 
+# The production shape on loopback: 3 Kafka brokers, a Spark master and 2 workers, a gs:// warehouse
+# on the GCS emulator, the shared catalog; brought up, run, and taken down again (also on Ctrl-C).
+demo-cluster: setup
+	$(PY) -m lakehouse.local.demo --topology cluster
+
 # The dashboard is an optional extra, so the core install stays light.
 dashboard: setup
 	$(PY) -m pip install -q -e ".[dashboard]"
@@ -56,6 +61,10 @@ test: setup browser airflow
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
+# The cluster-topology tests alone (they are part of `make test` too).
+test-topology: setup
+	$(VENV)/bin/pytest -q tests/topology
+
 lint: $(STAMP_PY)
 	$(VENV)/bin/ruff check .
 
@@ -65,7 +74,10 @@ kafka-start: setup
 kafka-stop:
 	@test -x $(PY) && $(PY) -m lakehouse.local.kafka_broker stop || true
 
-stop: kafka-stop
+cluster-stop:
+	@test -x $(PY) && $(PY) -m lakehouse.local.topology stop || true
+
+stop: kafka-stop cluster-stop
 
 airflow: $(STAMP_AIRFLOW)
 

@@ -1,9 +1,12 @@
-"""`make demo`: the real pipeline on embedded defaults, end to end, then the latest bars.
+"""`make demo` / `make demo-cluster`: the real pipeline on a local topology, end to end, then the latest bars.
 
-Starts, as separate processes: the local Kafka broker, the Finnhub-protocol replay server and the
-Finnhub producer, the vnstock-protocol server and a vnstock backfill, and the streaming pipeline
-(``./spark-submit.sh pipeline``). Waits until 1-minute bars are readable, lets them grow, prints the
-latest bars per symbol through pyiceberg, and stops every process it started.
+Starts the topology (``lakehouse.local.topology``: embedded, or the cluster of three brokers, a Spark
+master and two workers, a gs:// warehouse on the GCS emulator), then, as separate processes given
+the topology's settings: the Finnhub-protocol replay server and the Finnhub producer, the
+vnstock-protocol server and a vnstock backfill, and the streaming pipeline
+(``./spark-submit.sh [--master ...] pipeline``). Waits until 1-minute bars are readable, lets them
+grow, prints the latest bars per symbol through pyiceberg, and stops every process it started and
+the topology, also when interrupted (SIGINT/SIGTERM: ``lakehouse.shutdown``).
 
 This module only launches processes; it imports neither producers nor jobs.
 """
@@ -22,10 +25,11 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from lakehouse.catalog import load_catalog, table_identifier
-from lakehouse.local.kafka_broker import LocalKafkaBroker, ensure_topics, project_topics
 from lakehouse.local.processes import free_port, log_tail, port_open, stop_pid, wait_until
+from lakehouse.local.topology import ClusterTopology, EmbeddedTopology, Topology
 from lakehouse.logs import configure_logging
 from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
+from lakehouse.shutdown import StopRequest
 from lakehouse.tables import BARS_1M, QUARANTINE, TRADES, VENDOR_BARS
 
 log = logging.getLogger("demo")
@@ -34,15 +38,16 @@ log = logging.getLogger("demo")
 class Processes:
     """The processes the demo started, each with its own log, stopped in reverse order."""
 
-    def __init__(self, log_dir: Path):
+    def __init__(self, log_dir: Path, env: dict[str, str] | None = None):
         self.log_dir = log_dir
+        self.env = env or {}  # the topology's settings, for every process
         self.started: list[tuple[str, subprocess.Popen]] = []
 
     def start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with (self.log_dir / f"{name}.log").open("ab") as out:
             process = subprocess.Popen(
-                command, cwd=PROJECT_ROOT, env={**os.environ, **(env or {})}, stdout=out,
+                command, cwd=PROJECT_ROOT, env={**os.environ, **self.env, **(env or {})}, stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
         self.started.append((name, process))
@@ -108,13 +113,24 @@ def latest_bars(settings: Settings, per_symbol: int = 3) -> str:
     return latest[columns].sort_values(["symbol", "window_start"]).to_string(index=False)
 
 
-def run(settings: Settings, seconds: float, rate: float) -> None:
+def run(topology: Topology, seconds: float, rate: float, stop: StopRequest) -> None:
     python = sys.executable
-    processes = Processes(settings.state_dir / "demo" / "logs")
-    broker = LocalKafkaBroker.from_settings(settings)
-    started_broker = not broker.is_running()
-    broker.start()
-    ensure_topics(broker.bootstrap_servers, project_topics(settings), settings.kafka.partitions)
+    started_at = time.monotonic()
+    try:
+        topology.start()
+        up_s = time.monotonic() - started_at
+        log.info("%s topology up in %.1f s", topology.name, up_s)
+        if not stop.is_set():
+            stream_and_show(topology, seconds, rate, stop, python)
+    finally:
+        down_at = time.monotonic()
+        topology.stop()
+        log.info("%s topology down in %.1f s", topology.name, time.monotonic() - down_at)
+
+
+def stream_and_show(topology: Topology, seconds: float, rate: float, stop: StopRequest, python: str) -> None:
+    settings = topology.settings()
+    processes = Processes(settings.state_dir / "demo" / "logs", topology.environment())
     try:
         finnhub_port, vnstock_port = free_port(), free_port()
         processes.start("finnhub-server", [python, "-m", "producers.simulators.finnhub_server",
@@ -130,13 +146,16 @@ def run(settings: Settings, seconds: float, rate: float) -> None:
         processes.start("vnstock-backfill", [
             python, "-m", "producers.vnstock_feed", "--backfill", f"{last_week}:{date.today()}",
         ], env={"LAKEHOUSE__VNSTOCK__BASE_URL": f"http://127.0.0.1:{vnstock_port}/api/"})
-        processes.start("pipeline", [str(PROJECT_ROOT / "spark-submit.sh"), "pipeline"])
+        processes.start("pipeline", [str(PROJECT_ROOT / "spark-submit.sh"), *topology.spark_submit_options(),
+                                     "pipeline"])
 
         started = time.monotonic()
         first_bars_at = None
         while time.monotonic() - started < seconds or first_bars_at is None:
             processes.check_alive(may_finish=("vnstock-backfill",))
-            time.sleep(10)
+            if stop.wait(10):
+                log.info("stop requested: stopping the pipeline and the topology")
+                return
             trades, bars = count_rows(settings, TRADES), count_rows(settings, BARS_1M)
             if bars and first_bars_at is None:
                 first_bars_at = time.monotonic() - started
@@ -149,21 +168,32 @@ def run(settings: Settings, seconds: float, rate: float) -> None:
         print(latest_bars(settings))
         print(f"\ntrades: {count_rows(settings, TRADES)}, bars: {count_rows(settings, BARS_1M)}, "
               f"vendor bars: {count_rows(settings, VENDOR_BARS)}, quarantined: {count_rows(settings, QUARANTINE)}")
-        print(f"catalog: {settings.catalog.uri}  warehouse: {settings.catalog.warehouse}  logs: {processes.log_dir}")
+        print(f"topology: {topology.name}  catalog: {settings.catalog.uri}  warehouse: {settings.catalog.warehouse}  "
+              f"logs: {processes.log_dir}")
         print("To look at it in a browser: `make dashboard`, then open http://127.0.0.1:8050/")
     finally:
         processes.stop_all()
-        if started_broker:
-            broker.stop()
+
+
+def topology_named(name: str, settings: Settings) -> Topology:
+    if name == "cluster":
+        return ClusterTopology(settings, settings.state_dir / "cluster")
+    return EmbeddedTopology(settings)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the pipeline end to end on replayed market data.")
+    parser.add_argument("--topology", choices=["embedded", "cluster"], default="embedded",
+                        help="embedded: one broker, local[*] (default); cluster: 3 brokers, a Spark master "
+                             "and 2 workers, a gs:// warehouse on the GCS emulator")
     parser.add_argument("--seconds", type=float, default=150, help="how long to let data flow (default 150)")
     parser.add_argument("--rate", type=float, default=200, help="replayed trades per second (default 200)")
     args = parser.parse_args(argv)
     configure_logging()
-    run(load_settings(), args.seconds, args.rate)
+    stop = StopRequest("demo").install()
+    started = time.monotonic()
+    run(topology_named(args.topology, load_settings()), args.seconds, args.rate, stop)
+    print(f"demo on the {args.topology} topology: {time.monotonic() - started:.0f} s from start to all stopped")
     return 0
 
 

@@ -14,6 +14,7 @@ tests run the same pipeline on either.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import shutil
 from pathlib import Path
@@ -24,6 +25,7 @@ from lakehouse.local.kafka_broker import LocalKafkaBroker, ensure_topics, projec
 from lakehouse.local.kafka_cluster import MIN_INSYNC_REPLICAS, REPLICATION_FACTOR, LocalKafkaCluster
 from lakehouse.local.processes import free_port
 from lakehouse.local.spark_cluster import LocalSparkCluster, WorkerShape
+from lakehouse.logs import configure_logging
 from lakehouse.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
@@ -96,6 +98,7 @@ class ClusterTopology:
         self.base = base
         self.state_dir = state_dir.resolve()
         if fresh and self.state_dir.exists():
+            ClusterTopology(base, state_dir, catalog_uri, fresh=False).stop()  # leftovers of an earlier run
             shutil.rmtree(self.state_dir)
         self.catalog_uri = catalog_uri or f"jdbc:sqlite:{self.state_dir / 'catalog.db'}"
         self.kafka = LocalKafkaCluster(base.path(base.local.kafka_jars_dir), self.state_dir / "kafka")
@@ -142,7 +145,32 @@ class ClusterTopology:
         }
 
     def spark_submit_options(self) -> list[str]:
-        return ["--master", self.spark.master_url, "--conf", f"spark.executor.memory={EXECUTOR_MEMORY}"]
+        return [
+            "--master", self.spark.master_url,
+            "--conf", f"spark.executor.memory={EXECUTOR_MEMORY}",
+            # The driver listens for its executors on loopback too, like every daemon of the topology.
+            "--conf", "spark.driver.host=127.0.0.1",
+            "--conf", "spark.driver.bindAddress=127.0.0.1",
+        ]
 
     def settings(self) -> Settings:
         return load_settings(environ=self.environment())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lakehouse.local.topology",
+        description="Stop whatever runs of the cluster topology `make demo-cluster` keeps under STATE_DIR/cluster "
+                    "(after a demo that was killed before it could stop it).",
+    )
+    parser.add_argument("command", choices=["stop"])
+    parser.parse_args(argv)
+    configure_logging()
+    settings = load_settings()
+    ClusterTopology(settings, settings.state_dir / "cluster", fresh=False).stop()
+    print("cluster topology stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
