@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"({result['trades'] - result['first_batch_trades']:,} trades in {result['seconds']:.1f} s after "
                       f"the first batch; {result['wall_s']:.0f} s from submit; {result['load']})")
             local, cluster = results
-            print(f"ratio standalone / local[2]: {cluster['trades_per_s'] / local['trades_per_s']:.2f}")
+            print(f"ratio: standalone / local[2] = {cluster['trades_per_s'] / local['trades_per_s']:.2f}")
         finally:
             topology.stop()
     return 0
