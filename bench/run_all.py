@@ -80,6 +80,11 @@ BENCHMARKS = [
               "vs a fresh table.",
               "commit to page p99 <= 5 s; refresh cost at 3,600 snapshots within 2x of a fresh table",
               quick_args=["--commits", "8", "--snapshots", "1000"]),
+    Benchmark("cluster", "bench.bench_cluster",
+              "Raw-trades job on the Spark standalone cluster (master + 2 workers x 1 core, 3 Kafka brokers) "
+              "vs local[2], same pre-loaded topic, same spark-submit.sh, only --master differs.",
+              "none: shows what shipping tasks to other JVMs costs on one machine",
+              quick_args=["--messages", "100000", "--batch", "25000"]),
     Benchmark("reads", "bench.bench_reads",
               "Single-symbol day of 1-minute bars vs full scan (reading API, pyiceberg); after compaction.",
               "single-symbol day >= 20x faster than a full scan", args=["--compact"]),
