@@ -8,8 +8,8 @@ tests run the same pipeline on either.
 * ``EmbeddedTopology``: one KRaft broker, Spark ``local[*]``, the SQLite catalog and the local
   warehouse of ``conf/lakehouse.toml`` (``make demo``).
 * ``ClusterTopology``: three KRaft brokers (replication factor 3, ``min.insync.replicas=2``), a Spark
-  standalone master and two workers, the GCS emulator holding a ``gs://`` warehouse, and the shared
-  catalog named by ``catalog_uri`` (``make demo-cluster``).
+  standalone master and two workers, the GCS emulator holding a ``gs://`` warehouse, and a
+  ``CatalogServer`` (``make demo-cluster``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -56,6 +57,34 @@ class Topology(Protocol):
         ...
 
 
+class CatalogServer(Protocol):
+    """The catalog every process of a topology opens: started first, stopped last."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def environment(self) -> dict[str, str]:
+        """The ``LAKEHOUSE__CATALOG__*`` settings that name it (type, URI, credentials)."""
+        ...
+
+
+@dataclass(frozen=True)
+class SqliteCatalog:
+    """Iceberg's JDBC catalog on a SQLite file: no server, shared by the processes of one machine."""
+
+    path: Path
+
+    def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def stop(self) -> None:
+        pass
+
+    def environment(self) -> dict[str, str]:
+        return {"LAKEHOUSE__CATALOG__TYPE": "jdbc", "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{self.path}"}
+
+
 class EmbeddedTopology:
     """The embedded default: the configured single broker, Spark ``local[*]``, the configured catalog."""
 
@@ -88,25 +117,26 @@ class EmbeddedTopology:
 class ClusterTopology:
     """The production shape on loopback, under ``state_dir``; every server on free ports.
 
-    ``catalog_uri`` names the shared catalog (a JDBC URI or a REST catalog URL) that every process
-    opens; None: a SQLite JDBC catalog under ``state_dir``, which serves the processes of one machine.
+    ``catalog`` is the shared catalog every process opens; None: a SQLite JDBC catalog under
+    ``state_dir``, which serves the processes of one machine.
     """
 
     name = "cluster"
 
-    def __init__(self, base: Settings, state_dir: Path, catalog_uri: str | None = None, fresh: bool = True):
+    def __init__(self, base: Settings, state_dir: Path, catalog: CatalogServer | None = None, fresh: bool = True):
         self.base = base
         self.state_dir = state_dir.resolve()
         if fresh and self.state_dir.exists():
-            ClusterTopology(base, state_dir, catalog_uri, fresh=False).stop()  # leftovers of an earlier run
+            ClusterTopology(base, state_dir, catalog, fresh=False).stop()  # leftovers of an earlier run
             shutil.rmtree(self.state_dir)
-        self.catalog_uri = catalog_uri or f"jdbc:sqlite:{self.state_dir / 'catalog.db'}"
+        self.catalog = catalog or SqliteCatalog(self.state_dir / "catalog.db")
         self.kafka = LocalKafkaCluster(base.path(base.local.kafka_jars_dir), self.state_dir / "kafka")
         self.spark = LocalSparkCluster(self.state_dir / "spark", master_port=free_port(), shape=WorkerShape(1, 1024))
         self.gcs: gcs_emulator.EmulatorProcess | None = None
 
     def start(self) -> None:
         try:
+            self.catalog.start()
             self.gcs = gcs_emulator.start(self.state_dir / "gcs")
             gcs_emulator.storage_client(self.gcs.endpoint).create_bucket(BUCKET)
             self.kafka.start()
@@ -118,25 +148,25 @@ class ClusterTopology:
             self.stop()
             raise
         log.info("cluster topology up: Kafka %s, Spark %s, warehouse gs://%s on %s, catalog %s",
-                 self.kafka.bootstrap_servers, self.spark.master_url, BUCKET, self.gcs.endpoint, self.catalog_uri)
+                 self.kafka.bootstrap_servers, self.spark.master_url, BUCKET, self.gcs.endpoint,
+                 self.catalog.environment()["LAKEHOUSE__CATALOG__URI"])
 
     def stop(self) -> None:
         """Stop every server of the topology that runs; safe to call twice or after a failed start."""
         self.spark.stop()
         self.kafka.stop()
         gcs_emulator.stop(self.state_dir / "gcs")
+        self.catalog.stop()
 
     def environment(self) -> dict[str, str]:
         if self.gcs is None:
             raise RuntimeError("the cluster topology is not started")
-        catalog_type = "rest" if self.catalog_uri.startswith(("http://", "https://")) else "jdbc"
         return {
+            **self.catalog.environment(),
             "LAKEHOUSE__LOCAL__STATE_DIR": str(self.state_dir),
             "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
             "LAKEHOUSE__KAFKA__REPLICATION_FACTOR": str(REPLICATION_FACTOR),
             "LAKEHOUSE__KAFKA__MIN_INSYNC_REPLICAS": str(MIN_INSYNC_REPLICAS),
-            "LAKEHOUSE__CATALOG__TYPE": catalog_type,
-            "LAKEHOUSE__CATALOG__URI": self.catalog_uri,
             "LAKEHOUSE__CATALOG__WAREHOUSE": f"gs://{BUCKET}/warehouse",
             "LAKEHOUSE__GCS__ENDPOINT": self.gcs.endpoint,
             "LAKEHOUSE__GCS__PROJECT": "local-project",
