@@ -31,7 +31,7 @@ from bench.common import describe_machine, load
 from lakehouse.catalog import load_catalog, table_identifier
 from lakehouse.local.kafka_broker import ensure_topics
 from lakehouse.local.kafka_cluster import MIN_INSYNC_REPLICAS, REPLICATION_FACTOR
-from lakehouse.local.topology import ClusterTopology
+from lakehouse.local.topology import ClusterTopology, SqliteCatalog
 from lakehouse.messages import Source, Trade, trade_id
 from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
 from lakehouse.tables import TRADES
@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(describe_machine())
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as state:
-        topology = ClusterTopology(load_settings(environ={}), Path(state) / "topology")
+        # Both runs use one SQLite catalog: the catalog server is not what this compares.
+        topology = ClusterTopology(load_settings(environ={}), Path(state) / "topology",
+                                   catalog=SqliteCatalog(Path(state) / "catalog.db"))
         up = time.monotonic()
         topology.start()
         try:
@@ -123,7 +125,6 @@ def main(argv: list[str] | None = None) -> int:
                 env = {**topology.environment(),
                        "LAKEHOUSE__KAFKA__TRADES_TOPIC": TOPIC,
                        "LAKEHOUSE__CATALOG__NAMESPACE": name,
-                       "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{state}/catalog.db",
                        "LAKEHOUSE__CATALOG__WAREHOUSE": f"{state}/warehouse",
                        "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": f"{state}/checkpoints/{name}",
                        "LAKEHOUSE__STREAMING__TRIGGER_SECONDS": "0",

@@ -9,7 +9,7 @@ tests run the same pipeline on either.
   warehouse of ``conf/lakehouse.toml`` (``make demo``).
 * ``ClusterTopology``: three KRaft brokers (replication factor 3, ``min.insync.replicas=2``), a Spark
   standalone master and two workers, the GCS emulator holding a ``gs://`` warehouse, and a
-  ``CatalogServer`` (``make demo-cluster``).
+  ``CatalogServer``: PostgreSQL by default (``make demo-cluster``).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Protocol
 from lakehouse.local import gcs_emulator
 from lakehouse.local.kafka_broker import LocalKafkaBroker, ensure_topics, project_topics
 from lakehouse.local.kafka_cluster import MIN_INSYNC_REPLICAS, REPLICATION_FACTOR, LocalKafkaCluster
+from lakehouse.local.postgres import LocalPostgres
 from lakehouse.local.processes import free_port
 from lakehouse.local.spark_cluster import LocalSparkCluster, WorkerShape
 from lakehouse.logs import configure_logging
@@ -85,6 +86,28 @@ class SqliteCatalog:
         return {"LAKEHOUSE__CATALOG__TYPE": "jdbc", "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{self.path}"}
 
 
+class PostgresCatalog:
+    """Iceberg's JDBC catalog on a PostgreSQL server the topology starts (what Cloud SQL is on GCP):
+    one catalog for processes on any number of machines."""
+
+    def __init__(self, state_dir: Path, port: int | None = None):
+        self.server = LocalPostgres(state_dir, port or free_port())
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "LAKEHOUSE__CATALOG__TYPE": "jdbc",
+            "LAKEHOUSE__CATALOG__URI": self.server.jdbc_uri,
+            "LAKEHOUSE__CATALOG__USER": self.server.user,
+            "LAKEHOUSE__CATALOG__PASSWORD": self.server.password,
+        }
+
+
 class EmbeddedTopology:
     """The embedded default: the configured single broker, Spark ``local[*]``, the configured catalog."""
 
@@ -117,8 +140,8 @@ class EmbeddedTopology:
 class ClusterTopology:
     """The production shape on loopback, under ``state_dir``; every server on free ports.
 
-    ``catalog`` is the shared catalog every process opens; None: a SQLite JDBC catalog under
-    ``state_dir``, which serves the processes of one machine.
+    ``catalog`` is the shared catalog every process opens; None: a PostgreSQL JDBC catalog on a
+    server under ``state_dir`` (``SqliteCatalog`` serves the processes of one machine without one).
     """
 
     name = "cluster"
@@ -129,7 +152,7 @@ class ClusterTopology:
         if fresh and self.state_dir.exists():
             ClusterTopology(base, state_dir, catalog, fresh=False).stop()  # leftovers of an earlier run
             shutil.rmtree(self.state_dir)
-        self.catalog = catalog or SqliteCatalog(self.state_dir / "catalog.db")
+        self.catalog = catalog or PostgresCatalog(self.state_dir / "postgres")
         self.kafka = LocalKafkaCluster(base.path(base.local.kafka_jars_dir), self.state_dir / "kafka")
         self.spark = LocalSparkCluster(self.state_dir / "spark", master_port=free_port(), shape=WorkerShape(1, 1024))
         self.gcs: gcs_emulator.EmulatorProcess | None = None
