@@ -4,8 +4,10 @@ master and 2 workers, the GCS emulator with a gs:// warehouse, the shared catalo
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,13 +30,20 @@ BASE_MS = 1_767_261_600_000  # 2026-01-01T10:00:00Z
 
 
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterTopology]:
-    topology = ClusterTopology(load_settings(environ={}), tmp_path_factory.mktemp("cluster"))
+def cluster() -> Iterator[ClusterTopology]:
+    # Not under pytest's basetemp: the PostgreSQL server runs as its own system user, which must
+    # traverse every folder above its data, and any pytest session that starts on this machine
+    # makes /tmp/pytest-of-USER private again (mode 0700), which would lock the server out mid-test.
+    state = Path(tempfile.mkdtemp(prefix="lakehouse-topology-"))
+    topology = ClusterTopology(load_settings(environ={}), state / "cluster")
     started = time.monotonic()
-    topology.start()
-    print(f"\ncluster topology up in {time.monotonic() - started:.1f} s")
-    yield topology
-    topology.stop()
+    try:
+        topology.start()
+        print(f"\ncluster topology up in {time.monotonic() - started:.1f} s")
+        yield topology
+    finally:
+        topology.stop()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @dataclass
