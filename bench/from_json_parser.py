@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import reduce
 from typing import TYPE_CHECKING, Literal
 
@@ -98,3 +100,12 @@ class FromJsonParser:
 
     def __call__(self, kafka_rows: DataFrame) -> DataFrame:
         return kafka_rows.withColumn(PARSED, self.message).withColumn(REJECT_REASON, self.reason)
+
+    @contextmanager
+    def persisted(self, kafka_rows: DataFrame, columns: list, judged_only: tuple = ()) -> Iterator[DataFrame]:
+        """The parse cached as ``columns`` for one micro-batch, as the jobs had it (one pass, one cache)."""
+        parsed = self(kafka_rows).select(*columns).persist()
+        try:
+            yield parsed
+        finally:
+            parsed.unpersist()

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from lakehouse.catalog import spark_table_name
 from lakehouse.iceberg_writes import append_once, batch_marker, writer_id
-from lakehouse.parsing import REJECT_REASON, MessageParser, quarantine_rows
+from lakehouse.parsing import PARSED, REJECT_REASON, MessageParser, quarantine_rows
 from lakehouse.settings import Settings
 from lakehouse.spark import ensure_tables
 from lakehouse.streaming import checkpoint_location, read_kafka
@@ -47,8 +47,7 @@ def write_batch(
 
     log = logging.getLogger(job.name)
     started = time.monotonic()
-    parsed = parse(batch).persist()
-    try:
+    with parse.persisted(batch, [*batch.columns, PARSED, REJECT_REASON]) as parsed:
         marker = batch_marker(writer, batch_id)
         valid = job.to_rows(parsed.where(F.col(REJECT_REASON).isNull()))
         if job.append_only:
@@ -59,8 +58,6 @@ def write_batch(
         quarantined = rejected.count()
         if quarantined:
             append_once(quarantine_rows(rejected), spark_table_name(settings, QUARANTINE), marker)
-    finally:
-        parsed.unpersist()
     log.info("batch %s: %s %s, %s quarantined, %.1f s", batch_id, "appended to" if job.append_only else "merged into",
              job.table.name, quarantined, time.monotonic() - started)
 

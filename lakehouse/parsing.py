@@ -20,6 +20,8 @@ from __future__ import annotations
 import enum
 import types
 import typing
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import reduce
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Literal
@@ -205,63 +207,109 @@ class MessageParser:
     """Kafka source rows -> the same rows plus ``message`` (the model's values) and ``reject_reason``.
 
     ``reject_reason`` is null for a valid message, otherwise the first rule it breaks, in pydantic's
-    words. A canonical message that passes every Spark rule takes the fast path; every other one
-    (only a canonical message's bytes are shipped to Python) is judged by the model. A model with
-    model validators (rules in code, not in field metadata) has no fast path.
+    words. A canonical message that passes every Spark rule takes the fast path; every other one is
+    judged by the model. A model with model validators (rules in code, not in field metadata) has no
+    fast path.
+
+    Only rows off the fast path may reach Python: a Python UDF ships every row it sees to a Python
+    worker and buffers the whole input row in the JVM to join the result back, so a UDF over the
+    whole batch (even one passed nulls) costs as much as judging it all. Hence two steps: ``stage``
+    (one pass over the Kafka rows: canonical check, ``from_json``, rules, the ``_fast_path`` flag),
+    which a job persists, and ``verdicts``, which splits the stage into fast rows and the model's
+    verdicts on the others (a small frame, usually empty). ``persisted`` does both for a micro-batch.
 
     A streaming job builds one parser and calls it on every micro-batch: the expressions are built
-    here once (each costs Py4J round trips), so a batch costs the driver four ``select`` calls.
+    here once (each costs Py4J round trips).
     """
 
     def __init__(self, model: type[BaseModel]) -> None:
         from pyspark.sql import functions as F
         from pyspark.sql import types as T
-        from pyspark.sql.functions import PandasUDFType
 
         message_type = spark_json_schema(model)
         names = list(model.model_fields)
-        empty = F.col("value").isNull()
+        self.empty = F.col("value").isNull()
         if model.__pydantic_decorators__.model_validators:
             canonical, fast_parse, fast_ok = F.lit(False), F.lit(None).cast(message_type), F.lit(False)
         else:
             text = F.col("value").cast("string")
-            canonical = ~empty & text.rlike(canonical_form(model))
+            canonical = ~self.empty & text.rlike(canonical_form(model))
             fast_parse = F.when(canonical, F.from_json(text, message_type))  # only canonical ones are parsed
             broken = [rule for name, field in model.model_fields.items() for rule in _field_rules(name, field)]
             # A null rule (a field from_json left null) counts as broken.
             fast_ok = F.col(CANONICAL) & ~F.coalesce(reduce(lambda a, b: a | b, broken), F.lit(True))
         verdict_type = T.StructType([*message_type.fields, T.StructField(REJECT_REASON, T.StringType(), True)])
-        judge = F.pandas_udf(_Judge(model), verdict_type, PandasUDFType.SCALAR)  # type hints name no import
+        judge = F.pandas_udf(_judge_function(model), verdict_type)
         judged = F.col(JUDGED)
-        self.stages = [
-            [canonical.alias(CANONICAL), fast_parse.alias(PARSED)],
-            [fast_ok.alias(FAST)],
-            [judge(F.when(~F.col(FAST) & ~empty, F.col("value"))).alias(JUDGED)],
-        ]
-        self.message = (
-            F.when(F.col(FAST), F.col(PARSED))
-            .when(~empty & judged[REJECT_REASON].isNull(), F.struct(*[judged[name].alias(name) for name in names]))
-            .alias(PARSED)
+        self.fast = F.col(FAST)
+        self.stage_columns = [[canonical.alias(CANONICAL), fast_parse.alias(PARSED)], [fast_ok.alias(FAST)]]
+        self.judge = judge(F.when(~self.empty, F.col("value"))).alias(JUDGED)
+        self.judged_message = F.when(
+            ~self.empty & judged[REJECT_REASON].isNull(), F.struct(*[judged[name].alias(name) for name in names])
+        ).alias(PARSED)
+        self.judged_reason = F.when(self.empty, F.lit(EMPTY_MESSAGE)).otherwise(judged[REJECT_REASON]).alias(
+            REJECT_REASON
         )
-        self.reason = (
-            F.when(empty, F.lit(EMPTY_MESSAGE)).when(~F.col(FAST), judged[REJECT_REASON]).alias(REJECT_REASON)
-        )
+        self.no_reason = F.lit(None).cast(T.StringType()).alias(REJECT_REASON)
+
+    def stage(self, kafka_rows: DataFrame, judged_only: Sequence[str] = ()) -> DataFrame:
+        """The Kafka rows plus ``_fast_path`` and the fast path's ``message``; the Kafka columns named
+        in ``judged_only`` are kept only on rows off the fast path (the raw bytes a valid trade no
+        longer needs are then not cached). ``value`` is always kept where the model must judge."""
+        columns = kafka_rows.columns
+        for stage in self.stage_columns:
+            kafka_rows = kafka_rows.select("*", *stage)
+        kept = [_off_fast_path(name) if name in judged_only else name for name in columns]
+        return kafka_rows.select(*kept, FAST, PARSED)
+
+    def verdicts(self, staged: DataFrame) -> tuple[DataFrame, DataFrame]:
+        """(fast-path rows, the model's verdicts on every other row), each with the Kafka columns,
+        ``message`` and ``reject_reason``; only the second runs Python, on its rows alone."""
+        columns = [name for name in staged.columns if name not in (FAST, PARSED)]
+        fast = staged.where(self.fast).select(*columns, PARSED, self.no_reason)
+        judged = staged.where(~self.fast).select(*columns, self.judge)
+        return fast, judged.select(*columns, self.judged_message, self.judged_reason)
 
     def __call__(self, kafka_rows: DataFrame) -> DataFrame:
-        columns = kafka_rows.columns
-        for stage in self.stages:
-            kafka_rows = kafka_rows.select("*", *stage)
-        return kafka_rows.select(*columns, self.message, self.reason)
+        """Every row with its verdict (row order not kept: a caller that needs it sorts)."""
+        fast, judged = self.verdicts(self.stage(kafka_rows))
+        return fast.unionByName(judged)
+
+    @contextmanager
+    def persisted(self, kafka_rows: DataFrame, columns: Sequence[Column | str],
+                  judged_only: Sequence[str] = ()) -> Iterator[DataFrame]:
+        """A micro-batch's verdicts as ``columns``, read from Kafka once: the stage is cached (with
+        ``judged_only`` columns held only off the fast path), and so are the model's verdicts, so
+        each action on the result runs no Python again. Both caches are released on exit."""
+        staged = self.stage(kafka_rows, judged_only).persist()
+        judged_rows = None
+        try:
+            fast, judged = self.verdicts(staged)
+            judged_rows = judged.select(*columns).persist()
+            yield fast.select(*columns).unionByName(judged_rows)
+        finally:
+            if judged_rows is not None:
+                judged_rows.unpersist()
+            staged.unpersist()
 
 
-class _Judge:
-    """``judge_messages`` bound to a model, picklable by reference for the executors."""
+def _off_fast_path(name: str) -> Column:
+    """Column ``name`` where the model judges the row, null on the fast path."""
+    from pyspark.sql import functions as F
 
-    def __init__(self, model: type[BaseModel]) -> None:
-        self.model = model
+    return F.when(~F.col(FAST), F.col(name)).alias(name)
 
-    def __call__(self, raw_values: pd.Series) -> pd.DataFrame:
-        return judge_messages(self.model, raw_values)
+
+def _judge_function(model: type[BaseModel]) -> Callable[[pd.Series], pd.DataFrame]:
+    """``judge_messages`` bound to ``model``, with the type hints Spark reads to make it a scalar
+    pandas UDF (real classes: pandas is imported only where Spark is)."""
+    import pandas as pd
+
+    def judge(raw_values: pd.Series) -> pd.DataFrame:
+        return judge_messages(model, raw_values)
+
+    judge.__annotations__ = {"raw_values": pd.Series, "return": pd.DataFrame}
+    return judge
 
 
 def quarantine_rows(rejected: DataFrame) -> DataFrame:

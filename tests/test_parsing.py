@@ -50,9 +50,11 @@ CASES: list[tuple[bytes | None, str | None]] = [
 
 
 def test_spark_accepts_and_rejects_what_pydantic_does_with_the_first_broken_rule(spark) -> None:
-    frame = spark.createDataFrame([(value,) for value, _ in CASES], "value binary")
+    rows = [(offset, value) for offset, (value, _) in enumerate(CASES)]
+    frame = spark.createDataFrame(rows, "offset long, value binary")
 
-    reasons = [row[REJECT_REASON] for row in MessageParser(Trade)(frame).select(REJECT_REASON).collect()]
+    verdicts = MessageParser(Trade)(frame).orderBy("offset").select(REJECT_REASON).collect()
+    reasons = [row[REJECT_REASON] for row in verdicts]
 
     assert reasons == [expected for _, expected in CASES]
     for value, expected in CASES:
