@@ -59,7 +59,11 @@ log = logging.getLogger(JOB_NAME)
 
 REQUEST_TIMEOUT_S = 30.0  # one HTTP request
 RETRY_TIMEOUT_S = 120.0  # all retries of one call (transient 5xx, rate limits), with backoff
+# The longest sleep between two tries: a stop request is noticed at the next try, so this bounds
+# how long a stop waits on a call that keeps failing.
+RETRY_MAX_DELAY_S = 4.0
 SQLITE_JDBC = "jdbc:sqlite:"
+STOP_REQUESTED = "stop requested"  # why a table a stopped run did not reach is skipped
 ATTEMPTS_PER_TABLE = 2  # a second look after losing a race (created or changed by someone else)
 
 
@@ -132,10 +136,17 @@ def client_or_none(settings: Settings, dry_run: bool) -> bigquery.Client | None:
         return None
 
 
-def _retry():  # -> google.api_core.retry.Retry (imported lazily)
+def _retry(stop: StopRequest | None = None):  # -> google.api_core.retry.Retry (imported lazily)
+    """BigQuery's own retry (transient errors), bounded by ``RETRY_TIMEOUT_S``, that gives up at
+    once when ``stop`` is set: a stop request must not wait out a minute of retries."""
     from google.cloud.bigquery import DEFAULT_RETRY
+    from google.cloud.bigquery.retry import _should_retry
 
-    return DEFAULT_RETRY.with_timeout(RETRY_TIMEOUT_S)
+    def retryable(error: Exception) -> bool:
+        return not (stop is not None and stop.is_set()) and _should_retry(error)
+
+    return (DEFAULT_RETRY.with_timeout(RETRY_TIMEOUT_S).with_delay(maximum=RETRY_MAX_DELAY_S)
+            .with_predicate(retryable))
 
 
 def missing_catalog_file(settings: Settings) -> Path | None:
@@ -160,7 +171,7 @@ def current_metadata_uri(catalog: Catalog | None, settings: Settings, table: Tab
         return None
 
 
-def ensure_dataset(client: bigquery.Client | None, settings: Settings, dry_run: bool) -> str:
+def ensure_dataset(client: bigquery.Client | None, settings: Settings, dry_run: bool, retry=None) -> str:
     """Create the dataset if it is missing; return what happened, for the report. Without a client
     (a dry run without credentials) nothing is looked up."""
     from google.api_core.exceptions import Conflict, NotFound
@@ -168,17 +179,18 @@ def ensure_dataset(client: bigquery.Client | None, settings: Settings, dry_run: 
 
     config = settings.bigquery
     dataset_id = f"{config.project}.{config.dataset}"
+    retry = retry or _retry()
     if client is None:
         return f"{dataset_id}: would create if missing (not looked up: no credentials)"
     try:
-        dataset = client.get_dataset(dataset_id, retry=_retry(), timeout=REQUEST_TIMEOUT_S)
+        dataset = client.get_dataset(dataset_id, retry=retry, timeout=REQUEST_TIMEOUT_S)
     except NotFound:
         if dry_run:
             return f"{dataset_id}: would create (location {config.location})"
         try:
             client.create_dataset(
                 bigquery.Dataset.from_api_repr(dataset_resource(config.project, config.dataset, config.location)),
-                retry=_retry(), timeout=REQUEST_TIMEOUT_S,
+                retry=retry, timeout=REQUEST_TIMEOUT_S,
             )
         except Conflict:  # created by a concurrent run between our get and create
             return f"{dataset_id}: exists"
@@ -192,49 +204,52 @@ def ensure_dataset(client: bigquery.Client | None, settings: Settings, dry_run: 
     return f"{dataset_id}: exists"
 
 
-def existing_table(client: bigquery.Client | None, table_id: str) -> ExistingTable | None:
+def existing_table(client: bigquery.Client | None, table_id: str, retry=None) -> ExistingTable | None:
     from google.api_core.exceptions import NotFound
 
     if client is None:  # a dry run without credentials plans as if the table were missing
         return None
     try:
-        table = client.get_table(table_id, retry=_retry(), timeout=REQUEST_TIMEOUT_S)
+        table = client.get_table(table_id, retry=retry or _retry(), timeout=REQUEST_TIMEOUT_S)
     except NotFound:
         return None
     return ExistingTable.from_resource(table.to_api_repr())
 
 
-def apply(client: bigquery.Client, plan: TablePlan, desired: ExternalTable, existing: ExistingTable | None) -> None:
+def apply(
+    client: bigquery.Client, plan: TablePlan, desired: ExternalTable, existing: ExistingTable | None, retry=None
+) -> None:
     """Carry out a CREATE or UPDATE plan. An update re-reads the schema from the new metadata file
     (``autodetect_schema``) and is guarded by the table's etag, so a concurrent change fails it."""
     from google.cloud import bigquery
 
+    retry = retry or _retry()
     if plan.action is Action.CREATE:
         client.create_table(
-            bigquery.Table.from_api_repr(desired.resource()), retry=_retry(), timeout=REQUEST_TIMEOUT_S
+            bigquery.Table.from_api_repr(desired.resource()), retry=retry, timeout=REQUEST_TIMEOUT_S
         )
     elif plan.action is Action.UPDATE and existing is not None:
-        table = client.get_table(desired.table_id, retry=_retry(), timeout=REQUEST_TIMEOUT_S)
+        table = client.get_table(desired.table_id, retry=retry, timeout=REQUEST_TIMEOUT_S)
         table.external_data_configuration = bigquery.ExternalConfig.from_api_repr(
             desired.external_data_configuration()
         )
         table.description = desired.description
         table.labels = updated_labels(existing)
         client.update_table(
-            table, list(UPDATED_FIELDS), autodetect_schema=True, retry=_retry(), timeout=REQUEST_TIMEOUT_S
+            table, list(UPDATED_FIELDS), autodetect_schema=True, retry=retry, timeout=REQUEST_TIMEOUT_S
         )
 
 
-def sync_table(client: bigquery.Client | None, desired: ExternalTable, dry_run: bool) -> TablePlan:
+def sync_table(client: bigquery.Client | None, desired: ExternalTable, dry_run: bool, retry=None) -> TablePlan:
     """Plan and (unless ``dry_run``) apply one table; a lost race is looked at once more."""
     from google.api_core.exceptions import Conflict, GoogleAPIError, PreconditionFailed
 
     for attempt in range(1, ATTEMPTS_PER_TABLE + 1):
         try:
-            existing = existing_table(client, desired.table_id)
+            existing = existing_table(client, desired.table_id, retry)
             plan = plan_table(desired, existing)
             if not dry_run and client is not None:
-                apply(client, plan, desired, existing)
+                apply(client, plan, desired, existing, retry)
             return plan
         except (Conflict, PreconditionFailed) as raced:
             if attempt == ATTEMPTS_PER_TABLE:
@@ -253,9 +268,11 @@ def sync_once(
     dry_run: bool = False,
     tables: Sequence[TableDef] = ALL_TABLES,
     connection_id: str | None = None,
+    stop: StopRequest | None = None,
 ) -> SyncReport:
     """One pass over ``tables``: dataset first, then each table; never raises for one table's failure.
-    Without a ``catalog`` (none created yet) every table is skipped."""
+    Without a ``catalog`` (none created yet) every table is skipped. A ``stop`` request ends the pass
+    between tables (the rest are skipped) and cuts a call's retries short."""
     started = time.monotonic()
     config = settings.bigquery
     validate_project_id(config.project)
@@ -266,9 +283,13 @@ def sync_once(
             "(set catalog.warehouse = \"gs://BUCKET/warehouse\"); the external tables will not be queryable",
             warehouse_uri(settings),
         )
-    dataset = ensure_dataset(client, settings, dry_run)
+    retry = _retry(stop)
+    dataset = ensure_dataset(client, settings, dry_run, retry)
     plans = []
     for table in tables:
+        if stop is not None and stop.is_set():
+            plans.append(skipped(config.project, config.dataset, table.name, STOP_REQUESTED))
+            continue
         uri = current_metadata_uri(catalog, settings, table)
         if uri is None:
             plans.append(skipped(config.project, config.dataset, table.name, "no such Iceberg table yet"))
@@ -277,7 +298,7 @@ def sync_once(
             project=config.project, dataset=config.dataset, name=table.name, metadata_uri=uri,
             iceberg_table=table_identifier(settings, table), doc=table.doc, connection_id=connection_id,
         )
-        plan = sync_table(client, desired, dry_run)
+        plan = sync_table(client, desired, dry_run, retry)
         if dry_run and plan.action in (Action.CREATE, Action.UPDATE):
             log.info("%s would run the equivalent of:\n%s", desired.table_id, desired.ddl())
         plans.append(plan)
@@ -292,8 +313,11 @@ def run_every(interval_s: float, sync: Callable[[], SyncReport], stop: StopReque
             report = sync()
             for line in report.lines():
                 print(line, flush=True)
-        except Exception:  # a scheduled job must outlive one bad run
-            log.exception("sync run failed; next try in %.0f s", interval_s)
+        except Exception as error:  # a scheduled job must outlive one bad run
+            if stop.is_set():  # the stop cut the run's retries short
+                log.info("run cut short by the stop request (%s)", type(error).__name__)
+            else:
+                log.exception("sync run failed; next try in %.0f s", interval_s)
         stop.wait(interval_s)
 
 
@@ -324,25 +348,29 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", error)
         return 2
 
+    stop = None if args.interval is None else StopRequest("bigquery_sync").install()
+
     def sync_without_record() -> SyncReport:
         if (missing := missing_catalog_file(settings)) is not None:
             log.warning("no Iceberg catalog at %s yet (`make demo` or ./spark-submit.sh pipeline creates it)", missing)
-            return sync_once(settings, client, None, args.dry_run, connection_id=args.connection)
-        return sync_once(settings, client, load_catalog(settings), args.dry_run, connection_id=args.connection)
+            return sync_once(settings, client, None, args.dry_run, connection_id=args.connection, stop=stop)
+        return sync_once(settings, client, load_catalog(settings), args.dry_run, connection_id=args.connection,
+                         stop=stop)
 
     def sync() -> SyncReport:
         report = sync_without_record()
-        # Ops hook: a success record for `lakehouse status` and Prometheus (lakehouse.ops.job_runs).
-        if not report.dry_run and sync_succeeded(report.tables):
+        # Ops hook: a success record for `lakehouse status` and Prometheus (lakehouse.ops.job_runs);
+        # a run a stop cut short is no success.
+        cut_short = any(plan.reason == STOP_REQUESTED for plan in report.tables)
+        if not report.dry_run and not cut_short and sync_succeeded(report.tables):
             record_success(settings.state_dir, sync_run(report.tables, datetime.now(UTC), report.seconds))
         return report
 
-    if args.interval is None:
+    if stop is None:  # once
         report = sync()
         for line in report.lines():
             print(line, flush=True)
         return 0 if report.ok else 1
-    stop = StopRequest("bigquery_sync").install()
     serve_job_metrics(settings.metrics.sync_port, settings.state_dir, JOB_NAME)  # ops hook: 0 = off
     log.info("syncing %s.%s every %.0f s", settings.bigquery.project, settings.bigquery.dataset, args.interval)
     run_every(args.interval, sync, stop)
