@@ -94,19 +94,20 @@ def test_the_issues_hostile_examples_get_the_models_verdict_and_values(spark) ->
     assert verdicts["symbol as a number"][1] == "symbol: Input should be a valid string"
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+# Each example is one Spark job (a fixed second or more); the corpus size is what buys coverage.
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_hostile_trades_get_the_models_verdict_and_values_from_the_parser(spark, data) -> None:
-    corpus = [data.draw(hostile_trade(index)) for index in range(400)]
+    corpus = [data.draw(hostile_trade(index)) for index in range(800)]
 
     assert_parser_agrees_with_model(spark, Trade, corpus)
 
 
-@settings(max_examples=3, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.dictionaries(
     st.sampled_from([*VendorBar.model_fields, *FeedEvent.model_fields, *QuarantinedInput.model_fields]),
     FIELD_VALUES, max_size=12,
-), min_size=100, max_size=100))
+), min_size=150, max_size=150))
 def test_hostile_vendor_bars_feed_events_and_source_rejects_get_the_models_verdict(spark, payloads) -> None:
     bar = {"source": "vnstock", "symbol": "VCB", "interval": "1D", "bar_start_ms": 0, "open": 10.0,
            "high": 11.0, "low": 9.0, "close": 10.5, "volume": 1.0, "received_time_ms": 0}
@@ -137,7 +138,9 @@ def test_hostile_trades_through_the_raw_trades_job_on_kafka_are_stored_or_quaran
 ) -> None:
     from jobs import raw_trades
 
-    corpus = [*NAMED_CASES.values(), *(random_hostile_trade(rng, 100 + index) for index in range(300))]
+    # The bulk differential check is the parser-alone one above; this sample proves the job on Kafka
+    # stores and quarantines by the same verdicts, which every family of hostile message shows.
+    corpus = [*NAMED_CASES.values(), *(random_hostile_trade(rng, 100 + index) for index in range(150))]
     settings = settings_for_hostile
     topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.trades_topic, partitions=1)
     publish(kafka_broker.bootstrap_servers, topic, [(b"HOST", raw) for raw in corpus])

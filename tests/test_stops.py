@@ -3,8 +3,9 @@ to the process a supervisor started, to its process group (Ctrl-C), or to the Sp
 driver, stops at its next safe point, exits 0 and leaves no process behind; a second signal a
 second or more later ends it at once.
 
-Each case starts the real process (``spark-submit.sh`` for the Spark jobs) on the session's broker
-and a warehouse of its own, signals it once it runs, and prints its exit code and stop time.
+Each run starts the real process (``spark-submit.sh`` for the Spark jobs) on the session's broker
+and a warehouse of its own, signals it once it runs, and prints its exit code and stop time. The
+runs of a group start together and are signalled together: a group costs about one run's time.
 """
 
 from __future__ import annotations
@@ -13,16 +14,20 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from lakehouse.settings import PROJECT_ROOT
+from lakehouse.reading.synthetic import create_tables
+from lakehouse.settings import PROJECT_ROOT, load_settings
+from lakehouse.tables import FEED_EVENTS
 from tests.listening import beyond_loopback, listening_addresses
 
 STOP_TIMEOUT_SECONDS = 150
+READY_TIMEOUT_SECONDS = 300  # every run of a group starts together, on two cores
 
 
 @dataclass(frozen=True)
@@ -59,26 +64,33 @@ CASES = {
 }
 # (case, how it is signalled): every way for the raw-trades job and the producers' and sync's
 # pure-Python processes; one way each for the other Spark jobs, which share the same script,
-# run_until_stopped and StopRequest (each way exercises a different path through them).
-RUNS = [
-    ("raw_trades", "SIGTERM to spark-submit.sh"),
-    ("raw_trades", "SIGINT to its process group"),
-    ("raw_trades", "SIGTERM to the Python driver"),
-    ("raw_trades", "SIGTERM twice, 2 s apart"),
-    ("bars", "SIGTERM to spark-submit.sh"),
-    ("vendor_bars", "SIGINT to its process group"),
-    ("feed_events", "SIGTERM to the Python driver"),
-    ("source_rejects", "SIGTERM to spark-submit.sh"),
-    ("pipeline", "SIGINT to its process group"),
-    ("maintenance --interval", "SIGTERM to spark-submit.sh"),
-    ("maintenance --interval", "SIGTERM to the Python driver"),
-    ("bigquery_sync --interval", "SIGTERM to the process"),
-    ("bigquery_sync --interval", "SIGINT to its process group"),
-    ("finnhub producer", "SIGTERM to the process"),
-    ("finnhub producer", "SIGINT to its process group"),
-    ("vnstock producer", "SIGTERM to the process"),
-    ("vnstock producer", "SIGINT to its process group"),
-]
+# run_until_stopped and StopRequest (each way exercises a different path through them). The runs of
+# a group start together (each JVM on local[1] with a small heap) and are signalled together.
+GROUPS: dict[str, list[tuple[str, str]]] = {
+    "raw_trades, every way": [
+        ("raw_trades", "SIGTERM to spark-submit.sh"),
+        ("raw_trades", "SIGINT to its process group"),
+        ("raw_trades", "SIGTERM to the Python driver"),
+        ("raw_trades", "SIGTERM twice, 2 s apart"),
+    ],
+    "the other streaming jobs and maintenance": [
+        ("bars", "SIGTERM to spark-submit.sh"),
+        ("vendor_bars", "SIGINT to its process group"),
+        ("feed_events", "SIGTERM to the Python driver"),
+        ("source_rejects", "SIGTERM to spark-submit.sh"),
+        ("pipeline", "SIGINT to its process group"),
+        ("maintenance --interval", "SIGTERM to spark-submit.sh"),
+        ("maintenance --interval", "SIGTERM to the Python driver"),
+    ],
+    "bigquery_sync and the producers": [
+        ("bigquery_sync --interval", "SIGTERM to the process"),
+        ("bigquery_sync --interval", "SIGINT to its process group"),
+        ("finnhub producer", "SIGTERM to the process"),
+        ("finnhub producer", "SIGINT to its process group"),
+        ("vnstock producer", "SIGTERM to the process"),
+        ("vnstock producer", "SIGINT to its process group"),
+    ],
+}
 
 
 def process_stats() -> dict[int, list[str]]:
@@ -114,81 +126,138 @@ def python_driver(jvm: int) -> int | None:
     return next((pid for pid in children(jvm) if "/jobs/" in command_line(pid)), None)
 
 
-@pytest.fixture(scope="module")
-def stop_env(kafka_broker, tmp_path_factory) -> dict[str, str]:
-    state = tmp_path_factory.mktemp("stops")
+def stop_env(bootstrap_servers: str, state: Path) -> dict[str, str]:
+    """The environment of one run: the session's broker, a catalog, warehouse and checkpoints of its
+    own (runs of a group share nothing but the broker), and endpoints that refuse connections."""
     return {
         **os.environ,
-        "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+        "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": bootstrap_servers,
         "LAKEHOUSE__LOCAL__STATE_DIR": str(state),
         "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{state}/catalog.db",
         "LAKEHOUSE__CATALOG__WAREHOUSE": str(state / "warehouse"),
         "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": str(state / "checkpoints"),
         "LAKEHOUSE__STREAMING__TRIGGER_SECONDS": "1",
         "LAKEHOUSE__SPARK__UI_ENABLED": "false",
+        # Refused at once: the sync's calls fail and retry until the stop cuts the retries short.
         "LAKEHOUSE__BIGQUERY__ENDPOINT": "http://127.0.0.1:9",
         "LAKEHOUSE__VNSTOCK__BASE_URL": "http://127.0.0.1:9/api/",
         "LAKEHOUSE__FINNHUB__TOKEN": "stop-test",
     }
 
 
-def wait_for_line(log_file: Path, text: str, process: subprocess.Popen, timeout_seconds: float) -> None:
-    deadline = time.monotonic() + timeout_seconds
+def wait_for_line(log_file: Path, text: str, process: subprocess.Popen, deadline: float) -> None:
     while text not in log_file.read_text(errors="replace"):
         if process.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"never saw {text!r} (exit {process.poll()}):\n{log_file.read_text()[-3000:]}")
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize(("case_name", "way"), RUNS, ids=[f"{c}: {w}" for c, w in RUNS])
-def test_a_stop_signal_stops_at_a_safe_point_exits_zero_and_leaves_nothing(
-    case_name: str, way: str, stop_env: dict[str, str], tmp_path: Path
-) -> None:
-    case = CASES[case_name]
-    log_file = tmp_path / "process.log"
+@dataclass
+class Run:
+    """One started process of a group, and what the test learns about it."""
+
+    case: Case
+    way: str
+    process: subprocess.Popen
+    log_file: Path
+    jvm: int | None = None
+    driver: int | None = None
+    listening: list = field(default_factory=list)
+    signalled: float = 0.0
+    code: int | None = None
+    took: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.case.name}: {self.way}"
+
+
+def start_run(case: Case, way: str, env: dict[str, str], state: Path) -> Run:
+    state.mkdir(parents=True)
+    if case.name == "maintenance --interval":  # maintenance needs its table to exist
+        create_tables(load_settings(environ={k: v for k, v in env.items() if k.startswith("LAKEHOUSE__")}),
+                      (FEED_EVENTS,))
+    log_file = state / "process.log"
     with log_file.open("wb") as log:
-        process = subprocess.Popen(case.command, cwd=PROJECT_ROOT, env={**stop_env, **dict(case.env)}, stdout=log,
+        process = subprocess.Popen(case.command, cwd=PROJECT_ROOT, env={**env, **dict(case.env)}, stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    jvm = driver = None
-    try:
-        wait_for_line(log_file, case.ready, process, timeout_seconds=240)
-        if case.spark:
-            [jvm] = children(process.pid)
-            driver = python_driver(jvm)
-            assert driver is not None, "no Python driver below the spark-submit JVM"
-        listening = listening_addresses([process.pid, *(session_members(jvm) if jvm else [])])
-        signalled = time.monotonic()
-        if way == "SIGTERM to spark-submit.sh" or way == "SIGTERM to the process":
-            os.kill(process.pid, signal.SIGTERM)
-        elif way == "SIGINT to its process group":
-            os.killpg(process.pid, signal.SIGINT)
-        elif way == "SIGTERM to the Python driver":
-            os.kill(driver, signal.SIGTERM)
-        elif way == "SIGTERM twice, 2 s apart":
-            os.kill(process.pid, signal.SIGTERM)
-            time.sleep(2)
-            os.kill(process.pid, signal.SIGTERM)
-        code = process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        took = time.monotonic() - signalled
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        if jvm is not None and session_members(jvm):
-            os.killpg(jvm, signal.SIGKILL)
-    output = log_file.read_text(errors="replace")
-    print(f"\nSTOP | {case_name} | {way} | exit {code} | {took:.1f} s | listening on {sorted(listening)}")
-    assert not beyond_loopback(listening), f"listening beyond loopback: {beyond_loopback(listening)}"
-    if dict(case.env).get("LAKEHOUSE__SPARK__UI_ENABLED") == "true":
-        assert listening, "the web UI is on: it must listen (on loopback)"
-    if way == "SIGTERM twice, 2 s apart":
-        assert code in (0, 128 + signal.SIGTERM), output[-3000:]
+    return Run(case, way, process, log_file)
+
+
+def signal_run(run: Run) -> threading.Timer | None:
+    """Send ``run.way``'s signal; for a second signal later, return the timer that sends it."""
+    run.signalled = time.monotonic()
+    if run.way in ("SIGTERM to spark-submit.sh", "SIGTERM to the process", "SIGTERM twice, 2 s apart"):
+        os.kill(run.process.pid, signal.SIGTERM)
+    elif run.way == "SIGINT to its process group":
+        os.killpg(run.process.pid, signal.SIGINT)
+    elif run.way == "SIGTERM to the Python driver":
+        os.kill(run.driver, signal.SIGTERM)
+    if run.way == "SIGTERM twice, 2 s apart":
+        again = threading.Timer(2.0, lambda: run.process.poll() is None and os.kill(run.process.pid, signal.SIGTERM))
+        again.start()
+        return again
+    return None
+
+
+def kill_leftovers(run: Run) -> None:
+    if run.process.poll() is None:
+        os.killpg(run.process.pid, signal.SIGKILL)
+        run.process.wait(10)
+    if run.jvm is not None and session_members(run.jvm):
+        os.killpg(run.jvm, signal.SIGKILL)
+
+
+def assert_stopped_cleanly(run: Run) -> None:
+    output = run.log_file.read_text(errors="replace")
+    beyond = beyond_loopback(run.listening)
+    assert not beyond, f"{run.label}: listening beyond loopback: {beyond}"
+    if dict(run.case.env).get("LAKEHOUSE__SPARK__UI_ENABLED") == "true":
+        assert run.listening, f"{run.label}: the web UI is on: it must listen (on loopback)"
+    if run.way == "SIGTERM twice, 2 s apart":
+        assert run.code in (0, 128 + signal.SIGTERM), f"{run.label}:\n{output[-3000:]}"
     else:
-        assert code == 0, output[-3000:]
-        if case.spark and case_name != "maintenance --interval":
-            assert "every query stopped" in output, output[-3000:]
-    if jvm is not None:
+        assert run.code == 0, f"{run.label}:\n{output[-3000:]}"
+        if run.case.spark and run.case.name != "maintenance --interval":
+            assert "every query stopped" in output, f"{run.label}:\n{output[-3000:]}"
+    if run.jvm is not None:
         deadline = time.monotonic() + 10
-        while session_members(jvm) and time.monotonic() < deadline:
+        while session_members(run.jvm) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not session_members(jvm), f"left behind: {[command_line(p)[:120] for p in session_members(jvm)]}"
-        assert not Path(f"/proc/{driver}").exists() or "Z" in Path(f"/proc/{driver}/stat").read_text().split()[2]
+        left = [command_line(p)[:120] for p in session_members(run.jvm)]
+        assert not left, f"{run.label}: left behind: {left}"
+        driver_stat = Path(f"/proc/{run.driver}/stat")
+        assert not driver_stat.exists() or "Z" in driver_stat.read_text().split()[2], f"{run.label}: driver lives"
+
+
+@pytest.mark.parametrize("group", list(GROUPS))
+def test_a_stop_signal_stops_at_a_safe_point_exits_zero_and_leaves_nothing(
+    group: str, kafka_broker, tmp_path: Path
+) -> None:
+    runs = [start_run(CASES[name], way, stop_env(kafka_broker.bootstrap_servers, tmp_path / f"run-{index}"),
+                      tmp_path / f"run-{index}")
+            for index, (name, way) in enumerate(GROUPS[group])]
+    timers = []
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        for run in runs:
+            wait_for_line(run.log_file, run.case.ready, run.process, deadline)
+            if run.case.spark:
+                [run.jvm] = children(run.process.pid)
+                run.driver = python_driver(run.jvm)
+                assert run.driver is not None, f"{run.label}: no Python driver below the spark-submit JVM"
+            run.listening = listening_addresses([run.process.pid, *(session_members(run.jvm) if run.jvm else [])])
+        timers = [timer for run in runs if (timer := signal_run(run)) is not None]
+        for run in runs:
+            run.code = run.process.wait(timeout=max(1.0, run.signalled + STOP_TIMEOUT_SECONDS - time.monotonic()))
+            run.took = time.monotonic() - run.signalled
+    finally:
+        for timer in timers:
+            timer.cancel()
+        for run in runs:
+            kill_leftovers(run)
+    for run in runs:
+        print(f"\nSTOP | {run.case.name} | {run.way} | exit {run.code} | {run.took:.1f} s | "
+              f"listening on {sorted(run.listening)}")
+    for run in runs:
+        assert_stopped_cleanly(run)
