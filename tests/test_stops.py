@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse.local.kafka_broker import ensure_topics, project_topics
 from lakehouse.reading.synthetic import create_tables
 from lakehouse.settings import PROJECT_ROOT, load_settings
 from lakehouse.tables import FEED_EVENTS
@@ -234,6 +235,10 @@ def assert_stopped_cleanly(run: Run) -> None:
 def test_a_stop_signal_stops_at_a_safe_point_exits_zero_and_leaves_nothing(
     group: str, kafka_broker, tmp_path: Path
 ) -> None:
+    # The topics exist before the jobs start, as the demo creates them: jobs that start together
+    # would otherwise race the broker's auto-creation against the pipeline's own.
+    defaults = load_settings(environ={})
+    ensure_topics(kafka_broker.bootstrap_servers, project_topics(defaults), defaults.kafka.partitions)
     runs = [start_run(CASES[name], way, stop_env(kafka_broker.bootstrap_servers, tmp_path / f"run-{index}"),
                       tmp_path / f"run-{index}")
             for index, (name, way) in enumerate(GROUPS[group])]
