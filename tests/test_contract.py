@@ -94,11 +94,10 @@ def test_the_issues_hostile_examples_get_the_models_verdict_and_values(spark) ->
     assert verdicts["symbol as a number"][1] == "symbol: Input should be a valid string"
 
 
-# Each example is one Spark job (a fixed second or more); the corpus size is what buys coverage.
-@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.data())
 def test_hostile_trades_get_the_models_verdict_and_values_from_the_parser(spark, data) -> None:
-    corpus = [data.draw(hostile_trade(index)) for index in range(800)]
+    corpus = [data.draw(hostile_trade(index)) for index in range(400)]
 
     assert_parser_agrees_with_model(spark, Trade, corpus)
 
