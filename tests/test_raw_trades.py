@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -109,6 +110,33 @@ def submit_raw_trades(env: dict[str, str], log_file: Path, *spark_options: str) 
         )
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, from /proc: the JVM ``spark-submit.sh`` starts runs in a session of
+    its own, so a process-group signal to the script does not reach it."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, pending = [], [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def kill_dash_nine(job: subprocess.Popen) -> None:
+    """SIGKILL to the whole job at once, as a crashed machine would: the script, the JVM and the driver."""
+    for pid in [job.pid, *descendants(job.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    job.wait(30)
+
+
 def stop_job(job: subprocess.Popen) -> None:
     if job.poll() is None:
         os.killpg(job.pid, signal.SIGTERM)
@@ -140,8 +168,7 @@ def test_kill_dash_nine_mid_stream_then_restart_loses_and_duplicates_nothing(
             assert time.monotonic() < deadline, f"no commit within 180 s: {log_file.read_text()[-3000:]}"
             time.sleep(0.5)
         publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in trades[6000:]])
-        os.killpg(job.pid, signal.SIGKILL)
-        job.wait(30)
+        kill_dash_nine(job)
         assert stored_count() < len(trades), "the kill must land mid-stream for this test to mean anything"
 
         job = start_job()
