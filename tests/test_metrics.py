@@ -109,8 +109,12 @@ def trades_now(count: int, symbol: str) -> list[tuple[bytes, bytes]]:
 def test_the_raw_trades_stream_exports_rows_batches_lag_and_the_newest_committed_event_time(
         spark, settings: Settings, kafka_broker, tmp_path: Path):
     topic = new_topic(kafka_broker.bootstrap_servers, "metrics.stream.trades", partitions=2)
-    stream_settings = settings.with_streaming(checkpoint_dir=str(tmp_path / "checkpoints")).model_copy(
-        update={"kafka": settings.kafka.model_copy(update={"trades_topic": topic})})
+    # Tables of its own: live-time trades in the shared namespace would move the bars job's
+    # watermark for every later test that streams the session's default tables.
+    stream_settings = settings.with_streaming(checkpoint_dir=str(tmp_path / "checkpoints")).model_copy(update={
+        "kafka": settings.kafka.model_copy(update={"trades_topic": topic}),
+        "catalog": settings.catalog.model_copy(update={"namespace": "metrics_stream"}),
+    })
     port = free_port()
     stream_metrics.listen_for_progress(spark)
     stop_server = serve_metrics(port, "streaming")
