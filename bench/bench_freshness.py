@@ -84,10 +84,13 @@ class LiveFeed:
     It reports what it sent: a machine too busy to offer the asked rate shows in the figures.
     """
 
-    def __init__(self, bootstrap: str, topic: str, rate: int, symbols: int, seconds: float, zipf: float = 0.0) -> None:
+    def __init__(self, bootstrap: str, topic: str, rate: int, symbols: int, seconds: float, zipf: float = 0.0,
+                 late_every: int = 0, late_ms: int = 0) -> None:
+        """``late_every``/``late_ms``: stamp every n-th trade that many milliseconds before the clock."""
+        late = [str(late_every), str(late_ms)] if late_every else []
         self.process = subprocess.Popen(
             ["java", "-Xmx256m", "-cp", f"{KAFKA_JARS}/*", str(FEED_SOURCE),
-             bootstrap, topic, str(rate), str(symbols), str(seconds), str(zipf)],
+             bootstrap, topic, str(rate), str(symbols), str(seconds), str(zipf), *late],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         if self.process.stdout.readline().strip() != "ready":

@@ -21,7 +21,6 @@ and the streams' batch durations with maintenance off and on, in the same run, w
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,9 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_freshness import FEED_SOURCE, LiveFeed
+from bench.bench_freshness import LiveFeed
 from bench.common import (
-    KAFKA_JARS,
     describe_machine,
     lakehouse_settings,
     load,
@@ -125,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         before = {t.name: closed(t) for t in (TRADES, BARS_1M)}
         print(f"closed day streamed: {args.closed_day_trades:,} trades; {load()}")
 
-        feed = LiveFeedWithLate(broker.bootstrap_servers, topic, args.rate, args.symbols, feed_seconds)
+        feed = LiveFeed(broker.bootstrap_servers, topic, args.rate, args.symbols, feed_seconds,
+                        late_every=20, late_ms=30_000)  # every 20th trade 30 s late
         batches = Batches()
         counters = MaintenanceCounters()
         policy = MaintenancePolicy(allowed_lateness=timedelta(seconds=60))
@@ -192,20 +191,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"p50 {p50_on:.2f} s p90 {p90_on:.2f} s; ratio on/off p50 {p50_on / p50_off:.2f}, "
                   f"p90 {p90_on / p90_off:.2f}")
     return 0 if row.n == row.d == expected and not failed else 1
-
-
-class LiveFeedWithLate(LiveFeed):
-    """The live feed with every 20th trade stamped 30 s before the wall clock."""
-
-    def __init__(self, bootstrap: str, topic: str, rate: int, symbols: int, seconds: float) -> None:
-        self.process = subprocess.Popen(
-            ["java", "-Xmx256m", "-cp", f"{KAFKA_JARS}/*", str(FEED_SOURCE),
-             bootstrap, topic, str(rate), str(symbols), str(seconds), "0", "20", "30000"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )
-        if self.process.stdout.readline().strip() != "ready":
-            self.process.kill()
-            raise RuntimeError(f"the feed did not start: {FEED_SOURCE}")
 
 
 if __name__ == "__main__":
