@@ -13,17 +13,21 @@ down) becomes a message on the page; the traceback goes to the server's log only
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlencode
 
 import pandas as pd
 from dash import Dash, Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dashboard import views
+from lakehouse.ops.kafka_lag import KafkaUnavailableError, topic_lags
+from lakehouse.ops.producer_metrics import ProducerWatch, producer_endpoints
 from lakehouse.reading import (
     CatalogUnavailableError,
     Lakehouse,
@@ -101,10 +105,15 @@ class MarketView:
 class Dashboard:
     """The reads behind the page, cached by metadata pointer; ``build_app`` wires them to Dash."""
 
-    def __init__(self, lake: Lakehouse, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, lake: Lakehouse, clock: Callable[[], datetime] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.lake = lake
         self.cache = PointerCache()
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._monotonic = monotonic  # when producers were scraped: only differences matter
+        page = lake.settings.dashboard
+        self.producers = ProducerWatch(producer_endpoints(lake.settings), page.rate_window_seconds,
+                                       page.metrics_timeout_seconds)
 
     # -- market ---------------------------------------------------------------------------------
 
@@ -187,13 +196,15 @@ class Dashboard:
         ages_part = views.frame_table(ages, ["table", "exists", "newest_event_time", "age", "rows", "snapshots",
                                              "note"], "", "table-ages")
         parts = [ages_part]
-        for table, read, columns, empty in (
+        for table, read, columns, empty, href in (
             (QUARANTINE, self.lake.quarantine_counts, ["topic", "reason", "messages", "first_seen", "last_seen"],
-             "No message quarantined."),
+             "No message quarantined.", lambda row: example_href("quarantine", topic=row["topic"],
+                                                                  reason=row["reason"])),
             (LATE_TRADES, self.lake.late_trade_counts,
-             ["symbol", "late_trades", "first_event_time", "last_event_time", "max_delay"], "No late trade."),
+             ["symbol", "late_trades", "first_event_time", "last_event_time", "max_delay"], "No late trade.",
+             lambda row: example_href("late", symbol=row["symbol"])),
             (FEED_EVENTS, self.lake.feed_gaps, ["source", "symbol", "start_time", "end_time", "duration", "reason"],
-             "No feed gap recorded."),
+             "No feed gap recorded.", None),
         ):
             pointer = pointers.get(table.name, MISSING)
             if pointer == MISSING:
@@ -201,18 +212,63 @@ class Dashboard:
                 continue
             try:
                 frame = self.cache.get((table.name, pointer), read)
-                parts.append(views.frame_table(frame, columns, empty, f"{table.name}-table"))
+                parts.append(views.frame_table(frame, columns, empty, f"{table.name}-table", href))
             except Exception as error:
                 parts.append(views.message_box(explain(error), "error"))
         return parts[0], parts[1], parts[2], parts[3]
 
+    def feeds(self) -> tuple[Any, Any]:
+        """(producers, Kafka lag) as page parts; they need neither the catalog nor each other, and
+        a part that does not answer is a message in its own panel."""
+        producers = views.producer_table(self.producers.figures(self._monotonic()))
+        try:
+            lags = topic_lags(self.lake.settings, self.lake.settings.dashboard.kafka_timeout_seconds)
+            lag_part: Any = views.lag_table(lags)
+        except KafkaUnavailableError as error:
+            lag_part = views.message_box(f"Kafka is not answering, so no lag can be measured; the page asks again "
+                                         f"at the next poll. ({error})", "error")
+        except Exception as error:
+            lag_part = views.message_box(explain(error), "error")
+        return producers, lag_part
 
-PRODUCER_METRICS_NOTE = (
-    "Producer figures (messages/s, reconnects, feed gaps as they happen) and Kafka lag per topic come "
-    "from the producers' and jobs' Prometheus metrics, which are not exported yet; this panel will read "
-    "them when they are. Until then: feed gaps as recorded in feed_events are below, and the table ages "
-    "above show how far each stage is behind."
-)
+    def example(self, pointers: dict[str, str] | None, search: str | None) -> Any:
+        """The example row a link in the quarantine or late-trades table asked for (the URL's
+        query), or None when no example is asked for."""
+        query = {k: v[0] for k, v in parse_qs((search or "").lstrip("?")).items()}
+        kind = query.get("example")
+        if kind not in EXAMPLES:
+            return None
+        table, title = EXAMPLES[kind]
+        pointer = (pointers or {}).get(table.name, MISSING)
+        try:
+            if pointer == MISSING:
+                self.lake.table(table)  # raises the reading API's "missing table" message
+            if kind == "quarantine":
+                topic, reason = query.get("topic", ""), query.get("reason", "")
+                row = self.cache.get(("example", pointer, topic, reason),
+                                     lambda: self.lake.quarantine_example(topic, reason))
+                wanted = f"topic {topic!r}, reason {reason!r}"
+            else:
+                symbol = query.get("symbol", "")
+                row = self.cache.get(("example", pointer, symbol), lambda: self.lake.late_trade_example(symbol))
+                wanted = f"symbol {symbol!r}"
+        except Exception as error:
+            return views.message_box(explain(error), "error")
+        if row is None:
+            return views.message_box(f"No row in {table.name} for {wanted} (any more).", "warning")
+        raw = ("raw_key", "raw_value") if kind == "quarantine" else ()
+        return views.example_view(f"{title}: {wanted}", row, raw)
+
+
+EXAMPLES: dict[str, tuple[TableDef, str]] = {
+    "quarantine": (QUARANTINE, "A quarantined message"),
+    "late": (LATE_TRADES, "A late trade"),
+}
+
+
+def example_href(kind: str, **query: str) -> str:
+    """The link to one example row of ``kind`` (a key of ``EXAMPLES``): a query on the same page."""
+    return "?" + urlencode({"example": kind, **query})
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 0; background: #fafafa; color: #222; }
@@ -230,6 +286,11 @@ header h1 { font-size: 1.2em; margin: 0; }
 #latest-bar .field { margin-left: 1em; }
 .note { margin: .5em 1em; color: #555; }
 h2 { font-size: 1.05em; margin: 1em 1em .2em; }
+h3 { font-size: .95em; margin: 1em 1em .2em; }
+td.problem { text-align: left; color: #b71c1c; }
+#example-row { margin: .5em 0; border-top: 2px solid #263238; }
+pre.raw { margin: .3em 1em; padding: .5em; background: #263238; color: #eceff1; white-space: pre-wrap;
+          word-break: break-all; }
 """
 
 
@@ -266,17 +327,21 @@ def build_app(lake: Lakehouse, poll_seconds: float = 2.0, dashboard: Dashboard |
             dcc.Tab(label="Pipeline", value="pipeline", children=[
                 html.H2("Tables: newest event time and its age (now minus that time)"),
                 html.Div(id="pipeline-ages"),
-                html.H2("Producers and Kafka"),
-                html.Div(PRODUCER_METRICS_NOTE, className="note", id="producer-metrics"),
+                html.H2("Producers (from their Prometheus endpoints)"),
+                html.Div(id="producer-metrics"),
+                html.H2("Kafka lag per topic and job (broker end offsets minus the job's committed checkpoint)"),
+                html.Div(id="kafka-lag-panel"),
                 html.H2("Quarantined messages by reason"),
                 html.Div(id="pipeline-quarantine"),
                 html.H2("Late trades per symbol"),
                 html.Div(id="pipeline-late"),
+                html.Div(id="pipeline-example"),
                 html.H2("Feed gaps"),
                 html.Div(id="pipeline-gaps"),
             ]),
         ]),
         dcc.Interval(id="poll", interval=int(poll_seconds * 1000)),
+        dcc.Location(id="url", refresh=False),
         dcc.Store(id="pointers"),
     ])
 
@@ -314,5 +379,16 @@ def build_app(lake: Lakehouse, poll_seconds: float = 2.0, dashboard: Dashboard |
         if pointers is None or tab != "pipeline":
             raise PreventUpdate  # ages are recomputed on every poll, but only while the tab is open
         return board.pipeline(pointers)
+
+    @app.callback(Output("producer-metrics", "children"), Output("kafka-lag-panel", "children"),
+                  Input("poll", "n_intervals"), Input("tabs", "value"))
+    def feeds(_: int | None, tab: str) -> tuple[Any, ...]:
+        if tab != "pipeline":
+            raise PreventUpdate  # producers and Kafka are asked only while someone looks
+        return board.feeds()
+
+    @app.callback(Output("pipeline-example", "children"), Input("url", "search"), Input("pointers", "data"))
+    def example(search: str | None, pointers: dict[str, str] | None) -> Any:
+        return board.example(pointers, search)
 
     return app

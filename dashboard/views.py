@@ -8,11 +8,12 @@ exchange's), and every label says which.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
-from dash import html
+from dash import dcc, html
 
 from lakehouse.reading.market import session_vwap
 
@@ -131,8 +132,11 @@ def latest_bars_table(latest: pd.DataFrame, time_zones: dict[str, str], show_loc
     return html.Table([html.Thead(header), html.Tbody(rows)], className="grid")
 
 
-def frame_table(frame: pd.DataFrame, columns: Sequence[str], empty: str, table_id: str) -> html.Div | html.Table:
-    """A plain table of ``columns`` (times as UTC text, timedeltas rounded to seconds)."""
+def frame_table(frame: pd.DataFrame, columns: Sequence[str], empty: str, table_id: str,
+                example_href: Callable[[pd.Series], str] | None = None) -> html.Div | html.Table:
+    """A plain table of ``columns`` (times as UTC text, timedeltas rounded to seconds); with
+    ``example_href``, a last column links each row to an example of what it counts (in-page
+    navigation: the link changes the URL's query, no reload)."""
     if frame.empty:
         return html.Div(empty, className="note", id=table_id)
     def cell(value: object) -> str:
@@ -145,8 +149,13 @@ def frame_table(frame: pd.DataFrame, columns: Sequence[str], empty: str, table_i
         if value is None or (isinstance(value, float) and pd.isna(value)):
             return ""
         return str(value)
-    head = html.Tr([html.Th(c.replace("_", " ")) for c in columns])
-    body = [html.Tr([html.Td(cell(row[c])) for c in columns]) for _, row in frame.iterrows()]
+    head = html.Tr([html.Th(c.replace("_", " ")) for c in columns] + ([html.Th("example")] if example_href else []))
+    body = []
+    for _, row in frame.iterrows():
+        cells = [html.Td(cell(row[c])) for c in columns]
+        if example_href:
+            cells.append(html.Td(dcc.Link("show one", href=example_href(row), className="example-link")))
+        body.append(html.Tr(cells))
     return html.Table([html.Thead(head), html.Tbody(body)], className="grid", id=table_id)
 
 
@@ -165,3 +174,83 @@ def format_age(age: pd.Timedelta) -> str:
 def message_box(text: str, kind: str = "info") -> html.Div:
     """A message where the chart or table would be: what is wrong and what to do."""
     return html.Div(text, className=f"message {kind}", role="status")
+
+
+# -- pipeline: producers, Kafka, example rows ------------------------------------------------------
+
+
+def format_rate(messages: float, seconds: float) -> str:
+    """Messages per second as the page prints it (and the browser test recomputes it)."""
+    return f"{messages / seconds:,.1f}/s"
+
+
+def producer_table(figures: Sequence[Any]) -> html.Table:
+    """A row per producer (``lakehouse.ops.producer_metrics.ProducerFigures``): messages Kafka
+    acknowledged, the windowed rate, reconnects, feed gaps; or why there are no figures. Each row
+    carries ``data-source`` and, when measured, the window's messages and seconds."""
+    head = html.Tr([html.Th(h) for h in ("producer", "messages acked", "messages/s", "in window", "reconnects",
+                                         "feed gaps", "quarantined", "last message")])
+    rows = []
+    for shown in figures:
+        source = shown.endpoint.source
+        if shown.reading is None:
+            rows.append(html.Tr([html.Td(source), html.Td(shown.problem, colSpan=7, className="problem")],
+                                **{"data-source": source}))
+            continue
+        reading = shown.reading
+        attributes = {"data-source": source, "data-messages": f"{reading.messages:.0f}"}
+        if shown.window is None:
+            rate, window = "measuring…", "first scrape"
+        else:
+            messages, seconds = shown.window
+            rate, window = format_rate(messages, seconds), f"{messages:,.0f} msgs in {seconds:.1f} s"
+            attributes |= {"data-window-messages": f"{messages:.0f}", "data-window-seconds": repr(seconds)}
+        age = reading.last_message_age_seconds
+        rows.append(html.Tr([
+            html.Td(source), html.Td(format_volume(reading.messages), className="messages"),
+            html.Td(rate, className="rate"), html.Td(window), html.Td(f"{reading.reconnects:.0f}"),
+            html.Td(f"{reading.feed_gaps:.0f}"), html.Td(f"{reading.quarantined:.0f}"),
+            html.Td("nothing yet" if age is None else f"{format_age(pd.Timedelta(seconds=age))} ago"),
+        ], **attributes))
+    return html.Table([html.Thead(head), html.Tbody(rows)], className="grid", id="producer-table")
+
+
+def lag_table(lags: Sequence[Any]) -> html.Table:
+    """A row per topic and job reading it (``lakehouse.ops.kafka_lag.TopicLag``); rows carry
+    ``data-topic`` and ``data-job``, the lag cell the class ``lag``."""
+    head = html.Tr([html.Th(h) for h in ("topic", "partitions", "end offset", "job", "committed", "batch",
+                                         "lag (messages)")])
+    rows = []
+    for lag in lags:
+        if lag.job is None:
+            job = "no job's checkpoint reads it" if lag.partitions else "no such topic on the broker"
+            cells = [html.Td(job), html.Td(""), html.Td(""), html.Td("", className="lag")]
+        else:
+            cells = [html.Td(lag.job), html.Td(f"{lag.committed_offset:,}"), html.Td(str(lag.batch_id)),
+                     html.Td(f"{lag.lag:,}", className="lag")]
+        rows.append(html.Tr([html.Td(lag.topic), html.Td(str(lag.partitions)), html.Td(f"{lag.end_offset:,}"),
+                             *cells], **{"data-topic": lag.topic, "data-job": lag.job or ""}))
+    return html.Table([html.Thead(head), html.Tbody(rows)], className="grid", id="kafka-lag")
+
+
+def raw_text(value: bytes | None) -> str:
+    """A message's bytes as text: UTF-8 where it is, ``\\xNN`` escapes where it is not."""
+    if value is None:
+        return "(none)"
+    return bytes(value).decode("utf-8", errors="backslashreplace")
+
+
+def example_view(title: str, row: dict[str, Any], raw_columns: Sequence[str] = ()) -> html.Div:
+    """One stored row, column by column; ``raw_columns`` (bytes) shown as text in their own block,
+    with the id ``example-<column>`` (the browser test reads ``example-raw_value``)."""
+    def cell(value: Any) -> str:
+        if isinstance(value, datetime):
+            return pd.Timestamp(value).tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+        return "" if value is None else str(value)
+
+    fields = [html.Tr([html.Th(name.replace("_", " ")), html.Td(cell(value), id=f"example-{name}")])
+              for name, value in row.items() if name not in raw_columns]
+    raw = [html.Div([html.B(name.replace("_", " ") + " (as text)"),
+                     html.Pre(raw_text(row.get(name)), id=f"example-{name}", className="raw")])
+           for name in raw_columns]
+    return html.Div([html.H3(title), html.Table(html.Tbody(fields), className="grid"), *raw], id="example-row")

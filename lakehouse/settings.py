@@ -221,6 +221,17 @@ class MetricsSettings(_Section):
     sync_port: int = Field(default=0, ge=0, le=65535)
 
 
+class DashboardSettings(_Section):
+    """The dashboard's pipeline view: how it reads producers' metrics and Kafka without stalling a poll.
+
+    The timeouts are short because the page asks every poll; a part that does not answer within
+    them is shown as down, and asked again at the next poll."""
+
+    rate_window_seconds: float = Field(default=10.0, gt=0)  # messages/s is averaged over this
+    metrics_timeout_seconds: float = Field(default=2.0, gt=0)
+    kafka_timeout_seconds: float = Field(default=3.0, gt=0)
+
+
 class Settings(_Section):
     local: LocalSettings = LocalSettings()
     kafka: KafkaSettings = KafkaSettings()
@@ -233,6 +244,7 @@ class Settings(_Section):
     spark: SparkSettings = SparkSettings()
     status: StatusSettings = StatusSettings()
     metrics: MetricsSettings = MetricsSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     def path(self, relative: Path | str) -> Path:
         """Resolve a configured path against the project root (absolute paths pass through)."""

@@ -7,21 +7,32 @@ reader tests do; ``tests/test_dashboard_browser.py`` looks at the served page in
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from dash import html
+from dash import dcc, html
+from prometheus_client import CollectorRegistry
 
 from dashboard import views
 from dashboard.app import MISSING, Dashboard, build_app, read_pointers
 from lakehouse.catalog import prepare_catalog
 from lakehouse.local.processes import free_port
+from lakehouse.messages import Source, Trade, trade_id
+from lakehouse.ops.metrics_http import serve_metrics
+from lakehouse.ops.producer_metrics import MessageRate, ProducerReading
+from lakehouse.ops.status_probe import end_offsets
 from lakehouse.reading import CatalogUnavailableError, Lakehouse, MissingCatalogError, synthetic
 from lakehouse.reading.market import session_vwap
 from lakehouse.settings import Settings, load_settings
-from lakehouse.tables import VENDOR_BARS
+from lakehouse.tables import LATE_TRADES, QUARANTINE, VENDOR_BARS
+from producers.kafka_sink import KafkaSink, SinkConfig
+from producers.metrics import ProducerCollector
+from producers.progress import FeedCounters
+from tests.kafka_helpers import new_topic, publish
 
 DAY = synthetic.DEMO_DAY
 SYMBOLS = ("AAPL", "MSFT", "VCB")
@@ -244,3 +255,182 @@ def test_the_pipeline_view_ages_every_table_by_its_newest_event_time(board: Dash
     assert views.format_age(pd.Timestamp(NOW) - newest_folded) in shown
     assert "price: Input should be greater than 0" in texts(quarantine)
     assert isinstance(late, html.Table) and isinstance(gaps, html.Table)
+
+
+def test_a_quarantine_reason_links_to_one_of_its_messages_with_the_original_bytes(board: Dashboard) -> None:
+    pointers = read_pointers(board.lake)
+    quarantine = board.pipeline(pointers)[1]
+    links = [link.href for link in links_in(quarantine)]
+    stored = board.lake.table(QUARANTINE).scan().to_pandas()
+    wanted = stored[stored["reason"] == "price: Input should be greater than 0"].sort_values("kafka_offset").iloc[0]
+
+    href = next(h for h in links if "greater+than+0" in h)
+    example = board.example(pointers, href)
+
+    assert len(links) == len(stored.groupby(["topic", "reason"]))
+    assert texts(by_id(example, "example-raw_value")) == wanted["raw_value"].decode()  # '{"s":"TSLA","p":-1.0,...'
+    assert texts(by_id(example, "example-kafka_offset")) == str(wanted["kafka_offset"])
+    assert texts(by_id(example, "example-topic")) == "market.trades"
+    assert texts(by_id(example, "example-reason")) == "price: Input should be greater than 0"
+
+
+def test_a_symbols_late_trades_link_to_one_late_trade_row(board: Dashboard) -> None:
+    pointers = read_pointers(board.lake)
+    late = board.pipeline(pointers)[2]
+    stored = board.lake.table(LATE_TRADES).scan().to_pandas()
+    symbol = str(stored["symbol"].iloc[0])
+    newest = stored[stored["symbol"] == symbol].sort_values("detected_time").iloc[-1]
+
+    href = next(link.href for link in links_in(late) if f"symbol={symbol}" in link.href)
+    example = board.example(pointers, href)
+
+    assert texts(by_id(example, "example-trade_id")) == newest["trade_id"]
+    assert texts(by_id(example, "example-symbol")) == symbol
+
+
+def test_an_example_that_is_not_there_says_so(board: Dashboard, tmp_path: Path) -> None:
+    pointers = read_pointers(board.lake)
+    gone = board.example(pointers, "?example=quarantine&topic=market.trades&reason=no+such+reason")
+    assert "No row in quarantine for topic 'market.trades', reason 'no such reason'" in texts(gone)
+    assert board.example(pointers, "") is None
+
+    settings = embedded_settings(tmp_path)
+    prepare_catalog(settings)
+    empty = Dashboard(Lakehouse(settings))
+    missing = empty.example(read_pointers(empty.lake), "?example=late&symbol=AAPL")
+    assert "late_trades does not exist" in texts(missing)
+
+
+def links_in(component: object) -> list[dcc.Link]:
+    if isinstance(component, dcc.Link):
+        return [component]
+    children = getattr(component, "children", None)
+    found: list[dcc.Link] = []
+    for child in children if isinstance(children, list | tuple) else [children]:
+        if child is not None and not isinstance(child, str):
+            found += links_in(child)
+    return found
+
+
+# -- producers and Kafka ------------------------------------------------------------------------
+
+
+def with_feeds(settings: Settings, bootstrap_servers: str, checkpoints: Path, topic: str = "market.trades",
+               finnhub_port: int = 0) -> Settings:
+    return settings.with_streaming(checkpoint_dir=str(checkpoints)).model_copy(update={
+        "kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap_servers, "trades_topic": topic}),
+        "metrics": settings.metrics.model_copy(update={"finnhub_port": finnhub_port}),
+    })
+
+
+def row_of(table: object, **data: str) -> html.Tr:
+    """The row of a pipeline table whose ``data-*`` attributes match."""
+    body = table.children[1]
+    for row in body.children:
+        attributes = {k.removeprefix("data-").replace("-", "_"): v for k, v in row.to_plotly_json()["props"].items()
+                      if k.startswith("data-")}
+        if all(attributes.get(k) == v for k, v in data.items()):
+            return row
+    raise AssertionError(f"no row with {data} in {texts(table)}")
+
+
+def serve_producer(sink: object, counters: FeedCounters) -> tuple[int, Callable[[], None]]:
+    """A producer's real collector over a real sink, on its own registry and a free port."""
+    registry = CollectorRegistry()
+    registry.register(ProducerCollector("finnhub", sink, counters))
+    port = free_port()
+    return port, serve_metrics(port, "finnhub producer", registry)
+
+
+def test_the_producer_panel_shows_messages_per_second_reconnects_and_gaps_from_its_endpoint(
+        demo_settings: Settings, kafka_broker, tmp_path: Path) -> None:
+    topic = new_topic(kafka_broker.bootstrap_servers, "dashboard.producer.trades")
+    sink, counters = KafkaSink(SinkConfig(kafka_broker.bootstrap_servers)), FeedCounters(reconnects=2, gaps=1)
+    port, stop = serve_producer(sink, counters)
+    scrape_times = iter([100.0, 105.0, 108.0])
+    settings = with_feeds(demo_settings, kafka_broker.bootstrap_servers, tmp_path, topic, port)
+    board = Dashboard(Lakehouse(settings), monotonic=lambda: next(scrape_times))
+    try:
+        for trade in trades_for(30):
+            sink.publish(topic, trade)
+        sink.flush(30)
+        first = board.feeds()[0]
+        for trade in trades_for(20, first=30):
+            sink.publish(topic, trade)
+        sink.flush(30)
+        second = board.feeds()[0]
+        third = board.feeds()[0]  # nothing sent since: the window still holds the 20
+    finally:
+        stop()
+        sink.close()
+
+    assert texts(row_of(first, source="finnhub")).split()[:3] == ["finnhub", "30", "measuring…"]
+    finnhub = row_of(second, source="finnhub", window_messages="20", window_seconds="5.0")
+    assert texts(finnhub).split()[:3] == ["finnhub", "50", "4.0/s"]
+    assert "20 msgs in 5.0 s 2 1 0" in texts(finnhub)  # window, reconnects, feed gaps, quarantined
+    assert texts(row_of(third, source="finnhub", window_messages="20", window_seconds="8.0")).split()[2] == "2.5/s"
+    assert "no metrics endpoint configured (LAKEHOUSE__METRICS__VNSTOCK_PORT=0)" in texts(row_of(second,
+                                                                                                  source="vnstock"))
+
+
+def test_a_producer_endpoint_that_does_not_answer_is_named_on_the_page(demo_settings: Settings,
+                                                                       tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there: the producer is down
+    board = Dashboard(Lakehouse(with_feeds(demo_settings, f"127.0.0.1:{free_port()}", tmp_path, finnhub_port=port)))
+    producers, lag = board.feeds()
+
+    said = texts(row_of(producers, source="finnhub"))
+    assert f"metrics endpoint down: http://127.0.0.1:{port}/metrics did not answer" in said
+    assert "Is the finnhub producer running?" in said
+    assert texts(lag).startswith("Kafka is not answering")
+
+
+def test_kafka_lag_is_the_topics_end_minus_the_jobs_committed_checkpoint(demo_settings: Settings, kafka_broker,
+                                                                         tmp_path: Path) -> None:
+    topic = new_topic(kafka_broker.bootstrap_servers, "dashboard.lag.trades")
+    publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in trades_for(12)])
+    settings = with_feeds(demo_settings, kafka_broker.bootstrap_servers, tmp_path / "checkpoints", topic)
+    ends = end_offsets(settings, [topic])[topic]
+    write_committed_batch(tmp_path / "checkpoints" / "raw_trades", 3, topic, ends)
+    publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in trades_for(7, first=12)])
+
+    lag = Dashboard(Lakehouse(settings)).feeds()[1]
+
+    row = row_of(lag, topic=topic, job="raw_trades")
+    assert texts(row).split() == [topic, "2", "19", "raw_trades", "12", "3", "7"]
+    unread = texts(row_of(lag, topic=settings.kafka.quarantine_topic, job=""))
+    assert "no job's checkpoint reads it" in unread or "no such topic on the broker" in unread
+
+
+def write_committed_batch(checkpoint: Path, batch: int, topic: str, offsets: dict[int, int]) -> None:
+    """A micro-batch's offsets and commit files as Structured Streaming writes them (``v1``, a
+    metadata line, a line per source; the commit marker)."""
+    (checkpoint / "offsets").mkdir(parents=True)
+    (checkpoint / "commits").mkdir()
+    metadata = '{"batchWatermarkMs":0,"batchTimestampMs":0,"conf":{}}'
+    partitions = json.dumps({topic: {str(p): o for p, o in offsets.items()}})
+    (checkpoint / "offsets" / str(batch)).write_text(f"v1\n{metadata}\n{partitions}")
+    (checkpoint / "commits" / str(batch)).write_text('v1\n{"nextBatchWatermarkMs":0}')
+
+
+def trades_for(count: int, first: int = 0, symbol: str = "DASH") -> list[Trade]:
+    at = int(NOW.timestamp() * 1000)
+    return [Trade(source=Source.FINNHUB, symbol=symbol, price=10.0 + n / 100, volume=1.0, event_time_ms=at + n,
+                  conditions=[], venue=None, received_time_ms=at + n + 1,
+                  trade_id=trade_id(Source.FINNHUB, symbol, at + n, 10.0 + n / 100, 1.0, []))
+            for n in range(first, first + count)]
+
+
+def test_message_rate_counts_a_burst_whole_whichever_scrape_it_straddles() -> None:
+    def reading(at: float, messages: float) -> ProducerReading:
+        return ProducerReading("finnhub", at, {"market.trades": messages}, 0, 0, 0, 0, None)
+
+    rate = MessageRate(window_seconds=10)
+    for at, messages in ((0, 100), (1, 100), (2, 130), (3, 150), (4, 150)):  # a burst of 50 over two scrapes
+        rate.add(reading(at, messages))
+    assert rate.window() == (50, 4)
+    for at in range(5, 13):
+        rate.add(reading(at, 150))
+    assert rate.window() == (20, 10)  # the window slid past the burst's first part
+    rate.add(reading(13, 7))  # the counter went down: the producer restarted
+    assert rate.window() is None

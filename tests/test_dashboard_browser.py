@@ -1,6 +1,8 @@
 """The served dashboard in a real browser (headless Chromium over the DevTools protocol), as a person
-would see it: candlesticks drawn, the newest bar's numbers equal to ``market.bars_1m``, and a bar
-committed after the page opened appearing without a reload.
+would see it: candlesticks drawn, the newest bar's numbers equal to ``market.bars_1m``, a bar
+committed after the page opened appearing without a reload; in the pipeline view, a producer's
+messages and rate and a topic's lag equal to what the test produced and the job consumed, and a
+quarantined message's bytes behind the quarantine table's link.
 
 Screenshots are kept under ``test-artifacts/dashboard/`` (git-ignored) to be looked at.
 """
@@ -16,13 +18,20 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from prometheus_client import CollectorRegistry
 
 from dashboard import views
 from lakehouse.local.chromium import Chromium
 from lakehouse.local.processes import free_port, port_open, wait_until
+from lakehouse.ops.metrics_http import serve_metrics
 from lakehouse.reading import Lakehouse, synthetic
 from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
-from lakehouse.tables import BARS_1M, TRADES
+from lakehouse.tables import BARS_1M, QUARANTINE, TRADES
+from producers.kafka_sink import KafkaSink, SinkConfig
+from producers.metrics import ProducerCollector
+from producers.progress import FeedCounters
+from tests.kafka_helpers import new_topic
+from tests.test_dashboard import trades_for
 
 DAY = synthetic.DEMO_DAY
 SYMBOLS = ("AAPL", "MSFT", "NVDA")
@@ -149,3 +158,91 @@ def test_with_no_lakehouse_yet_the_page_says_how_to_make_one(browser: Chromium, 
     assert "no lakehouse catalog" in said and "make demo" in said
     assert status.startswith("catalog unavailable")
     assert "Traceback" not in browser.evaluate("document.body.innerText")
+
+
+PRODUCER_JS = ("(() => { const r = document.querySelector('#producer-table tr[data-source=\"finnhub\"]');"
+               " if (!r) return null; return {messages: r.dataset.messages, windowMessages: r.dataset.windowMessages,"
+               " windowSeconds: r.dataset.windowSeconds, rate: r.querySelector('.rate').textContent}; })()")
+
+
+def lag_js(topic: str, job: str) -> str:
+    return (f"(() => {{ const r = document.querySelector('#kafka-lag tr[data-topic=\"{topic}\"][data-job=\"{job}\"]');"
+            " return r ? r.querySelector('.lag').textContent : null; })()")
+
+
+def test_the_pipeline_tab_shows_the_producers_rate_the_topics_lag_and_a_quarantined_messages_bytes(
+    browser: Chromium, spark, settings: Settings, kafka_broker, tmp_path: Path
+) -> None:
+    """A producer's collector and sink (as the Finnhub producer runs them) publish trades and one
+    malformed message; the raw-trades job consumes them and quarantines that message; then more
+    trades arrive, unread. The page must show the producer's messages and rate, the topic's lag
+    for the job, and, behind the quarantine table's link, the malformed message's bytes."""
+    from jobs import raw_trades
+
+    topic = new_topic(kafka_broker.bootstrap_servers, "dashboard.browser.trades", partitions=2)
+    stream_settings = settings.with_streaming(checkpoint_dir=str(tmp_path / "checkpoints")).model_copy(update={
+        "kafka": settings.kafka.model_copy(update={"trades_topic": topic}),
+        "catalog": settings.catalog.model_copy(update={"namespace": "dashboard_browser"}),
+    })
+    sink, registry, port = KafkaSink(SinkConfig(kafka_broker.bootstrap_servers)), CollectorRegistry(), free_port()
+    registry.register(ProducerCollector("finnhub", sink, FeedCounters(reconnects=1)))
+    stop_metrics = serve_metrics(port, "finnhub producer", registry)
+    malformed = b'{"s":"BRWS","p":"not a price","t":1767640000000,"v":3}'
+    try:
+        for trade in trades_for(40):
+            sink.publish(topic, trade)
+        sink.publish_raw(topic, b"BRWS", malformed)
+        sink.flush(30)
+        query = raw_trades.start(spark, stream_settings)
+        try:
+            query.processAllAvailable()
+        finally:
+            query.stop()
+
+        environ = {
+            "LAKEHOUSE__LOCAL__STATE_DIR": str(stream_settings.state_dir),
+            "LAKEHOUSE__CATALOG__URI": stream_settings.catalog.uri,
+            "LAKEHOUSE__CATALOG__WAREHOUSE": stream_settings.catalog.warehouse,
+            "LAKEHOUSE__CATALOG__NAMESPACE": "dashboard_browser",
+            "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+            "LAKEHOUSE__KAFKA__TRADES_TOPIC": topic,
+            "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": stream_settings.streaming.checkpoint_dir,
+            "LAKEHOUSE__METRICS__FINNHUB_PORT": str(port),
+        }
+        with dashboard_server(environ, tmp_path / "dashboard.log") as url:
+            browser.open(url)
+            browser.wait_for("document.getElementById('tabs') !== null", timeout_seconds=60)
+            browser.evaluate("[...document.querySelectorAll('#tabs .tab')]"
+                             ".find(t => t.textContent === 'Pipeline').click()")
+            browser.wait_for(PRODUCER_JS, timeout_seconds=60, accept=lambda r: r and r["messages"] == "41")
+            consumed = browser.wait_for(lag_js(topic, "raw_trades"), timeout_seconds=30)
+
+            for trade in trades_for(25, first=40):  # produced, not consumed
+                sink.publish(topic, trade)
+            sink.flush(30)
+            lag = browser.wait_for(lag_js(topic, "raw_trades"), timeout_seconds=30, accept=lambda v: v != consumed)
+            producer = browser.wait_for(PRODUCER_JS, timeout_seconds=30,
+                                        accept=lambda r: r and r["windowMessages"] == "25")
+            browser.evaluate("document.getElementById('producer-metrics').scrollIntoView()")
+            browser.screenshot(ARTIFACTS / "pipeline-producers-and-lag.png")
+
+            browser.evaluate(f"[...document.querySelectorAll('#quarantine-table tr')]"
+                             f".find(r => r.cells[0].textContent === '{topic}').querySelector('a').click()")
+            shown = browser.wait_for("(document.getElementById('example-raw_value') || {}).textContent", 30)
+            example_offset = browser.evaluate("document.getElementById('example-kafka_offset').textContent")
+            same_page = browser.evaluate("document.getElementById('producer-table') !== null")
+            browser.evaluate("document.getElementById('example-row').scrollIntoView()")
+            browser.screenshot(ARTIFACTS / "pipeline-quarantine-example.png")
+    finally:
+        stop_metrics()
+        sink.close()
+
+    assert consumed == "0"
+    assert lag == "25"
+    assert producer["messages"] == "66"
+    assert producer["rate"] == views.format_rate(25, float(producer["windowSeconds"]))
+    assert shown == malformed.decode()
+    stored = Lakehouse(stream_settings).table(QUARANTINE).scan(row_filter=f"topic = '{topic}'").to_pandas()
+    assert list(stored["raw_value"]) == [malformed]
+    assert example_offset == str(stored["kafka_offset"].iloc[0])
+    assert same_page

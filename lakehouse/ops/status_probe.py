@@ -99,10 +99,13 @@ def job_positions(checkpoint_root: Path) -> list[JobPosition]:
     return positions
 
 
-def end_offsets(settings: Settings, topics: Iterable[str]) -> dict[str, dict[int, int]]:
+def end_offsets(settings: Settings, topics: Iterable[str],
+                timeout_seconds: float | None = None) -> dict[str, dict[int, int]]:
+    """topic -> partition -> end offset, from the broker (a topic it does not have: no partitions).
+    ``timeout_seconds`` defaults to ``status.kafka_timeout_seconds``."""
     from kafka import KafkaConsumer, TopicPartition
 
-    timeout_ms = int(settings.status.kafka_timeout_seconds * 1000)
+    timeout_ms = int((timeout_seconds or settings.status.kafka_timeout_seconds) * 1000)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, bootstrap_timeout_ms=timeout_ms,
                              enable_auto_commit=False)
     try:

@@ -467,6 +467,24 @@ class Lakehouse:
         )
         return counts.sort_values("messages", ascending=False).reset_index()
 
+    def quarantine_example(self, topic: str, reason: str) -> dict[str, object] | None:
+        """One quarantined message of ``topic`` rejected for ``reason`` (the earliest by Kafka
+        position), every column as stored: ``raw_value`` holds the message's bytes untouched.
+        None when no message matches."""
+        rows = self.scan_arrow(QUARANTINE, And(EqualTo("topic", topic), EqualTo("reason", reason)))
+        if rows.num_rows == 0:
+            return None
+        first = rows.sort_by([("kafka_partition", "ascending"), ("kafka_offset", "ascending")]).slice(0, 1)
+        return first.to_pylist()[0]
+
+    def late_trade_example(self, symbol: str) -> dict[str, object] | None:
+        """One late trade of ``symbol`` (the one detected last), as stored in ``late_trades``; None
+        when the symbol has none."""
+        rows = self.scan_arrow(LATE_TRADES, row_filter(LATE_TRADES, [symbol]))
+        if rows.num_rows == 0:
+            return None
+        return rows.sort_by([("detected_time", "descending"), ("trade_id", "ascending")]).slice(0, 1).to_pylist()[0]
+
     # -- internals ------------------------------------------------------------------------------
 
     def _checked_scan(
