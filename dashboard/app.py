@@ -191,6 +191,8 @@ class Dashboard:
             if column not in ages:
                 ages[column] = None
         ages["newest_event_time"] = pd.to_datetime(ages["newest_event_time"], utc=True)
+        for column in ("rows", "snapshots"):  # counts, not floats, though a missing table has none
+            ages[column] = pd.to_numeric(ages[column]).astype("Int64")
         ages["age"] = now - ages["newest_event_time"]
         ages["exists"] = ages["exists"].map({True: "yes", False: "no (not created yet)"})
         ages_part = views.frame_table(ages, ["table", "exists", "newest_event_time", "age", "rows", "snapshots",
@@ -289,6 +291,7 @@ h2 { font-size: 1.05em; margin: 1em 1em .2em; }
 h3 { font-size: .95em; margin: 1em 1em .2em; }
 td.problem { text-align: left; color: #b71c1c; }
 #example-row { margin: .5em 0; border-top: 2px solid #263238; }
+#example-row > div { margin: 0 1em; }
 pre.raw { margin: .3em 1em; padding: .5em; background: #263238; color: #eceff1; white-space: pre-wrap;
           word-break: break-all; }
 """

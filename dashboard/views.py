@@ -140,7 +140,7 @@ def frame_table(frame: pd.DataFrame, columns: Sequence[str], empty: str, table_i
     if frame.empty:
         return html.Div(empty, className="note", id=table_id)
     def cell(value: object) -> str:
-        if value is None or value is pd.NaT:
+        if value is None or value is pd.NaT or value is pd.NA:
             return ""
         if isinstance(value, pd.Timestamp):
             return "" if pd.isna(value) else value.tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -28,7 +28,7 @@ from lakehouse.ops.status_probe import end_offsets
 from lakehouse.reading import CatalogUnavailableError, Lakehouse, MissingCatalogError, synthetic
 from lakehouse.reading.market import session_vwap
 from lakehouse.settings import Settings, load_settings
-from lakehouse.tables import LATE_TRADES, QUARANTINE, VENDOR_BARS
+from lakehouse.tables import LATE_TRADES, QUARANTINE, TRADES, VENDOR_BARS
 from producers.kafka_sink import KafkaSink, SinkConfig
 from producers.metrics import ProducerCollector
 from producers.progress import FeedCounters
@@ -253,6 +253,8 @@ def test_the_pipeline_view_ages_every_table_by_its_newest_event_time(board: Dash
     newest_folded = fresh["latest_bar_event_time"].max()
     assert views.format_time(newest_folded, "UTC") in shown  # bars aged by the newest folded trade
     assert views.format_age(pd.Timestamp(NOW) - newest_folded) in shown
+    trade_rows = int(board.lake.table_ages([TRADES]).iloc[0]["rows"])
+    assert f" {trade_rows} " in shown and f"{trade_rows}.0" not in shown  # counts print as counts
     assert "price: Input should be greater than 0" in texts(quarantine)
     assert isinstance(late, html.Table) and isinstance(gaps, html.Table)
 

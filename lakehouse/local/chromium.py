@@ -64,7 +64,10 @@ class Chromium:
         if not pages:
             self.close()
             raise BrowserError("chromium started without a page")
-        self._socket: ClientConnection = connect(pages[0]["webSocketDebuggerUrl"], max_size=64 * 2**20)
+        # No keepalive pings: the socket is loopback, and a caller may leave the browser idle for
+        # minutes (a test runs a Spark job between two looks) while pings go unanswered.
+        self._socket: ClientConnection = connect(pages[0]["webSocketDebuggerUrl"], max_size=64 * 2**20,
+                                                 ping_interval=None)
         self._ids = itertools.count(1)
         self.send("Page.enable")
         self.send("Runtime.enable")
