@@ -13,6 +13,7 @@ down) becomes a message on the page; the traceback goes to the server's log only
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -112,6 +113,8 @@ class Dashboard:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._monotonic = monotonic  # when producers were scraped: only differences matter
         page = lake.settings.dashboard
+        self._feeds_lock = threading.Lock()
+        self._last_feeds: tuple[Any, Any] | None = None
         self.producers = ProducerWatch(producer_endpoints(lake.settings), page.rate_window_seconds,
                                        page.metrics_timeout_seconds)
 
@@ -219,9 +222,23 @@ class Dashboard:
                 parts.append(views.message_box(explain(error), "error"))
         return parts[0], parts[1], parts[2], parts[3]
 
-    def feeds(self) -> tuple[Any, Any]:
+    def feeds(self) -> tuple[Any, Any] | None:
         """(producers, Kafka lag) as page parts; they need neither the catalog nor each other, and
-        a part that does not answer is a message in its own panel."""
+        a part that does not answer is a message in its own panel.
+
+        One read at a time: a poll that comes while a read is under way (Kafka down takes its whole
+        timeout, longer than a poll) gets the last finished result at once, or None before there is
+        one. Without that, the browser, which drops the answer to a request that a newer poll
+        overtook, would never show a read slower than the poll interval."""
+        if not self._feeds_lock.acquire(blocking=False):
+            return self._last_feeds
+        try:
+            self._last_feeds = self._read_feeds()
+            return self._last_feeds
+        finally:
+            self._feeds_lock.release()
+
+    def _read_feeds(self) -> tuple[Any, Any]:
         producers = views.producer_table(self.producers.figures(self._monotonic()))
         try:
             lags = topic_lags(self.lake.settings, self.lake.settings.dashboard.kafka_timeout_seconds)
@@ -331,9 +348,9 @@ def build_app(lake: Lakehouse, poll_seconds: float = 2.0, dashboard: Dashboard |
                 html.H2("Tables: newest event time and its age (now minus that time)"),
                 html.Div(id="pipeline-ages"),
                 html.H2("Producers (from their Prometheus endpoints)"),
-                html.Div(id="producer-metrics"),
+                html.Div(html.Div("asking the producers…", className="note"), id="producer-metrics"),
                 html.H2("Kafka lag per topic and job (broker end offsets minus the job's committed checkpoint)"),
-                html.Div(id="kafka-lag-panel"),
+                html.Div(html.Div("asking Kafka…", className="note"), id="kafka-lag-panel"),
                 html.H2("Quarantined messages by reason"),
                 html.Div(id="pipeline-quarantine"),
                 html.H2("Late trades per symbol"),
@@ -388,7 +405,7 @@ def build_app(lake: Lakehouse, poll_seconds: float = 2.0, dashboard: Dashboard |
     def feeds(_: int | None, tab: str) -> tuple[Any, ...]:
         if tab != "pipeline":
             raise PreventUpdate  # producers and Kafka are asked only while someone looks
-        return board.feeds()
+        return board.feeds() or (no_update, no_update)
 
     @app.callback(Output("pipeline-example", "children"), Input("url", "search"), Input("pointers", "data"))
     def example(search: str | None, pointers: dict[str, str] | None) -> Any:

@@ -8,6 +8,7 @@ reader tests do; ``tests/test_dashboard_browser.py`` looks at the served page in
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from dashboard import views
 from dashboard.app import MISSING, Dashboard, build_app, read_pointers
 from lakehouse.catalog import prepare_catalog
-from lakehouse.local.processes import free_port
+from lakehouse.local.processes import free_port, wait_until
 from lakehouse.messages import Source, Trade, trade_id
 from lakehouse.ops.metrics_http import serve_metrics
 from lakehouse.ops.producer_metrics import MessageRate, ProducerReading
@@ -436,3 +437,28 @@ def test_message_rate_counts_a_burst_whole_whichever_scrape_it_straddles() -> No
     assert rate.window() == (20, 10)  # the window slid past the burst's first part
     rate.add(reading(13, 7))  # the counter went down: the producer restarted
     assert rate.window() is None
+
+
+def test_a_poll_during_a_slow_kafka_read_gets_the_last_finished_result_at_once(demo_settings: Settings,
+                                                                               tmp_path: Path) -> None:
+    """Kafka down takes the whole timeout, longer than a poll; the browser drops an answer a newer
+    poll overtook, so a poll meanwhile must answer with what is known instead of waiting."""
+    board = Dashboard(Lakehouse(with_feeds(demo_settings, f"127.0.0.1:{free_port()}", tmp_path)))
+    first: list[object] = []
+
+    def read_in_background() -> threading.Thread:
+        reader = threading.Thread(target=lambda: first.append(board.feeds()))
+        reader.start()
+        assert wait_until(board._feeds_lock.locked, 10)
+        return reader
+
+    reader = read_in_background()
+    during_first = board.feeds()
+    reader.join()
+    reader = read_in_background()
+    during_second = board.feeds()
+    reader.join()
+
+    assert during_first is None  # nothing finished yet: the page keeps what it shows
+    assert during_second is first[0]
+    assert texts(during_second[1]).startswith("Kafka is not answering")

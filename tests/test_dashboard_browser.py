@@ -45,7 +45,10 @@ LATEST_JS = ("(() => { const b = document.getElementById('latest-bar'); if (!b) 
 
 
 def lakehouse_environ(state_dir: Path) -> dict[str, str]:
+    """A lakehouse of its own, and a Kafka address where nothing listens (the pipeline view's
+    "Kafka down"; never a broker some other process on the machine runs)."""
     return {
+        "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
         "LAKEHOUSE__LOCAL__STATE_DIR": str(state_dir),
         "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{state_dir}/catalog.db",
         "LAKEHOUSE__CATALOG__WAREHOUSE": str(state_dir / "warehouse"),
@@ -135,17 +138,22 @@ def test_the_page_draws_candles_shows_the_stored_newest_bar_and_updates_without_
     assert browser.evaluate("window.__same_page === true")
 
 
-def test_the_pipeline_tab_ages_tables_and_counts_quarantine_by_reason(served: str, browser: Chromium) -> None:
+def test_the_pipeline_tab_ages_tables_counts_quarantine_by_reason_and_says_kafka_is_down(
+    served: str, browser: Chromium
+) -> None:
     browser.open(served)
     browser.wait_for("document.getElementById('tabs') !== null", timeout_seconds=60)
     browser.evaluate("[...document.querySelectorAll('#tabs .tab')].find(t => t.textContent === 'Pipeline').click()")
     ages = browser.wait_for("(document.getElementById('table-ages') || {}).textContent", timeout_seconds=30)
     quarantine = browser.wait_for("(document.getElementById('quarantine-table') || {}).textContent")
+    kafka = browser.wait_for("document.getElementById('kafka-lag-panel').textContent", timeout_seconds=30,
+                             accept=lambda text: text and not text.startswith("asking"))
     browser.screenshot(ARTIFACTS / "pipeline-view.png")
 
     for table in ("trades", "bars_1m", "vendor_bars", "late_trades", "quarantine", "feed_events"):
         assert table in ages
     assert "price: Input should be greater than 0" in quarantine
+    assert kafka.startswith("Kafka is not answering")
 
 
 def test_with_no_lakehouse_yet_the_page_says_how_to_make_one(browser: Chromium, tmp_path: Path) -> None:
