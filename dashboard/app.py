@@ -6,8 +6,13 @@ A view is re-rendered only when a pointer it depends on moved, and every read is
 pointer of the table it read, so an unchanged table is never read again, however long its
 snapshot history. The chart updates in place (no page reload) and keeps the user's zoom.
 
+The producers' figures and Kafka lag are not in the catalog: while the Pipeline tab is open they
+are read at every poll (``lakehouse.ops.producer_metrics``, ``lakehouse.ops.kafka_lag``), one read
+at a time, with short timeouts of their own.
+
 Every failure to read (no catalog, a missing table, no data yet, an unknown symbol, the catalog
-down) becomes a message on the page; the traceback goes to the server's log only.
+down, Kafka down, a producer's metrics endpoint down) becomes a message on the page; the traceback
+goes to the server's log only.
 """
 
 from __future__ import annotations
