@@ -175,12 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     conflicts, retries = sum(counters.commit_conflicts.values()), sum(counters.retries.values())
     failed = sum(counters.step_failures.values())
     print(describe_machine())
-    print(f"trades sent {expected:,} (closed day {args.closed_day_trades:,} + live {sent:,}), "
+    print(f"trades: sent {expected:,} (closed day {args.closed_day_trades:,} + live {sent:,}), "
           f"stored {row.n:,}, distinct {row.d:,}")
-    print(f"maintenance (every {args.interval:.0f} s, {args.phases // 2} phases of {args.phase:.0f} s): "
+    print(f"maintenance: every {args.interval:.0f} s, {args.phases // 2} phases of {args.phase:.0f} s; "
           f"{runs} runs completed, {conflicts} commit conflicts, {retries} retries, {failed} steps failed")
     for name in before:
         print(f"{name} closed-day partitions: before {before[name]}; after {after[name]}")
+    ratios = []
     for name in ("raw_trades", "bars_1m"):
         off = batches.seconds.get((name, False), [])
         on = batches.seconds.get((name, True), [])
@@ -190,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} batches: off {len(off)} p50 {p50_off:.2f} s p90 {p90_off:.2f} s; on {len(on)} "
                   f"p50 {p50_on:.2f} s p90 {p90_on:.2f} s; ratio on/off p50 {p50_on / p50_off:.2f}, "
                   f"p90 {p90_on / p90_off:.2f}")
+            ratios.append(f"{name} batch p50 on/off {p50_on / p50_off:.2f}")
+    print(f"ratio: {'; '.join(ratios) or 'no batches in one of the phases'}; stored = distinct = sent: "
+          f"{'yes' if row.n == row.d == expected else 'NO'}; {runs} maintenance runs, {failed} failed steps")
     return 0 if row.n == row.d == expected and not failed else 1
 
 

@@ -5,12 +5,18 @@ target) and one ``machine: ...``; this file turns them into a results-only repor
 method, one summary row per benchmark, one short table per benchmark. Log lines and anything else a
 benchmark prints stay on the terminal. Why the code is as it is lives in docs/performance.md.
 
-    .venv/bin/python -m bench.run_all [--only raw_trades,freshness] [--quick] [--output PATH]
+A full run's figures are kept per benchmark in ``bench/results/<name>.json`` and BENCHMARKS.md is
+rendered from all of them, so ``--only`` re-runs one benchmark without losing the others' rows.
+``--quick`` runs (small sizes, a smoke test) are neither kept nor written to BENCHMARKS.md.
+
+    .venv/bin/python -m bench.run_all [--only raw_trades,freshness] [--quick] [--render-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import subprocess
 import sys
 import time
@@ -33,6 +39,7 @@ METHOD = (
     "pessimistic. Re-run all with `make bench`, one with `.venv/bin/python -m bench.<module>`; "
     "why the code is as it is: [docs/performance.md](docs/performance.md)."
 )
+RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 
 
 @dataclass
@@ -88,6 +95,11 @@ BENCHMARKS = [
     Benchmark("reads", "bench.bench_reads",
               "Single-symbol day of 1-minute bars vs full scan (reading API, pyiceberg); after compaction.",
               "single-symbol day >= 20x faster than a full scan", args=["--compact"]),
+    Benchmark("maintenance", "bench.bench_maintenance",
+              "Maintenance every 20 s beside the live raw-trades and bars queries (1,500 trades/s over 20 symbols, "
+              "every 20th trade 30 s late) vs the same streams with maintenance off, phases alternating in one run.",
+              "streams and maintenance both stay up; stored = distinct = sent; closed days compacted",
+              quick_args=["--phase", "60", "--phases", "2", "--warmup", "30", "--closed-day-trades", "50000"]),
     Benchmark("metrics_cost", "bench.bench_metrics_cost",
               "Finnhub producer CPU per message with its Prometheus endpoint on (scraped every second) vs off; "
               "two producers side by side, same rate, one broker.",
@@ -145,18 +157,41 @@ def section(result: Result, heading: str) -> list[str]:
     return lines
 
 
+def save(result: Result) -> None:
+    """Keep a full run's figures (not its logs) for rendering BENCHMARKS.md later."""
+    RESULTS_DIR.mkdir(exist_ok=True)
+    kept = "\n".join(f"{label}: {value}" for label, value in figures(result.output).items())
+    record = {"started": result.started.isoformat(), "seconds": result.seconds,
+              "exit_code": result.exit_code, "figures": kept}
+    (RESULTS_DIR / f"{result.benchmark.name}.json").write_text(json.dumps(record, indent=1) + "\n")
+
+
+def stored() -> list[Result]:
+    """The kept result of every benchmark that has one, in the order of BENCHMARKS."""
+    results = []
+    for benchmark in BENCHMARKS:
+        path = RESULTS_DIR / f"{benchmark.name}.json"
+        if path.exists():
+            record = json.loads(path.read_text())
+            results.append(Result(benchmark, record["figures"], record["seconds"], record["exit_code"],
+                                  datetime.fromisoformat(record["started"])))
+    return results
+
+
 def render(results: list[Result], quick: bool, machine: str) -> str:
-    """BENCHMARKS.md: results only. A benchmark that ran more than once (``--only`` re-runs merged
-    by hand) gets one summary row and one table per run, each saying when it started."""
-    first = min(result.started for result in results)
+    """BENCHMARKS.md: results only, one summary row and one table per benchmark."""
+    first, last = min(r.started for r in results), max(r.started for r in results)
+    when = f"{first:%Y-%m-%d %H:%M}" + (f" to {last:%Y-%m-%d %H:%M}" if last.date() != first.date()
+                                         or (last - first).total_seconds() > 6 * 3600 else "")
     runs = {result.benchmark.name: 0 for result in results}
     lines = [
         "# Benchmarks",
         "",
-        f"Results of `make bench`, run {first:%Y-%m-%d %H:%M} UTC{' at quick sizes' if quick else ''}. "
-        "This file is written by `bench/run_all.py`; do not edit it by hand.",
+        f"Results of `make bench`, runs of {when} UTC{' at quick sizes' if quick else ''} (each row says when its "
+        "benchmark started). This file is written by `bench/run_all.py` from `bench/results/`; do not edit it by hand.",
         "",
-        f"Machine: {machine.removeprefix('machine: ')}.",
+        # The load is per benchmark (in its table); here only what does not change between runs.
+        f"Machine: {re.sub(r', load [^;,]*', '', machine.removeprefix('machine: '))}.",
         "",
         METHOD,
         "",
@@ -184,13 +219,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated benchmark names")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--output", type=Path, default=PROJECT_ROOT / "BENCHMARKS.md")
+    parser.add_argument("--render-only", action="store_true", help="run nothing; rewrite the report from bench/results")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="report path (default BENCHMARKS.md; a --quick run prints it unless given)")
     args = parser.parse_args(argv)
-    chosen = [b for b in BENCHMARKS if not args.only or b.name in args.only.split(",")]
+    unknown = set(filter(None, args.only.split(","))) - {b.name for b in BENCHMARKS}
+    if unknown:
+        parser.error(f"no such benchmark: {', '.join(sorted(unknown))}")
+    chosen = [] if args.render_only else [b for b in BENCHMARKS if not args.only or b.name in args.only.split(",")]
     machine = describe_machine()
     results = [run(b, args.quick) for b in chosen]
-    args.output.write_text(render(results, args.quick, machine))
-    print(f"wrote {args.output}")
+    if args.quick:
+        report = render(results, True, machine) if results else ""
+        if args.output:
+            args.output.write_text(report)
+        else:
+            print(report)
+    else:
+        for result in results:
+            save(result)
+        kept = stored()
+        if not kept:
+            parser.error("no results in bench/results yet: run a benchmark first")
+        output = args.output or PROJECT_ROOT / "BENCHMARKS.md"
+        output.write_text(render(kept, False, machine))
+        print(f"wrote {output}")
     return max((result.exit_code for result in results), default=0)
 
 
