@@ -8,6 +8,7 @@ STAMP_PY := $(VENV)/.installed
 STAMP_SPARK_JARS := jars/spark/.resolved
 STAMP_KAFKA_JARS := jars/kafka/.resolved
 STAMP_REST_CATALOG_JARS := jars/rest-catalog/.resolved
+STAMP_CONNECT_JARS := jars/kafka-connect/.resolved
 # Airflow lives in a virtualenv of its own: its pins are not the project's (orchestration/airflow).
 AIRFLOW_VENV := .airflow-venv
 STAMP_AIRFLOW := $(AIRFLOW_VENV)/.installed
@@ -23,7 +24,7 @@ $(STAMP_PY): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	@touch $@
 
-jars: $(STAMP_SPARK_JARS) $(STAMP_KAFKA_JARS) $(STAMP_REST_CATALOG_JARS)
+jars: $(STAMP_SPARK_JARS) $(STAMP_KAFKA_JARS) $(STAMP_REST_CATALOG_JARS) $(STAMP_CONNECT_JARS)
 
 $(STAMP_SPARK_JARS): jars/spark.pom.xml
 	rm -rf jars/spark
@@ -38,6 +39,14 @@ $(STAMP_KAFKA_JARS): jars/kafka.pom.xml
 $(STAMP_REST_CATALOG_JARS): jars/rest-catalog.pom.xml
 	rm -rf jars/rest-catalog
 	$(MVN) -f jars/rest-catalog.pom.xml dependency:copy-dependencies -DoutputDirectory=rest-catalog -DincludeScope=runtime
+	@touch $@
+
+# Kafka Connect and Iceberg's sink plugin, for bench/bench_kafka_connect.py: the worker's classpath
+# and the plugin's own directory on plugin.path (two profiles of one pom).
+$(STAMP_CONNECT_JARS): jars/kafka-connect.pom.xml
+	rm -rf jars/kafka-connect
+	$(MVN) -f jars/kafka-connect.pom.xml -P worker dependency:copy-dependencies -DoutputDirectory=kafka-connect/worker -DincludeScope=runtime
+	$(MVN) -f jars/kafka-connect.pom.xml -P sink dependency:copy-dependencies -DoutputDirectory=kafka-connect/plugins/iceberg -DincludeScope=runtime
 	@touch $@
 
 demo: setup
