@@ -12,9 +12,10 @@ its own; the two never run at once. Figures, each printed as a ratio ours/theirs
    trades after ``--warmup`` s). Ours at its ``--trigger``; the sink at each of ``--intervals``
    (ms, ascending) until one sustains the feed (everything sent readable within two intervals + 10 s
    of the feed's end), and at its default 300 s with a ``--default-seconds`` feed;
-2. throughput: a backlog of ``--backlog`` trades (``bench.common.trade_messages``) drained into an
-   empty table, from start (query started / connector created) to all readable in the catalog; the
-   sink at the interval it sustained in 1, ours with ``maxOffsetsPerTrigger`` ``--max-offsets``;
+2. throughput (ours first: it warms the Spark JVM): a backlog of ``--backlog`` trades
+   (``bench.common.trade_messages``) drained into an empty table, from start (query started /
+   connector created) to all readable in the catalog; the sink at the interval it sustained in 1,
+   ours with ``maxOffsetsPerTrigger`` ``--max-offsets``;
 3. files and snapshots per hour, extrapolated from the freshness runs' steady state;
 4. duplicates after a kill -9 mid-stream: a backlog of ``--kill-backlog`` trades, the writer killed
    once it has committed some and restarted (ours: ``spark-submit.sh raw_trades`` in a process of
@@ -154,9 +155,8 @@ def wait_stored(bench: Bench, settings: Settings, expected: int, timeout: float,
     raise RuntimeError(f"{expected:,} trades not readable within {timeout:.0f} s ({bench.stored(settings):,} are)")
 
 
-def throughput(bench: Bench, topic: str, count: int, interval_ms: int) -> tuple[float, float]:
-    """Trades/s, ours and theirs (at commit interval ``interval_ms``): the backlog in ``topic``
-    drained, from start to all readable."""
+def throughput_ours(bench: Bench, topic: str, count: int) -> float:
+    """Our trades/s: the backlog in ``topic`` drained, from the query's start to all readable."""
     settings = bench.run_settings("ours", topic)
     started = time.monotonic()
     query = bench.ours(settings, trigger_seconds=0.0, max_offsets_per_trigger=bench.args.max_offsets)
@@ -164,11 +164,16 @@ def throughput(bench: Bench, topic: str, count: int, interval_ms: int) -> tuple[
         done = wait_stored(bench, settings, count, 1800, lambda: query.isActive or query.awaitTermination(1))
     finally:
         query.stop()
-    ours = count / (done - started)
-    print(f"throughput, ours: {count:,} trades drained in {done - started:.1f} s = {ours:,.0f} trades/s "
+    rate = count / (done - started)
+    print(f"throughput, ours: {count:,} trades drained in {done - started:.1f} s = {rate:,.0f} trades/s "
           f"(maxOffsetsPerTrigger {bench.args.max_offsets:,}; {load()})")
     assert bench.counts(settings) == (count, count)
+    return rate
 
+
+def throughput_sink(bench: Bench, topic: str, count: int, interval_ms: int) -> float:
+    """The sink's trades/s at commit interval ``interval_ms``: the backlog in ``topic`` drained, from
+    the connector's creation to all readable."""
     bench.connect()
     settings = bench.run_settings("theirs", topic)
     started = time.monotonic()
@@ -177,11 +182,11 @@ def throughput(bench: Bench, topic: str, count: int, interval_ms: int) -> tuple[
         done = wait_stored(bench, settings, count, 1800, lambda: bench.worker.check(name))
     finally:
         bench.delete(name)
-    theirs = count / (done - started)
-    print(f"throughput, sink: {count:,} trades drained in {done - started:.1f} s = {theirs:,.0f} trades/s "
+    rate = count / (done - started)
+    print(f"throughput, sink: {count:,} trades drained in {done - started:.1f} s = {rate:,.0f} trades/s "
           f"(commit interval {interval_ms} ms, {SINK_TASKS} tasks; {load()})")
     assert bench.counts(settings) == (count, count)
-    return ours, theirs
+    return rate
 
 
 def freshness(bench: Bench, side: str, seconds: float, warmup: float, interval_ms: int = 0) -> Freshness:
@@ -236,6 +241,10 @@ def freshness(bench: Bench, side: str, seconds: float, warmup: float, interval_m
         feed.stop()
         watch.close()
         if side == "ours":
+            batches = [p["durationMs"]["triggerExecution"] / 1000 for p in query.recentProgress if p["numInputRows"]]
+            print(f"freshness, ours, micro-batches: {len(batches)} with data, median "
+                  f"{sorted(batches)[len(batches) // 2] if batches else float('nan'):.2f} s, "
+                  f"max {max(batches, default=float('nan')):.2f} s")
             query.stop()
         else:
             bench.delete(name)
@@ -356,14 +365,17 @@ def main(argv: list[str] | None = None) -> int:
                                                            3_600_000), broker.bootstrap_servers, backlog)
             print(f"data: {args.backlog:,} trades over {args.symbols} symbols, {bench.settings.kafka.partitions} "
                   f"Kafka partitions; live feed {args.rate:,}/s over {args.symbols} symbols (zipf {args.zipf:g})")
+            # Our backlog run first: it is also the Spark JVM's warm-up (a cold JVM's first batch took
+            # over a minute at load 40), as the sink's first live run warms the worker's JVM.
+            ours_rate = throughput_ours(bench, backlog, args.backlog)
             ours = freshness(bench, "ours", args.seconds, args.warmup)
             sink, sink_interval = None, args.intervals[-1]
             for sink_interval in args.intervals:
                 sink = freshness(bench, "theirs", args.seconds, args.warmup, sink_interval)
                 if sink.sustained:
                     break
-            # The backlog at the interval the sink sustained a live feed at: each side as it runs live.
-            ours_rate, sink_rate = throughput(bench, backlog, args.backlog, sink_interval)
+            # The sink's backlog at the interval it sustained a live feed at: each side as it runs live.
+            sink_rate = throughput_sink(bench, backlog, args.backlog, sink_interval)
             default = None
             if args.default_seconds:
                 default = freshness(bench, "theirs", args.default_seconds, 0, DEFAULT_COMMIT_INTERVAL_MS)
