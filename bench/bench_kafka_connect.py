@@ -347,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="live feed of the run at the sink's default 300 s interval (0: skip it)")
     parser.add_argument("--kill-backlog", type=int, default=60_000)
     parser.add_argument("--kill-interval", type=int, default=2_000, help="sink commit interval (ms) there")
+    parser.add_argument("--kill-only", default="", help="ours,theirs: only the kill -9 runs of these sides")
     args = parser.parse_args(argv)
     # A SIGTERM (a timeout, Ctrl-C of a wrapper) unwinds through the finally blocks: the worker JVM,
     # the Spark session and the broker are stopped, not left running.
@@ -360,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(state, broker, args)
         try:
             print(describe_machine())
+            if args.kill_only:
+                for side in args.kill_only.split(","):
+                    kill_nine(bench, side, args.kill_backlog)
+                return 0
             backlog = bench.topic("backlog")
             publish_with_spark(bench.spark, trade_messages(bench.spark, args.backlog, args.symbols, START_MS,
                                                            3_600_000), broker.bootstrap_servers, backlog)

@@ -51,8 +51,8 @@ def test_the_sink_in_a_connect_worker_stores_exactly_the_trades_sent(settings: S
     table = load_catalog(settings).load_table(table_identifier(settings, SINK_TABLE))
     try:
         worker.put_connector("test-sink", sink_config(settings, topic, table_identifier(settings, SINK_TABLE),
-                                                     control, commit_interval_ms=1000, tasks=2))
-        deadline = time.monotonic() + 90
+                                                     control, commit_interval_ms=1000, tasks=1))
+        deadline = time.monotonic() + 150
         stored = 0
         while stored < len(trades) and time.monotonic() < deadline:
             worker.check("test-sink")
