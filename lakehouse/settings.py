@@ -55,6 +55,8 @@ class LocalSettings(_Section):
     # Local shared-catalog servers only (lakehouse.local.postgres, lakehouse.local.rest_catalog).
     postgres_port: int = Field(default=15432, ge=1, le=65535)
     rest_catalog_port: int = Field(default=18181, ge=1, le=65535)
+    # The address the local REST catalog server listens on: loopback, unless other hosts must reach it.
+    rest_catalog_bind_address: str = "127.0.0.1"
 
 
 class KafkaSettings(_Section):
@@ -71,6 +73,17 @@ class KafkaSettings(_Section):
     # Local broker only: where the embedded KRaft broker listens.
     local_broker_port: int = Field(default=19092, ge=1, le=65535)
     local_controller_port: int = Field(default=19093, ge=1, le=65535)
+    # How every client connects (producers through kafka-python, Spark jobs through ``kafka.*``
+    # options; both built by lakehouse.kafka_security from these). Managed Service for Apache
+    # Kafka: SASL_SSL with OAUTHBEARER (``sasl_oauthbearer = "google"``: Application Default
+    # Credentials) or PLAIN (username = service account email, password = the base64 of its key).
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "OAUTHBEARER"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_oauthbearer: Literal["google"] | None = None
+    # A PEM bundle of the CAs that signed the brokers' certificates; None: the system's trust store.
+    ssl_cafile: Path | None = None
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -80,6 +93,19 @@ class KafkaSettings(_Section):
             if not sep or not host or not port.isdigit():
                 raise ValueError(f"expected host:port[,host:port...], got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _security_is_complete(self) -> KafkaSettings:
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and self.sasl_mechanism is None:
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism (PLAIN or OAUTHBEARER)")
+        if not sasl and self.sasl_mechanism is not None:
+            raise ValueError(f"sasl_mechanism is set but security_protocol {self.security_protocol} uses no SASL")
+        if self.sasl_mechanism == "PLAIN" and (not self.sasl_username or self.sasl_password is None):
+            raise ValueError("sasl_mechanism PLAIN needs sasl_username and sasl_password")
+        if self.sasl_mechanism == "OAUTHBEARER" and self.sasl_oauthbearer is None:
+            raise ValueError("sasl_mechanism OAUTHBEARER needs sasl_oauthbearer (the token provider: google)")
+        return self
 
 
 class CatalogSettings(_Section):

@@ -12,9 +12,11 @@ table metadata into the warehouse itself, so for a ``gs://`` warehouse it is giv
 (the emulator's endpoint, without authentication, or Application Default Credentials).
 
 The server is configured only through ``CATALOG_*`` environment variables (``CATALOG_JDBC_USER`` is
-``jdbc.user``, ``CATALOG_IO__IMPL`` is ``io-impl``). It binds every interface (its ``main`` takes a
-port only): run it on a host whose port is not reachable from outside, as here. Its one INFO line
-that prints the backend's properties (the JDBC password among them) is turned off.
+``jdbc.user``, ``CATALOG_IO__IMPL`` is ``io-impl``). ``RESTCatalogServer.main`` takes a port only and
+binds every interface, so it is started through ``java/LoopbackRestCatalogServer.java`` (a single
+source file the JVM compiles in memory): the same adapter and servlet on a Jetty connector bound to
+``local.rest_catalog_bind_address``, 127.0.0.1 unless the settings say otherwise. Nothing logs the
+backend's properties (the JDBC password among them).
 
 CLI: ``python -m lakehouse.local.rest_catalog start|stop|status`` (state under
 ``.state/rest-catalog``, port ``local.rest_catalog_port``, the warehouse of the settings).
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 
 SERVER_CLASS = "org.apache.iceberg.rest.RESTCatalogServer"
 SERVER_JAR = "iceberg-open-api-*-test-fixtures.jar"
+# RESTCatalogServer's pieces on a connector bound to one address (its own main binds them all).
+LAUNCHER = Path(__file__).resolve().parent / "java" / "LoopbackRestCatalogServer.java"
 GCS_FILE_IO = "org.apache.iceberg.gcp.gcs.GCSFileIO"
 
 
@@ -90,9 +94,11 @@ class LocalRestCatalog:
         gcs_endpoint: str | None = None,
         gcs_project: str | None = None,
         heap_mb: int = 256,
+        bind_address: str = "127.0.0.1",
     ):
         self.state_dir = state_dir.resolve()
         self.port = port
+        self.bind_address = bind_address
         self.warehouse = warehouse
         self.backing_jdbc_uri = backing_jdbc_uri or f"jdbc:sqlite:{self.state_dir / 'catalog.db'}"
         self.backing_user = backing_user
@@ -113,6 +119,7 @@ class LocalRestCatalog:
             jars_dir=settings.path(settings.local.rest_catalog_jars_dir),
             gcs_endpoint=settings.gcs.endpoint,
             gcs_project=settings.gcs.project,
+            bind_address=settings.local.rest_catalog_bind_address,
         )
 
     @property
@@ -137,7 +144,7 @@ class LocalRestCatalog:
             "java", f"-Xmx{self.heap_mb}m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
             "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
             "-Dorg.slf4j.simpleLogger.log.org.eclipse.jetty.server.Server=info",
-            "-cp", f"{self.jars_dir}/*", SERVER_CLASS,
+            "-cp", f"{self.jars_dir}/*", str(LAUNCHER), self.bind_address,
         ]
 
     def answers(self) -> bool:
