@@ -54,8 +54,10 @@ demo: setup
 
 # The production shape on loopback: 3 Kafka brokers, a Spark master and 2 workers, a gs:// warehouse
 # on the GCS emulator, the shared catalog; brought up, run, and taken down again (also on Ctrl-C).
+# CATALOG=rest: Iceberg's REST catalog server in front of the PostgreSQL catalog.
+CATALOG ?= jdbc
 demo-cluster: setup
-	$(PY) -m lakehouse.local.demo --topology cluster
+	$(PY) -m lakehouse.local.demo --topology cluster --catalog $(CATALOG)
 
 # The dashboard is an optional extra, so the core install stays light.
 dashboard: setup

@@ -175,9 +175,9 @@ def stream_and_show(topology: Topology, seconds: float, rate: float, stop: StopR
         processes.stop_all()
 
 
-def topology_named(name: str, settings: Settings) -> Topology:
+def topology_named(name: str, settings: Settings, catalog: str = "jdbc") -> Topology:
     if name == "cluster":
-        return ClusterTopology(settings, settings.state_dir / "cluster")
+        return ClusterTopology(settings, settings.state_dir / "cluster", rest=catalog == "rest")
     return EmbeddedTopology(settings)
 
 
@@ -186,13 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--topology", choices=["embedded", "cluster"], default="embedded",
                         help="embedded: one broker, local[*] (default); cluster: 3 brokers, a Spark master "
                              "and 2 workers, a gs:// warehouse on the GCS emulator")
+    parser.add_argument("--catalog", choices=["jdbc", "rest"], default="jdbc",
+                        help="cluster topology only: the PostgreSQL JDBC catalog (default) or Iceberg's REST "
+                             "catalog server in front of it")
     parser.add_argument("--seconds", type=float, default=150, help="how long to let data flow (default 150)")
     parser.add_argument("--rate", type=float, default=200, help="replayed trades per second (default 200)")
     args = parser.parse_args(argv)
     configure_logging()
     stop = StopRequest("demo").install()
     started = time.monotonic()
-    run(topology_named(args.topology, load_settings()), args.seconds, args.rate, stop)
+    run(topology_named(args.topology, load_settings(), args.catalog), args.seconds, args.rate, stop)
     print(f"demo on the {args.topology} topology: {time.monotonic() - started:.0f} s from start to all stopped")
     return 0
 

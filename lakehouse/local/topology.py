@@ -9,7 +9,9 @@ tests run the same pipeline on either.
   warehouse of ``conf/lakehouse.toml`` (``make demo``).
 * ``ClusterTopology``: three KRaft brokers (replication factor 3, ``min.insync.replicas=2``), a Spark
   standalone master and two workers, the GCS emulator holding a ``gs://`` warehouse, and a
-  ``CatalogServer``: PostgreSQL by default (``make demo-cluster``).
+  ``CatalogServer``: PostgreSQL by default (``make demo-cluster``); with ``rest=True`` also Apache
+  Iceberg's REST catalog server in front of it (the protocol of BigLake metastore, Polaris, Nessie),
+  keeping its catalog in the same database. ``environment(catalog=...)`` says which one a process opens.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from lakehouse.local import gcs_emulator
 from lakehouse.local.kafka_broker import LocalKafkaBroker, ensure_topics, project_topics
 from lakehouse.local.kafka_cluster import MIN_INSYNC_REPLICAS, REPLICATION_FACTOR, LocalKafkaCluster
 from lakehouse.local.postgres import LocalPostgres
 from lakehouse.local.processes import free_port
+from lakehouse.local.rest_catalog import LocalRestCatalog
 from lakehouse.local.spark_cluster import LocalSparkCluster, WorkerShape
 from lakehouse.logs import configure_logging
 from lakehouse.settings import Settings, load_settings
@@ -36,6 +39,11 @@ BUCKET = "lakehouse"
 # What each executor of an application on the local cluster gets: one worker's memory minus room
 # for the JVM's own overhead, so one executor fits on each worker of a small machine.
 EXECUTOR_MEMORY = "768m"
+WAREHOUSE = f"gs://{BUCKET}/warehouse"
+GCS_PROJECT = "local-project"
+# Which catalog a process of the cluster topology opens: the shared JDBC catalog server itself, or
+# the REST catalog server in front of it.
+CatalogKind = Literal["jdbc", "rest"]
 
 
 class Topology(Protocol):
@@ -142,17 +150,32 @@ class ClusterTopology:
 
     ``catalog`` is the shared catalog every process opens; None: a PostgreSQL JDBC catalog on a
     server under ``state_dir`` (``SqliteCatalog`` serves the processes of one machine without one).
+    ``rest``: also run Iceberg's REST catalog server, keeping its catalog in ``catalog``'s database
+    (catalog name ``rest_backend`` there, beside the JDBC catalog's own); processes then open it
+    unless ``environment(catalog="jdbc")`` is asked for.
     """
 
     name = "cluster"
 
-    def __init__(self, base: Settings, state_dir: Path, catalog: CatalogServer | None = None, fresh: bool = True):
+    def __init__(
+        self, base: Settings, state_dir: Path, catalog: CatalogServer | None = None, fresh: bool = True,
+        rest: bool = False,
+    ):
         self.base = base
         self.state_dir = state_dir.resolve()
         if fresh and self.state_dir.exists():
-            ClusterTopology(base, state_dir, catalog, fresh=False).stop()  # leftovers of an earlier run
+            ClusterTopology(base, state_dir, catalog, fresh=False, rest=True).stop()  # leftovers of an earlier run
             shutil.rmtree(self.state_dir)
         self.catalog = catalog or PostgresCatalog(self.state_dir / "postgres")
+        # The REST server writes table metadata into the gs:// warehouse itself: it is told the
+        # emulator's port before either starts.
+        self.gcs_port = free_port()
+        self.rest_catalog = LocalRestCatalog(
+            self.state_dir / "rest-catalog", free_port(), WAREHOUSE,
+            jars_dir=base.path(base.local.rest_catalog_jars_dir),
+            gcs_endpoint=f"http://127.0.0.1:{self.gcs_port}", gcs_project=GCS_PROJECT,
+            bind_address=base.local.rest_catalog_bind_address,
+        ) if rest else None
         self.kafka = LocalKafkaCluster(base.path(base.local.kafka_jars_dir), self.state_dir / "kafka")
         self.spark = LocalSparkCluster(self.state_dir / "spark", master_port=free_port(), shape=WorkerShape(1, 1024))
         self.gcs: gcs_emulator.EmulatorProcess | None = None
@@ -160,8 +183,14 @@ class ClusterTopology:
     def start(self) -> None:
         try:
             self.catalog.start()
-            self.gcs = gcs_emulator.start(self.state_dir / "gcs")
+            self.gcs = gcs_emulator.start(self.state_dir / "gcs", port=self.gcs_port)
             gcs_emulator.storage_client(self.gcs.endpoint).create_bucket(BUCKET)
+            if self.rest_catalog is not None:
+                backing = self.catalog.environment()
+                self.rest_catalog.backing_jdbc_uri = backing["LAKEHOUSE__CATALOG__URI"]
+                self.rest_catalog.backing_user = backing.get("LAKEHOUSE__CATALOG__USER")
+                self.rest_catalog.backing_password = backing.get("LAKEHOUSE__CATALOG__PASSWORD")
+                self.rest_catalog.start()
             self.kafka.start()
             settings = self.settings()
             ensure_topics(self.kafka.bootstrap_servers, project_topics(settings), settings.kafka.partitions,
@@ -172,27 +201,39 @@ class ClusterTopology:
             raise
         log.info("cluster topology up: Kafka %s, Spark %s, warehouse gs://%s on %s, catalog %s",
                  self.kafka.bootstrap_servers, self.spark.master_url, BUCKET, self.gcs.endpoint,
-                 self.catalog.environment()["LAKEHOUSE__CATALOG__URI"])
+                 self.environment()["LAKEHOUSE__CATALOG__URI"])
 
     def stop(self) -> None:
         """Stop every server of the topology that runs; safe to call twice or after a failed start."""
         self.spark.stop()
         self.kafka.stop()
         gcs_emulator.stop(self.state_dir / "gcs")
+        if self.rest_catalog is not None:
+            self.rest_catalog.stop()
         self.catalog.stop()
 
-    def environment(self) -> dict[str, str]:
+    def catalog_environment(self, catalog: CatalogKind | None = None) -> dict[str, str]:
+        """The ``LAKEHOUSE__CATALOG__*`` settings of ``catalog`` (default: REST when it runs)."""
+        if catalog is None:
+            catalog = "rest" if self.rest_catalog is not None else "jdbc"
+        if catalog == "jdbc":
+            return self.catalog.environment()
+        if self.rest_catalog is None:
+            raise RuntimeError("the cluster topology was not started with its REST catalog (rest=True)")
+        return {"LAKEHOUSE__CATALOG__TYPE": "rest", "LAKEHOUSE__CATALOG__URI": self.rest_catalog.uri}
+
+    def environment(self, catalog: CatalogKind | None = None) -> dict[str, str]:
         if self.gcs is None:
             raise RuntimeError("the cluster topology is not started")
         return {
-            **self.catalog.environment(),
+            **self.catalog_environment(catalog),
             "LAKEHOUSE__LOCAL__STATE_DIR": str(self.state_dir),
             "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
             "LAKEHOUSE__KAFKA__REPLICATION_FACTOR": str(REPLICATION_FACTOR),
             "LAKEHOUSE__KAFKA__MIN_INSYNC_REPLICAS": str(MIN_INSYNC_REPLICAS),
-            "LAKEHOUSE__CATALOG__WAREHOUSE": f"gs://{BUCKET}/warehouse",
+            "LAKEHOUSE__CATALOG__WAREHOUSE": WAREHOUSE,
             "LAKEHOUSE__GCS__ENDPOINT": self.gcs.endpoint,
-            "LAKEHOUSE__GCS__PROJECT": "local-project",
+            "LAKEHOUSE__GCS__PROJECT": GCS_PROJECT,
             # Checkpoints stay on the driver's disk: on one machine the executors see it too.
             "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": str(self.state_dir / "checkpoints"),
         }
@@ -206,8 +247,8 @@ class ClusterTopology:
             "--conf", "spark.driver.bindAddress=127.0.0.1",
         ]
 
-    def settings(self) -> Settings:
-        return load_settings(environ=self.environment())
+    def settings(self, catalog: CatalogKind | None = None) -> Settings:
+        return load_settings(environ=self.environment(catalog))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
     configure_logging()
     settings = load_settings()
-    ClusterTopology(settings, settings.state_dir / "cluster", fresh=False).stop()
+    ClusterTopology(settings, settings.state_dir / "cluster", fresh=False, rest=True).stop()
     print("cluster topology stopped")
     return 0
 

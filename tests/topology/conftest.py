@@ -1,5 +1,7 @@
 """The cluster topology, started once for the topology tests: 3 KRaft brokers, a Spark standalone
-master and 2 workers, the GCS emulator with a gs:// warehouse, the shared catalog; stopped after."""
+master and 2 workers, the GCS emulator with a gs:// warehouse, the shared PostgreSQL catalog and
+Iceberg's REST catalog server in front of it; stopped after. Each test picks the catalog it goes
+through (``lakehouse_on(..., catalog="jdbc"|"rest")``)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import pytest
 from lakehouse.catalog import load_catalog, table_identifier
 from lakehouse.local.kafka_broker import ensure_topics
 from lakehouse.local.kafka_cluster import MIN_INSYNC_REPLICAS, REPLICATION_FACTOR
-from lakehouse.local.topology import ClusterTopology
+from lakehouse.local.topology import CatalogKind, ClusterTopology
 from lakehouse.messages import Source, Trade, trade_id
 from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
 from lakehouse.tables import TRADES
@@ -35,14 +37,16 @@ def cluster() -> Iterator[ClusterTopology]:
     # traverse every folder above its data, and any pytest session that starts on this machine
     # makes /tmp/pytest-of-USER private again (mode 0700), which would lock the server out mid-test.
     state = Path(tempfile.mkdtemp(prefix="lakehouse-topology-"))
-    topology = ClusterTopology(load_settings(environ={}), state / "cluster")
+    topology = ClusterTopology(load_settings(environ={}), state / "cluster", rest=True)
     started = time.monotonic()
     try:
         topology.start()
         print(f"\ncluster topology up in {time.monotonic() - started:.1f} s")
         yield topology
     finally:
+        stopping = time.monotonic()
         topology.stop()
+        print(f"\ncluster topology down in {time.monotonic() - stopping:.1f} s")
         shutil.rmtree(state, ignore_errors=True)
 
 
@@ -63,11 +67,15 @@ class Lakehouse:
         return table.scan().to_arrow().to_pylist()
 
 
-def lakehouse_on(cluster: ClusterTopology, name: str) -> Lakehouse:
+def lakehouse_on(cluster: ClusterTopology, name: str, catalog: CatalogKind = "jdbc") -> Lakehouse:
+    """A lakehouse of its own, opened through ``catalog``: the PostgreSQL JDBC catalog or the REST server."""
     topic = f"{name}.trades"
     ensure_topics(cluster.kafka.bootstrap_servers, [topic], 4, REPLICATION_FACTOR, MIN_INSYNC_REPLICAS)
     env = {
-        **cluster.environment(),
+        **cluster.environment(catalog),
+        # A JDBC catalog keeps its tables under its name: a reader must open it by the same one, and
+        # a Spark reader beside the session's own catalog needs a name other than the default.
+        "LAKEHOUSE__CATALOG__NAME": f"cluster_{catalog}",
         "LAKEHOUSE__KAFKA__TRADES_TOPIC": topic,
         "LAKEHOUSE__CATALOG__NAMESPACE": name,
         "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": str(cluster.state_dir / "checkpoints" / name),

@@ -1,18 +1,23 @@
 """The pipeline on the cluster topology, and what it survives: a Spark worker or a Kafka broker
 killed (SIGKILL) while trades stream in. Every job runs as ``./spark-submit.sh --master spark://...``,
 so its code, jars and settings travel to executors in other JVMs, and writes a ``gs://`` warehouse
-on the GCS emulator through the shared catalog."""
+on the GCS emulator through a shared catalog: the PostgreSQL JDBC catalog, or Iceberg's REST
+catalog server in front of it (the pipeline test runs through each)."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
+import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from lakehouse.catalog import load_catalog, table_identifier
+from lakehouse.catalog import load_catalog, spark_table_name, table_identifier
 from lakehouse.local.processes import wait_until
-from lakehouse.local.topology import ClusterTopology
-from lakehouse.tables import BARS_1M, LATE_TRADES
+from lakehouse.local.topology import CatalogKind, ClusterTopology
+from lakehouse.settings import Settings
+from lakehouse.spark import catalog_conf
+from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES
 from tests.kafka_helpers import publish
 from tests.test_bars import MINUTE_US, epoch_us, reference_bars
 from tests.topology.conftest import Lakehouse, SubmittedJob, TradeFeed, lakehouse_on, make_trade
@@ -65,10 +70,26 @@ def stream_through_a_fault(cluster: ClusterTopology, lake: Lakehouse, fault, rec
     return feed, records_in_topic(cluster.kafka.bootstrap_servers, lake.settings.kafka.trades_topic)
 
 
+def spark_and_pyiceberg_see_the_same_snapshot(spark: Any, settings: Settings) -> None:
+    """A Spark reader (this process's local session, the cluster's catalog registered beside its own)
+    and a pyiceberg reader agree on the newest snapshot of the trades table and on its rows."""
+    for key, value in catalog_conf(settings).items():
+        spark.conf.set(key, value)
+    trades = spark_table_name(settings, TRADES)
+    newest = spark.sql(f"SELECT snapshot_id FROM {trades}.snapshots ORDER BY committed_at DESC LIMIT 1").first()
+    table = load_catalog(settings).load_table(table_identifier(settings, TRADES))
+    assert table.current_snapshot().snapshot_id == newest.snapshot_id
+    rows_in_spark = spark.sql(f"SELECT count(*) AS n FROM {trades} VERSION AS OF {newest.snapshot_id}").first().n
+    assert table.scan(snapshot_id=newest.snapshot_id).to_arrow().num_rows == rows_in_spark > 0
+
+
+@pytest.mark.parametrize("kind", ["jdbc", "rest"])
 def test_pipeline_on_the_cluster_stores_every_trade_once_and_bars_equal_an_independent_computation(
-    cluster: ClusterTopology,
+    cluster: ClusterTopology, kind: CatalogKind, spark: Any,
 ) -> None:
-    lake = lakehouse_on(cluster, "cluster_pipeline")
+    lake = lakehouse_on(cluster, f"cluster_pipeline_{kind}", kind)
+    if kind == "rest":
+        assert lake.settings.catalog.uri == cluster.rest_catalog.uri
     sent = [make_trade(symbol, n) for n in range(200) for symbol in ("CLUA", "CLUB")]
     publish(cluster.kafka.bootstrap_servers, lake.settings.kafka.trades_topic,
             [(t.key(), t.to_json_bytes()) for t in sent])
@@ -102,6 +123,7 @@ def test_pipeline_on_the_cluster_stores_every_trade_once_and_bars_equal_an_indep
         assert abs(bar[6] - expected[key][6]) < 1e-9, key
     warehouse = catalog.load_table(table_identifier(lake.settings, BARS_1M)).metadata_location
     assert warehouse.startswith("gs://"), warehouse
+    spark_and_pyiceberg_see_the_same_snapshot(spark, lake.settings)
 
 
 def test_a_spark_worker_killed_mid_stream_loses_and_duplicates_no_trade_and_the_stream_carries_on(
