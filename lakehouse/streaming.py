@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from lakehouse.kafka_security import spark_kafka_options
 from lakehouse.settings import Settings
 from lakehouse.shutdown import StopRequest
 
@@ -28,6 +29,7 @@ def read_kafka(spark: SparkSession, settings: Settings, topic: str) -> DataFrame
         .option("subscribe", topic)
         .option("startingOffsets", "earliest")
         .option("includeHeaders", "false")
+        .options(**spark_kafka_options(settings))
     )
     if settings.streaming.max_offsets_per_trigger:
         reader = reader.option("maxOffsetsPerTrigger", str(settings.streaming.max_offsets_per_trigger))

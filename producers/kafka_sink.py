@@ -21,11 +21,12 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, SaslAuthenticationFailedError
 
 from lakehouse.messages import _Message
 
@@ -78,6 +79,21 @@ class SinkConfig:
     request_timeout_ms: int = 15_000
     compression_type: str | None = None  # None = default_compression()
     connect_timeout_seconds: float = 60.0
+    # kafka-python security options (lakehouse.kafka_security.kafka_python_options): SASL, TLS.
+    security: Mapping[str, Any] = field(default_factory=dict)
+
+
+class _LoginRefusals(logging.Handler):
+    """Keeps the broker's reason from kafka-python's log when it refuses a SASL login."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reason: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "Authentication failed" in message:
+            self.reason = message[message.index("Authentication failed"):].rstrip(")")
 
 
 class SinkClosedError(RuntimeError):
@@ -98,9 +114,25 @@ class KafkaSink:
         self._producer = self._connect()
 
     def _connect(self) -> KafkaProducer:
-        """Create the client, retrying while the broker is unreachable (a producer may start first)."""
+        """Create the client, retrying while the broker is unreachable (a producer may start first).
+
+        A broker that refuses the SASL login: kafka-python's bootstrap only logs the broker's reason
+        and then times out as if no broker answered. When the reason reached the log, this fails at
+        once with ``SaslAuthenticationFailedError`` naming it (retrying a wrong password would not
+        help); a refusing broker may also just close the socket before the reason is read, so a SASL
+        connection that times out says to check the SASL settings.
+        """
         deadline = self._clock() + self.config.connect_timeout_seconds
         attempt = 0
+        refusals = _LoginRefusals()
+        kafka_logger = logging.getLogger("kafka")
+        kafka_logger.addHandler(refusals)
+        try:
+            return self._connect_with_retries(deadline, attempt, refusals)
+        finally:
+            kafka_logger.removeHandler(refusals)
+
+    def _connect_with_retries(self, deadline: float, attempt: int, refusals: _LoginRefusals) -> KafkaProducer:
         while True:
             try:
                 return KafkaProducer(
@@ -118,10 +150,24 @@ class KafkaSink:
                     compression_type=self.config.compression_type or default_compression(),
                     bootstrap_timeout_ms=10_000,
                     reconnect_backoff_max_ms=5_000,
+                    **self.config.security,
                 )
             except (KafkaConnectionError, KafkaTimeoutError) as exc:
+                if refusals.reason is not None:
+                    raise SaslAuthenticationFailedError(
+                        f"Kafka at {self.config.bootstrap_servers} refused the login: {refusals.reason} "
+                        "(kafka.security_protocol, kafka.sasl_mechanism, kafka.sasl_username, kafka.sasl_password)"
+                    ) from exc
                 attempt += 1
                 if self._clock() >= deadline:
+                    mechanism = self.config.security.get("sasl_mechanism")
+                    if mechanism is not None:
+                        raise KafkaConnectionError(
+                            f"Kafka at {self.config.bootstrap_servers} completed no connection within "
+                            f"{self.config.connect_timeout_seconds:.0f} s ({exc}); with SASL {mechanism}, a broker "
+                            "that refuses the login often just closes the socket: check kafka.security_protocol, "
+                            "kafka.sasl_username and kafka.sasl_password"
+                        ) from exc
                     raise
                 log.warning(
                     "Kafka at %s unreachable (%s); retry %d", self.config.bootstrap_servers, exc, attempt

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from kafka import KafkaAdminClient
@@ -33,6 +35,25 @@ class BrokerError(RuntimeError):
     """The local broker could not be started or reached; the message says why."""
 
 
+@dataclass(frozen=True)
+class SaslPlainListener:
+    """A second client listener on loopback, SASL_PLAINTEXT with the PLAIN mechanism, accepting
+    ``users`` (name -> password): what a broker that demands authentication looks like to the
+    project's clients (Managed Kafka's SASL_SSL is the same SASL exchange inside TLS). Brokers and
+    the controller keep talking over the PLAINTEXT listeners."""
+
+    port: int
+    users: Mapping[str, str]
+
+    def properties(self) -> list[str]:
+        users = " ".join(f'user_{name}="{password}"' for name, password in self.users.items())
+        return [
+            "sasl.enabled.mechanisms=PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+            f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};",
+        ]
+
+
 def server_properties(
     data_dir: Path,
     port: int,
@@ -40,6 +61,7 @@ def server_properties(
     node_id: int = 1,
     quorum_voters: str | None = None,
     replication_factor: int = 1,
+    sasl: SaslPlainListener | None = None,
 ) -> str:
     """KRaft config for one combined broker+controller node on loopback, tuned for a laptop.
 
@@ -49,16 +71,18 @@ def server_properties(
     node loses no acknowledged record and still accepts writes.
     """
     min_insync = max(1, replication_factor - 1)
+    sasl_listener = f",SASL_PLAINTEXT://127.0.0.1:{sasl.port}" if sasl else ""
     return "\n".join(
         [
             "process.roles=broker,controller",
             f"node.id={node_id}",
             f"controller.quorum.voters={quorum_voters or f'{node_id}@127.0.0.1:{controller_port}'}",
-            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{port}{sasl_listener},CONTROLLER://127.0.0.1:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}{sasl_listener}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
+            *(sasl.properties() if sasl else []),
             f"log.dirs={data_dir}",
             "num.partitions=4",
             f"offsets.topic.replication.factor={replication_factor}",
@@ -100,8 +124,10 @@ class LocalKafkaBroker:
         quorum_voters: str | None = None,
         cluster_id: str | None = None,
         replication_factor: int = 1,
+        sasl: SaslPlainListener | None = None,
     ):
         self.jars_dir = jars_dir
+        self.sasl = sasl
         self.state_dir = state_dir
         self.port = port
         self.controller_port = controller_port
@@ -173,7 +199,8 @@ class LocalKafkaBroker:
         data_dir.mkdir(parents=True, exist_ok=True)
         config = self.state_dir / "server.properties"
         config.write_text(server_properties(
-            data_dir, self.port, self.controller_port, self.node_id, self.quorum_voters, self.replication_factor
+            data_dir, self.port, self.controller_port, self.node_id, self.quorum_voters, self.replication_factor,
+            self.sasl,
         ))
         (self.state_dir / "log4j.properties").write_text(
             "log4j.rootLogger=WARN, stdout\n"

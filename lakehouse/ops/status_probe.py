@@ -105,9 +105,11 @@ def end_offsets(settings: Settings, topics: Iterable[str],
     ``timeout_seconds`` defaults to ``status.kafka_timeout_seconds``."""
     from kafka import KafkaConsumer, TopicPartition
 
+    from lakehouse.kafka_security import kafka_python_options
+
     timeout_ms = int((timeout_seconds or settings.status.kafka_timeout_seconds) * 1000)
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, bootstrap_timeout_ms=timeout_ms,
-                             enable_auto_commit=False)
+                             enable_auto_commit=False, **kafka_python_options(settings))
     try:
         result = {}
         for topic in topics:

@@ -12,8 +12,9 @@ import logging
 import sys
 from urllib.parse import urlsplit
 
-from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError, SaslAuthenticationFailedError
 
+from lakehouse.kafka_security import kafka_python_options
 from lakehouse.logs import configure_logging
 from lakehouse.ops.metrics_http import serve_metrics
 from lakehouse.settings import SettingsError, load_settings
@@ -68,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", missing_broker)
         return 2
     try:
-        sink = KafkaSink(SinkConfig(bootstrap_servers=bootstrap, client_id="finnhub-producer"))
+        sink = KafkaSink(SinkConfig(bootstrap_servers=bootstrap, client_id="finnhub-producer",
+                                    security=kafka_python_options(settings)))
+    except SaslAuthenticationFailedError as refused:
+        log.error("%s", refused)
+        return 2
     except (KafkaConnectionError, KafkaTimeoutError):
         log.error("%s", missing_broker)
         return 2

@@ -12,8 +12,9 @@ import logging
 import sys
 from datetime import date
 
-from kafka.errors import KafkaConnectionError, KafkaTimeoutError
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError, SaslAuthenticationFailedError
 
+from lakehouse.kafka_security import kafka_python_options
 from lakehouse.logs import configure_logging
 from lakehouse.messages import BarInterval
 from lakehouse.ops.metrics_http import serve_metrics
@@ -83,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         else settings.vnstock.symbols
     )
     try:
-        sink = KafkaSink(SinkConfig(bootstrap_servers=bootstrap, client_id="vnstock-producer"))
+        sink = KafkaSink(SinkConfig(bootstrap_servers=bootstrap, client_id="vnstock-producer",
+                                    security=kafka_python_options(settings)))
+    except SaslAuthenticationFailedError as refused:
+        log.error("%s", refused)
+        return 2
     except (KafkaConnectionError, KafkaTimeoutError):
         log.error("%s", no_broker_message(bootstrap))
         return 2
