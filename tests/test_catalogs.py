@@ -156,6 +156,30 @@ def test_raw_trades_then_bars_store_every_trade_once_and_exact_bars_through_the_
     assert stored_bars(spark, settings) == reference_bars(stored)
 
 
+def test_the_quick_look_notebook_runs_unchanged_through_the_catalog(
+    through: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The analyst's notebook, by settings only (the environment its kernel inherits), on the bars the
+    pipeline test before this one wrote through this catalog kind."""
+    from tests.test_notebooks import NOTEBOOKS_DIR, run_notebook
+
+    catalog = through.catalog
+    environ = {
+        "LAKEHOUSE__CATALOG__NAME": catalog.name, "LAKEHOUSE__CATALOG__TYPE": catalog.type,
+        "LAKEHOUSE__CATALOG__URI": catalog.uri, "LAKEHOUSE__CATALOG__WAREHOUSE": catalog.warehouse,
+        "LAKEHOUSE__CATALOG__NAMESPACE": catalog.namespace,
+        "LAKEHOUSE__LOCAL__STATE_DIR": str(through.state_dir),
+    }
+    if catalog.user:
+        environ["LAKEHOUSE__CATALOG__USER"] = catalog.user
+    if catalog.password:
+        environ["LAKEHOUSE__CATALOG__PASSWORD"] = catalog.password.get_secret_value()
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    # The pipeline test's trades span under a minute: a chart of one bar is a small PNG.
+    run_notebook(NOTEBOOKS_DIR / "01_quick_look.ipynb", tmp_path, min_chart_bytes=1_000)
+
+
 def test_a_pyiceberg_reader_and_a_spark_reader_see_the_same_snapshot(spark: Any, through: Settings) -> None:
     trades = spark_table_name(through, TRADES)
     newest = spark.sql(

@@ -116,6 +116,12 @@ def test_notebook_runs_end_to_end_and_saves_non_empty_charts(
 ) -> None:
     for name, value in lakehouse_environ.items():
         monkeypatch.setenv(name, value)
+    run_notebook(path, tmp_path)
+
+
+def run_notebook(path: Path, tmp_path: Path, min_chart_bytes: int = 5_000) -> None:
+    """Run ``path`` in a fresh kernel (this process's environment: its LAKEHOUSE__* settings) with
+    charts going under ``tmp_path``; fail on any cell error or a chart it did not save."""
     notebook = nbformat.read(path, as_version=4)
     expected_charts = charts_saved_by(notebook)
     assert expected_charts, f"{path.name} saves no chart"
@@ -133,7 +139,7 @@ def test_notebook_runs_end_to_end_and_saves_non_empty_charts(
     for name in expected_charts:
         chart = output / name
         assert chart.exists(), f"{path.name} did not save {name}"
-        assert chart.stat().st_size > 5_000, f"{name} is suspiciously small"
+        assert chart.stat().st_size > min_chart_bytes, f"{name} is suspiciously small"
         assert chart.read_bytes()[:8] == PNG_SIGNATURE
     errors = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
