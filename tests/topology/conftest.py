@@ -27,7 +27,7 @@ from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
 from lakehouse.tables import TRADES
 from producers.kafka_sink import KafkaSink, SinkConfig
 
-JOB_TIMEOUT_S = 240
+JOB_TIMEOUT_S = 480  # a cluster job's first micro-batch took up to 400 s at a load average of 40-118
 BASE_MS = 1_767_261_600_000  # 2026-01-01T10:00:00Z
 
 
