@@ -6,7 +6,8 @@
 # JOB is a module name in jobs/ (raw_trades, bars, vendor_bars, feed_events, source_rejects,
 # pipeline, maintenance, rebuild_bars, bigquery_sync). Spark options (--master, --conf,
 # --driver-memory, ...) pass straight to spark-submit; the default master is local[*]. The jobs
-# read their own settings from conf/lakehouse.toml and LAKEHOUSE__* environment variables.
+# read their own settings from conf/lakehouse.toml (or --config FILE) and LAKEHOUSE__* environment
+# variables.
 #
 # On a cluster (Dataproc, YARN, Kubernetes): ./spark-submit.sh --master yarn JOB. The project's
 # Python packages ship as a zip with --py-files; the driver needs `pip install .` (pydantic,

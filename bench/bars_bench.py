@@ -13,7 +13,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 
-from jobs.bars import start_bars_query
+from lakehouse.bars_stream import start_bars_query
 from lakehouse.catalog import spark_table_name
 from lakehouse.settings import load_settings
 from lakehouse.spark import build_spark_session, ensure_tables

@@ -4,7 +4,7 @@ Writes ``--trades`` synthetic trades for one trading day (6.5 h, ``--symbols`` s
 ``trades`` table, then, after one warm-up round (JIT, page cache; printed, not counted), ``--repeats``
 times each, computes the same bars:
 
-* Spark batch: the bars of ``jobs.rebuild_bars`` (``bars_of_days``: ``eligible_trades`` +
+* Spark batch: the bars of ``lakehouse.bars_rebuild`` (``bars_of_days``: ``eligible_trades`` +
   ``bars_from_trades``, the library code the streaming bars job uses) over the Iceberg table, written
   to Parquet;
 * DuckDB: the same bar maths in SQL over the same Parquet data files (listed by pyiceberg's
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     import duckdb
 
     from bench.bars_bench import synthetic_trades
-    from jobs.rebuild_bars import bars_of_days, rebuild_days
+    from lakehouse.bars_rebuild import bars_of_days, rebuild_days
 
     with tempfile.TemporaryDirectory(prefix="bench-backfill-", ignore_cleanup_errors=True) as state:
         settings = lakehouse_settings(state)
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         assert report.bars_written == spark_sum[0], (report, spark_sum)
         s, d = median(spark_times), median(duck_times)
         print(f"bars: {spark_sum[0]:,} (both engines agree on count, volume, trade count, open, close)")
-        print(f"Spark batch (jobs.rebuild_bars' bars over Iceberg): median {s:.2f} s of {args.repeats} "
+        print(f"Spark batch (lakehouse.bars_rebuild's bars over Iceberg): median {s:.2f} s of {args.repeats} "
               f"({args.trades / s:,.0f} trades/s)")
         print(f"DuckDB 2 threads (same maths over the same files): median {d:.2f} s ({args.trades / d:,.0f} trades/s)")
         print(f"the job end to end (the day's bars replaced in bars_1m, one commit): {job_seconds:.2f} s")

@@ -193,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from pyspark.sql import functions as F
 
-    from jobs import raw_trades
-    from jobs.bars import start_bars_query
+    from lakehouse import raw_trades_stream
+    from lakehouse.bars_stream import start_bars_query
     from lakehouse.streaming import in_own_pool
 
     with (
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.history:
             seed_history(spark, settings, args.history)
         bars_settings = settings.with_streaming(trigger_seconds=args.bars_trigger)
-        queries = [in_own_pool(spark, "raw_trades", lambda: raw_trades.start(spark, settings))]
+        queries = [in_own_pool(spark, "raw_trades", lambda: raw_trades_stream.start(spark, settings))]
         if not args.raw_only:
             queries.append(in_own_pool(spark, "bars", lambda: start_bars_query(spark, bars_settings)))
         catalog = load_catalog(settings)

@@ -41,7 +41,8 @@ from bench.common import (
     publish_with_spark,
     trade_messages,
 )
-from jobs import bars, raw_trades
+from lakehouse import raw_trades_stream
+from lakehouse.bars_stream import start_bars_query
 from lakehouse.catalog import spark_table_name
 from lakehouse.local.kafka_broker import ensure_topics
 from lakehouse.maintenance import (
@@ -108,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         publish_with_spark(spark, trade_messages(spark, args.closed_day_trades, args.symbols,
                                                  int(closed_day.timestamp() * 1000), 6 * 3600 * 1000, "closed"),
                            broker.bootstrap_servers, topic)
-        queries = [in_own_pool(spark, "raw_trades", lambda: raw_trades.start(spark, settings)),
-                   in_own_pool(spark, "bars", lambda: bars.start_bars_query(spark, settings))]
+        queries = [in_own_pool(spark, "raw_trades", lambda: raw_trades_stream.start(spark, settings)),
+                   in_own_pool(spark, "bars", lambda: start_bars_query(spark, settings))]
         trades_table = spark_table_name(settings, TRADES)
         while spark.table(trades_table).count() < args.closed_day_trades:
             time.sleep(2)

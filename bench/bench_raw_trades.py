@@ -6,7 +6,7 @@ One run, one Spark session, one fresh KRaft broker:
    by Spark's own Kafka sink);
 2. the engine ceiling: the rate source -> the same JSON -> ``from_json`` -> Parquet partitioned by
    symbol, in ``--ceiling-batch``-row micro-batches (no Kafka, no dedupe, no Iceberg);
-3. the raw-trades job itself (``jobs.raw_trades.start``, unchanged) from the earliest offset with
+3. the raw-trades job itself (``lakehouse.raw_trades_stream.start``, unchanged) from the earliest offset with
    ``maxOffsetsPerTrigger`` = each of ``--batch-sizes`` until it has caught up, on a fresh table and
    checkpoint each time; sustained trades/s = rows / summed batch time, first batch excluded; each
    size runs twice, with the model judging every message (the job as shipped) and with the
@@ -100,11 +100,11 @@ def fresh_tables(spark, settings: Settings) -> None:
 def run_raw_job(spark, settings: Settings, run: str, stop_after_batches: int | None = None,
                 parse=None) -> list[dict]:
     """Start the raw-trades job on a fresh table and checkpoint; return its progress reports."""
-    from jobs import raw_trades
+    from lakehouse import raw_trades_stream
 
     settings = settings.with_streaming(checkpoint_dir=f"{settings.streaming.checkpoint_dir}/{run}")
     fresh_tables(spark, settings)
-    query = raw_trades.start(spark, settings, parse)
+    query = raw_trades_stream.start(spark, settings, parse)
     try:
         if stop_after_batches is None:
             query.processAllAvailable()

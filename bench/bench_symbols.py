@@ -7,7 +7,7 @@ than one in 4,000), at the same total number of trades for every point. Per poin
 
 1. throughput: ``--messages`` Trade messages pre-loaded (each symbol's trades spread evenly over
    one hour of one closed day, in event-time order per symbol, as a live feed keyed by symbol
-   delivers them), then the raw-trades job (``jobs.raw_trades.start``, unchanged) from the earliest
+   delivers them), then the raw-trades job (``lakehouse.raw_trades_stream.start``, unchanged) from the earliest
    offset in ``--batch``-row micro-batches on a fresh table; sustained trades/s = rows / summed
    batch time, first batch left out; data files and seconds per commit;
 2. commit time: the newest commit's data files appended again, by Iceberg's Java API, to a copy of

@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                            broker.bootstrap_servers, topic)
         from pyspark.sql import functions as F
 
-        from jobs.raw_trades import RawTradesWriter
         from lakehouse.messages import Trade
         from lakehouse.parsing import REJECT_REASON, MessageParser
+        from lakehouse.raw_trades_stream import RawTradesWriter
         from lakehouse.trades import TradeRows
 
         sizes = {row["partition"]: row["count"] for row in spark.read.format("kafka")

@@ -87,7 +87,7 @@ BENCHMARKS = [
               quick_args=["--backlog", "100000", "--max-offsets", "50000", "--seconds", "40", "--warmup", "10",
                           "--default-seconds", "0", "--kill-backlog", "40000"]),
     Benchmark("backfill", "bench.bench_backfill",
-              "1-minute bars for a day of trades from the raw table: the bars of `jobs.rebuild_bars` (Spark "
+              "1-minute bars for a day of trades from the raw table: the bars of `lakehouse.bars_rebuild` (Spark "
               "batch, `lakehouse.bars`) vs DuckDB over the same Parquet files.",
               "Spark within 2x of DuckDB", quick_args=["--trades", "1000000", "--repeats", "2"]),
     Benchmark("dashboard", "bench.bench_dashboard",

@@ -1,27 +1,21 @@
-"""Feed events: Kafka feed-events topic (gaps producers recorded) -> Iceberg ``feed_events``."""
+"""Feed events: Kafka feed-events topic (gaps producers recorded) -> Iceberg ``feed_events``.
+
+The job is wiring: the stream is defined in ``lakehouse.keyed_topics`` and run by
+``lakehouse.keyed_topic_job``.
+
+    python -m jobs.feed_events     # settings from conf/lakehouse.toml + LAKEHOUSE__* env
+"""
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Sequence
 
 from lakehouse import keyed_topic_job
-from lakehouse.messages import FeedEvent
-from lakehouse.tables import FEED_EVENTS
-from lakehouse.vendor_feeds import feed_event_rows
-
-JOB = keyed_topic_job.KeyedTopicJob(
-    name="feed_events",
-    model=FeedEvent,
-    table=FEED_EVENTS,
-    to_rows=feed_event_rows,
-    topic=lambda settings: settings.kafka.feed_events_topic,
-    order_by="end_time",
-)
+from lakehouse.keyed_topics import FEED_EVENTS_STREAM
 
 
-# The shared shape of a keyed-topic job, bound to this one (``start(spark, settings)``, ``main(argv)``).
-start = partial(keyed_topic_job.start, JOB)
-main = partial(keyed_topic_job.main, JOB, __doc__)
+def main(argv: Sequence[str] | None = None) -> int:
+    return keyed_topic_job.main(FEED_EVENTS_STREAM, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,22 @@
 """The whole streaming pipeline in one Spark application: raw trades, 1-minute bars, vendor bars,
 feed events and producers' rejects. One driver instead of five saves memory on a small machine;
-on a cluster each job can equally run on its own (./spark-submit.sh raw_trades, bars, ...)."""
+on a cluster each job can equally run on its own (./spark-submit.sh raw_trades, bars, ...).
+
+The job is wiring; the streams live in ``lakehouse.raw_trades_stream``, ``lakehouse.bars_stream``
+and ``lakehouse.keyed_topics``.
+
+    python -m jobs.pipeline        # settings from conf/lakehouse.toml + LAKEHOUSE__* env
+"""
 
 from __future__ import annotations
 
-import argparse
 import logging
+from collections.abc import Sequence
 
-from jobs import bars, feed_events, raw_trades, source_rejects, vendor_bars
+from lakehouse import keyed_topic_job, raw_trades_stream
+from lakehouse.bars_stream import start_bars_query
+from lakehouse.job_args import job_parser
+from lakehouse.keyed_topics import FEED_EVENTS_STREAM, SOURCE_REJECTS_STREAM, VENDOR_BARS_STREAM
 from lakehouse.logs import configure_logging
 from lakehouse.ops.stream_metrics import start_stream_metrics
 from lakehouse.settings import load_settings
@@ -15,28 +24,28 @@ from lakehouse.shutdown import StopRequest
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.streaming import in_own_pool, run_until_stopped
 
-log = logging.getLogger("pipeline")
+JOB_NAME = "pipeline"
+log = logging.getLogger(JOB_NAME)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argparse.ArgumentParser(description=__doc__.replace("\n", " ")).parse_args(argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    args = job_parser(JOB_NAME, __doc__.split("\n\n")[0]).parse_args(argv)
     configure_logging()
-    settings = load_settings()
-    stop = StopRequest("pipeline").install()  # a signal while the queries start is served too
-    spark = build_spark_session(settings, "pipeline")
+    settings = load_settings(args.config)
+    stop = StopRequest(JOB_NAME).install()  # a signal while the queries start is served too
+    spark = build_spark_session(settings, JOB_NAME)
     try:
         ensure_tables(spark, settings)
         start_stream_metrics(spark, settings.metrics.streaming_port)  # ops hook: Prometheus, 0 = off
-        starts = {
-            "raw_trades": lambda: raw_trades.start(spark, settings),
-            "bars": lambda: bars.start_bars_query(spark, settings),
-            "vendor_bars": lambda: vendor_bars.start(spark, settings),
-            "feed_events": lambda: feed_events.start(spark, settings),
-            "source_rejects": lambda: source_rejects.start(spark, settings),
+        starts = {  # the pool of each query (``in_own_pool``) is named after it
+            "raw_trades": lambda: raw_trades_stream.start(spark, settings),
+            "bars": lambda: start_bars_query(spark, settings),
+            **{stream.name: (lambda s=stream: keyed_topic_job.start(s, spark, settings))
+               for stream in (VENDOR_BARS_STREAM, FEED_EVENTS_STREAM, SOURCE_REJECTS_STREAM)},
         }
         queries = [in_own_pool(spark, pool, start) for pool, start in starts.items()]
         log.info("pipeline running: %s", ", ".join(q.name for q in queries))
-        run_until_stopped(queries, "pipeline", stop=stop)
+        run_until_stopped(queries, JOB_NAME, stop=stop)
     finally:
         spark.stop()
     return 0

@@ -1,29 +1,22 @@
 """Source rejects: the producers' quarantine topic (frames a source sent that could not become a
-message) -> Iceberg ``quarantine``, beside the jobs' own rejects, so every reject is in one table."""
+message) -> Iceberg ``quarantine``, beside the jobs' own rejects.
+
+The job is wiring: the stream is defined in ``lakehouse.keyed_topics`` and run by
+``lakehouse.keyed_topic_job``.
+
+    python -m jobs.source_rejects     # settings from conf/lakehouse.toml + LAKEHOUSE__* env
+"""
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Sequence
 
 from lakehouse import keyed_topic_job
-from lakehouse.messages import QuarantinedInput
-from lakehouse.tables import QUARANTINE
-from lakehouse.vendor_feeds import source_reject_rows
-
-JOB = keyed_topic_job.KeyedTopicJob(
-    name="source_rejects",
-    model=QuarantinedInput,
-    table=QUARANTINE,
-    to_rows=source_reject_rows,
-    topic=lambda settings: settings.kafka.quarantine_topic,
-    order_by="kafka_offset",
-    append_only=True,
-)
+from lakehouse.keyed_topics import SOURCE_REJECTS_STREAM
 
 
-# The shared shape of a keyed-topic job, bound to this one (``start(spark, settings)``, ``main(argv)``).
-start = partial(keyed_topic_job.start, JOB)
-main = partial(keyed_topic_job.main, JOB, __doc__)
+def main(argv: Sequence[str] | None = None) -> int:
+    return keyed_topic_job.main(SOURCE_REJECTS_STREAM, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

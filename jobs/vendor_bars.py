@@ -1,28 +1,22 @@
 """Vendor bars: Kafka vendor-bars topic -> Iceberg ``vendor_bars``, upserted on
-(source, symbol, interval, bar_start); rejects -> ``quarantine``."""
+(source, symbol, interval, bar_start); rejects -> ``quarantine``.
+
+The job is wiring: the stream is defined in ``lakehouse.keyed_topics`` and run by
+``lakehouse.keyed_topic_job``.
+
+    python -m jobs.vendor_bars     # settings from conf/lakehouse.toml + LAKEHOUSE__* env
+"""
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Sequence
 
 from lakehouse import keyed_topic_job
-from lakehouse.messages import VendorBar
-from lakehouse.tables import VENDOR_BARS
-from lakehouse.vendor_feeds import vendor_bar_rows
-
-JOB = keyed_topic_job.KeyedTopicJob(
-    name="vendor_bars",
-    model=VendorBar,
-    table=VENDOR_BARS,
-    to_rows=vendor_bar_rows,
-    topic=lambda settings: settings.kafka.vendor_bars_topic,
-    order_by="received_time",
-)
+from lakehouse.keyed_topics import VENDOR_BARS_STREAM
 
 
-# The shared shape of a keyed-topic job, bound to this one (``start(spark, settings)``, ``main(argv)``).
-start = partial(keyed_topic_job.start, JOB)
-main = partial(keyed_topic_job.main, JOB, __doc__)
+def main(argv: Sequence[str] | None = None) -> int:
+    return keyed_topic_job.main(VENDOR_BARS_STREAM, __doc__.split("\n\n")[0], argv)
 
 
 if __name__ == "__main__":

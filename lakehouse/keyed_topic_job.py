@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -82,18 +82,17 @@ def start(job: KeyedTopicJob, spark: SparkSession, settings: Settings) -> Stream
     )
 
 
-def main(job: KeyedTopicJob, description: str, argv: list[str] | None = None) -> int:
-    """The command line every keyed-topic job shares: ``--help``, then run until SIGTERM."""
-    import argparse
-
+def main(job: KeyedTopicJob, description: str, argv: Sequence[str] | None = None) -> int:
+    """The command line every keyed-topic job shares: ``--help``, ``--config``, then run until SIGTERM."""
+    from lakehouse.job_args import job_parser
     from lakehouse.logs import configure_logging
     from lakehouse.settings import load_settings
     from lakehouse.spark import build_spark_session
     from lakehouse.streaming import run_until_stopped
 
-    argparse.ArgumentParser(prog=f"jobs.{job.name}", description=description.replace("\n", " ")).parse_args(argv)
+    args = job_parser(job.name, description).parse_args(argv)
     configure_logging()
-    settings = load_settings()
+    settings = load_settings(args.config)
     spark = build_spark_session(settings, job.name)
     try:
         run_until_stopped([start(job, spark, settings)], job.name)

@@ -281,3 +281,13 @@ def create_table_ddl(table: TableDef, qualified_name: str) -> str:
         f"COMMENT '{table.doc.replace(chr(39), '')}'\n"
         f"TBLPROPERTIES ({props})"
     )
+
+
+def tables_named(names: Sequence[str]) -> list[TableDef]:
+    """The tables of ``names`` (blanks ignored), in that order; ``ValueError`` naming any unknown one."""
+    by_name = {table.name: table for table in ALL_TABLES}
+    wanted = [name.strip() for name in names if name.strip()]
+    unknown = sorted(set(wanted) - set(by_name))
+    if unknown:
+        raise ValueError(f"unknown tables {unknown}; known: {sorted(by_name)}")
+    return [by_name[name] for name in wanted]

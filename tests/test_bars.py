@@ -22,9 +22,9 @@ import pyarrow as pa
 import pytest
 from pyiceberg.schema import Schema
 
-from jobs.bars import checkpoint_location, start_bars_query
-from jobs.rebuild_bars import open_days, rebuild_days
 from lakehouse import bars
+from lakehouse.bars_rebuild import open_days, rebuild_days
+from lakehouse.bars_stream import checkpoint_location, start_bars_query
 from lakehouse.catalog import spark_table_name
 from lakehouse.conditions import bar_eligible_column, is_bar_eligible
 from lakehouse.maintenance import MaintenancePolicy, maintain
@@ -622,7 +622,7 @@ def test_windows_met_after_tracking_began_are_built_from_their_batches_alone(
     # From the first window after every stored trade on, a window's first trades are all there is.
     settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_tracked")
     symbols = ("AAPL", "MSFT")
-    caplog.set_level(logging.INFO, logger="jobs.bars")
+    caplog.set_level(logging.INFO, logger="bars")
     query = start(bars_spark, settings)
     try:
         raw.append([trade(f"a{s}{sym}", sym, T0 + timedelta(seconds=s), 10.0) for s in (5, 50) for sym in symbols])

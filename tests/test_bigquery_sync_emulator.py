@@ -20,7 +20,7 @@ import pyarrow as pa
 import pytest
 from google.cloud import bigquery
 
-from jobs import bigquery_sync
+from lakehouse import bigquery_sync
 from lakehouse.bigquery import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Action, metadata_uri_in
 from lakehouse.catalog import load_catalog, table_identifier
 from lakehouse.local import bigquery_emulator

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from jobs import bigquery_sync
+from lakehouse import bigquery_sync
 from lakehouse.bigquery import Action
 from lakehouse.catalog import load_catalog, table_identifier
 from lakehouse.settings import Settings, load_settings

@@ -127,8 +127,8 @@ def messages(trades: list) -> list[tuple[bytes, bytes]]:
 def test_raw_trades_then_bars_store_every_trade_once_and_exact_bars_through_the_catalog(
     spark: Any, through: Settings, kafka_broker
 ) -> None:
-    from jobs import raw_trades
-    from jobs.bars import start_bars_query
+    from lakehouse import raw_trades_stream
+    from lakehouse.bars_stream import start_bars_query
 
     kind = through.catalog.type
     symbols = pipeline_symbols(through)
@@ -137,7 +137,7 @@ def test_raw_trades_then_bars_store_every_trade_once_and_exact_bars_through_the_
     publish(kafka_broker.bootstrap_servers, topic, messages(sent) + messages(sent[:200]))  # 200 re-sent
     settings = through.model_copy(update={"kafka": through.kafka.model_copy(update={"trades_topic": topic})})
 
-    query = raw_trades.start(spark, settings)
+    query = raw_trades_stream.start(spark, settings)
     try:
         query.processAllAvailable()
     finally:
@@ -205,7 +205,7 @@ def restart_catalog_server(kind: str, request: pytest.FixtureRequest, down_secon
 def test_the_catalog_server_restarted_mid_stream_loses_and_duplicates_nothing(
     spark: Any, through: Settings, kafka_broker, request: pytest.FixtureRequest
 ) -> None:
-    from jobs import raw_trades
+    from lakehouse import raw_trades_stream
 
     kind = through.catalog.type
     symbols = (f"R{kind.upper()}A", f"R{kind.upper()}B", f"R{kind.upper()}C")
@@ -217,7 +217,7 @@ def test_the_catalog_server_restarted_mid_stream_loses_and_duplicates_nothing(
                       checkpoint_dir=f"{through.streaming.checkpoint_dir}/restart")
     acknowledged = publish(kafka_broker.bootstrap_servers, topic, messages(sent[:2000]))
 
-    query = raw_trades.start(spark, settings)
+    query = raw_trades_stream.start(spark, settings)
     failures: list[str] = []
     try:
         deadline = time.monotonic() + 120
@@ -232,7 +232,7 @@ def test_the_catalog_server_restarted_mid_stream_loses_and_duplicates_nothing(
             assert time.monotonic() < deadline, f"not all stored within 240 s; failures: {failures}"
             if not query.isActive:  # it failed while the catalog was down: start it again, as an operator would
                 failures.append(root_cause(query.exception()))
-                query = raw_trades.start(spark, settings)
+                query = raw_trades_stream.start(spark, settings)
             time.sleep(1)
         query.processAllAvailable()
     finally:
@@ -251,8 +251,8 @@ def test_the_catalog_server_restarted_mid_stream_loses_and_duplicates_nothing(
 def test_rebuild_maintenance_and_the_bigquery_sync_run_through_the_catalog(
     spark: Any, through: Settings, bigquery: Any
 ) -> None:
-    from jobs import bigquery_sync
-    from jobs.rebuild_bars import rebuild_days
+    from lakehouse import bigquery_sync
+    from lakehouse.bars_rebuild import rebuild_days
     from lakehouse.bigquery import Action, metadata_uri_in
 
     day = datetime.fromtimestamp(trade("X", 0).event_time_ms / 1000, UTC).date()

@@ -135,7 +135,7 @@ def test_producers_canonical_messages_take_the_fast_path() -> None:
 def test_hostile_trades_through_the_raw_trades_job_on_kafka_are_stored_or_quarantined_as_the_model_says(
     spark, settings_for_hostile, kafka_broker, rng
 ) -> None:
-    from jobs import raw_trades
+    from lakehouse import raw_trades_stream
 
     # The bulk differential check is the parser-alone one above; this sample proves the job on Kafka
     # stores and quarantines by the same verdicts, which every family of hostile message shows.
@@ -144,7 +144,7 @@ def test_hostile_trades_through_the_raw_trades_job_on_kafka_are_stored_or_quaran
     topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.trades_topic, partitions=1)
     publish(kafka_broker.bootstrap_servers, topic, [(b"HOST", raw) for raw in corpus])
 
-    query = raw_trades.start(spark, settings)
+    query = raw_trades_stream.start(spark, settings)
     query.processAllAvailable()
     query.stop()
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from jobs import bigquery_sync
+from lakehouse import bigquery_sync
 from lakehouse.bigquery import Action
 from lakehouse.catalog import load_catalog, table_identifier
 from lakehouse.local import bigquery_emulator, gcs_emulator
@@ -93,7 +93,7 @@ def rows(settings: Settings, table: Any) -> list[dict[str, Any]]:
 
 def started_line(job: str) -> str:
     """What each job logs once its tables exist and its query starts."""
-    return {"raw_trades": "INFO raw_trades: reading Kafka topic", "bars": "INFO jobs.bars: "}[job]
+    return {"raw_trades": "INFO raw_trades: reading Kafka topic", "bars": "INFO bars: "}[job]
 
 
 def run_job_until(job: str, env: dict[str, str], log_file: Path, done: Any) -> None:

@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from jobs import raw_trades
-from jobs.bars import start_bars_query
-from jobs.rebuild_bars import rebuild_days
+from lakehouse import raw_trades_stream
+from lakehouse.bars_rebuild import rebuild_days
+from lakehouse.bars_stream import start_bars_query
 from lakehouse.catalog import spark_table_name
 from lakehouse.maintenance import (
     FileStats,
@@ -132,7 +132,7 @@ def run_beside_streams(spark: Any, base: Settings, kafka_broker: Any, name: str,
     producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap_servers, acks="all", linger_ms=5)
     source = TradeSource()
     trades_table = spark_table_name(settings, TRADES)
-    queries = [raw_trades.start(spark, settings), start_bars_query(spark, settings)]
+    queries = [raw_trades_stream.start(spark, settings), start_bars_query(spark, settings)]
     stop = StopRequest(f"maintenance beside {name}")
     counters = MaintenanceCounters()
     maintenance: threading.Thread | None = None

@@ -118,10 +118,10 @@ def test_the_raw_trades_stream_exports_rows_batches_lag_and_the_newest_committed
     port = free_port()
     stream_metrics.listen_for_progress(spark)
     stop_server = serve_metrics(port, "streaming")
-    from jobs import raw_trades
+    from lakehouse import raw_trades_stream
 
     publish(kafka_broker.bootstrap_servers, topic, trades_now(120, "METR"))
-    query = raw_trades.start(spark, stream_settings)
+    query = raw_trades_stream.start(spark, stream_settings)
     rows = "lakehouse_stream_input_rows_total"
     try:
         query.processAllAvailable()

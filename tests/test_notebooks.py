@@ -49,7 +49,9 @@ def populate_lakehouse(settings: Settings, bootstrap_servers: str, spark) -> dic
     through Kafka and the raw-trades and bars jobs, with re-sent duplicates, malformed messages,
     trades that arrive after their bar closed, vnstock vendor bars and a producer gap.
     """
-    from jobs import bars, feed_events, raw_trades, vendor_bars
+    from lakehouse import keyed_topic_job, raw_trades_stream
+    from lakehouse.bars_stream import start_bars_query
+    from lakehouse.keyed_topics import FEED_EVENTS_STREAM, VENDOR_BARS_STREAM
 
     trades = [as_message(row) for row in synthetic.synthetic_trades(PIPELINE_SYMBOLS, trades_per_minute=5).itertuples()]
     on_time, late = trades[LATE_TRADES:], trades[:LATE_TRADES]  # the session's first trades come last
@@ -71,8 +73,9 @@ def populate_lakehouse(settings: Settings, bootstrap_servers: str, spark) -> dic
                     end_ms=opened + 47 * 60_000 + 95_000, reason="websocket closed by server (1006)")
     publish(bootstrap_servers, k.feed_events_topic, [(gap.key(), gap.to_json_bytes())])
 
-    queries = [raw_trades.start(spark, settings), bars.start_bars_query(spark, settings),
-               vendor_bars.start(spark, settings), feed_events.start(spark, settings)]
+    queries = [raw_trades_stream.start(spark, settings), start_bars_query(spark, settings),
+               keyed_topic_job.start(VENDOR_BARS_STREAM, spark, settings),
+               keyed_topic_job.start(FEED_EVENTS_STREAM, spark, settings)]
     try:
         for query in queries:
             query.processAllAvailable()

@@ -48,7 +48,7 @@ def stored_rows(settings: Settings, symbols: tuple[str, ...]) -> list[dict]:
 
 
 def test_resent_trades_are_stored_once_and_bad_messages_are_quarantined(spark, settings: Settings, kafka_broker):
-    from jobs import raw_trades
+    from lakehouse import raw_trades_stream
 
     topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.trades_topic, settings.kafka.partitions)
     trades = [trade("DUPE", n) for n in range(300)]
@@ -62,7 +62,7 @@ def test_resent_trades_are_stored_once_and_bad_messages_are_quarantined(spark, s
     ]
     publish(kafka_broker.bootstrap_servers, topic, good[:200] + bad)
 
-    query = raw_trades.start(spark, settings)
+    query = raw_trades_stream.start(spark, settings)
     query.processAllAvailable()
     # The producer re-sends the first 200 (a reconnect replay) and sends the rest, in a later batch.
     publish(kafka_broker.bootstrap_servers, topic, good[:200] + good[200:])
@@ -233,7 +233,7 @@ def test_a_new_checkpoint_rereading_a_stored_topic_in_small_batches_stores_nothi
 ):
     """A writer started on a new checkpoint reads the topic from its start again. Whatever the table
     already holds is checked in every batch that reaches into it, not only in the first."""
-    from jobs import raw_trades
+    from lakehouse import raw_trades_stream
 
     topic = new_topic(kafka_broker.bootstrap_servers, "market.trades.reread", settings.kafka.partitions)
     trades = [trade(symbol, n) for n in range(150) for symbol in ("REA", "REB")]
@@ -242,13 +242,13 @@ def test_a_new_checkpoint_rereading_a_stored_topic_in_small_batches_stores_nothi
         "kafka": settings.kafka.model_copy(update={"trades_topic": topic}),
         "streaming": settings.streaming.model_copy(update={"checkpoint_dir": str(lakehouse_dir / "reread-first")}),
     })
-    query = raw_trades.start(spark, first)
+    query = raw_trades_stream.start(spark, first)
     query.processAllAvailable()
     query.stop()
     assert len(stored_rows(settings, ("REA", "REB"))) == len(trades)
 
     rereading = first.with_streaming(checkpoint_dir=str(lakehouse_dir / "reread-again"), max_offsets_per_trigger=60)
-    query = raw_trades.start(spark, rereading)
+    query = raw_trades_stream.start(spark, rereading)
     query.processAllAvailable()
     batches = [p for p in query.recentProgress if p["numInputRows"]]
     query.stop()
@@ -264,7 +264,7 @@ def test_steady_micro_batches_reuse_their_generated_code_and_stamp_one_ingest_ti
     """A batch shaped like the one before compiles no new code. A per-batch literal in the plan
     (such as the ingest time) is inlined into the code Spark generates: new classes to compile and
     JIT-compile every batch (docs/performance.md#code-generation-and-jit-warm-up)."""
-    from jobs import raw_trades
+    from lakehouse import raw_trades_stream
     from lakehouse.spark import generated_classes_compiled
 
     topic = new_topic(kafka_broker.bootstrap_servers, "market.trades.codegen", settings.kafka.partitions)
@@ -274,7 +274,7 @@ def test_steady_micro_batches_reuse_their_generated_code_and_stamp_one_ingest_ti
     })
     symbols = ("CGA", "CGB")
     started = datetime.now(UTC)
-    query = raw_trades.start(spark, steady)
+    query = raw_trades_stream.start(spark, steady)
     compiled, ingested_by_batch = [], []
     try:
         for batch in range(4):  # each batch later in event time than the one before, as a live feed

@@ -58,13 +58,13 @@ def test_second_start_is_a_noop_and_stop_leaves_no_process(tmp_path: Path) -> No
 
 
 def test_spark_reads_kafka_writes_iceberg_and_pyiceberg_reads_it_back(spark, settings: Settings, kafka_broker) -> None:
-    from jobs import raw_trades
+    from lakehouse import raw_trades_stream
 
     sent = [make_trade(symbol, n) for symbol in ("AAPL", "MSFT", "NVDA") for n in range(50)]
     new_topic(kafka_broker.bootstrap_servers, settings.kafka.trades_topic, partitions=settings.kafka.partitions)
     publish(kafka_broker.bootstrap_servers, settings.kafka.trades_topic, [(t.key(), t.to_json_bytes()) for t in sent])
 
-    query = raw_trades.start(spark, settings)
+    query = raw_trades_stream.start(spark, settings)
     query.processAllAvailable()
     query.stop()
 

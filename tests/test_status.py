@@ -70,11 +70,11 @@ def lines_of(screen: str) -> dict[str, str]:
 
 
 def test_status_is_healthy_while_the_stream_keeps_up_then_stale_when_it_stalls(spark, status_settings, kafka_broker):
-    from jobs import raw_trades
+    from lakehouse import raw_trades_stream
 
     new_topic(kafka_broker.bootstrap_servers, TOPIC, partitions=2)
     publish(kafka_broker.bootstrap_servers, TOPIC, recent_trades(40))
-    query = raw_trades.start(spark, status_settings)
+    query = raw_trades_stream.start(spark, status_settings)
     try:
         query.processAllAvailable()
     finally:

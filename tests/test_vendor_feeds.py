@@ -21,14 +21,15 @@ def bar(symbol: str, day: int, close: float, received_ms: int, interval: BarInte
 
 
 def test_vendor_bars_upsert_on_their_key_and_bad_bars_are_quarantined(spark, settings: Settings, kafka_broker):
-    from jobs import vendor_bars
+    from lakehouse import keyed_topic_job
+    from lakehouse.keyed_topics import VENDOR_BARS_STREAM
 
     topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.vendor_bars_topic, settings.kafka.partitions)
     first = [bar("VCB", day, 100.0 + day, received_ms=BASE_MS + 10 * DAY_MS) for day in range(5)]
     broken = first[0].to_json_bytes().replace(b'"high":110.0', b'"high":50.0')
     publish(kafka_broker.bootstrap_servers, topic, [(b.key(), b.to_json_bytes()) for b in first] + [(b"VCB", broken)])
 
-    query = vendor_bars.start(spark, settings)
+    query = keyed_topic_job.start(VENDOR_BARS_STREAM, spark, settings)
     query.processAllAvailable()
     # The vendor revises day 4's close (an intraday bar finalised later) and re-sends day 0 unchanged.
     revised = bar("VCB", 4, 120.0, received_ms=BASE_MS + 11 * DAY_MS)
@@ -48,14 +49,15 @@ def test_vendor_bars_upsert_on_their_key_and_bad_bars_are_quarantined(spark, set
 
 
 def test_feed_gaps_land_once_even_when_resent(spark, settings: Settings, kafka_broker):
-    from jobs import feed_events
+    from lakehouse import keyed_topic_job
+    from lakehouse.keyed_topics import FEED_EVENTS_STREAM
 
     topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.feed_events_topic, settings.kafka.partitions)
     gap = FeedEvent(source=Source.FINNHUB, kind=FeedEventKind.GAP, start_ms=BASE_MS, end_ms=BASE_MS + 4200,
                     reason="connection closed (1006)")
     publish(kafka_broker.bootstrap_servers, topic, [(gap.key(), gap.to_json_bytes())] * 2)
 
-    query = feed_events.start(spark, settings)
+    query = keyed_topic_job.start(FEED_EVENTS_STREAM, spark, settings)
     query.processAllAvailable()
     query.stop()
 
@@ -67,7 +69,8 @@ def test_feed_gaps_land_once_even_when_resent(spark, settings: Settings, kafka_b
 
 
 def test_frames_a_producer_rejected_land_in_the_quarantine_table(spark, settings: Settings, kafka_broker):
-    from jobs import source_rejects
+    from lakehouse import keyed_topic_job
+    from lakehouse.keyed_topics import SOURCE_REJECTS_STREAM
     from lakehouse.messages import QuarantinedInput
 
     topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.quarantine_topic, settings.kafka.partitions)
@@ -76,7 +79,7 @@ def test_frames_a_producer_rejected_land_in_the_quarantine_table(spark, settings
                               received_time_ms=BASE_MS)
     publish(kafka_broker.bootstrap_servers, topic, [(reject.key(), reject.to_json_bytes())])
 
-    query = source_rejects.start(spark, settings)
+    query = keyed_topic_job.start(SOURCE_REJECTS_STREAM, spark, settings)
     query.processAllAvailable()
     query.processAllAvailable()
     query.stop()
