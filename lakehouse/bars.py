@@ -22,8 +22,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from lakehouse.tables import BARS_1M, LATE_TRADES
+from lakehouse.times import to_epoch_micros
 from lakehouse.trades import SymbolRange
-from lakehouse.watermarks import to_epoch_micros
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame

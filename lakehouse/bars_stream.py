@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from lakehouse import bars, streaming
+from lakehouse.bars_progress import BarsProgress, BarsProgressLog
 from lakehouse.catalog import spark_table_name
 from lakehouse.open_bars import (
     BarKey,
@@ -29,8 +30,8 @@ from lakehouse.open_bars import (
 from lakehouse.ops import stream_metrics
 from lakehouse.settings import Settings
 from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES
+from lakehouse.times import from_epoch_micros, to_epoch_micros
 from lakehouse.trades import trades_in_ranges
-from lakehouse.watermarks import BarsProgress, BarsProgressLog, from_epoch_micros, to_epoch_micros
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Row, SparkSession

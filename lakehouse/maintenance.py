@@ -38,7 +38,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, TypeVar
 
 from lakehouse.tables import Compaction, TableDef
-from lakehouse.watermarks import from_epoch_micros
+from lakehouse.times import from_epoch_micros
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

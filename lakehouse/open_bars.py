@@ -10,7 +10,7 @@ Keeping the open bars lets a micro-batch cost what its own trades cost, instead 
 trade of every window it touches.
 
 Pure: no Spark. The bars job collects partial bars, combines them here and persists the result per
-micro-batch in its checkpoint (``lakehouse.watermarks``) so a replayed batch starts from the same
+micro-batch in its checkpoint (``lakehouse.bars_progress``) so a replayed batch starts from the same
 open bars.
 """
 

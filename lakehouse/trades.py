@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from lakehouse.conditions import bar_eligible_column
 from lakehouse.parsing import PARSED
 from lakehouse.tables import TRADES
-from lakehouse.watermarks import to_epoch_micros
+from lakehouse.times import from_epoch_ms, to_epoch_micros
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -127,10 +127,6 @@ class SymbolRange:
     end: datetime
 
 
-def _utc_ms(epoch_ms: int) -> datetime:
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-
-
 def ranges_to_check(spans: Iterable[SymbolSpan], stored_until_ms: Mapping[str, int]) -> list[SymbolRange]:
     """Where earlier copies of this batch's trades could be stored, symbol by symbol.
 
@@ -147,7 +143,7 @@ def ranges_to_check(spans: Iterable[SymbolSpan], stored_until_ms: Mapping[str, i
             continue
         last = min(span.last_ms, until)
         if span.first_ms <= last:
-            ranges.append(SymbolRange(span.symbol, _utc_ms(span.first_ms), _utc_ms(last) + timedelta(milliseconds=1)))
+            ranges.append(SymbolRange(span.symbol, from_epoch_ms(span.first_ms), from_epoch_ms(last + 1)))
     return ranges
 
 

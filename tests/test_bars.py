@@ -23,6 +23,7 @@ import pytest
 from pyiceberg.schema import Schema
 
 from lakehouse import bars
+from lakehouse.bars_progress import BarsProgressLog
 from lakehouse.bars_rebuild import open_days, rebuild_days
 from lakehouse.bars_stream import checkpoint_location, start_bars_query
 from lakehouse.catalog import spark_table_name
@@ -31,7 +32,6 @@ from lakehouse.maintenance import MaintenancePolicy, maintain
 from lakehouse.settings import Settings, load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES, create_table_ddl, missing_properties, table_properties
-from lakehouse.watermarks import BarsProgressLog
 
 LATENESS_SECONDS = 60
 T0 = datetime(2024, 3, 4, 14, 30, tzinfo=UTC)

@@ -40,7 +40,7 @@ from lakehouse.settings import Settings
 from lakehouse.shutdown import StopRequest
 from lakehouse.spark import ensure_tables
 from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES
-from lakehouse.watermarks import from_epoch_micros
+from lakehouse.times import from_epoch_micros
 from tests.kafka_helpers import new_topic
 from tests.test_bars import reference_bars, stored_bars
 

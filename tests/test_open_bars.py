@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lakehouse.bars_progress import BarsProgress, BarsProgressLog
 from lakehouse.open_bars import (
     OpenBar,
     apply_partials,
@@ -19,7 +20,6 @@ from lakehouse.open_bars import (
     split_by_knowledge,
     still_open,
 )
-from lakehouse.watermarks import BarsProgress, BarsProgressLog
 
 START_US = 1_790_000_040_000_000  # a minute boundary
 MINUTE_US = 60_000_000

@@ -25,9 +25,9 @@ from lakehouse.reading import (
     row_filter,
     synthetic,
 )
-from lakehouse.reading.times import to_utc
 from lakehouse.settings import Settings, load_settings
 from lakehouse.tables import BARS_1M, TRADES
+from lakehouse.times import to_utc
 
 DAY = synthetic.DEMO_DAY
 SYMBOLS = ("AAPL", "MSFT", "NVDA")

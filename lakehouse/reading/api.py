@@ -37,19 +37,22 @@ from pyiceberg.expressions import (
 from lakehouse.catalog import jdbc_uri, load_catalog, table_identifier, warehouse_uri
 from lakehouse.reading.errors import (
     CatalogUnavailableError,
+    EmptyRangeError,
     MissingCatalogError,
     MissingTableError,
     ReadError,
     UnknownSymbolError,
 )
 from lakehouse.reading.rollup import interval_seconds, rollup_bars
-from lakehouse.reading.times import TimeLike, floor_to, time_range, to_utc, utc_now
 from lakehouse.settings import Settings, load_settings
 from lakehouse.tables import BARS_1M, FEED_EVENTS, LATE_TRADES, QUARANTINE, TRADES, VENDOR_BARS, TableDef
+from lakehouse.times import floor_to, to_utc, utc_now
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
+
+    from lakehouse.times import TimeLike
 
 Symbols = str | Sequence[str]
 
@@ -108,6 +111,17 @@ def row_filter(
     if not terms:
         return AlwaysTrue()
     return terms[0] if len(terms) == 1 else And(*terms)
+
+
+def time_range(start: TimeLike, end: TimeLike) -> tuple[datetime, datetime]:
+    """The half-open range ``[start, end)`` in UTC; raise ``EmptyRangeError`` unless start < end."""
+    start_utc, end_utc = to_utc(start), to_utc(end)
+    if start_utc >= end_utc:
+        raise EmptyRangeError(
+            f"empty time range: start {start_utc.isoformat()} is not before end {end_utc.isoformat()} "
+            "(the range is [start, end), UTC)"
+        )
+    return start_utc, end_utc
 
 
 def _optional_range(start: TimeLike | None, end: TimeLike | None) -> tuple[datetime | None, datetime | None]:

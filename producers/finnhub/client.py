@@ -22,7 +22,6 @@ import logging
 import random
 import re
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -31,6 +30,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from lakehouse.messages import FeedEvent, FeedEventKind, Source
+from lakehouse.times import now_ms
 from producers.backoff import Backoff
 from producers.finnhub.parser import newest_event_ms, parse_frame
 from producers.kafka_sink import KafkaSink, SinkClosedError
@@ -58,10 +58,6 @@ class FinnhubTopics:
     trades: str
     feed_events: str
     quarantine: str
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class FinnhubFeed:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from lakehouse.messages import BarInterval, Trade
+from lakehouse.times import now_ms
 from producers.backoff import Backoff
 from producers.kafka_sink import KafkaSink
 from producers.progress import FeedCounters, ProgressLog
@@ -26,10 +26,6 @@ from producers.vnstock_feed.trading_hours import is_trading_time, local_date, se
 from producers.vnstock_feed.watermark import HighWaterMarks
 
 log = logging.getLogger(__name__)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True)

@@ -13,22 +13,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import fsspec
 
 from lakehouse.open_bars import BarKey, OpenBar
+from lakehouse.times import from_epoch_micros, to_epoch_micros
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 KEEP_BATCHES = 100
-
-
-def to_epoch_micros(moment: datetime) -> int:
-    return (moment - EPOCH) // timedelta(microseconds=1)
-
-
-def from_epoch_micros(micros: int) -> datetime:
-    return EPOCH + timedelta(microseconds=micros)
 
 
 @dataclass(frozen=True)

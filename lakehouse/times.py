@@ -1,0 +1,69 @@
+"""Time helpers, in one place: epoch conversions, the clock, and times as analysts type them.
+
+Every instant is a tz-aware UTC ``datetime`` or an integer count since the Unix epoch whose unit is
+in its name (``*_ms`` milliseconds, as the messages carry; ``*_us``/micros, as Iceberg and Spark
+store timestamps). A naive value an analyst types (``"2026-01-05 14:30"``, ``datetime(2026, 1, 5)``)
+is read as UTC, never as the machine's local zone, so a notebook gives the same answer on every
+laptop. Producers import this module too: it imports nothing but the standard library (pandas
+only inside ``to_utc``).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    TimeLike = datetime | date | str | pd.Timestamp
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_epoch_micros(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def from_epoch_micros(micros: int) -> datetime:
+    return EPOCH + timedelta(microseconds=micros)
+
+
+def from_epoch_ms(epoch_ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=epoch_ms)
+
+
+def now_ms() -> int:
+    """The wall clock in epoch milliseconds, the unit of the messages' times."""
+    return time.time_ns() // 1_000_000
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def floor_to(moment: datetime, seconds: int) -> datetime:
+    """Start of the epoch-aligned ``seconds``-long window holding ``moment`` (as the bars are aligned)."""
+    micros = to_epoch_micros(moment)
+    return from_epoch_micros(micros - micros % (seconds * 1_000_000))
+
+
+def to_utc(value: TimeLike) -> datetime:
+    """Parse ``value`` into a tz-aware UTC ``datetime`` (microsecond precision, as Iceberg stores); a
+    naive value is UTC, a value with a zone is converted."""
+    import pandas as pd
+
+    if isinstance(value, str):
+        try:
+            stamp = pd.Timestamp(value)
+        except ValueError as exc:
+            raise ValueError(f"cannot read {value!r} as a time; use ISO 8601, e.g. '2026-01-05 14:30'") from exc
+    elif isinstance(value, datetime | date):
+        stamp = pd.Timestamp(value)
+    else:
+        raise TypeError(f"expected a datetime, date or ISO string, got {type(value).__name__}")
+    if pd.isna(stamp):
+        raise ValueError(f"cannot read {value!r} as a time")
+    stamp = stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+    return stamp.to_pydatetime()
