@@ -21,7 +21,7 @@ from pathlib import Path
 
 from lakehouse.local.processes import free_port, log_tail
 
-__all__ = ["EmulatorError", "EmulatorProcess", "free_port", "log_tail"]
+__all__ = ["EmulatorError", "EmulatorProcess", "free_port", "log_tail", "run_cli"]
 
 RECORD_FILE = "emulator.json"
 LOG_FILE = "emulator.log"
@@ -182,3 +182,25 @@ def running_while(
     finally:
         if not was_running:
             stop_recorded(state_dir.resolve(), stop_timeout_s)
+
+
+# What a CLI command of a local service returns: the line to print, and the exit code if not 0.
+CliResult = str | tuple[str, int]
+
+
+def run_cli(
+    command: str,
+    actions: Mapping[str, Callable[[], CliResult]],
+    errors: tuple[type[Exception], ...] = (EmulatorError,),
+) -> int:
+    """Run one command of a local service's CLI (``start``, ``stop``, ``status``...): print its line
+    and return its exit code; an expected failure (``errors``) is one ``error: ...`` line and exit 1,
+    not a traceback, since the message already says what to do."""
+    try:
+        result = actions[command]()
+    except errors as error:
+        print(f"error: {error}")
+        return 1
+    line, code = result if isinstance(result, tuple) else (result, 0)
+    print(line)
+    return code

@@ -28,10 +28,12 @@ from typing import TYPE_CHECKING
 
 from lakehouse.local._daemon import (
     LOG_FILE,
+    CliResult,
     EmulatorError,
     EmulatorProcess,
     free_port,
     read_record,
+    run_cli,
     running_while,
     spawn,
     stop_recorded,
@@ -226,30 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", default=DEFAULT_PROJECT)
     parser.add_argument("--persistent", action="store_true", help="keep tables under STATE_DIR/data")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "install":
-            print(f"bqemulator ready: {ensure_venv(args.venv_dir)}")
-        elif args.command == "start":
-            emulator = start(args.state_dir, args.port, args.project, args.persistent, args.venv_dir)
-            print(
-                f"bqemulator running: endpoint={emulator.endpoint} grpc_port={emulator.grpc_port} "
-                f"pid={emulator.pid}"
-            )
-        elif args.command == "stop":
-            print("bqemulator stopped" if stop(args.state_dir) else "bqemulator was not running")
-        elif (emulator := status(args.state_dir)) is not None:
-            print(
-                f"bqemulator running: endpoint={emulator.endpoint} grpc_port={emulator.grpc_port} "
-                f"pid={emulator.pid}"
-            )
-        else:
-            print("bqemulator not running")
-            return 3
-    except EmulatorError as error:
-        print(f"error: {error}")
-        return 1
-    return 0
+    def describe(emulator: EmulatorProcess) -> str:
+        return f"bqemulator running: endpoint={emulator.endpoint} grpc_port={emulator.grpc_port} pid={emulator.pid}"
 
+    def show_status() -> CliResult:
+        emulator = status(args.state_dir)
+        return describe(emulator) if emulator is not None else ("bqemulator not running", 3)
+
+    return run_cli(args.command, {
+        "install": lambda: f"bqemulator ready: {ensure_venv(args.venv_dir)}",
+        "start": lambda: describe(start(args.state_dir, args.port, args.project, args.persistent, args.venv_dir)),
+        "stop": lambda: "bqemulator stopped" if stop(args.state_dir) else "bqemulator was not running",
+        "status": show_status,
+    })
 
 if __name__ == "__main__":
     raise SystemExit(main())

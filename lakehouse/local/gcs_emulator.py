@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, Literal
 
 from lakehouse.local._daemon import (
     LOG_FILE,
+    CliResult,
     EmulatorError,
     EmulatorProcess,
     free_port,
     read_record,
+    run_cli,
     running_while,
     spawn,
     stop_recorded,
@@ -127,22 +129,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None, help="default: a free port")
     parser.add_argument("--backend", choices=["memory", "filesystem"], default="memory")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "start":
-            emulator = start(args.state_dir, port=args.port, backend=args.backend)
-            print(f"fake-gcs-server running: endpoint={emulator.endpoint} pid={emulator.pid}")
-        elif args.command == "stop":
-            print("fake-gcs-server stopped" if stop(args.state_dir) else "fake-gcs-server was not running")
-        elif (emulator := status(args.state_dir)) is not None:
-            print(f"fake-gcs-server running: endpoint={emulator.endpoint} pid={emulator.pid}")
-        else:
-            print("fake-gcs-server not running")
-            return 3
-    except EmulatorError as error:
-        print(f"error: {error}")
-        return 1
-    return 0
+    def describe(emulator: EmulatorProcess) -> str:
+        return f"fake-gcs-server running: endpoint={emulator.endpoint} pid={emulator.pid}"
 
+    def show_status() -> CliResult:
+        emulator = status(args.state_dir)
+        return describe(emulator) if emulator is not None else ("fake-gcs-server not running", 3)
+
+    return run_cli(args.command, {
+        "start": lambda: describe(start(args.state_dir, port=args.port, backend=args.backend)),
+        "stop": lambda: "fake-gcs-server stopped" if stop(args.state_dir) else "fake-gcs-server was not running",
+        "status": show_status,
+    })
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -35,6 +35,7 @@ import urllib.request
 from pathlib import Path
 
 from lakehouse.catalog import warehouse_uri
+from lakehouse.local._daemon import CliResult, run_cli
 from lakehouse.local.processes import log_tail, port_open, read_pid, stop_pid, wait_until
 from lakehouse.logs import configure_logging
 from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
@@ -213,22 +214,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.backing_jdbc_uri:
         server.backing_user = settings.catalog.user
         server.backing_password = settings.catalog.password.get_secret_value() if settings.catalog.password else None
-    try:
-        if args.command == "start":
-            server.start()
-            print(f"REST catalog running: catalog.type=rest catalog.uri={server.uri} warehouse={server.warehouse}")
-        elif args.command == "stop":
-            server.stop()
-            print("REST catalog stopped")
-        else:
-            running = server.is_running()
-            print(f"REST catalog {'running at ' + server.uri if running else 'not running'}")
-            return 0 if running else 1
-    except RestCatalogError as error:
-        print(f"error: {error}")
-        return 1
-    return 0
+    def start_server() -> str:
+        server.start()
+        return f"REST catalog running: catalog.type=rest catalog.uri={server.uri} warehouse={server.warehouse}"
 
+    def stop_server() -> str:
+        server.stop()
+        return "REST catalog stopped"
+
+    def show_status() -> CliResult:
+        return f"REST catalog running at {server.uri}" if server.is_running() else ("REST catalog not running", 1)
+
+    return run_cli(args.command, {"start": start_server, "stop": stop_server, "status": show_status},
+                   errors=(RestCatalogError,))
 
 if __name__ == "__main__":
     sys.exit(main())

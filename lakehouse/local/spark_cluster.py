@@ -34,6 +34,7 @@ from lakehouse.local._daemon import (
     free_port,
     log_tail,
     read_record,
+    run_cli,
     spawn,
     stop_recorded,
     wait_until_answers,
@@ -219,22 +220,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
     cluster = LocalSparkCluster(args.state_dir, args.port, args.workers)
-    started = time.monotonic()
-    try:
-        if args.command == "start":
-            cluster.start()
-            print(f"{cluster.describe()} (started in {time.monotonic() - started:.1f} s)")
-        elif args.command == "stop":
-            cluster.stop()
-            print("Spark cluster stopped")
-        else:
-            print(cluster.describe())
-            return 0 if cluster.alive_workers() == cluster.workers else 3
-    except EmulatorError as error:
-        print(f"error: {error}")
-        return 1
-    return 0
+    def start_cluster() -> str:
+        started = time.monotonic()
+        cluster.start()
+        return f"{cluster.describe()} (started in {time.monotonic() - started:.1f} s)"
 
+    def stop_cluster() -> str:
+        cluster.stop()
+        return "Spark cluster stopped"
+
+    return run_cli(args.command, {
+        "start": start_cluster,
+        "stop": stop_cluster,
+        "status": lambda: (cluster.describe(), 0 if cluster.alive_workers() == cluster.workers else 3),
+    })
 
 if __name__ == "__main__":
     raise SystemExit(main())
