@@ -21,7 +21,7 @@ from pathlib import Path
 
 from lakehouse.local.processes import free_port, log_tail
 
-__all__ = ["EmulatorError", "EmulatorProcess", "free_port", "log_tail", "run_cli"]
+__all__ = ["EmulatorError", "EmulatorProcess", "emulator_actions", "free_port", "log_tail", "run_cli"]
 
 RECORD_FILE = "emulator.json"
 LOG_FILE = "emulator.log"
@@ -204,3 +204,24 @@ def run_cli(
     line, code = result if isinstance(result, tuple) else (result, 0)
     print(line)
     return code
+
+
+def emulator_actions(
+    name: str,
+    describe: Callable[[EmulatorProcess], str],
+    start: Callable[[], EmulatorProcess],
+    stop: Callable[[], bool],
+    status: Callable[[], EmulatorProcess | None],
+) -> dict[str, Callable[[], CliResult]]:
+    """``start``, ``stop`` and ``status`` of an emulator found by its record, for ``run_cli``; a
+    status of an emulator that is not running exits 3."""
+
+    def show_status() -> CliResult:
+        emulator = status()
+        return describe(emulator) if emulator is not None else (f"{name} not running", 3)
+
+    return {
+        "start": lambda: describe(start()),
+        "stop": lambda: f"{name} stopped" if stop() else f"{name} was not running",
+        "status": show_status,
+    }

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 
 from lakehouse.local._daemon import (
     LOG_FILE,
-    CliResult,
     EmulatorError,
     EmulatorProcess,
+    emulator_actions,
     free_port,
     read_record,
     run_cli,
@@ -231,15 +231,14 @@ def main(argv: list[str] | None = None) -> int:
     def describe(emulator: EmulatorProcess) -> str:
         return f"bqemulator running: endpoint={emulator.endpoint} grpc_port={emulator.grpc_port} pid={emulator.pid}"
 
-    def show_status() -> CliResult:
-        emulator = status(args.state_dir)
-        return describe(emulator) if emulator is not None else ("bqemulator not running", 3)
-
     return run_cli(args.command, {
         "install": lambda: f"bqemulator ready: {ensure_venv(args.venv_dir)}",
-        "start": lambda: describe(start(args.state_dir, args.port, args.project, args.persistent, args.venv_dir)),
-        "stop": lambda: "bqemulator stopped" if stop(args.state_dir) else "bqemulator was not running",
-        "status": show_status,
+        **emulator_actions(
+            "bqemulator", describe,
+            start=lambda: start(args.state_dir, args.port, args.project, args.persistent, args.venv_dir),
+            stop=lambda: stop(args.state_dir),
+            status=lambda: status(args.state_dir),
+        ),
     })
 
 if __name__ == "__main__":

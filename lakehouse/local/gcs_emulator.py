@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Literal
 
 from lakehouse.local._daemon import (
     LOG_FILE,
-    CliResult,
     EmulatorError,
     EmulatorProcess,
+    emulator_actions,
     free_port,
     read_record,
     run_cli,
@@ -132,15 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     def describe(emulator: EmulatorProcess) -> str:
         return f"fake-gcs-server running: endpoint={emulator.endpoint} pid={emulator.pid}"
 
-    def show_status() -> CliResult:
-        emulator = status(args.state_dir)
-        return describe(emulator) if emulator is not None else ("fake-gcs-server not running", 3)
-
-    return run_cli(args.command, {
-        "start": lambda: describe(start(args.state_dir, port=args.port, backend=args.backend)),
-        "stop": lambda: "fake-gcs-server stopped" if stop(args.state_dir) else "fake-gcs-server was not running",
-        "status": show_status,
-    })
+    return run_cli(args.command, emulator_actions(
+        "fake-gcs-server", describe,
+        start=lambda: start(args.state_dir, port=args.port, backend=args.backend),
+        stop=lambda: stop(args.state_dir),
+        status=lambda: status(args.state_dir),
+    ))
 
 if __name__ == "__main__":
     raise SystemExit(main())
