@@ -16,7 +16,7 @@ tz-aware UTC timestamps. Ranges are half-open, ``[start, end)``.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -162,16 +162,24 @@ class Lakehouse:
             self._catalog = load_catalog(self.settings)
         return self._catalog
 
-    def _reachable_catalog(self) -> Catalog:
-        """``catalog``, with a failure to reach it (REST server or database down) as one clear error."""
+    @contextlib.contextmanager
+    def _catalog_answers(self, asked: str = "") -> Iterator[None]:
+        """Any failure to reach the catalog or its storage (REST server or database down) inside the
+        block as one clear ``CatalogUnavailableError``; the reader's own errors pass unchanged.
+        ``asked`` says what was being asked (" loading market.trades")."""
         try:
-            return self.catalog
+            yield
         except ReadError:
             raise
         except Exception as exc:
             raise CatalogUnavailableError(
-                f"the catalog of {self!r} did not answer: {type(exc).__name__}: {exc}"
+                f"the catalog of {self!r} did not answer{asked}: {type(exc).__name__}: {exc}"
             ) from exc
+
+    def _reachable_catalog(self) -> Catalog:
+        """``catalog``, with a failure to reach it as one clear error."""
+        with self._catalog_answers():
+            return self.catalog
 
     def _check_embedded_catalog_exists(self) -> None:
         """pyiceberg would silently create an empty SQLite catalog; say what is missing instead."""
@@ -197,19 +205,14 @@ class Lakehouse:
         known = self._loaded.get(identifier)
         if known is not None and self.metadata_pointer(table) == known.metadata_location:
             return known
-        try:
-            loaded = self.catalog.load_table(identifier)
+        with self._catalog_answers(f" loading {identifier}"):
+            try:
+                loaded = self.catalog.load_table(identifier)
+            except (NoSuchTableError, NoSuchNamespaceError):
+                raise MissingTableError(table, identifier, repr(self)) from None
             if isinstance(self.catalog, SqlCatalog):
                 self._loaded[identifier] = loaded
             return loaded
-        except (NoSuchTableError, NoSuchNamespaceError):
-            raise MissingTableError(table, identifier, repr(self)) from None
-        except ReadError:
-            raise
-        except Exception as exc:  # any failure to reach the catalog or its storage: one clear error
-            raise CatalogUnavailableError(
-                f"the catalog of {self!r} did not answer loading {identifier}: {type(exc).__name__}: {exc}"
-            ) from exc
 
     def metadata_pointer(self, table: TableDef) -> str:
         """The catalog's pointer to ``table``'s current metadata file: it moves on every commit and
@@ -229,15 +232,13 @@ class Lakehouse:
             "SELECT metadata_location FROM iceberg_tables "
             "WHERE catalog_name = :catalog AND table_namespace = :namespace AND table_name = :name"
         )
-        try:
-            # Autocommit: an open read transaction would hold SQLite's shared lock between polls.
-            with catalog.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-                names = {"catalog": catalog.name, "namespace": self.settings.catalog.namespace, "name": table.name}
-                pointer = connection.execute(query, names).scalar_one_or_none()
-        except Exception as exc:  # the catalog database is down or unreadable
-            raise CatalogUnavailableError(
-                f"the catalog of {self!r} did not answer for {table.name}: {type(exc).__name__}: {exc}"
-            ) from exc
+        # Autocommit: an open read transaction would hold SQLite's shared lock between polls.
+        with (
+            self._catalog_answers(f" for {table.name}"),
+            catalog.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection,
+        ):
+            names = {"catalog": catalog.name, "namespace": self.settings.catalog.namespace, "name": table.name}
+            pointer = connection.execute(query, names).scalar_one_or_none()
         if pointer is None:
             raise MissingTableError(table, table_identifier(self.settings, table), repr(self))
         return pointer
