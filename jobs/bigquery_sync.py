@@ -14,14 +14,13 @@ from collections.abc import Sequence
 from functools import partial
 
 from lakehouse.bigquery import validate_dataset_id, validate_project_id
-from lakehouse.bigquery_sync import client_or_none, print_report, run_every, sync_and_record
+from lakehouse.bigquery_sync import JOB_NAME, client_or_none, print_report, run_every, sync_and_record
 from lakehouse.job_args import job_parser
 from lakehouse.logs import configure_logging
 from lakehouse.ops.job_runs import serve_job_metrics
 from lakehouse.settings import SettingsError, load_settings
 from lakehouse.shutdown import StopRequest
 
-JOB_NAME = "bigquery_sync"
 log = logging.getLogger(JOB_NAME)
 
 

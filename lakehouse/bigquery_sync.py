@@ -40,7 +40,7 @@ from lakehouse.bigquery import (
     validate_project_id,
 )
 from lakehouse.catalog import jdbc_uri, load_catalog, table_identifier, warehouse_uri
-from lakehouse.ops.batch_runs import sync_run, sync_succeeded
+from lakehouse.ops.batch_runs import BIGQUERY_SYNC, sync_run, sync_succeeded
 from lakehouse.ops.job_runs import record_success
 from lakehouse.settings import Settings, SettingsError
 from lakehouse.shutdown import StopRequest
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from google.cloud import bigquery
     from pyiceberg.catalog import Catalog
 
-JOB_NAME = "bigquery_sync"
+JOB_NAME = BIGQUERY_SYNC
 log = logging.getLogger(JOB_NAME)
 
 REQUEST_TIMEOUT_S = 30.0  # one HTTP request
