@@ -1,10 +1,11 @@
-"""What the lakehouse DAGs share: where the project is, how its entry points are called, and the
-market calendar as Jinja macros.
+"""What the lakehouse DAGs share: where the project is, how its entry points are called, the
+market calendar as Jinja macros, and the shape of a DAG that runs one command on an interval.
 
 The DAGs run in Airflow's own virtualenv (``make airflow``), which does not have the project's
 dependencies: tasks call the project's entry points (``./spark-submit.sh``, ``.venv/bin/python -m``)
 as processes, and this file imports only ``lakehouse.ops.market_calendar``, which is standard
-library only. The project root is found from this file's place (``orchestration/airflow/dags``).
+library only (Airflow itself is imported inside ``periodic_dag``). The project root is found from
+this file's place (``orchestration/airflow/dags``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import shlex
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 if str(PROJECT_ROOT) not in sys.path:
@@ -26,6 +28,9 @@ from lakehouse.ops.market_calendar import (  # noqa: E402 (needs the project roo
     session_date,
     utc_days_of_session,
 )
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
 
 PROJECT_PYTHON = PROJECT_ROOT / ".venv" / "bin" / "python"
 SPARK_SUBMIT = PROJECT_ROOT / "spark-submit.sh"
@@ -80,5 +85,39 @@ def is_session_day(market: Market, logical_date: datetime, params: dict | None =
     return is_trading_day(market, trading_day(market, logical_date, params))
 
 
+def periodic_dag(
+    dag_id: str,
+    description: str,
+    every: timedelta,
+    task_id: str,
+    command: str,
+    tags: list[str],
+    doc_md: str,
+    **task_args: object,
+) -> DAG:
+    """A DAG of one ``BashOperator`` running ``command`` from the project root every ``every``, for
+    a batch job that looks at the lakehouse as it is (maintenance, BigQuery sync): runs never overlap
+    and missed ones are not caught up, since the next run does whatever is due. ``task_args``
+    override ``DEFAULT_ARGS`` (``retries``, ``execution_timeout``...). Airflow is imported here, not
+    at the top, so this module stays importable without it."""
+    import pendulum
+    from airflow.providers.standard.operators.bash import BashOperator
+    from airflow.sdk import DAG
+
+    with DAG(
+        dag_id=dag_id,
+        description=description,
+        schedule=every,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        default_args={**DEFAULT_ARGS, **task_args},
+        tags=["lakehouse", *tags],
+        doc_md=doc_md,
+    ) as dag:
+        BashOperator(task_id=task_id, bash_command=project_command(command))
+    return dag
+
+
 __all__ = ["DEFAULT_ARGS", "MARKETS", "PROJECT_PYTHON", "SPARK_SUBMIT", "calendar_macros", "is_session_day",
-           "project_command"]
+           "periodic_dag", "project_command"]
