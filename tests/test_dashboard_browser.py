@@ -185,7 +185,7 @@ def test_the_pipeline_tab_shows_the_producers_rate_the_topics_lag_and_a_quaranti
     malformed message; the raw-trades job consumes them and quarantines that message; then more
     trades arrive, unread. The page must show the producer's messages and rate, the topic's lag
     for the job, and, behind the quarantine table's link, the malformed message's bytes."""
-    from jobs import raw_trades
+    from lakehouse import raw_trades_stream
 
     topic = new_topic(kafka_broker.bootstrap_servers, "dashboard.browser.trades", partitions=2)
     stream_settings = settings.with_streaming(checkpoint_dir=str(tmp_path / "checkpoints")).model_copy(update={
@@ -201,7 +201,7 @@ def test_the_pipeline_tab_shows_the_producers_rate_the_topics_lag_and_a_quaranti
             sink.publish(topic, trade)
         sink.publish_raw(topic, b"BRWS", malformed)
         sink.flush(30)
-        query = raw_trades.start(spark, stream_settings)
+        query = raw_trades_stream.start(spark, stream_settings)
         try:
             query.processAllAvailable()
         finally:
