@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from lakehouse.settings import Settings, load_settings
+from lakehouse.times import from_epoch_micros
 
 MINUTE_US = 60_000_000
 
@@ -45,7 +46,7 @@ def differences(expected: dict[tuple[str, int], MinuteFigures], actual: dict[tup
     problems = []
     for key in sorted(expected.keys() | actual.keys()):
         want, got = expected.get(key), actual.get(key)
-        at = datetime.fromtimestamp(key[1] / 1e6, UTC).strftime("%Y-%m-%d %H:%MZ")
+        at = from_epoch_micros(key[1]).strftime("%Y-%m-%d %H:%MZ")
         if want is None:
             problems.append(f"{key[0]} {at}: a bar without eligible trades")
         elif got is None:

@@ -12,10 +12,10 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 from lakehouse.messages import BarInterval, Trade
-from lakehouse.times import now_ms
+from lakehouse.times import from_epoch_ms, now_ms
 from producers.backoff import Backoff
 from producers.kafka_sink import KafkaSink
 from producers.progress import FeedCounters, ProgressLog
@@ -180,7 +180,7 @@ class VnstockPoller:
         """Poll until stopped; idle outside sessions; back off (with the source's hint) on failures."""
         attempt = 0
         while not self.stop_event.is_set():
-            now = datetime.fromtimestamp(self.clock_ms() / 1000, UTC)
+            now = from_epoch_ms(self.clock_ms())
             if not ignore_market_hours and not is_trading_time(now):
                 wait = min(seconds_until_open(now), 600.0)
                 log.info(

@@ -8,8 +8,10 @@ datetime is rejected rather than guessed.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
+
+from lakehouse.times import from_epoch_ms
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 SESSIONS: tuple[tuple[time, time], ...] = ((time(9, 0), time(11, 30)), (time(13, 0), time(15, 0)))
@@ -69,4 +71,4 @@ def day_close(day: date) -> datetime:
 
 
 def local_date(at_ms: int) -> date:
-    return datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(VN_TZ).date()
+    return from_epoch_ms(at_ms).astimezone(VN_TZ).date()
