@@ -1,7 +1,7 @@
 """Head to head: our raw-trades job vs Apache Iceberg's Kafka Connect sink, same trades, same run.
 
 One KRaft broker, one catalog (the project's SQLite JDBC catalog), one Spark session for our job
-(``jobs.raw_trades.start``, unchanged, ``local[2]``) and one distributed Kafka Connect worker for
+(``lakehouse.raw_trades_stream.start``, unchanged, ``local[2]``) and one distributed Kafka Connect worker for
 theirs (``bench/iceberg_sink.py``: ``iceberg-kafka-connect`` 1.10.1, ``tasks.max`` 2 for the 2 cores,
 its exactly-once control topic). Each side writes a table of the trades schema and partition spec of
 its own; the two never run at once. Figures, each printed as a ratio ours/theirs:
@@ -110,9 +110,9 @@ class Bench:
 
     def ours(self, settings: Settings, **streaming):
         """Our raw-trades job, in this Spark session."""
-        from jobs import raw_trades
+        from lakehouse import raw_trades_stream
 
-        return raw_trades.start(self.spark, settings.with_streaming(**streaming))
+        return raw_trades_stream.start(self.spark, settings.with_streaming(**streaming))
 
     def connect(self) -> ConnectWorker:
         """The Connect worker, started on first use (and again after a kill)."""

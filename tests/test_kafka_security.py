@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from kafka.errors import KafkaConnectionError, SaslAuthenticationFailedError
 
+from lakehouse import raw_trades_stream
 from lakehouse.catalog import load_catalog, table_identifier
 from lakehouse.kafka_security import GoogleTokenProvider, kafka_python_options, spark_kafka_options
 from lakehouse.local.kafka_broker import LocalKafkaBroker, SaslPlainListener
@@ -54,8 +55,6 @@ def secured(settings: Settings, broker: LocalKafkaBroker, password: str, name: s
 def test_the_producer_and_the_raw_trades_job_authenticate_through_the_settings(
     sasl_broker: LocalKafkaBroker, settings: Settings, spark: Any
 ) -> None:
-    from jobs import raw_trades
-
     lake = secured(settings, sasl_broker, PASSWORD, "right")
     new_topic(sasl_broker.bootstrap_servers, lake.kafka.trades_topic)  # created over the broker's own listener
     sent = [trade(symbol, n) for n in range(150) for symbol in ("SASA", "SASB")]
@@ -66,7 +65,7 @@ def test_the_producer_and_the_raw_trades_job_authenticate_through_the_settings(
     assert sink.close(timeout_seconds=60)
     assert sink.stats.acked == len(sent)
 
-    query = raw_trades.start(spark, lake)
+    query = raw_trades_stream.start(spark, lake)
     try:
         query.processAllAvailable()
     finally:
@@ -78,8 +77,6 @@ def test_the_producer_and_the_raw_trades_job_authenticate_through_the_settings(
 def test_a_wrong_password_fails_the_producer_and_the_job_clearly(
     sasl_broker: LocalKafkaBroker, settings: Settings, spark: Any
 ) -> None:
-    from jobs import raw_trades
-
     lake = secured(settings, sasl_broker, "not-the-password", "wrong")
     new_topic(sasl_broker.bootstrap_servers, lake.kafka.trades_topic)
 
@@ -92,7 +89,7 @@ def test_a_wrong_password_fails_the_producer_and_the_job_clearly(
 
     from pyspark.errors import StreamingQueryException
 
-    query = raw_trades.start(spark, lake)
+    query = raw_trades_stream.start(spark, lake)
     try:
         with pytest.raises(StreamingQueryException, match="SaslAuthenticationException: Authentication failed"):
             query.awaitTermination(180)  # returns only if the job were still running then
