@@ -14,7 +14,7 @@ AIRFLOW_VENV := .airflow-venv
 STAMP_AIRFLOW := $(AIRFLOW_VENV)/.installed
 MVN := mvn -q -B
 
-.PHONY: setup jars demo demo-cluster test test-topology lint kafka-start kafka-stop cluster-stop stop bench jupyter clean dashboard browser status airflow
+.PHONY: setup jars demo demo-cluster test test-unit test-topology lint kafka-start kafka-stop cluster-stop stop bench jupyter clean dashboard browser status airflow
 
 setup: $(STAMP_PY) jars
 
@@ -71,6 +71,10 @@ browser:
 test: setup browser airflow
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
+
+# The pure tests alone (marker `unit`): no JVM, no jars, no broker or emulator; a minute or so.
+test-unit: $(STAMP_PY)
+	$(VENV)/bin/pytest -q -m unit
 
 # The cluster-topology tests alone (they are part of `make test` too).
 test-topology: setup

@@ -1,7 +1,25 @@
-"""Fixtures that start the real local components (no mocks) and stop them afterwards."""
+"""Fixtures that start the real local components (no mocks) and stop them afterwards, the markers
+that say what a test needs, and the isolation every integration test gets by fixture.
+
+Markers (registered in pyproject.toml), exactly one per test, set at collection:
+
+* ``topology``: the cluster tests under ``tests/topology/``;
+* ``integration``: the test uses a fixture that starts a real component (``INTEGRATION_FIXTURES``,
+  directly or through another fixture), or its module says ``pytestmark = pytest.mark.integration``
+  because its tests start a process or server in their own body;
+* ``unit``: everything else: in-process, no JVM, no server, no child process (``make test-unit``).
+
+Isolation: the session shares one broker, one Spark session and one SQLite catalog (starting each
+costs seconds to tens of seconds), so what a test writes must not be seen by another. The ``lake``
+fixture (or ``isolated`` for a module-scoped fixture) gives a test its own catalog namespace (its
+own tables), its own topic names and its own checkpoint directory; no test writes the session's
+default namespace or topics.
+"""
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +30,38 @@ from lakehouse.local.processes import free_port
 from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
 
 KAFKA_JARS = PROJECT_ROOT / "jars" / "kafka"
+
+# Fixtures that start a JVM, a broker, an emulator, a server, a browser or a child process; a test
+# whose fixture closure holds one of them is an integration test.
+INTEGRATION_FIXTURES = frozenset({
+    "kafka_broker", "spark", "bars_spark", "airflow_env", "emulator", "client", "postgres", "rest_catalog",
+    "bigquery", "gcs", "served", "browser", "fake_bigquery", "token_endpoint", "simulator", "server",
+    "vnstock_as_a_fresh_process", "cluster",
+})
+KINDS = ("unit", "integration", "topology")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give each test exactly one of ``KINDS``: topology by folder, integration by fixture or by its
+    module's explicit mark, unit otherwise; a test marked ``unit`` by hand that needs a component is
+    a collection error rather than a JVM start in ``make test-unit``."""
+    topology_dir = Path(__file__).parent / "topology"
+    for item in items:
+        declared = {mark.name for mark in item.iter_markers() if mark.name in KINDS}
+        needs = sorted(INTEGRATION_FIXTURES & set(getattr(item, "fixturenames", ())))
+        if topology_dir in Path(item.path).parents:
+            kind = "topology"
+        elif "integration" in declared or needs:
+            kind = "integration"
+        else:
+            kind = "unit"
+        if "unit" in declared and needs:
+            raise pytest.UsageError(f"{item.nodeid} is marked unit but needs {needs}")
+        if kind not in declared:
+            item.add_marker(getattr(pytest.mark, kind))
+
+
+# ---------------------------------------------------------------- real components, one per session
 
 
 def start_broker(state_dir: Path) -> LocalKafkaBroker:
@@ -36,7 +86,8 @@ def lakehouse_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def settings(kafka_broker: LocalKafkaBroker, lakehouse_dir: Path) -> Settings:
-    """Embedded-default settings pointed at the test broker and a throw-away warehouse."""
+    """Embedded-default settings pointed at the test broker and a throw-away warehouse. Tests write
+    through ``lake`` (their own namespace, topics and checkpoints), never through these directly."""
     return load_settings(
         environ={
             "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
@@ -52,12 +103,73 @@ def settings(kafka_broker: LocalKafkaBroker, lakehouse_dir: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def spark(settings: Settings):
-    """One real local[2] Spark session with the Iceberg catalog and the Kafka connector."""
-    from lakehouse.spark import build_spark_session, ensure_tables
+    """One real local[2] Spark session with the Iceberg catalog and the Kafka connector, shared by
+    every in-process Spark test (its start-up is the most expensive thing a test can ask for)."""
+    from lakehouse.spark import build_spark_session
 
     session = build_spark_session(settings, "lakehouse-tests")
-    ensure_tables(session, settings)
     yield session
     for query in session.streams.active:
         query.stop()
     session.stop()
+
+
+# ---------------------------------------------------------------- isolation
+
+
+_runs = itertools.count(1)
+
+
+def unique_name(label: str) -> str:
+    """A catalog-namespace- and topic-safe name, unique in this test session, that still says which
+    test made it (``t7_test_resent_trades_are_stored``)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")[:40].rstrip("_")
+    return f"t{next(_runs)}_{slug}"
+
+
+def isolated(base: Settings, name: str) -> Settings:
+    """``base`` (the session's broker and catalog) with a namespace, topics and checkpoint directory
+    of ``name``'s own: nothing written through it is seen by another test."""
+    return base.model_copy(update={
+        "catalog": base.catalog.model_copy(update={"namespace": name}),
+        "kafka": base.kafka.model_copy(update={
+            "trades_topic": f"{name}.trades",
+            "vendor_bars_topic": f"{name}.vendor_bars",
+            "feed_events_topic": f"{name}.feed_events",
+            "quarantine_topic": f"{name}.quarantine",
+        }),
+        "streaming": base.streaming.model_copy(update={"checkpoint_dir": f"{base.streaming.checkpoint_dir}/{name}"}),
+    })
+
+
+def environ_of(settings: Settings) -> dict[str, str]:
+    """The ``LAKEHOUSE__*`` variables that make a child process (a job under ``spark-submit.sh``, a
+    notebook's kernel, a CLI) load ``settings``' broker, catalog, namespace, topics and checkpoints."""
+    k, c, s = settings.kafka, settings.catalog, settings.streaming
+    return {
+        "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": k.bootstrap_servers,
+        "LAKEHOUSE__KAFKA__TRADES_TOPIC": k.trades_topic,
+        "LAKEHOUSE__KAFKA__VENDOR_BARS_TOPIC": k.vendor_bars_topic,
+        "LAKEHOUSE__KAFKA__FEED_EVENTS_TOPIC": k.feed_events_topic,
+        "LAKEHOUSE__KAFKA__QUARANTINE_TOPIC": k.quarantine_topic,
+        "LAKEHOUSE__LOCAL__STATE_DIR": str(settings.state_dir),
+        "LAKEHOUSE__CATALOG__URI": c.uri,
+        "LAKEHOUSE__CATALOG__WAREHOUSE": c.warehouse,
+        "LAKEHOUSE__CATALOG__NAMESPACE": c.namespace,
+        "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": s.checkpoint_dir,
+        "LAKEHOUSE__STREAMING__TRIGGER_SECONDS": str(s.trigger_seconds),
+        "LAKEHOUSE__SPARK__UI_ENABLED": str(settings.spark.ui_enabled).lower(),
+    }
+
+
+@pytest.fixture
+def lake(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """The session's broker and catalog, with this test's own namespace, topics and checkpoints."""
+    return isolated(settings, unique_name(request.node.name))
+
+
+def created_in(spark, settings: Settings) -> Settings:
+    """``settings`` once its namespace exists in ``spark``'s catalog (for tests that create tables
+    of their own with Spark SQL)."""
+    spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {settings.catalog.name}.{settings.catalog.namespace}")
+    return settings

@@ -32,6 +32,7 @@ from lakehouse.maintenance import MaintenancePolicy, maintain
 from lakehouse.settings import Settings, load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES, create_table_ddl, missing_properties, table_properties
+from tests.conftest import isolated, unique_name
 
 LATENESS_SECONDS = 60
 T0 = datetime(2024, 3, 4, 14, 30, tzinfo=UTC)
@@ -63,18 +64,6 @@ def bars_spark(bars_base_settings: Settings) -> Iterator[Any]:
     for query in spark.streams.active:
         query.stop()
     spark.stop()
-
-
-def isolated(base: Settings, name: str) -> Settings:
-    """The same catalog with this test's own namespace (fresh tables) and checkpoint directory."""
-    return base.model_copy(
-        update={
-            "catalog": base.catalog.model_copy(update={"namespace": name}),
-            "streaming": base.streaming.model_copy(
-                update={"checkpoint_dir": f"{base.streaming.checkpoint_dir}/{name}"}
-            ),
-        }
-    )
 
 
 # ---------------------------------------------------------------- trades and the reference
@@ -362,7 +351,7 @@ def test_high_water_mark_is_capped_at_ingest_time_and_never_moves_back() -> None
 def earlier_trades_table(spark: Any, base: Settings, label: str, **changes: Any) -> tuple[Settings, str]:
     """A trades table as an earlier version created it (``changes`` to its TableDef), in a catalog
     of its own: (its settings, its Spark name)."""
-    settings = isolated(base, f"trades_{label}")
+    settings = isolated(base, unique_name(f"trades_{label}"))
     name = spark_table_name(settings, TRADES)
     spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {settings.catalog.name}.{settings.catalog.namespace}")
     spark.sql(create_table_ddl(replace(TRADES, **changes), name))
@@ -405,7 +394,7 @@ def test_a_table_created_before_a_property_gets_it_and_one_set_on_purpose_is_kep
 def test_a_bars_table_from_before_last_event_time_gets_the_column_and_keeps_its_bars(
     bars_spark: Any, bars_base_settings: Settings
 ) -> None:
-    settings = isolated(bars_base_settings, "before_last_event_time")
+    settings = isolated(bars_base_settings, unique_name("before_last_event_time"))
     name = spark_table_name(settings, BARS_1M)
     before = Schema(*(f for f in BARS_1M.schema.fields if f.name != "last_event_time"))
     bars_spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {settings.catalog.name}.{settings.catalog.namespace}")
@@ -468,7 +457,7 @@ def start(spark: Any, settings: Settings) -> Any:
 
 def bars_lakehouse(spark: Any, base_settings: Settings, name: str) -> tuple[Settings, RawTable]:
     """Settings of a lakehouse of its own with the bars job's tables, and its stand-in raw job."""
-    settings = isolated(base_settings, name)
+    settings = isolated(base_settings, unique_name(name))
     ensure_tables(spark, settings, (TRADES, BARS_1M, LATE_TRADES))
     return settings, RawTable(spark, settings)
 

@@ -19,6 +19,8 @@ from google.cloud import bigquery
 from lakehouse.local import bigquery_emulator
 from lakehouse.local._daemon import EmulatorProcess
 
+pytestmark = pytest.mark.integration  # its tests start the emulator or build its virtualenv in their own body
+
 PROJECT = "lakehouse-test"
 METADATA_URI = "gs://market-lake/warehouse/market/trades/metadata/00003-6f1c.metadata.json"
 

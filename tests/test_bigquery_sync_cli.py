@@ -12,9 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lakehouse.reading.synthetic import create_tables
 from lakehouse.settings import PROJECT_ROOT, load_settings
 from lakehouse.tables import ALL_TABLES
+
+pytestmark = pytest.mark.integration  # each test runs the sync job as a child process
 
 
 def without_google_credentials(state: Path) -> dict[str, str]:

@@ -28,6 +28,8 @@ from lakehouse.local._daemon import EmulatorProcess
 from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
 from lakehouse.tables import ALL_TABLES, FEED_EVENTS, TRADES
 
+pytestmark = pytest.mark.integration  # the CLI tests run the sync job as a child process
+
 PROJECT = "lakehouse-sync-test"
 PRESENT = tuple(t for t in ALL_TABLES if t is not FEED_EVENTS)  # feed_events is not created: skipped
 

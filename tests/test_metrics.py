@@ -24,7 +24,10 @@ from lakehouse.ops.job_runs import serve_job_metrics
 from lakehouse.ops.metrics_http import serve_metrics
 from lakehouse.settings import PROJECT_ROOT, Settings
 from producers.simulators.finnhub_server import FinnhubSimulator
+from tests.conftest import environ_of
 from tests.kafka_helpers import new_topic, publish
+
+pytestmark = pytest.mark.integration  # its tests start producers, jobs and the BigQuery emulator in their own body
 
 ALERTS_FILE = PROJECT_ROOT / "conf" / "prometheus" / "alerts.yml"
 SCRAPED: dict[str, str] = {}  # process -> the exposition text of its last scrape, for the alert-rules test
@@ -107,14 +110,9 @@ def trades_now(count: int, symbol: str) -> list[tuple[bytes, bytes]]:
 
 
 def test_the_raw_trades_stream_exports_rows_batches_lag_and_the_newest_committed_event_time(
-        spark, settings: Settings, kafka_broker, tmp_path: Path):
-    topic = new_topic(kafka_broker.bootstrap_servers, "metrics.stream.trades", partitions=2)
-    # Tables of its own: live-time trades in the shared namespace would move the bars job's
-    # watermark for every later test that streams the session's default tables.
-    stream_settings = settings.with_streaming(checkpoint_dir=str(tmp_path / "checkpoints")).model_copy(update={
-        "kafka": settings.kafka.model_copy(update={"trades_topic": topic}),
-        "catalog": settings.catalog.model_copy(update={"namespace": "metrics_stream"}),
-    })
+        spark, lake: Settings, kafka_broker):
+    stream_settings = lake
+    topic = new_topic(kafka_broker.bootstrap_servers, stream_settings.kafka.trades_topic, partitions=2)
     port = free_port()
     stream_metrics.listen_for_progress(spark)
     stop_server = serve_metrics(port, "streaming")
@@ -146,14 +144,13 @@ def test_the_raw_trades_stream_exports_rows_batches_lag_and_the_newest_committed
     SCRAPED["stream"] = second
 
 
-def test_a_maintenance_run_records_its_success_and_serves_it(spark, settings: Settings):
-    env = {
-        **os.environ,
-        "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "LAKEHOUSE__LOCAL__STATE_DIR": str(settings.state_dir),
-        "LAKEHOUSE__CATALOG__URI": settings.catalog.uri,
-        "LAKEHOUSE__CATALOG__WAREHOUSE": settings.catalog.warehouse,
-    }
+def test_a_maintenance_run_records_its_success_and_serves_it(lake: Settings, tmp_path: Path):
+    from lakehouse.reading.synthetic import create_tables
+    from lakehouse.tables import TRADES
+
+    settings = lake.model_copy(update={"local": lake.local.model_copy(update={"state_dir": tmp_path})})
+    create_tables(settings, (TRADES,))
+    env = {**os.environ, **environ_of(settings)}
     started = time.time()
     # Its own process: the job stops its SparkSession when done, and the session's one is shared.
     done = subprocess.run([sys.executable, "-m", "jobs.maintenance", "--tables", "trades"], cwd=PROJECT_ROOT,

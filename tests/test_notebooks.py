@@ -2,8 +2,8 @@
 
 Each notebook runs in a fresh Jupyter kernel (nbclient), which inherits this process's environment:
 the ``LAKEHOUSE__*`` variables set here point its ``load_settings()`` at the lakehouse the real
-pipeline (Kafka -> raw-trades and bars jobs) filled for the test session, exactly
-as an analyst's shell would. The "parameters" cell is replaced (papermill-style) so charts go to a
+pipeline (Kafka -> raw-trades and bars jobs) filled for this module, in a namespace of its own,
+exactly as an analyst's shell would. The "parameters" cell is replaced (papermill-style) so charts go to a
 temporary folder. Any cell error fails the test; every chart a notebook saves must be a non-empty PNG.
 """
 
@@ -19,6 +19,7 @@ from nbclient import NotebookClient
 from lakehouse.messages import BarInterval, FeedEvent, FeedEventKind, Source, Trade, VendorBar, trade_id
 from lakehouse.reading import Lakehouse, synthetic
 from lakehouse.settings import PROJECT_ROOT, Settings
+from tests.conftest import environ_of, isolated, unique_name
 from tests.kafka_helpers import new_topic, publish
 
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
@@ -27,7 +28,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SAVED_CHART = re.compile(r'output / "([\w.-]+\.png)"')
 
 
-PIPELINE_SYMBOLS = ("IBM", "ORCL", "META", "JPM")  # symbols no other test uses in the shared catalog
+PIPELINE_SYMBOLS = ("IBM", "ORCL", "META", "JPM")
 LATE_TRADES = 8
 
 
@@ -52,6 +53,7 @@ def populate_lakehouse(settings: Settings, bootstrap_servers: str, spark) -> dic
     from lakehouse import keyed_topic_job, raw_trades_stream
     from lakehouse.bars_stream import start_bars_query
     from lakehouse.keyed_topics import FEED_EVENTS_STREAM, VENDOR_BARS_STREAM
+    from lakehouse.spark import ensure_tables
 
     trades = [as_message(row) for row in synthetic.synthetic_trades(PIPELINE_SYMBOLS, trades_per_minute=5).itertuples()]
     on_time, late = trades[LATE_TRADES:], trades[:LATE_TRADES]  # the session's first trades come last
@@ -73,6 +75,7 @@ def populate_lakehouse(settings: Settings, bootstrap_servers: str, spark) -> dic
                     end_ms=opened + 47 * 60_000 + 95_000, reason="websocket closed by server (1006)")
     publish(bootstrap_servers, k.feed_events_topic, [(gap.key(), gap.to_json_bytes())])
 
+    ensure_tables(spark, settings)  # every table first, as the pipeline job does, then the queries
     queries = [raw_trades_stream.start(spark, settings), start_bars_query(spark, settings),
                keyed_topic_job.start(VENDOR_BARS_STREAM, spark, settings),
                keyed_topic_job.start(FEED_EVENTS_STREAM, spark, settings)]
@@ -85,18 +88,16 @@ def populate_lakehouse(settings: Settings, bootstrap_servers: str, spark) -> dic
     finally:
         for query in queries:
             query.stop()
-    return {
-        "LAKEHOUSE__LOCAL__STATE_DIR": str(settings.state_dir),
-        "LAKEHOUSE__CATALOG__URI": settings.catalog.uri,
-        "LAKEHOUSE__CATALOG__WAREHOUSE": settings.catalog.warehouse,
-    }
+    return environ_of(settings)
 
 
 @pytest.fixture(scope="module")
 def lakehouse_environ(settings: Settings, kafka_broker, spark) -> dict[str, str]:
-    environ = populate_lakehouse(settings, kafka_broker.bootstrap_servers, spark)
-    lake = Lakehouse(settings)
-    assert set(PIPELINE_SYMBOLS) <= set(lake.symbols()), "the pipeline produced no bars for the notebook symbols"
+    """The notebooks' lakehouse: a namespace, topics and checkpoints of this module's own."""
+    own = isolated(settings, unique_name("notebooks"))
+    environ = populate_lakehouse(own, kafka_broker.bootstrap_servers, spark)
+    lake = Lakehouse(own)
+    assert set(PIPELINE_SYMBOLS) == set(lake.symbols()), "the pipeline produced no bars for the notebook symbols"
     assert len(lake.late_trade_counts()) > 0, "the late trades did not reach late_trades"
     return environ
 

@@ -7,8 +7,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from lakehouse.local.processes import free_port
 from lakehouse.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.integration  # each test runs a producer as a child process
 
 
 def run_producer(overrides: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -11,11 +11,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pyiceberg.exceptions import NoSuchTableError
+
 from lakehouse.catalog import load_catalog, table_identifier
 from lakehouse.conditions import is_bar_eligible
 from lakehouse.messages import Source, Trade, trade_id
 from lakehouse.settings import PROJECT_ROOT, Settings
 from lakehouse.tables import QUARANTINE, TRADES
+from tests.conftest import environ_of
 from tests.kafka_helpers import new_topic, publish
 
 BASE_MS = 1_767_261_600_000  # 2026-01-01T10:00:00Z
@@ -42,14 +45,19 @@ def zipf_symbols(count: int, symbols: int, exponent: float = 1.1, seed: int = 26
 
 
 def stored_rows(settings: Settings, symbols: tuple[str, ...]) -> list[dict]:
-    table = load_catalog(settings).load_table(table_identifier(settings, TRADES))
+    """The stored trades of ``symbols`` (none while the job has not created its table yet)."""
+    try:
+        table = load_catalog(settings).load_table(table_identifier(settings, TRADES))
+    except NoSuchTableError:
+        return []
     quoted = ", ".join(f"'{s}'" for s in symbols)
     return table.scan(row_filter=f"symbol in ({quoted})").to_arrow().to_pylist()
 
 
-def test_resent_trades_are_stored_once_and_bad_messages_are_quarantined(spark, settings: Settings, kafka_broker):
+def test_resent_trades_are_stored_once_and_bad_messages_are_quarantined(spark, lake: Settings, kafka_broker):
     from lakehouse import raw_trades_stream
 
+    settings = lake
     topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.trades_topic, settings.kafka.partitions)
     trades = [trade("DUPE", n) for n in range(300)]
     good = [(t.key(), t.to_json_bytes()) for t in trades]
@@ -86,17 +94,12 @@ def test_resent_trades_are_stored_once_and_bad_messages_are_quarantined(spark, s
     assert all(r["topic"] == topic and r["kafka_offset"] >= 0 for r in mine)
 
 
-def job_environment(settings: Settings, kafka_broker, lakehouse_dir: Path, topic: str, checkpoints: str,
-                    **streaming: str) -> dict[str, str]:
-    """The environment of a raw-trades job under ``spark-submit.sh`` on the test catalog and ``topic``."""
+def job_environment(settings: Settings, **streaming: str) -> dict[str, str]:
+    """The environment of a raw-trades job under ``spark-submit.sh`` on the test's own namespace, topic
+    and checkpoints."""
     return {
         **os.environ,
-        "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
-        "LAKEHOUSE__KAFKA__TRADES_TOPIC": topic,
-        "LAKEHOUSE__LOCAL__STATE_DIR": str(lakehouse_dir),
-        "LAKEHOUSE__CATALOG__URI": settings.catalog.uri,
-        "LAKEHOUSE__CATALOG__WAREHOUSE": settings.catalog.warehouse,
-        "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": str(lakehouse_dir / checkpoints),
+        **environ_of(settings),
         **{f"LAKEHOUSE__STREAMING__{key.upper()}": value for key, value in streaming.items()},
     }
 
@@ -144,14 +147,14 @@ def stop_job(job: subprocess.Popen) -> None:
 
 
 def test_kill_dash_nine_mid_stream_then_restart_loses_and_duplicates_nothing(
-    settings: Settings, kafka_broker, lakehouse_dir: Path, spark
+    lake: Settings, kafka_broker, tmp_path: Path
 ):
-    topic = new_topic(kafka_broker.bootstrap_servers, "kill9.trades", partitions=2)
+    settings = lake
+    topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.trades_topic, partitions=2)
     symbols = ("KILLA", "KILLB", "KILLC")
     trades = [trade(symbol, n) for n in range(4000) for symbol in symbols]
-    env = job_environment(settings, kafka_broker, lakehouse_dir, topic, "kill9-checkpoints",
-                          trigger_seconds="0", max_offsets_per_trigger="1500")
-    log_file = lakehouse_dir / "kill9.log"
+    env = job_environment(settings, trigger_seconds="0", max_offsets_per_trigger="1500")
+    log_file = tmp_path / "kill9.log"
 
     def start_job() -> subprocess.Popen:
         return submit_raw_trades(env, log_file)
@@ -186,25 +189,27 @@ def test_kill_dash_nine_mid_stream_then_restart_loses_and_duplicates_nothing(
 
 
 def test_a_batch_over_a_thousand_symbols_fits_a_512m_driver_and_resent_trades_are_stored_once(
-    settings: Settings, kafka_broker, lakehouse_dir: Path, spark
+    lake: Settings, kafka_broker, tmp_path: Path
 ):
     """One micro-batch touching 1,000 symbol partitions through the real job on the smallest heap
     Spark accepts. A writer that keeps a Parquet file open per partition (fanout) died here with
     OutOfMemoryError: the job's memory must not grow with the partitions a batch touches. The
     second batch re-sends trades of hundreds of symbols, each checked against what is stored."""
-    topic = new_topic(kafka_broker.bootstrap_servers, "market.trades.many", partitions=4)
+    settings = lake
+    topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.trades_topic, partitions=4)
     symbols = zipf_symbols(8_000, 1_000)
     trades = [trade(symbol, n) for n, symbol in enumerate(symbols)]
     later = [trade(symbol, len(trades) + n) for n, symbol in enumerate(symbols[:2_000])]
     resent = random.Random(7).sample(trades, 1_500)
-    env = job_environment(settings, kafka_broker, lakehouse_dir, topic, "many-checkpoints",
-                          trigger_seconds="0", max_offsets_per_trigger="20000")
-    log_file = lakehouse_dir / "many-symbols.log"
-    table = load_catalog(settings).load_table(table_identifier(settings, TRADES))
+    env = job_environment(settings, trigger_seconds="0", max_offsets_per_trigger="20000")
+    log_file = tmp_path / "many-symbols.log"
 
     def stored_count() -> int:
-        table.refresh()
-        return len(table.scan(row_filter="symbol >= 'Z' and symbol < 'Z~'", selected_fields=("trade_id",)).to_arrow())
+        try:
+            table = load_catalog(settings).load_table(table_identifier(settings, TRADES))
+        except NoSuchTableError:
+            return 0
+        return len(table.scan(selected_fields=("trade_id",)).to_arrow())
 
     def wait_for(count: int, job: subprocess.Popen) -> None:
         deadline = time.monotonic() + 240
@@ -229,25 +234,24 @@ def test_a_batch_over_a_thousand_symbols_fits_a_512m_driver_and_resent_trades_ar
 
 
 def test_a_new_checkpoint_rereading_a_stored_topic_in_small_batches_stores_nothing_twice(
-    spark, settings: Settings, kafka_broker, lakehouse_dir: Path,
+    spark, lake: Settings, kafka_broker,
 ):
     """A writer started on a new checkpoint reads the topic from its start again. Whatever the table
     already holds is checked in every batch that reaches into it, not only in the first."""
     from lakehouse import raw_trades_stream
 
-    topic = new_topic(kafka_broker.bootstrap_servers, "market.trades.reread", settings.kafka.partitions)
+    settings = lake
+    topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.trades_topic, settings.kafka.partitions)
     trades = [trade(symbol, n) for n in range(150) for symbol in ("REA", "REB")]
     publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in trades])
-    first = settings.model_copy(update={
-        "kafka": settings.kafka.model_copy(update={"trades_topic": topic}),
-        "streaming": settings.streaming.model_copy(update={"checkpoint_dir": str(lakehouse_dir / "reread-first")}),
-    })
+    first = settings.with_streaming(checkpoint_dir=f"{settings.streaming.checkpoint_dir}/first")
     query = raw_trades_stream.start(spark, first)
     query.processAllAvailable()
     query.stop()
     assert len(stored_rows(settings, ("REA", "REB"))) == len(trades)
 
-    rereading = first.with_streaming(checkpoint_dir=str(lakehouse_dir / "reread-again"), max_offsets_per_trigger=60)
+    rereading = first.with_streaming(checkpoint_dir=f"{settings.streaming.checkpoint_dir}/again",
+                                     max_offsets_per_trigger=60)
     query = raw_trades_stream.start(spark, rereading)
     query.processAllAvailable()
     batches = [p for p in query.recentProgress if p["numInputRows"]]
@@ -259,7 +263,7 @@ def test_a_new_checkpoint_rereading_a_stored_topic_in_small_batches_stores_nothi
 
 
 def test_steady_micro_batches_reuse_their_generated_code_and_stamp_one_ingest_time_each(
-    spark, settings: Settings, kafka_broker, lakehouse_dir: Path,
+    spark, lake: Settings, kafka_broker,
 ):
     """A batch shaped like the one before compiles no new code. A per-batch literal in the plan
     (such as the ingest time) is inlined into the code Spark generates: new classes to compile and
@@ -267,11 +271,8 @@ def test_steady_micro_batches_reuse_their_generated_code_and_stamp_one_ingest_ti
     from lakehouse import raw_trades_stream
     from lakehouse.spark import generated_classes_compiled
 
-    topic = new_topic(kafka_broker.bootstrap_servers, "market.trades.codegen", settings.kafka.partitions)
-    steady = settings.model_copy(update={
-        "kafka": settings.kafka.model_copy(update={"trades_topic": topic}),
-        "streaming": settings.streaming.model_copy(update={"checkpoint_dir": str(lakehouse_dir / "codegen")}),
-    })
+    steady = lake
+    topic = new_topic(kafka_broker.bootstrap_servers, steady.kafka.trades_topic, steady.kafka.partitions)
     symbols = ("CGA", "CGB")
     started = datetime.now(UTC)
     query = raw_trades_stream.start(spark, steady)
@@ -362,15 +363,18 @@ def test_copies_of_a_trade_in_one_batch_keep_the_copy_read_first_after_one_shuff
 
 
 def test_the_deduplicated_batch_reaches_the_trades_table_in_partition_order_with_one_sort(
-    spark, settings: Settings
+    spark, lake: Settings
 ) -> None:
     """The raw writer keeps one data file open per task (no fanout), so Iceberg has Spark sort each
     task's rows by (symbol, day of event_time). The dedupe's own sort already gives that order:
     the write plan holds that one sort and no second one, and the append succeeds (Iceberg's
     clustered writer refuses rows that come back to a partition it has closed)."""
     from lakehouse.catalog import spark_table_name
+    from lakehouse.spark import ensure_tables
     from lakehouse.trades import CLUSTERED_WRITE_OPTIONS, TradeRows
 
+    settings = lake
+    ensure_tables(spark, settings, (TRADES,))
     name = spark_table_name(settings, TRADES)
     day_ms = 86_400_000
     trades = [trade(f"ORD{n % 7}", n) for n in range(210)]

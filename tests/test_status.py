@@ -15,9 +15,8 @@ from lakehouse.messages import Source, Trade, trade_id
 from lakehouse.ops import job_runs
 from lakehouse.ops.cli import status
 from lakehouse.settings import PROJECT_ROOT, Settings, StatusSettings
+from tests.conftest import environ_of, isolated, unique_name
 from tests.kafka_helpers import new_topic, publish
-
-TOPIC = "status.trades"
 
 
 def recent_trades(count: int, symbol: str = "STAT") -> list[tuple[bytes, bytes]]:
@@ -34,10 +33,11 @@ def recent_trades(count: int, symbol: str = "STAT") -> list[tuple[bytes, bytes]]
 
 @pytest.fixture(scope="module")
 def status_settings(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The session's stack, with a topic and checkpoints of this module's own and tight thresholds."""
-    checkpoints = tmp_path_factory.mktemp("status-checkpoints")
-    return settings.with_streaming(checkpoint_dir=str(checkpoints)).model_copy(update={
-        "kafka": settings.kafka.model_copy(update={"trades_topic": TOPIC}),
+    """The session's stack, with a namespace, topic and checkpoints of this module's own, a state
+    directory of its own (where batch jobs record their runs), and tight thresholds."""
+    own = isolated(settings, unique_name("status"))
+    return own.model_copy(update={
+        "local": own.local.model_copy(update={"state_dir": tmp_path_factory.mktemp("status-state")}),
         "status": StatusSettings(fresh_tables=["trades"], max_event_age_seconds=900, max_kafka_lag_messages=10,
                                  max_maintenance_age_seconds=3600, max_sync_age_seconds=0),
     })
@@ -47,12 +47,7 @@ def status_env(settings: Settings) -> dict[str, str]:
     """The same settings as environment variables, for the installed `lakehouse` command."""
     return {
         **os.environ,
-        "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "LAKEHOUSE__KAFKA__TRADES_TOPIC": settings.kafka.trades_topic,
-        "LAKEHOUSE__LOCAL__STATE_DIR": str(settings.state_dir),
-        "LAKEHOUSE__CATALOG__URI": settings.catalog.uri,
-        "LAKEHOUSE__CATALOG__WAREHOUSE": settings.catalog.warehouse,
-        "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": settings.streaming.checkpoint_dir,
+        **environ_of(settings),
         "LAKEHOUSE__STATUS__FRESH_TABLES": ",".join(settings.status.fresh_tables),
         "LAKEHOUSE__STATUS__MAX_KAFKA_LAG_MESSAGES": str(settings.status.max_kafka_lag_messages),
         "LAKEHOUSE__STATUS__MAX_SYNC_AGE_SECONDS": "0",
@@ -71,9 +66,11 @@ def lines_of(screen: str) -> dict[str, str]:
 
 def test_status_is_healthy_while_the_stream_keeps_up_then_stale_when_it_stalls(spark, status_settings, kafka_broker):
     from lakehouse import raw_trades_stream
+    from lakehouse.spark import ensure_tables
 
-    new_topic(kafka_broker.bootstrap_servers, TOPIC, partitions=2)
-    publish(kafka_broker.bootstrap_servers, TOPIC, recent_trades(40))
+    ensure_tables(spark, status_settings)  # every table, as the pipeline leaves a lakehouse
+    topic = new_topic(kafka_broker.bootstrap_servers, status_settings.kafka.trades_topic, partitions=2)
+    publish(kafka_broker.bootstrap_servers, topic, recent_trades(40))
     query = raw_trades_stream.start(spark, status_settings)
     try:
         query.processAllAvailable()
@@ -90,18 +87,18 @@ def test_status_is_healthy_while_the_stream_keeps_up_then_stale_when_it_stalls(s
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     verdicts = lines_of(healthy.stdout)
     assert verdicts["table trades"] == "ok"
-    assert verdicts[f"topic {TOPIC} / raw_trades"] == "ok"
+    assert verdicts[f"topic {topic} / raw_trades"] == "ok"
     assert verdicts["job maintenance"] == "ok"
     assert "end 40, committed 40" in healthy.stdout and "lag 0 msgs" in healthy.stdout
 
     # Stalled: the stream is down while 60 more trades arrive, and two hours pass.
-    publish(kafka_broker.bootstrap_servers, TOPIC, recent_trades(60, symbol="STAU"))
+    publish(kafka_broker.bootstrap_servers, topic, recent_trades(60, symbol="STAU"))
     screen, code = status(status_settings, now=datetime.now(UTC) + timedelta(hours=2))
     print(screen)
     assert code == 1
     verdicts = lines_of(screen)
     assert verdicts["table trades"] == "STALE"
-    assert verdicts[f"topic {TOPIC} / raw_trades"] == "STALE"
+    assert verdicts[f"topic {topic} / raw_trades"] == "STALE"
     assert verdicts["job maintenance"] == "STALE"
     assert "end 100, committed 40" in screen and "lag 60 msgs" in screen
 

@@ -20,9 +20,10 @@ def bar(symbol: str, day: int, close: float, received_ms: int, interval: BarInte
     )
 
 
-def test_vendor_bars_upsert_on_their_key_and_bad_bars_are_quarantined(spark, settings: Settings, kafka_broker):
+def test_vendor_bars_upsert_on_their_key_and_bad_bars_are_quarantined(spark, lake: Settings, kafka_broker):
     from lakehouse import keyed_topic_job
     from lakehouse.keyed_topics import VENDOR_BARS_STREAM
+    settings = lake
 
     topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.vendor_bars_topic, settings.kafka.partitions)
     first = [bar("VCB", day, 100.0 + day, received_ms=BASE_MS + 10 * DAY_MS) for day in range(5)]
@@ -48,9 +49,10 @@ def test_vendor_bars_upsert_on_their_key_and_bad_bars_are_quarantined(spark, set
     ]
 
 
-def test_feed_gaps_land_once_even_when_resent(spark, settings: Settings, kafka_broker):
+def test_feed_gaps_land_once_even_when_resent(spark, lake: Settings, kafka_broker):
     from lakehouse import keyed_topic_job
     from lakehouse.keyed_topics import FEED_EVENTS_STREAM
+    settings = lake
 
     topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.feed_events_topic, settings.kafka.partitions)
     gap = FeedEvent(source=Source.FINNHUB, kind=FeedEventKind.GAP, start_ms=BASE_MS, end_ms=BASE_MS + 4200,
@@ -68,10 +70,11 @@ def test_feed_gaps_land_once_even_when_resent(spark, settings: Settings, kafka_b
     assert (rows[0]["end_time"] - rows[0]["start_time"]).total_seconds() == 4.2
 
 
-def test_frames_a_producer_rejected_land_in_the_quarantine_table(spark, settings: Settings, kafka_broker):
+def test_frames_a_producer_rejected_land_in_the_quarantine_table(spark, lake: Settings, kafka_broker):
     from lakehouse import keyed_topic_job
     from lakehouse.keyed_topics import SOURCE_REJECTS_STREAM
     from lakehouse.messages import QuarantinedInput
+    settings = lake
 
     topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.quarantine_topic, settings.kafka.partitions)
     frame = '{"type":"trade","data":[{"s":"AAPL","p":"NaN"}]}'
