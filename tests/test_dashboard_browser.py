@@ -179,7 +179,7 @@ def lag_js(topic: str, job: str) -> str:
 
 
 def test_the_pipeline_tab_shows_the_producers_rate_the_topics_lag_and_a_quarantined_messages_bytes(
-    browser: Chromium, spark, settings: Settings, kafka_broker, tmp_path: Path
+    browser: Chromium, spark, lake: Settings, kafka_broker, tmp_path: Path
 ) -> None:
     """A producer's collector and sink (as the Finnhub producer runs them) publish trades and one
     malformed message; the raw-trades job consumes them and quarantines that message; then more
@@ -187,11 +187,8 @@ def test_the_pipeline_tab_shows_the_producers_rate_the_topics_lag_and_a_quaranti
     for the job, and, behind the quarantine table's link, the malformed message's bytes."""
     from lakehouse import raw_trades_stream
 
-    topic = new_topic(kafka_broker.bootstrap_servers, "dashboard.browser.trades", partitions=2)
-    stream_settings = settings.with_streaming(checkpoint_dir=str(tmp_path / "checkpoints")).model_copy(update={
-        "kafka": settings.kafka.model_copy(update={"trades_topic": topic}),
-        "catalog": settings.catalog.model_copy(update={"namespace": "dashboard_browser"}),
-    })
+    stream_settings = lake
+    topic = new_topic(kafka_broker.bootstrap_servers, stream_settings.kafka.trades_topic, partitions=2)
     sink, registry, port = KafkaSink(SinkConfig(kafka_broker.bootstrap_servers)), CollectorRegistry(), free_port()
     registry.register(ProducerCollector("finnhub", sink, FeedCounters(reconnects=1)))
     stop_metrics = serve_metrics(port, "finnhub producer", registry)
@@ -211,7 +208,7 @@ def test_the_pipeline_tab_shows_the_producers_rate_the_topics_lag_and_a_quaranti
             "LAKEHOUSE__LOCAL__STATE_DIR": str(stream_settings.state_dir),
             "LAKEHOUSE__CATALOG__URI": stream_settings.catalog.uri,
             "LAKEHOUSE__CATALOG__WAREHOUSE": stream_settings.catalog.warehouse,
-            "LAKEHOUSE__CATALOG__NAMESPACE": "dashboard_browser",
+            "LAKEHOUSE__CATALOG__NAMESPACE": stream_settings.catalog.namespace,
             "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
             "LAKEHOUSE__KAFKA__TRADES_TOPIC": topic,
             "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": stream_settings.streaming.checkpoint_dir,
