@@ -1,7 +1,7 @@
 """The BigQuery sync through a real BigQuery emulator (bqemulator) and a real Iceberg catalog.
 
 bqemulator stores an external table as a plain native table and drops ``externalDataConfiguration``
-(see tests/test_bigquery_emulator.py), so here the sync's own record of the metadata file (a line in
+(docs/gcp.md), so here the sync's own record of the metadata file (a line in
 the table description) is what tells it a table is current. What real BigQuery receives for the
 external configuration is pinned down in tests/test_bigquery_sync_requests.py.
 """
