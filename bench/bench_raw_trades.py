@@ -9,8 +9,10 @@ One run, one Spark session, one fresh KRaft broker:
 3. the raw-trades job itself (``lakehouse.raw_trades_stream.start``, unchanged) from the earliest offset with
    ``maxOffsetsPerTrigger`` = each of ``--batch-sizes`` until it has caught up, on a fresh table and
    checkpoint each time; sustained trades/s = rows / summed batch time, first batch excluded; each
-   size runs twice, with the model judging every message (the job as shipped) and with the
-   Spark-only ``from_json`` parser it replaced (``bench/from_json_parser.py``), and prints the ratio;
+   size runs once per ``--parsers``: by default the job as shipped (the model judging what leaves
+   the fast path) and the job with the Spark-only ``from_json`` parser it replaced
+   (``bench/from_json_parser.py``); ``two caches`` is the model judge before its fast-path count
+   (``bench/two_cache_parser.py``). Prints the ratio of the shipped job to each;
 4. offered rates: with a ``--offered-trigger`` s trigger and ``maxOffsetsPerTrigger`` = rate x
    trigger, a batch arrives every trigger exactly as a feed at that rate would deliver it; the job
    keeps up while a batch takes no longer than the trigger, otherwise the Kafka lag grows.
@@ -130,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offered-rates", default="10000,20000,40000,80000")
     parser.add_argument("--offered-trigger", type=float, default=5.0)
     parser.add_argument("--offered-batches", type=int, default=4)
+    parser.add_argument("--parsers", default="model judge,from_json (old)",
+                        help="parsers compared per batch size: model judge, from_json (old), two caches "
+                             "(the model judge before its fast-path count)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.batch_sizes.split(",") if s]
     rates = [int(s) for s in args.offered_rates.split(",") if s]
@@ -155,16 +160,18 @@ def main(argv: list[str] | None = None) -> int:
               f"{top:,.0f} rows/s ({load()})")
 
         from bench.from_json_parser import FromJsonParser
+        from bench.two_cache_parser import TwoCacheParser
         from lakehouse.messages import Trade
 
         best = 0.0
-        parsers = {"model judge": None, "from_json (old)": FromJsonParser(Trade)}
+        known = {"model judge": None, "from_json (old)": FromJsonParser(Trade), "two caches": TwoCacheParser(Trade)}
+        parsers = {name: known[name] for name in args.parsers.split(",") if name}
         for run, size in enumerate(sizes):  # a size may repeat: each run has a checkpoint of its own
             rates_by_parser = {}
             for name, parse in parsers.items():
                 progress = run_raw_job(
                     spark, settings.with_streaming(trigger_seconds=0.0, max_offsets_per_trigger=size),
-                    f"run-{run}-size-{size}-{name.split()[0]}", parse=parse,
+                    f"run-{run}-size-{size}-{name.split()[0]}-{name.split()[-1]}", parse=parse,
                 )
                 rows, seconds, per_batch = batch_figures(progress)
                 stored = spark.table(spark_table_name(settings, TRADES)).count()
@@ -175,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"raw job ({name}), maxOffsetsPerTrigger {size:>9,}: {rate:9,.0f} trades/s sustained "
                       f"(median batch {median(per_batch):,.0f}/s over {len(per_batch)} batches), "
                       f"{rate / top:.0%} of ceiling ({load()})")
-            print(f"parsing cost, {size:,}-row batches: model judge / from_json = "
-                  f"{rates_by_parser['model judge'] / rates_by_parser['from_json (old)']:.2f}")
+            for other in [name for name in rates_by_parser if name != "model judge"]:
+                print(f"parsing cost, {size:,}-row batches: model judge / {other} = "
+                      f"{rates_by_parser['model judge'] / rates_by_parser[other]:.2f}")
 
         for rate in rates:
             batch = int(rate * args.offered_trigger)

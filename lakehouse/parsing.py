@@ -216,7 +216,8 @@ class MessageParser:
     whole batch (even one passed nulls) costs as much as judging it all. Hence two steps: ``stage``
     (one pass over the Kafka rows: canonical check, ``from_json``, rules, the ``_fast_path`` flag),
     which a job persists, and ``verdicts``, which splits the stage into fast rows and the model's
-    verdicts on the others (a small frame, usually empty). ``persisted`` does both for a micro-batch.
+    verdicts on the others (a small frame, usually empty). ``persisted`` does both for a micro-batch,
+    and skips the second when the stage's pass counted no row off the fast path.
 
     A streaming job builds one parser and calls it on every micro-batch: the expressions are built
     here once (each costs Py4J round trips).
@@ -251,6 +252,7 @@ class MessageParser:
             REJECT_REASON
         )
         self.no_reason = F.lit(None).cast(T.StringType()).alias(REJECT_REASON)
+        self.off_fast_count = F.count_if(~self.fast)
 
     def stage(self, kafka_rows: DataFrame, judged_only: Sequence[str] = ()) -> DataFrame:
         """The Kafka rows plus ``_fast_path`` and the fast path's ``message``; the Kafka columns named
@@ -278,15 +280,22 @@ class MessageParser:
     @contextmanager
     def persisted(self, kafka_rows: DataFrame, columns: Sequence[Column | str],
                   judged_only: Sequence[str] = ()) -> Iterator[DataFrame]:
-        """A micro-batch's verdicts as ``columns``, read from Kafka once: the stage is cached (with
-        ``judged_only`` columns held only off the fast path), and so are the model's verdicts, so
-        each action on the result runs no Python again. Both caches are released on exit."""
+        """A micro-batch's verdicts as ``columns``, read from Kafka once. The stage is cached (with
+        ``judged_only`` columns held only off the fast path) and counted off the fast path in the
+        same pass. A batch with no such row (a canonical feed's every batch) is the cached stage
+        alone: no second cache, no union, no Python stage (which would run a Python worker per task
+        even with no row to judge). Otherwise the model's verdicts are cached too, so each action on
+        the result runs no Python again. Both caches are released on exit."""
         staged = self.stage(kafka_rows, judged_only).persist()
         judged_rows = None
         try:
-            fast, judged = self.verdicts(staged)
-            judged_rows = judged.select(*columns).persist()
-            yield fast.select(*columns).unionByName(judged_rows)
+            if staged.agg(self.off_fast_count).first()[0] == 0:
+                yield staged.select(*[c for c in staged.columns if c not in (FAST, PARSED)], PARSED,
+                                    self.no_reason).select(*columns)
+            else:
+                fast, judged = self.verdicts(staged)
+                judged_rows = judged.select(*columns).persist()
+                yield fast.select(*columns).unionByName(judged_rows)
         finally:
             if judged_rows is not None:
                 judged_rows.unpersist()

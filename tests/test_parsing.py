@@ -8,7 +8,7 @@ import pydantic
 import pytest
 
 from lakehouse.messages import Source, Trade, VendorBar, trade_id
-from lakehouse.parsing import REJECT_REASON, MessageParser
+from lakehouse.parsing import PARSED, REJECT_REASON, MessageParser
 
 VALID = Trade(
     source=Source.FINNHUB, symbol="BRK.B", price=412.5, volume=100.0, event_time_ms=1_767_261_600_123,
@@ -75,3 +75,24 @@ def test_a_vendor_bar_whose_high_and_low_do_not_bound_it_is_rejected_by_both(spa
     assert row[REJECT_REASON] == "Value error, low <= open, close <= high does not hold"
     with pytest.raises(pydantic.ValidationError):
         VendorBar.model_validate(bar)
+
+
+def test_a_batch_on_the_fast_path_runs_no_python_and_one_off_it_is_judged_with_the_rest(spark) -> None:
+    # A Python stage runs a worker per task even with no row to judge, and a second cache and a
+    # union cost a pass: a batch whose every message is canonical must have neither.
+    parser = MessageParser(Trade)
+    canonical = [(offset, VALID.model_copy(update={"price": 400.0 + offset}).to_json_bytes()) for offset in range(50)]
+    off_path = [*canonical, (50, mutated(price=0)), (51, mutated(extra_field="judged by the model"))]
+    columns = ["offset", "value", PARSED, REJECT_REASON]
+    plans, verdicts = [], []
+    for rows in (canonical, off_path):
+        frame = spark.createDataFrame(rows, "offset long, value binary")
+        with parser.persisted(frame, columns) as parsed:
+            verdicts.append([row[REJECT_REASON] for row in parsed.orderBy("offset").collect()])
+            plans.append(parsed._jdf.queryExecution().executedPlan().toString())
+
+    fast_plan, judged_plan = plans
+    assert "ArrowEvalPython" not in fast_plan and "Union" not in fast_plan
+    assert "Union" in judged_plan  # the model's cached verdicts beside the fast rows
+    assert verdicts[0] == [None] * 50
+    assert verdicts[1] == [None] * 50 + ["price: Input should be greater than 0", None]
