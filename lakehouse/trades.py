@@ -26,7 +26,16 @@ if TYPE_CHECKING:
 # every partition a task meets, so its memory grows with the symbols a batch touches: 2,000 symbols
 # in one batch ran a 2 GiB driver out of heap. Without fanout, Iceberg asks Spark for a local sort by
 # (symbol, days(event_time)), which the dedupe's sort already provides, so Spark adds none.
-CLUSTERED_WRITE_OPTIONS: Mapping[str, str] = {"distribution-mode": "none", "fanout-enabled": "false"}
+#
+# The appends write their Parquet uncompressed: a micro-batch writes one file per symbol-day it
+# touches, and at thousands of symbols a file's fixed cost is the batch's cost. Opening a zstd
+# stream per column chunk was more than half of it: 2,000 files of a 20k-row append took 57-62 s in
+# zstd and 25.4-25.6 s uncompressed, alternating in one session (bench/bench_file_cost.py). The
+# table's own codec (zstd, ``COMMON_PROPERTIES``) is what maintenance writes when it compacts a
+# closed day, so the uncompressed files live until their day is compacted.
+CLUSTERED_WRITE_OPTIONS: Mapping[str, str] = {
+    "distribution-mode": "none", "fanout-enabled": "false", "compression-codec": "uncompressed",
+}
 # Iceberg's own ``days`` transform as a Spark function of the session's (Iceberg) catalog: sorting by
 # the very expression Iceberg asks the write to be sorted by is what lets Spark see that it is.
 EVENT_DAY = "system.days(event_time)"

@@ -402,3 +402,53 @@ def test_the_deduplicated_batch_reaches_the_trades_table_in_partition_order_with
     writer.append()
     stored = stored_rows(settings, tuple(f"ORD{n}" for n in range(7)))
     assert sorted(r["trade_id"] for r in stored) == sorted(t.trade_id for t in trades)
+
+
+def test_two_thousand_symbols_are_stored_once_in_uncompressed_appends_that_compaction_writes_in_zstd(
+    spark, settings: Settings, kafka_broker, lakehouse_dir: Path,
+):
+    """A whole market's batches (2,000 Zipf-active symbols, a file per symbol-day) through the real
+    stream: re-sent trades stored once, every appended file uncompressed (a zstd stream opened per
+    column chunk was most of a file's fixed cost), and a rewrite of those files in the table's zstd."""
+    import pyarrow.parquet as pq
+
+    from jobs import raw_trades
+    from lakehouse.catalog import spark_table_name
+
+    topic = new_topic(kafka_broker.bootstrap_servers, "market.trades.market", settings.kafka.partitions)
+    symbols = ["M" + symbol[1:] for symbol in zipf_symbols(3_000, 2_000, seed=2000)]  # this test's own
+    trades = [trade(symbol, 100_000 + n) for n, symbol in enumerate(symbols)]
+    resent = random.Random(2000).sample(trades, 400)
+    publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in trades + resent])
+    streaming = settings.model_copy(update={
+        "kafka": settings.kafka.model_copy(update={"trades_topic": topic}),
+        "streaming": settings.streaming.model_copy(update={"checkpoint_dir": str(lakehouse_dir / "market")}),
+    }).with_streaming(max_offsets_per_trigger=3_000)
+    name = spark_table_name(settings, TRADES)
+    before = {r.id for r in spark.sql(f"SELECT snapshot_id AS id FROM {name}.snapshots").collect()}
+    query = raw_trades.start(spark, streaming)
+    query.processAllAvailable()
+    batches = [p for p in query.recentProgress if p["numInputRows"]]
+    query.stop()
+
+    rows = stored_rows(settings, tuple(sorted(set(symbols))))
+    assert len(batches) >= 2  # the re-sent trades came in a batch of their own
+    assert sorted(r["trade_id"] for r in rows) == sorted(t.trade_id for t in trades)
+    table = load_catalog(settings).load_table(table_identifier(settings, TRADES))
+    appended = [f for s in table.snapshots() if s.snapshot_id not in before
+                for f in table.inspect.entries(s.snapshot_id).to_pylist() if f["snapshot_id"] == s.snapshot_id]
+    paths = {e["data_file"]["file_path"] for e in appended}
+    assert len(paths) >= 2_000
+
+    def codecs(file_paths) -> set[str]:
+        return {pq.ParquetFile(path.removeprefix("file:")).metadata.row_group(0).column(0).compression
+                for path in file_paths}
+
+    assert codecs(paths) == {"UNCOMPRESSED"}
+    busiest = ", ".join(f"'M{rank:05d}'" for rank in (1, 2, 3))
+    spark.sql(f"CALL {settings.catalog.name}.system.rewrite_data_files(table => '{settings.catalog.namespace}."
+              f"{TRADES.name}', where => \"symbol in ({busiest})\", options => map('rewrite-all', 'true'))")
+    table.refresh()
+    rewritten = {f.file.file_path for f in table.scan(row_filter=f"symbol in ({busiest})").plan_files()}
+    assert codecs(rewritten) == {"ZSTD"}
+    assert len(rewritten) == 3
