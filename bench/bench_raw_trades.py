@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"(median batch {median(per_batch):,.0f}/s over {len(per_batch)} batches), "
                       f"{rate / top:.0%} of ceiling ({load()})")
             for other in [name for name in rates_by_parser if name != "model judge"]:
-                print(f"parsing cost, {size:,}-row batches: model judge / {other} = "
+                print(f"parsing cost, {size:,}-row batches, model judge / {other}: "
                       f"{rates_by_parser['model judge'] / rates_by_parser[other]:.2f}")
 
         for rate in rates:

@@ -86,6 +86,11 @@ BENCHMARKS = [
               "ahead on throughput and freshness at once (ours/sink > 1 and < 1), zero duplicates for both",
               quick_args=["--backlog", "100000", "--max-offsets", "50000", "--seconds", "40", "--warmup", "10",
                           "--default-seconds", "0", "--kill-backlog", "40000"]),
+    Benchmark("file_cost", "bench.bench_file_cost",
+              "A data file's fixed cost in the trades append by Parquet codec: the same rows into 50 and into "
+              "2,000 symbol partitions, codecs alternating in one session.",
+              "none: decides the streaming appends' codec (per-file cost against zstd's)",
+              quick_args=["--rows", "10000", "--rounds", "2"]),
     Benchmark("backfill", "bench.bench_backfill",
               "1-minute bars for a day of trades from the raw table: the bars of `lakehouse.bars_rebuild` (Spark "
               "batch, `lakehouse.bars`) vs DuckDB over the same Parquet files.",
