@@ -405,32 +405,30 @@ def test_the_deduplicated_batch_reaches_the_trades_table_in_partition_order_with
 
 
 def test_two_thousand_symbols_are_stored_once_in_uncompressed_appends_that_compaction_writes_in_zstd(
-    spark, settings: Settings, kafka_broker, lakehouse_dir: Path,
+    spark, lake: Settings, kafka_broker,
 ):
     """A whole market's batches (2,000 Zipf-active symbols, a file per symbol-day) through the real
     stream: re-sent trades stored once, every appended file uncompressed (a zstd stream opened per
     column chunk was most of a file's fixed cost), and a rewrite of those files in the table's zstd."""
     import pyarrow.parquet as pq
 
-    from jobs import raw_trades
+    from lakehouse import raw_trades_stream
     from lakehouse.catalog import spark_table_name
 
-    topic = new_topic(kafka_broker.bootstrap_servers, "market.trades.market", settings.kafka.partitions)
+    settings = lake
+    topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.trades_topic, settings.kafka.partitions)
     symbols = ["M" + symbol[1:] for symbol in zipf_symbols(3_000, 2_000, seed=2000)]  # this test's own
     trades = [trade(symbol, 100_000 + n) for n, symbol in enumerate(symbols)]
     resent = random.Random(2000).sample(trades, 400)
     publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in trades + resent])
-    streaming = settings.model_copy(update={
-        "kafka": settings.kafka.model_copy(update={"trades_topic": topic}),
-        "streaming": settings.streaming.model_copy(update={"checkpoint_dir": str(lakehouse_dir / "market")}),
-    }).with_streaming(max_offsets_per_trigger=3_000)
+    streaming = settings.with_streaming(max_offsets_per_trigger=3_000)
     name = spark_table_name(settings, TRADES)
-    query = raw_trades.start(spark, streaming)
+    query = raw_trades_stream.start(spark, streaming)
     query.processAllAvailable()
     batches = [p for p in query.recentProgress if p["numInputRows"]]
     query.stop()
 
-    # Only this test writes symbols starting with M: a range, not a 2,000-symbol IN list, to read them.
+    # A range, not a 2,000-symbol IN list, to read them.
     ours = "symbol >= 'M' AND symbol < 'M~'"
     stored = [r.trade_id for r in spark.table(name).where(ours).select("trade_id").collect()]
     assert len(batches) >= 2  # the re-sent trades came in a batch of their own
