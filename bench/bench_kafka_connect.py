@@ -278,7 +278,7 @@ def freshness(bench: Bench, side: str, seconds: float, warmup: float, interval_m
 
 def kill_nine(bench: Bench, side: str, count: int) -> tuple[int, int, int]:
     """(stored, distinct, acknowledged) after a kill -9 of the writer mid-stream and a restart."""
-    from tests.test_raw_trades import kill_dash_nine, stop_job, submit_raw_trades
+    from lakehouse.local.processes import kill_process_tree, submit_job, terminate_group
 
     topic = bench.topic(f"kill-{side}")
     publish_with_spark(bench.spark, trade_messages(bench.spark, count, bench.args.symbols, START_MS, 3_600_000,
@@ -296,17 +296,17 @@ def kill_nine(bench: Bench, side: str, count: int) -> tuple[int, int, int]:
                "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": settings.streaming.checkpoint_dir,
                "LAKEHOUSE__STREAMING__TRIGGER_SECONDS": "0",
                "LAKEHOUSE__STREAMING__MAX_OFFSETS_PER_TRIGGER": str(max(count // 8, 1))}
-        job = submit_raw_trades(env, log_file)
+        job = submit_job("raw_trades", env, log_file)
         alive = lambda: job.poll() is None or (_ for _ in ()).throw(  # noqa: E731
             RuntimeError(f"raw_trades died: {log_file.read_text()[-3000:]}"))
         try:
             wait_stored(bench, settings, 1, 300, alive)
-            kill_dash_nine(job)
+            kill_process_tree(job)
             at_kill = bench.stored(settings)
-            job = submit_raw_trades(env, log_file)
+            job = submit_job("raw_trades", env, log_file)
             wait_stored(bench, settings, count, 600, alive)
         finally:
-            stop_job(job)
+            terminate_group(job)
     else:
         name = bench.theirs(settings, bench.args.kill_interval)
         wait_stored(bench, settings, 1, 300, lambda: bench.worker.check(name))

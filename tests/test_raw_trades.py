@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import signal
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -15,8 +13,9 @@ from pyiceberg.exceptions import NoSuchTableError
 
 from lakehouse.catalog import load_catalog, table_identifier
 from lakehouse.conditions import is_bar_eligible
+from lakehouse.local.processes import kill_process_tree, submit_job, terminate_group
 from lakehouse.messages import Source, Trade, trade_id
-from lakehouse.settings import PROJECT_ROOT, Settings
+from lakehouse.settings import Settings
 from lakehouse.tables import QUARANTINE, TRADES
 from tests.conftest import environ_of
 from tests.kafka_helpers import new_topic, publish
@@ -104,48 +103,6 @@ def job_environment(settings: Settings, **streaming: str) -> dict[str, str]:
     }
 
 
-def submit_raw_trades(env: dict[str, str], log_file: Path, *spark_options: str) -> subprocess.Popen:
-    """``./spark-submit.sh --master local[2] [spark_options] raw_trades`` in a session of its own."""
-    with log_file.open("ab") as log:
-        return subprocess.Popen(
-            [str(PROJECT_ROOT / "spark-submit.sh"), "--master", "local[2]", *spark_options, "raw_trades"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid``, from /proc: the JVM ``spark-submit.sh`` starts runs in a session of
-    its own, so a process-group signal to the script does not reach it."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    found, pending = [], [pid]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child)
-    return found
-
-
-def kill_dash_nine(job: subprocess.Popen) -> None:
-    """SIGKILL to the whole job at once, as a crashed machine would: the script, the JVM and the driver."""
-    for pid in [job.pid, *descendants(job.pid)]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    job.wait(30)
-
-
-def stop_job(job: subprocess.Popen) -> None:
-    if job.poll() is None:
-        os.killpg(job.pid, signal.SIGTERM)
-        job.wait(60)
-
-
 def test_kill_dash_nine_mid_stream_then_restart_loses_and_duplicates_nothing(
     lake: Settings, kafka_broker, tmp_path: Path
 ):
@@ -157,7 +114,7 @@ def test_kill_dash_nine_mid_stream_then_restart_loses_and_duplicates_nothing(
     log_file = tmp_path / "kill9.log"
 
     def start_job() -> subprocess.Popen:
-        return submit_raw_trades(env, log_file)
+        return submit_job("raw_trades", env, log_file)
 
     def stored_count() -> int:
         return len(stored_rows(settings, symbols))
@@ -171,7 +128,7 @@ def test_kill_dash_nine_mid_stream_then_restart_loses_and_duplicates_nothing(
             assert time.monotonic() < deadline, f"no commit within 180 s: {log_file.read_text()[-3000:]}"
             time.sleep(0.5)
         publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in trades[6000:]])
-        kill_dash_nine(job)
+        kill_process_tree(job)
         assert stored_count() < len(trades), "the kill must land mid-stream for this test to mean anything"
 
         job = start_job()
@@ -180,7 +137,7 @@ def test_kill_dash_nine_mid_stream_then_restart_loses_and_duplicates_nothing(
             assert job.poll() is None, f"restarted job died: {log_file.read_text()[-3000:]}"
             time.sleep(1)
     finally:
-        stop_job(job)
+        terminate_group(job)
 
     rows = stored_rows(settings, symbols)
     ids = [r["trade_id"] for r in rows]
@@ -219,13 +176,13 @@ def test_a_batch_over_a_thousand_symbols_fits_a_512m_driver_and_resent_trades_ar
             time.sleep(1)
 
     publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in trades])
-    job = submit_raw_trades(env, log_file, "--conf", "spark.driver.memory=512m")
+    job = submit_job("raw_trades", env, log_file, "--conf", "spark.driver.memory=512m")
     try:
         wait_for(len(trades), job)
         publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in resent + later])
         wait_for(len(trades) + len(later), job)
     finally:
-        stop_job(job)
+        terminate_group(job)
 
     ids = [r["trade_id"] for r in stored_rows(settings, tuple(sorted(set(symbols))))]
     assert len(ids) == len(set(ids)), "a trade was stored twice"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -77,3 +79,51 @@ def log_tail(path: Path, lines: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except FileNotFoundError:
         return f"(no log written at {path})"
+
+
+def submit_job(job: str, env: dict[str, str], log_file: Path, *spark_options: str,
+               master: str = "local[2]") -> subprocess.Popen:
+    """``./spark-submit.sh --master MASTER [spark_options] JOB`` in a session of its own, its output
+    appended to ``log_file``: a job run as an operator runs it (tests and benchmarks)."""
+    from lakehouse.settings import PROJECT_ROOT
+
+    with log_file.open("ab") as log:
+        return subprocess.Popen(
+            [str(PROJECT_ROOT / "spark-submit.sh"), "--master", master, *spark_options, job],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, from /proc: the JVM ``spark-submit.sh`` starts runs in a session of
+    its own, so a process-group signal to the script does not reach it."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, pending = [], [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def kill_process_tree(process: subprocess.Popen) -> None:
+    """SIGKILL to a process and everything below it at once, as a crashed machine would (for a job:
+    the script, the JVM and the Python driver)."""
+    for pid in [process.pid, *descendants(process.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait(30)
+
+
+def terminate_group(process: subprocess.Popen, timeout_seconds: float = 60) -> None:
+    """SIGTERM to the process group of a process started in a session of its own, then wait."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout_seconds)
