@@ -222,7 +222,8 @@ def render(results: list[Result], quick: bool, machine: str) -> str:
         took = ("not recorded" if result.seconds is None else f"{result.seconds:.0f} s") if result.exit_code == 0 \
             else f"FAILED (exit {result.exit_code})"
         lines.append(f"| [{heading}](#{heading.lower().replace(' ', '-').replace(',', '').replace(':', '')}) | "
-                     f"{result.benchmark.target} | {ratio.replace('|', '/')} | {result.started:%H:%M} | {took} |")
+                     f"{result.benchmark.target} | {ratio.replace('|', '/')} | "
+                     f"{result.started:%Y-%m-%d %H:%M} | {took} |")
     lines.append("")
     for result, heading in zip(results, headings, strict=True):
         lines += section(result, heading)
