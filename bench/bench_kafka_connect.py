@@ -213,17 +213,21 @@ def freshness(bench: Bench, side: str, seconds: float, warmup: float, interval_m
     else:
         name = bench.theirs(settings, interval_ms)
         alive = lambda: bench.worker.check(name)  # noqa: E731
+    def note_commits() -> None:
+        """When each new snapshot was first seen; then check the writer is alive and wait a tick."""
+        if watch.moved():
+            now = time.time()
+            for snapshot in watch.table.metadata.snapshots:
+                seen.setdefault(snapshot.snapshot_id, now)
+        alive()
+        time.sleep(0.05)
+
     try:
         feed.go()
         feed_start = time.time()
         settle = 2 * interval_ms / 1000 + 10 if side == "theirs" else 2 * bench.args.trigger + 10
         while time.time() < feed_start + seconds + 1:
-            if watch.moved():
-                now = time.time()
-                for snapshot in watch.table.metadata.snapshots:
-                    seen.setdefault(snapshot.snapshot_id, now)
-            alive()
-            time.sleep(0.05)
+            note_commits()
         sent = feed.sent()
         sustained = True
         deadline = time.time() + settle
@@ -231,12 +235,7 @@ def freshness(bench: Bench, side: str, seconds: float, warmup: float, interval_m
             if time.time() > deadline:
                 sustained = False
                 break
-            if watch.moved():
-                now = time.time()
-                for snapshot in watch.table.metadata.snapshots:
-                    seen.setdefault(snapshot.snapshot_id, now)
-            alive()
-            time.sleep(0.05)
+            note_commits()
     finally:
         feed.stop()
         watch.close()
