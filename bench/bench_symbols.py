@@ -53,6 +53,7 @@ from lakehouse.maintenance import MaintenancePolicy, maintain
 from lakehouse.settings import Settings
 from lakehouse.spark import build_spark_session
 from lakehouse.tables import TRADES
+from lakehouse.trades_fold import fold_appended_files
 
 START_MS = 1_772_000_000_000  # 2026-02-25 06:13 UTC: a closed day, as maintenance sees it
 HOUR_MS = 3_600_000
@@ -227,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
             counts = zipf_counts(args.messages, symbols, args.zipf)
             publish_with_spark(spark, zipf_trade_messages(spark, counts, START_MS, HOUR_MS, f"p{symbols}"),
                                broker.bootstrap_servers, topic)
-            streaming = settings.with_streaming(trigger_seconds=0.0, max_offsets_per_trigger=args.batch)
+            # Folds off while the job drains: the fold is timed on its own below, then counted in.
+            streaming = settings.with_streaming(trigger_seconds=0.0, max_offsets_per_trigger=args.batch,
+                                                fold_interval_seconds=0)
             progress = run_raw_job(spark, streaming, f"symbols-{symbols}")
             rows, seconds, _ = batch_figures(progress)
             name = spark_table_name(settings, TRADES)
@@ -240,11 +243,20 @@ def main(argv: list[str] | None = None) -> int:
             batch_seconds = [p["durationMs"]["triggerExecution"] / 1000 for p in progress if p["numInputRows"]][1:]
             commit = commit_seconds(spark, settings, largest.id)
             meta = metadata_size(settings)
-            live_files = symbols_touched(args.live_batch, symbols, args.zipf)
+            # A live hour: each 1 s commit appends a file per task, each fold a file per symbol-day
+            # its interval touched.
+            fold_interval = base.streaming.fold_interval_seconds
+            folds_per_hour = 3_600 / fold_interval
+            live_files = (base.streaming.shuffle_partitions
+                          + symbols_touched(int(args.live_batch * fold_interval), symbols, args.zipf) / fold_interval)
             per_snapshot = meta.metadata_file_bytes / max(meta.snapshots, 1)
-            hour_metadata = per_snapshot * COMMITS_PER_HOUR
+            hour_metadata = per_snapshot * (COMMITS_PER_HOUR + folds_per_hour)
             per_entry = meta.manifest_bytes / max(meta.live_files, 1)
             hour_manifests = per_entry * live_files * COMMITS_PER_HOUR
+            started = time.perf_counter()
+            fold = fold_appended_files(spark, name)
+            fold_s = time.perf_counter() - started
+            with_fold = rows / (seconds + fold_s * rows / args.messages) if seconds else float("nan")
             started = time.perf_counter()
             if symbols <= args.maintain_up_to:
                 report = maintain(spark, base.catalog.name, f"{base.catalog.namespace}.{TRADES.name}",
@@ -258,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
             busiest_s, full_s, busiest_rows, full_rows = read_seconds(settings, symbol_name(1), START_MS)
             day_s, _, day_rows, _ = read_seconds(settings, symbol_name(max(1, symbols // 2)), START_MS)
             result = {
-                "symbols": symbols, "trades_per_s": rows / seconds if seconds else float("nan"),
+                "symbols": symbols, "append_per_s": rows / seconds if seconds else float("nan"),
+                "trades_per_s": with_fold, "fold_s": fold_s, "fold_files": fold.written_files,
                 "files_per_commit": median([float(n) for n in added]), "batch_s": median(batch_seconds),
                 "commit_s": commit, "live_files_per_commit": live_files,
                 "metadata_mib_hour": hour_metadata / 2**20, "manifests_mib_hour": hour_manifests / 2**20,
@@ -266,13 +279,14 @@ def main(argv: list[str] | None = None) -> int:
                 "day_read_s": day_s, "full_scan_s": full_s, "read_ratio": full_s / day_s if day_s else float("nan"),
                 "load": load(),
             }
-            print(f"point {symbols} symbols: {result['trades_per_s']:,.0f} trades/s sustained over "
-                  f"{len(batch_seconds)} batches (median {result['batch_s']:.2f} s, "
-                  f"{result['files_per_commit']:.0f} data files per commit); commit of {largest.n} files "
+            print(f"point {symbols} symbols: {result['trades_per_s']:,.0f} trades/s sustained with the fold "
+                  f"({result['append_per_s']:,.0f} appending over {len(batch_seconds)} batches, median "
+                  f"{result['batch_s']:.2f} s, {result['files_per_commit']:.0f} data files per commit; fold of "
+                  f"{fold.folded_files} files into {fold.written_files} {fold_s:.1f} s); commit of {largest.n} files "
                   f"{commit:.2f} s; metadata file {meta.metadata_file_bytes / 1024:.0f} KiB "
                   f"at {meta.snapshots} snapshots -> {result['metadata_mib_hour']:.1f} MiB at {COMMITS_PER_HOUR:,}; "
                   f"manifests {meta.manifest_bytes / 1024:.0f} KiB for {meta.live_files} files -> "
-                  f"{result['manifests_mib_hour']:.0f} MiB for an hour at {live_files:.0f} files per 1 s commit; "
+                  f"{result['manifests_mib_hour']:.0f} MiB for an hour at {live_files:.1f} files per second; "
                   f"maintenance {maintenance:.1f} s ({maintained}); read a middle-rank symbol's day "
                   f"({day_rows:,} rows) {day_s:.3f} s, the busiest's ({busiest_rows:,} rows) {busiest_s:.3f} s, "
                   f"a full scan ({full_rows:,} rows) {full_s:.3f} s: {result['read_ratio']:.0f}x and "
@@ -288,15 +302,16 @@ def main(argv: list[str] | None = None) -> int:
 
     first = results[0]
     print("")
-    print("| symbols | trades/s | vs first | vs ceiling | files/commit | batch s | commit s | files/commit live "
+    print("| symbols | trades/s with fold | vs first | vs ceiling | appending trades/s | fold s (files) | "
+          "files/commit | batch s | commit s | files/s live "
           "| metadata file, 1 h (MiB) | manifests, 1 h (MiB) | maintenance s | files/partition after | "
           "symbol-day vs full scan | trade p50/p99 s | bar p50/p99 s | load |")
-    print("|" + "---|" * 16)
+    print("|" + "---|" * 18)
     for r in results:
         print(f"| {r['symbols']:,} | {r['trades_per_s']:,.0f} | {r['trades_per_s'] / first['trades_per_s']:.2f} | "
-              f"{r['trades_per_s'] / top:.2f} | {r['files_per_commit']:.0f} | {r['batch_s']:.2f} | "
-              f"{r['commit_s']:.2f} | "
-              f"{r['live_files_per_commit']:.0f} | {r['metadata_mib_hour']:.1f} | {r['manifests_mib_hour']:.0f} | "
+              f"{r['trades_per_s'] / top:.2f} | {r['append_per_s']:,.0f} | {r['fold_s']:.1f} ({r['fold_files']:,}) | "
+              f"{r['files_per_commit']:.0f} | {r['batch_s']:.2f} | {r['commit_s']:.2f} | "
+              f"{r['live_files_per_commit']:.1f} | {r['metadata_mib_hour']:.1f} | {r['manifests_mib_hour']:.0f} | "
               f"{r['maintenance_s']:.1f} | {r['files_per_partition_after']} | {r['read_ratio']:.0f}x | "
               f"{r.get('trade_fresh', 'not run')} | {r.get('bar_fresh', 'not run')} | {r['load']} |")
     at = next((r for r in results if r["symbols"] == 2000), results[-1])

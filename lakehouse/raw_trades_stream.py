@@ -20,7 +20,7 @@ from lakehouse.messages import Trade
 from lakehouse.ops import stream_metrics
 from lakehouse.parsing import PARSED, REJECT_REASON, MessageParser, quarantine_rows
 from lakehouse.settings import Settings
-from lakehouse.spark import ensure_tables
+from lakehouse.spark import append_spec_id, ensure_tables
 from lakehouse.streaming import checkpoint_location, read_kafka
 from lakehouse.tables import QUARANTINE, TRADES
 from lakehouse.trades import (
@@ -33,6 +33,7 @@ from lakehouse.trades import (
     stored_until_from_files,
     trades_in_ranges,
 )
+from lakehouse.trades_fold import BackgroundFolder
 
 JOB_NAME = "raw_trades"
 log = logging.getLogger(JOB_NAME)
@@ -51,6 +52,10 @@ class RawTradesWriter:
     def __init__(self, settings: Settings, writer: str, parse: MessageParser | None = None):
         self.settings = settings
         self.writer = writer
+        # With the trades table's append spec (day only), read on the first batch: one file per task
+        # and day, whatever the number of symbols.
+        self.write_options: dict[str, str] | None = None
+        self.folder: BackgroundFolder | None = None  # started with the first batch
         self.trades_table = spark_table_name(settings, TRADES)
         self.quarantine_table = spark_table_name(settings, QUARANTINE)
         # Per symbol, an upper bound of the event times stored (ms), read from the table once per
@@ -83,6 +88,8 @@ class RawTradesWriter:
             wrote = bool(spans) and self._append_trades(parsed, spans, batch_id, marker)
             if rejected:
                 append_once(quarantine_rows(parsed.where(self.rejected)), self.quarantine_table, marker)
+        if wrote:
+            self._folder(batch.sparkSession).maybe_start()
         log.info(
             "batch %s: %s -> %s, %s quarantined, %.1f s",
             batch_id, self.settings.kafka.trades_topic, self.trades_table if wrote else "(nothing new)",
@@ -98,15 +105,41 @@ class RawTradesWriter:
 
     def _stored_until_in_table(self, spark: SparkSession) -> dict[str, int]:
         """Per symbol, the newest event time the table's data files can hold, from their metrics: a
-        metadata query that reads no data. A writer on a new checkpoint re-reading a topic the table
-        already holds then checks every batch that reaches into it, not only its first."""
-        bound = "readable_metrics.event_time.upper_bound"
+        metadata query that reads no data for the day-symbol files. A writer on a new checkpoint
+        re-reading a topic the table already holds then checks every batch that reaches into it, not
+        only its first. Files of the append spec hold many symbols (``partition.symbol`` is null):
+        their symbols' newest trades are read from the rows, from those files' oldest event time on,
+        which is what the stream appended since the last fold."""
+        bound = "readable_metrics.event_time"
         rows = spark.sql(
             f"SELECT partition.symbol AS symbol, "
-            f"CASE WHEN count_if({bound} IS NULL) = 0 THEN unix_millis(max({bound})) END AS until_ms "
+            f"CASE WHEN count_if({bound}.upper_bound IS NULL) = 0 THEN unix_millis(max({bound}.upper_bound)) END "
+            f"AS until_ms, count_if({bound}.lower_bound IS NULL) AS unbounded, "
+            f"unix_millis(min({bound}.lower_bound)) AS from_ms "
             f"FROM {self.trades_table}.files WHERE content = 0 GROUP BY partition.symbol"
         ).collect()
-        return stored_until_from_files((row.symbol, row.until_ms) for row in rows)
+        bounds = [(row.symbol, row.until_ms) for row in rows if row.symbol is not None]
+        for row in rows:
+            if row.symbol is None:  # appended, not yet folded: read their symbols' newest trades
+                trades = spark.table(self.trades_table)
+                if not row.unbounded:
+                    trades = trades.where(F.col("event_time") >= F.timestamp_millis(F.lit(row.from_ms)))
+                newest = trades.groupBy("symbol").agg(F.unix_millis(F.max("event_time")).alias("until_ms"))
+                bounds += [(r.symbol, r.until_ms) for r in newest.collect()]
+        return stored_until_from_files(bounds)
+
+    def _folder(self, spark: SparkSession) -> BackgroundFolder:
+        if self.folder is None:
+            self.folder = BackgroundFolder(spark, self.trades_table, self.settings.streaming.fold_interval_seconds)
+        return self.folder
+
+    def _write_options(self, spark: SparkSession) -> dict[str, str]:
+        if self.write_options is None:
+            spec = append_spec_id(spark, TRADES, self.trades_table)
+            self.write_options = dict(CLUSTERED_WRITE_OPTIONS)
+            if spec is not None:
+                self.write_options["output-spec-id"] = str(spec)
+        return self.write_options
 
     def _measure(self, parsed: DataFrame) -> tuple[int, list[SymbolSpan]]:
         """(rejected messages, event-time span of each symbol's valid trades), in one pass."""
@@ -125,7 +158,7 @@ class RawTradesWriter:
             trades = not_yet_stored(trades, stored.select("trade_id"))
         # Only the first batch a process writes can be a replay of a committed one.
         known_new = self.last_committed_batch is not None and batch_id > self.last_committed_batch
-        wrote = append_once(trades, self.trades_table, marker, CLUSTERED_WRITE_OPTIONS, known_uncommitted=known_new)
+        wrote = append_once(trades, self.trades_table, marker, self._write_options(spark), known_uncommitted=known_new)
         self.last_committed_batch = batch_id
         self.stored_until_ms = advance_stored_until(self._stored_until(spark), spans)
         stream_metrics.committed_event_time(JOB_NAME, max(s.last_ms for s in spans) / 1000)  # ops hook

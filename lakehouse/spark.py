@@ -32,7 +32,9 @@ from lakehouse.tables import (
     create_table_ddl,
     missing_optional_columns,
     missing_properties,
+    partition_field_name,
     spark_column_type,
+    spec_evolution,
 )
 
 if TYPE_CHECKING:
@@ -254,8 +256,45 @@ def ensure_tables(spark: SparkSession, settings: Settings, tables: tuple[TableDe
         spark.sql(create_table_ddl(table, name))
         add_missing_properties(spark, table, name)
         add_missing_columns(spark, table, name)
+        add_partition_specs(spark, table, name)
         if table is TRADES:
             add_bar_eligible(spark, name)
+
+
+def iceberg_table(spark: SparkSession, name: str):  # -> org.apache.iceberg.Table (a Py4J object)
+    """The Java Iceberg table behind Spark's ``name``, for what Spark SQL does not expose (specs)."""
+    return spark._jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, name)
+
+
+def partition_specs(spark: SparkSession, name: str) -> tuple[int, dict[int, list[str]]]:
+    """(default spec id, {spec id: its partition field names}) of the Iceberg table ``name``."""
+    table = iceberg_table(spark, name)
+    specs = {int(spec_id): [f.name() for f in spec.fields()] for spec_id, spec in table.specs().items()}
+    return int(table.spec().specId()), specs
+
+
+def append_spec_id(spark: SparkSession, table: TableDef, name: str) -> int | None:
+    """The id of the spec streaming appends to ``table`` write with (``append_partition_by``), or
+    None for a table without one (appends then write the default spec)."""
+    if table.append_partition_by is None:
+        return None
+    wanted = [partition_field_name(e) for e in table.append_partition_by]
+    _, specs = partition_specs(spark, name)
+    matching = [spec_id for spec_id, fields in specs.items() if fields == wanted]
+    if not matching:
+        raise RuntimeError(f"{name} has no partition spec {wanted}: run ensure_tables first")
+    return max(matching)
+
+
+def add_partition_specs(spark: SparkSession, table: TableDef, name: str) -> None:
+    """Give ``table`` its append spec beside its default spec (``lakehouse.tables.spec_evolution``):
+    metadata commits only, and none when both exist."""
+    if table.append_partition_by is None:
+        return
+    default_id, specs = partition_specs(spark, name)
+    for clause in spec_evolution(table, specs[default_id], list(specs.values())):
+        log.info("%s: %s", name, clause)
+        spark.sql(f"ALTER TABLE {name} {clause}")
 
 
 def add_missing_properties(spark: SparkSession, table: TableDef, name: str) -> None:

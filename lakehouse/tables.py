@@ -7,6 +7,7 @@ tests all agree on one definition. All timestamps are UTC (``timestamptz``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -24,6 +25,8 @@ from pyiceberg.types import (
     StringType,
     TimestamptzType,
 )
+
+_DAYS = re.compile(r"days\((\w+)\)")
 
 
 class Compaction(Enum):
@@ -49,6 +52,9 @@ class TableDef:
     properties: dict[str, str] = field(default_factory=dict)
     compaction: Compaction = Compaction.WHOLE_TABLE
     day_column: str | None = None  # the timestamp whose day partitions the table (CLOSED_DAYS)
+    # A coarser spec, a prefix of ``partition_by``, that the streaming appends write with while the
+    # table's default spec stays ``partition_by`` (docs/performance.md#many-symbols). None: one spec.
+    append_partition_by: tuple[str, ...] | None = None
 
     @property
     def column_names(self) -> list[str]:
@@ -104,7 +110,10 @@ TRADES = TableDef(
         ("bar_eligible", BooleanType(), True,
          "whether the trade may update a bar: the lakehouse.conditions rule, applied at ingest"),
     ),
-    partition_by=("symbol", "days(event_time)"),
+    # The day first: the streaming appends write with the day alone (``append_partition_by``), one file
+    # per task whatever the number of symbols, and folding moves their rows into day-symbol files.
+    partition_by=("days(event_time)", "symbol"),
+    append_partition_by=("days(event_time)",),
     key=("trade_id",),
     # Parquet builds a dictionary for every column until it outgrows this size, and only then
     # writes the column plain. trade_id, the times and kafka_offset are nearly unique, so by
@@ -267,8 +276,39 @@ def missing_optional_columns(table: TableDef, stored: Sequence[str]) -> list[str
     return [f.name for f in table.schema.fields if not f.required and f.name not in present]
 
 
+def partition_field_name(expression: str) -> str:
+    """The name Iceberg gives the partition field of a Spark transform: ``symbol`` -> ``symbol``,
+    ``days(event_time)`` -> ``event_time_day``."""
+    day = _DAYS.fullmatch(expression.replace(" ", ""))
+    return f"{day.group(1)}_day" if day else expression
+
+
+def spec_evolution(table: TableDef, current: Sequence[str], specs: Sequence[Sequence[str]]) -> list[str]:
+    """Spark ``ALTER TABLE`` clauses that give ``table`` both its specs: the append spec among the
+    table's ``specs`` (field names) and ``partition_by`` as the ``current`` (default) one.
+
+    A table created before the append spec existed (``symbol, event_time_day``) drops its extra fields
+    and adds them back after the append spec's: Iceberg keeps the old spec for the files written with
+    it, so nothing is rewritten. Empty when the table already has both.
+    """
+    if table.append_partition_by is None:
+        return []
+    wanted = [partition_field_name(e) for e in table.partition_by]
+    append = [partition_field_name(e) for e in table.append_partition_by]
+    if wanted[: len(append)] != append:
+        raise ValueError(f"{table.name}: append_partition_by must be a prefix of partition_by")
+    extra = [e for e in table.partition_by if e not in table.append_partition_by]
+    has_append_spec = any(list(spec) == append for spec in specs)
+    if has_append_spec and list(current) == wanted:
+        return []
+    drops = [] if has_append_spec else [f"DROP PARTITION FIELD {partition_field_name(e)}" for e in extra
+                                         if partition_field_name(e) in current]
+    return drops + [f"ADD PARTITION FIELD {e}" for e in extra]
+
+
 def create_table_ddl(table: TableDef, qualified_name: str) -> str:
-    """Spark SQL that creates ``table`` if it does not exist (idempotent)."""
+    """Spark SQL that creates ``table`` if it does not exist (idempotent). A table with an append spec
+    is created with it; ``spec_evolution`` then adds the default spec's other fields."""
     columns = ",\n  ".join(
         f"`{f.name}` {_spark_type(f.field_type)}{' NOT NULL' if f.required else ''}"
         f" COMMENT '{f.doc.replace(chr(39), '')}'"
@@ -277,7 +317,7 @@ def create_table_ddl(table: TableDef, qualified_name: str) -> str:
     props = ", ".join(f"'{k}'='{v}'" for k, v in table_properties(table).items())
     return (
         f"CREATE TABLE IF NOT EXISTS {qualified_name} (\n  {columns}\n) USING iceberg\n"
-        f"PARTITIONED BY ({', '.join(table.partition_by)})\n"
+        f"PARTITIONED BY ({', '.join(table.append_partition_by or table.partition_by)})\n"
         f"COMMENT '{table.doc.replace(chr(39), '')}'\n"
         f"TBLPROPERTIES ({props})"
     )

@@ -20,19 +20,19 @@ from lakehouse.times import from_epoch_ms, to_epoch_micros
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-# Iceberg write options for a frame already clustered by symbol and sorted by the table's partition
-# within each task (``TradeRows.first_of_each_trade``): no second shuffle, and one open data file per
-# task at a time. A fanout writer instead keeps a Parquet writer (column buffers, compressor) open for
-# every partition a task meets, so its memory grows with the symbols a batch touches: 2,000 symbols
-# in one batch ran a 2 GiB driver out of heap. Without fanout, Iceberg asks Spark for a local sort by
-# (symbol, days(event_time)), which the dedupe's sort already provides, so Spark adds none.
+# Iceberg write options for a frame already sorted by (day, symbol) within each task
+# (``TradeRows.first_of_each_trade``): no second shuffle, and one open data file per task at a time.
+# A fanout writer instead keeps a Parquet writer (column buffers, compressor) open for every
+# partition a task meets, so its memory grows with the symbols a batch touches: 2,000 symbols in one
+# batch ran a 2 GiB driver out of heap. Without fanout, Iceberg asks Spark for a local sort by the
+# spec's fields, which the dedupe's sort already provides, so Spark adds none.
 #
-# The appends write their Parquet uncompressed: a micro-batch writes one file per symbol-day it
-# touches, and at thousands of symbols a file's fixed cost is the batch's cost. Opening a zstd
-# stream per column chunk was more than half of it: 2,000 files of a 20k-row append took 57-62 s in
-# zstd and 25.4-25.6 s uncompressed, alternating in one session (bench/bench_file_cost.py). The
-# table's own codec (zstd, ``COMMON_PROPERTIES``) is what maintenance writes when it compacts a
-# closed day, so the uncompressed files live until their day is compacted.
+# The streaming appends write with the table's day-only append spec (``output-spec-id``, set by the
+# writer): one file per task and day, whatever the number of symbols; folding
+# (``lakehouse.trades_fold``) moves those rows into day-symbol files later, off the stream's path.
+# They write Parquet uncompressed: opening a zstd stream per column chunk was more than half a
+# small file's fixed cost (bench/bench_file_cost.py); the table's own codec (zstd) is what folding
+# and maintenance write.
 CLUSTERED_WRITE_OPTIONS: Mapping[str, str] = {
     "distribution-mode": "none", "fanout-enabled": "false", "compression-codec": "uncompressed",
 }
@@ -68,8 +68,9 @@ class TradeRows:
             bar_eligible_column(F.col(m + "source"), F.col(m + "conditions")).alias("bar_eligible"),
         ]
         # Copies of a trade share its symbol and event time, so grouping them by the day too changes
-        # no group; it makes the window's sort (symbol, day, trade_id, ...) the order the writer needs.
-        copies = Window.partitionBy(F.col("symbol"), F.expr(EVENT_DAY), F.col("trade_id")).orderBy(
+        # no group; it makes the window's sort (day, symbol, trade_id, ...) the order the writer
+        # needs for either spec (day; day and symbol), and leaves each day file sorted by symbol.
+        copies = Window.partitionBy(F.expr(EVENT_DAY), F.col("symbol"), F.col("trade_id")).orderBy(
             "kafka_partition", "kafka_offset")
         self.copy_number = F.row_number().over(copies)
         self.is_first_copy = F.col("_copy") == 1
@@ -99,8 +100,9 @@ class TradeRows:
         """One row per trade_id: the copy read first from Kafka (lowest partition, offset).
 
         Deterministic, so a replayed micro-batch keeps the very same row. The rows are shuffled
-        once, by symbol (copies of a trade share it), so the result is already clustered the way
-        the trades table is partitioned: write it with ``CLUSTERED_WRITE_OPTIONS``.
+        once, by symbol (copies of a trade share it), and leave each task sorted by (day, symbol,
+        trade_id), the order either spec of the trades table needs: write it with
+        ``CLUSTERED_WRITE_OPTIONS``.
 
         A ``row_number`` filter rather than ``min_by`` over a struct of the row: the struct forces
         a sort-based aggregate that measured 1.3-1.5x slower on the same 400,000 trades.

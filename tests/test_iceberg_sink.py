@@ -24,15 +24,10 @@ SINK_TABLE = replace(TRADES, name="trades_by_connect_sink")
 def create_trades_table(settings: Settings, table: TableDef) -> None:
     """``table`` (the trades schema) with the trades partition spec and properties, by pyiceberg: no
     Spark session needed (the benchmark creates both of its tables with Spark's ``ensure_tables``)."""
-    from pyiceberg.partitioning import PartitionField, PartitionSpec
-    from pyiceberg.transforms import DayTransform, IdentityTransform
+    from lakehouse.reading.synthetic import partition_spec
 
     schema = table.schema
-    spec = PartitionSpec(
-        PartitionField(schema.find_field("symbol").field_id, 1000, IdentityTransform(), "symbol"),
-        PartitionField(schema.find_field("event_time").field_id, 1001, DayTransform(), "event_time_day"),
-    )
-    assert TRADES.partition_by == ("symbol", "days(event_time)"), "keep this spec the trades table's"
+    spec = partition_spec(TRADES)  # the trades table's default (day, symbol) spec
     catalog = load_catalog(settings)
     catalog.create_namespace_if_not_exists(settings.catalog.namespace)
     catalog.create_table(table_identifier(settings, table), schema=schema, partition_spec=spec,

@@ -56,8 +56,10 @@ MAINTAINED = (TRADES, BARS_1M, LATE_TRADES)  # quarantine stays empty here
 
 
 def live_settings(lake: Settings) -> Settings:
-    """The test's own tables, topic and checkpoints, with a 1 s trigger and 60 s of lateness."""
-    return lake.with_streaming(trigger_seconds=1.0, allowed_lateness_seconds=60.0)
+    """The test's own tables, topic and checkpoints, with a 1 s trigger and 60 s of lateness, and the
+    raw job folding its appends every 3 s: folds, compactions and rebuilds all race for the same
+    files."""
+    return lake.with_streaming(trigger_seconds=1.0, allowed_lateness_seconds=60.0, fold_interval_seconds=3.0)
 
 
 @dataclass
@@ -210,7 +212,8 @@ def assert_coexisted(result: LiveRunResult) -> None:
     assert result.counters.runs_completed >= 2  # both while the feed ran
     assert not result.counters.step_failures, result.counters.step_failures
     trades_before, trades_after = result.before["trades"], result.after["trades"]
-    assert trades_before.partitions == len(SYMBOLS) and trades_before.max_files_per_partition >= CLOSED_DAY_STEPS
+    # Appended day files and folded day-symbol files, however the folds fell: more files than symbols.
+    assert trades_before.data_files > len(SYMBOLS)
     assert trades_after.data_files == len(SYMBOLS) and trades_after.max_files_per_partition == 1
     assert result.after["bars_1m"].max_files_per_partition == 1
 

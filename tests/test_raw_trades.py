@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import time
 from datetime import UTC, datetime
@@ -323,7 +324,7 @@ def test_the_deduplicated_batch_reaches_the_trades_table_in_partition_order_with
     spark, lake: Settings
 ) -> None:
     """The raw writer keeps one data file open per task (no fanout), so Iceberg has Spark sort each
-    task's rows by (symbol, day of event_time). The dedupe's own sort already gives that order:
+    task's rows by (day of event_time, symbol). The dedupe's own sort already gives that order:
     the write plan holds that one sort and no second one, and the append succeeds (Iceberg's
     clustered writer refuses rows that come back to a partition it has closed)."""
     from lakehouse.catalog import spark_table_name
@@ -351,7 +352,8 @@ def test_the_deduplicated_batch_reaches_the_trades_table_in_partition_order_with
         plan = "\n".join(r[0] for r in spark.sql(f"EXPLAIN INSERT INTO {name} SELECT * FROM ordered_batch").collect())
     finally:
         spark.conf.unset("spark.sql.iceberg.distribution-mode")
-    assert plan.count("Sort [") == 1 and "Sort [symbol" in plan, plan
+    # One sort, led by the day (a projected column) and then the symbol: the writer's order.
+    assert plan.count("Sort [") == 1 and re.search(r"Sort \[_w0#\d+ ASC NULLS FIRST, symbol#", plan), plan
 
     writer = batch.writeTo(name)
     for key, value in CLUSTERED_WRITE_OPTIONS.items():
@@ -361,48 +363,60 @@ def test_the_deduplicated_batch_reaches_the_trades_table_in_partition_order_with
     assert sorted(r["trade_id"] for r in stored) == sorted(t.trade_id for t in trades)
 
 
-def test_two_thousand_symbols_are_stored_once_in_uncompressed_appends_that_compaction_writes_in_zstd(
+def test_two_thousand_symbols_are_appended_in_a_few_day_files_then_folded_into_one_zstd_file_per_symbol_day(
     spark, lake: Settings, kafka_broker,
 ):
-    """A whole market's batches (2,000 Zipf-active symbols, a file per symbol-day) through the real
-    stream: re-sent trades stored once, every appended file uncompressed (a zstd stream opened per
-    column chunk was most of a file's fixed cost), and a rewrite of those files in the table's zstd."""
+    """A whole market's batches (2,000 Zipf-active symbols) through the real stream: re-sent trades
+    stored once, and each batch appended as a file per task and day (the append spec), not a file per
+    symbol, uncompressed. A fold then moves every row into one zstd file per symbol-day (the default
+    spec) in one commit: the same trades, each once, and a symbol's read prunes to its own file."""
     import pyarrow.parquet as pq
 
     from lakehouse import raw_trades_stream
     from lakehouse.catalog import spark_table_name
+    from lakehouse.spark import append_spec_id, partition_specs
+    from lakehouse.trades_fold import fold_appended_files
 
     settings = lake
     topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.trades_topic, settings.kafka.partitions)
-    symbols = ["M" + symbol[1:] for symbol in zipf_symbols(3_000, 2_000, seed=2000)]  # this test's own
+    symbols = ["M" + symbol[1:] for symbol in zipf_symbols(3_000, 2_000, seed=2000)]
     trades = [trade(symbol, 100_000 + n) for n, symbol in enumerate(symbols)]
     resent = random.Random(2000).sample(trades, 400)
     publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in trades + resent])
-    streaming = settings.with_streaming(max_offsets_per_trigger=3_000)
+    streaming = settings.with_streaming(max_offsets_per_trigger=3_000, fold_interval_seconds=0)
     name = spark_table_name(settings, TRADES)
     query = raw_trades_stream.start(spark, streaming)
     query.processAllAvailable()
     batches = [p for p in query.recentProgress if p["numInputRows"]]
     query.stop()
 
-    # A range, not a 2,000-symbol IN list, to read them.
-    ours = "symbol >= 'M' AND symbol < 'M~'"
-    stored = [r.trade_id for r in spark.table(name).where(ours).select("trade_id").collect()]
+    def stored_ids() -> list[str]:
+        return [r.trade_id for r in spark.table(name).select("trade_id").collect()]
+
     assert len(batches) >= 2  # the re-sent trades came in a batch of their own
-    assert sorted(stored) == sorted(t.trade_id for t in trades)
-    files_of_ours = f"SELECT file_path FROM {name}.files WHERE partition.symbol >= 'M' AND partition.symbol < 'M~'"
-    paths = {r.file_path for r in spark.sql(files_of_ours).collect()}
-    assert len(paths) >= 2_000
+    assert sorted(stored_ids()) == sorted(t.trade_id for t in trades)
+    append_spec = append_spec_id(spark, TRADES, name)
+    default_spec, specs = partition_specs(spark, name)
+    assert specs[default_spec] == ["event_time_day", "symbol"] and specs[append_spec] == ["event_time_day"]
+    appended = spark.sql(f"SELECT file_path, spec_id FROM {name}.files").collect()
+    days = len({t.event_time_ms // 86_400_000 for t in trades})
+    assert {r.spec_id for r in appended} == {append_spec}
+    assert len(appended) <= len(batches) * settings.streaming.shuffle_partitions * days
 
     def codecs(file_paths) -> set[str]:
         return {pq.ParquetFile(path.removeprefix("file:")).metadata.row_group(0).column(0).compression
                 for path in file_paths}
 
-    assert codecs(paths) == {"UNCOMPRESSED"}
-    busiest = ", ".join(f"'M{rank:05d}'" for rank in (1, 2, 3))
-    spark.sql(f"CALL {settings.catalog.name}.system.rewrite_data_files(table => '{settings.catalog.namespace}."
-              f"{TRADES.name}', where => \"symbol in ({busiest})\", options => map('rewrite-all', 'true'))")
-    rewritten = {r.file_path for r in spark.sql(
-        f"SELECT file_path FROM {name}.files WHERE partition.symbol IN ({busiest})").collect()}
-    assert codecs(rewritten) == {"ZSTD"}
-    assert len(rewritten) == 3
+    assert codecs(r.file_path for r in appended) == {"UNCOMPRESSED"}
+
+    report = fold_appended_files(spark, name)
+    folded = spark.sql(f"SELECT file_path, spec_id, partition.symbol AS symbol FROM {name}.files").collect()
+    symbol_days = {(t.symbol, t.event_time_ms // 86_400_000) for t in trades}
+    assert report.folded_files == len(appended) and report.rows == len(trades)
+    assert {r.spec_id for r in folded} == {default_spec}
+    assert len(folded) == len(symbol_days) == report.written_files
+    assert codecs(r.file_path for r in folded[:20]) == {"ZSTD"}
+    assert sorted(stored_ids()) == sorted(t.trade_id for t in trades)
+    assert spark.sql(f"SELECT summary['lakehouse.fold'] AS fold FROM {name}.snapshots "
+                     "ORDER BY committed_at DESC LIMIT 1").first().fold
+    assert fold_appended_files(spark, name).folded_files == 0  # nothing left: no commit

@@ -401,8 +401,11 @@ class Lakehouse:
         partitions = loaded.inspect.partitions()
         if partitions.num_rows == 0:
             return []
-        names = pc.struct_field(partitions.column("partition"), "symbol")
-        return sorted(s for s in pc.unique(names).to_pylist() if s)
+        names = pc.unique(pc.struct_field(partitions.column("partition"), "symbol")).to_pylist()
+        symbols = {s for s in names if s}
+        if None in names:  # files of a day-only append spec, not yet folded: their rows say
+            symbols.update(self._newest_in_appended_files(table, None).keys())
+        return sorted(symbols)
 
     def freshness(self) -> pd.DataFrame:
         """Per symbol: the newest trade, the newest trade folded into a bar, and how old each is.
@@ -534,13 +537,38 @@ class Lakehouse:
         upper = pc.struct_field(metrics, "upper_bound").to_pylist()
         missing_stats: set[str] = set()
         for symbol, bound in zip(symbols, upper, strict=True):
+            if symbol is None:  # a file of a day-only append spec: many symbols, read below
+                continue
             if bound is None:
                 missing_stats.add(symbol)
             elif symbol not in newest or bound > newest[symbol]:
                 newest[symbol] = bound
         if missing_stats:  # a writer that kept no statistics: read that one column instead
             newest.update(self._newest_by_scan(table, column, sorted(missing_stats)))
+        if None in symbols:
+            for symbol, bound in self._newest_in_appended_files(table, column).items():
+                if symbol not in newest or bound > newest[symbol]:
+                    newest[symbol] = bound
         return newest
+
+    def _newest_in_appended_files(self, table: TableDef, column: str | None) -> dict[str, datetime]:
+        """Per symbol, the largest ``column`` (None: the day column) among the rows of the files
+        without a symbol partition: the streams' appends not yet folded into day-symbol files
+        (``lakehouse.trades_fold``). Read from those files' oldest day column value on, which
+        prunes the scan to the newest minutes."""
+        day_column = table.day_column or column
+        files = self.table(table).inspect.files()
+        data_files = files.filter(pc.equal(files.column("content"), 0))
+        unfolded = pc.is_null(pc.struct_field(data_files.column("partition"), "symbol"))
+        lower = pc.struct_field(pc.struct_field(data_files.filter(unfolded).column("readable_metrics"), day_column),
+                                "lower_bound")
+        filter_ = AlwaysTrue() if lower.null_count or not len(lower) else GreaterThanOrEqual(
+            day_column, pc.min(lower).as_py().isoformat())
+        wanted = column or day_column
+        rows = self.scan_arrow(table, filter_, columns=tuple(dict.fromkeys(("symbol", wanted))))
+        grouped = rows.group_by("symbol").aggregate([(wanted, "max")])
+        return dict(zip(grouped.column("symbol").to_pylist(), grouped.column(f"{wanted}_max").to_pylist(),
+                        strict=True))
 
     def _newest_in_table(self, table: TableDef, column: str) -> datetime | None:
         """Largest value of ``column`` in the whole table, from file upper bounds (a scan of that one

@@ -1,0 +1,198 @@
+"""Folding the trades table's appended files into its day-symbol files, beside the stream.
+
+The raw stream appends with the table's day-only spec (``TRADES.append_partition_by``): a file per
+task and day, whatever the number of symbols, so a micro-batch's cost no longer grows with the
+symbols it touches. A fold moves the rows of those files into files of the default (day, symbol)
+spec in one Iceberg rewrite commit: a reader sees each trade exactly once before, during and after
+it, and a symbol's reads prune to its own files again. Every ``streaming.fold_interval_seconds`` the
+raw-trades writer starts one in a background thread, in a FAIR pool of its own below the stream's
+(docs/performance.md#many-symbols).
+
+Iceberg's ``rewrite_data_files`` picks files by size, not by spec, and would rewrite the small
+day-symbol files of the open day again at every run; a fold takes exactly the appended files. It
+uses the machinery that procedure is built on (``ScanTaskSetManager``, ``FileRewriteCoordinator``,
+the ``rewritten-file-scan-task-set-id`` write), and commits a ``RewriteFiles`` of its own, which a
+concurrent append never conflicts with. Maintenance compacting the same closed day may: the loser
+fails its validation, commits nothing, and a fold retries at its next interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+
+from lakehouse.maintenance import describe_error
+from lakehouse.spark import append_spec_id, iceberg_table
+from lakehouse.tables import TRADES
+
+log = logging.getLogger("raw_trades.fold")
+
+FOLD_POOL = "fold"  # a FAIR pool not in conf/fairscheduler.xml: weight 1, no minimum share
+FOLD_PROPERTY = "lakehouse.fold"  # snapshot summary: the fold's id
+# Split size of the fold's read: a task reads as many appended files as this many bytes.
+READ_SPLIT_BYTES = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class FoldReport:
+    folded_files: int  # appended files whose rows moved
+    written_files: int  # day-symbol files written
+    rows: int
+    seconds: float
+
+
+def fold_appended_files(spark: SparkSession, table_name: str) -> FoldReport:
+    """Move every appended (append-spec) file's rows of ``table_name`` into day-symbol files, in one
+    rewrite commit. A no-op, committing nothing, when there is none."""
+    started = time.monotonic()
+    jvm = spark._jvm
+    table = iceberg_table(spark, table_name)
+    table.refresh()
+    snapshot = table.currentSnapshot()
+    append_spec = append_spec_id(spark, TRADES, table_name)
+    if snapshot is None or append_spec is None:
+        return FoldReport(0, 0, 0, time.monotonic() - started)
+    tasks = _appended_file_tasks(spark, table_name, table, snapshot.snapshotId(), append_spec)
+    if not tasks:
+        return FoldReport(0, 0, 0, time.monotonic() - started)
+
+    group = f"fold-{uuid.uuid4()}"
+    task_list = jvm.java.util.ArrayList()
+    for task in tasks:
+        task_list.add(task)
+    cache = _static_get(spark, "org.apache.iceberg.spark.SparkTableCache")
+    staged = jvm.org.apache.iceberg.spark.ScanTaskSetManager.get()
+    coordinator = jvm.org.apache.iceberg.spark.FileRewriteCoordinator.get()
+    cache.add(group, table)
+    staged.stageTasks(table, group, task_list)
+    try:
+        rows = (
+            spark.read.format("iceberg")
+            .option("scan-task-set-id", group)
+            .option("split-size", str(READ_SPLIT_BYTES))
+            .option("file-open-cost", "0")
+            .load(group)
+        )
+        (
+            rows.write.format("iceberg")
+            .option("rewritten-file-scan-task-set-id", group)
+            # Hash by (day, symbol): each day-symbol's rows in one task, so one file each; sorted by
+            # them and written by the clustered writer, one open file per task (a fanout writer keeps
+            # one per symbol-day and ran a 2,000-symbol fold out of heap).
+            .option("distribution-mode", "hash")
+            .option("fanout-enabled", "false")
+            .option("output-spec-id", str(table.spec().specId()))
+            .mode("append")
+            .save(group)
+        )
+        written = coordinator.fetchNewFiles(table, group)
+        rewrite = table.newRewrite().validateFromSnapshot(snapshot.snapshotId())
+        row_count = 0
+        for task in tasks:
+            rewrite.deleteFile(task.file())
+            row_count += task.file().recordCount()
+        for data_file in written:
+            rewrite.addFile(data_file)
+        rewrite.set(FOLD_PROPERTY, group)
+        rewrite.commit()
+        return FoldReport(len(tasks), written.size(), int(row_count), time.monotonic() - started)
+    finally:
+        cache.remove(group)
+        staged.removeTasks(table, group)
+        coordinator.clearRewrite(table, group)
+
+
+def _appended_file_tasks(spark: SparkSession, table_name: str, table, snapshot_id: int, append_spec: int) -> list:
+    """The scan tasks (Py4J objects) of the live append-spec files at ``snapshot_id``.
+
+    Their paths and oldest event time come from the ``files`` metadata table (a file it lists that
+    the scan at ``snapshot_id`` does not, or the reverse, waits for the next fold); the Java scan is then
+    filtered from that time on, so it lists the appended files and the few day-symbol files of the
+    same minutes, not the whole table (each listed file is a Py4J round trip)."""
+    bounds = spark.sql(
+        f"SELECT file_path, readable_metrics.event_time.lower_bound AS lower "
+        f"FROM {table_name}.files WHERE content = 0 AND spec_id = {append_spec}"
+    ).collect()
+    if not bounds:
+        return []
+    paths = {row.file_path for row in bounds}
+    expressions = spark._jvm.org.apache.iceberg.expressions.Expressions
+    scan = table.newScan().useSnapshot(snapshot_id).ignoreResiduals()
+    if all(row.lower is not None for row in bounds):
+        oldest_us = min(int(row.lower.timestamp() * 1_000_000) for row in bounds)
+        scan = scan.filter(expressions.greaterThanOrEqual("event_time", expressions.micros(oldest_us)))
+    tasks = []
+    iterable = scan.planFiles()
+    try:
+        iterator = iterable.iterator()
+        while iterator.hasNext():
+            task = iterator.next()
+            if task.file().specId() == append_spec and str(task.file().location()) in paths:
+                tasks.append(task)
+    finally:
+        iterable.close()
+    return tasks
+
+
+def _static_get(spark: SparkSession, class_name: str):
+    """``ClassName.get()`` by reflection: Py4J cannot call a static ``get()`` that an instance
+    ``get(String)`` overloads (SparkTableCache)."""
+    gateway = spark.sparkContext._gateway
+    java_class = getattr(spark._jvm, class_name)._java_lang_class
+    no_types = gateway.new_array(spark._jvm.java.lang.Class, 0)
+    return java_class.getMethod("get", no_types).invoke(None, gateway.new_array(spark._jvm.java.lang.Object, 0))
+
+
+class BackgroundFolder:
+    """Starts a fold every ``interval`` seconds, in a thread of its own, when none is running.
+
+    Called by the raw-trades writer after each batch (``maybe_start``), so folds follow the stream's
+    life: none before its first batch, none after it stops. A fold that fails (a conflict with
+    maintenance, a catalog outage) is logged and retried at the next interval: the appended files
+    stay readable where they are meanwhile.
+    """
+
+    def __init__(self, spark: SparkSession, table_name: str, interval: float):
+        self.spark = spark
+        self.table_name = table_name
+        self.interval = interval
+        self.last_started = time.monotonic()
+        self.thread: threading.Thread | None = None
+        self.reports: list[FoldReport] = []
+
+    def maybe_start(self) -> bool:
+        if self.interval <= 0 or (self.thread is not None and self.thread.is_alive()):
+            return False
+        if time.monotonic() - self.last_started < self.interval:
+            return False
+        self.last_started = time.monotonic()
+        self.thread = threading.Thread(target=self._fold, name="trades-fold", daemon=True)
+        self.thread.start()
+        return True
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def _fold(self) -> None:
+        # Iceberg resolves the fold's staged files through the thread's active session (its cached-
+        # table catalog is registered there): make that the stream's session in this thread too.
+        self.spark._jvm.org.apache.spark.sql.SparkSession.setActiveSession(self.spark._jsparkSession)
+        context = self.spark.sparkContext
+        context.setLocalProperty("spark.scheduler.pool", FOLD_POOL)
+        context.setJobGroup("fold", "fold appended trades files into day-symbol files", interruptOnCancel=True)
+        try:
+            report = fold_appended_files(self.spark, self.table_name)
+        except Exception as error:
+            log.warning("fold of %s failed, retried in %ss: %s", self.table_name, self.interval,
+                        describe_error(error))
+            return
+        self.reports.append(report)
+        if report.folded_files:
+            log.info("folded %s appended files (%s rows) into %s day-symbol files in %.1f s",
+                     report.folded_files, report.rows, report.written_files, report.seconds)
