@@ -256,9 +256,9 @@ def ensure_tables(spark: SparkSession, settings: Settings, tables: tuple[TableDe
         spark.sql(create_table_ddl(table, name))
         add_missing_properties(spark, table, name)
         add_missing_columns(spark, table, name)
-        add_partition_specs(spark, table, name)
         if table is TRADES:
             add_bar_eligible(spark, name)
+        add_partition_specs(spark, table, name)
 
 
 def iceberg_table(spark: SparkSession, name: str):  # -> org.apache.iceberg.Table (a Py4J object)
@@ -321,13 +321,16 @@ def add_missing_columns(spark: SparkSession, table: TableDef, name: str) -> None
 def add_bar_eligible(spark: SparkSession, trades_table: str) -> None:
     """A trades table created before ``bar_eligible`` existed gets the column, derived for its stored
     trades by the same rule the raw-trades job applies to new ones (a one-off rewrite)."""
+    from pyspark.sql import functions as F
+
     if "bar_eligible" in spark.table(trades_table).columns:
         return
     log.warning("%s has no bar_eligible column: adding it and deriving it for the stored trades", trades_table)
     doc = TRADES.schema.find_field("bar_eligible").doc
     spark.sql(f"ALTER TABLE {trades_table} ADD COLUMN bar_eligible boolean COMMENT '{doc}'")
+    # The whole table is replaced (overwrite where true), whatever spec each of its files was written in.
     (spark.table(trades_table).withColumn("bar_eligible", bar_eligible_column())
-     .writeTo(trades_table).overwritePartitions())
+     .writeTo(trades_table).overwrite(F.lit(True)))
 
 
 def main() -> int:

@@ -88,6 +88,11 @@ COMMON_PROPERTIES = {
     # replaces, and the appends keep the manifest count bounded even when maintenance is not running.
     "commit.manifest-merge.enabled": "true",
     "commit.manifest.min-count-to-merge": "100",
+    # Every Spark write sorts its rows by partition and keeps one data file open per task (Iceberg's
+    # clustered writer), so no writer's memory grows with the partitions it touches. Iceberg's
+    # default for a copy-on-write MERGE is the fanout writer, a Parquet writer open per partition: the
+    # bars job's MERGE over 2,000 symbols ran its driver out of heap (docs/performance.md#many-symbols).
+    "write.spark.fanout.enabled": "false",
 }
 
 TRADES = TableDef(

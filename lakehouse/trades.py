@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 # A fanout writer instead keeps a Parquet writer (column buffers, compressor) open for every
 # partition a task meets, so its memory grows with the symbols a batch touches: 2,000 symbols in one
 # batch ran a 2 GiB driver out of heap. Without fanout, Iceberg asks Spark for a local sort by the
-# spec's fields, which the dedupe's sort already provides, so Spark adds none.
+# spec's fields: the rows arrive in that order from the dedupe's sort, and the distribution is
+# "none", so Spark adds that sort but no second shuffle.
 #
 # The streaming appends write with the table's day-only append spec (``output-spec-id``, set by the
 # writer): one file per task and day, whatever the number of symbols; folding

@@ -12,7 +12,7 @@ import random
 from lakehouse.settings import Settings
 from lakehouse.tables import BARS_1M, TRADES, partition_field_name, spec_evolution
 from tests.kafka_helpers import new_topic, publish
-from tests.test_raw_trades import stored_rows, trade, zipf_symbols
+from tests.test_raw_trades import deduplicated_batch, stored_rows, trade, zipf_symbols
 
 
 def test_partition_field_names_are_icebergs() -> None:
@@ -120,21 +120,9 @@ def test_folds_in_the_background_of_a_live_stream_store_every_trade_once(spark, 
 
 
 def _append(spark, name: str, trades, options: dict[str, str]) -> None:
-    from datetime import UTC, datetime
+    from lakehouse.trades import CLUSTERED_WRITE_OPTIONS
 
-    from lakehouse.trades import CLUSTERED_WRITE_OPTIONS, TradeRows
-
-    rows = [(t.trade_id, "finnhub", t.symbol, t.price, t.volume,
-             datetime.fromtimestamp(t.event_time_ms / 1000, tz=UTC), [], None,
-             datetime.fromtimestamp(t.received_time_ms / 1000, tz=UTC), 0, n, True)
-            for n, t in enumerate(trades)]
-    schema = ("trade_id string, source string, symbol string, price double, volume double, event_time timestamp, "
-              "conditions array<string>, venue string, received_time timestamp, kafka_partition int, "
-              "kafka_offset long, bar_eligible boolean")
-    trade_rows = TradeRows()
-    batch = trade_rows.stamped(trade_rows.first_of_each_trade(spark.createDataFrame(rows, schema), 2),
-                               datetime.now(UTC))
-    writer = batch.writeTo(name)
+    writer = deduplicated_batch(spark, trades).writeTo(name)
     for key, value in {**CLUSTERED_WRITE_OPTIONS, **options}.items():
         writer = writer.option(key, value)
     writer.append()
