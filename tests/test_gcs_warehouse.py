@@ -1,7 +1,8 @@
 """The lakehouse on a gs:// warehouse, end to end against the local GCS emulator (fake-gcs-server).
 
-Kafka trades -> the raw-trades job and then the bars job (each a real ``spark-submit`` process, Java
-Iceberg GCSFileIO) -> Iceberg tables in ``gs://BUCKET/warehouse`` on the emulator -> pyiceberg
+Kafka trades -> the raw-trades stream and the bars stream (one real ``spark-submit`` of the pipeline
+job, Java Iceberg GCSFileIO; the bars stream reads the trades table from the bucket) -> Iceberg
+tables in ``gs://BUCKET/warehouse`` on the emulator -> pyiceberg
 (PyArrowFileIO) reads the same rows through the shared SQLite catalog -> the BigQuery sync points
 external tables at the gs:// metadata files, on the BigQuery emulator. Only settings differ from the
 local-warehouse runs: the Spark jobs get them as LAKEHOUSE__* variables.
@@ -34,7 +35,7 @@ from tests.kafka_helpers import new_topic, publish
 BUCKET = "market-lake"
 BASE_MS = 1_767_261_600_000  # 2026-01-01T10:00:00Z
 SYMBOLS = ("GCSA", "GCSB")
-JOB_TIMEOUT_S = 150
+JOB_TIMEOUT_S = 300  # both streams of one job, on two cores
 
 
 def make_trade(symbol: str, n: int) -> Trade:
@@ -63,10 +64,12 @@ def lake_env(
     gcs: EmulatorProcess, kafka_broker: LocalKafkaBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, str]:
     state = tmp_path_factory.mktemp("gcs-lakehouse")
-    topic = new_topic(kafka_broker.bootstrap_servers, "gcs.trades", partitions=2)
+    # Every topic the pipeline job reads, of this module's own and made before it starts.
+    topics = {kind: new_topic(kafka_broker.bootstrap_servers, f"gcs.{kind}", partitions=2)
+              for kind in ("trades", "vendor_bars", "feed_events", "quarantine")}
     return {
         "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
-        "LAKEHOUSE__KAFKA__TRADES_TOPIC": topic,
+        **{f"LAKEHOUSE__KAFKA__{kind.upper()}_TOPIC": topic for kind, topic in topics.items()},
         "LAKEHOUSE__LOCAL__STATE_DIR": str(state),
         "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{state}/catalog.db",
         "LAKEHOUSE__CATALOG__WAREHOUSE": f"gs://{BUCKET}/warehouse",
@@ -91,26 +94,29 @@ def rows(settings: Settings, table: Any) -> list[dict[str, Any]]:
     return found.scan(row_filter=f"symbol in ({quoted})").to_arrow().to_pylist()
 
 
-def started_line(job: str) -> str:
-    """What each job logs once its tables exist and its query starts."""
-    return {"raw_trades": "INFO raw_trades: reading Kafka topic", "bars": "INFO bars: "}[job]
+PIPELINE_STARTED = "INFO pipeline: pipeline running"
 
 
-def run_job_until(job: str, env: dict[str, str], log_file: Path, done: Any) -> None:
-    """Run ``./spark-submit.sh JOB`` until ``done()`` holds, then SIGTERM it (a clean stop)."""
+def all_bars_complete(settings: Settings) -> bool:
+    """Every sent trade is counted in a bar (the bars stream caught up with the trades table)."""
+    return sum(bar["trade_count"] for bar in rows(settings, BARS_1M)) >= len(TRADES_SENT)
+
+
+def run_pipeline_until(env: dict[str, str], log_file: Path, done: Any) -> None:
+    """Run ``./spark-submit.sh pipeline`` until ``done()`` holds, then SIGTERM it (a clean stop)."""
     with log_file.open("ab") as log:
         process = subprocess.Popen(
-            [str(PROJECT_ROOT / "spark-submit.sh"), "--master", "local[2]", job],
+            [str(PROJECT_ROOT / "spark-submit.sh"), "--master", "local[2]", "pipeline"],
             env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
         deadline = time.monotonic() + JOB_TIMEOUT_S
         # Read the catalog only once the job has set it up (tables created, SQLite in WAL mode): a
         # reader racing that initialisation once made the job's first commit fail with SQLITE_BUSY.
-        while not (log_file.exists() and started_line(job) in log_file.read_text()) or not done():
-            assert process.poll() is None, f"{job} died: {log_file.read_text()[-4000:]}"
-            assert time.monotonic() < deadline, f"{job}: not done in {JOB_TIMEOUT_S} s: {log_file.read_text()[-4000:]}"
-            time.sleep(2)
+        while not (log_file.exists() and PIPELINE_STARTED in log_file.read_text()) or not done():
+            assert process.poll() is None, f"pipeline died: {log_file.read_text()[-4000:]}"
+            assert time.monotonic() < deadline, f"not done in {JOB_TIMEOUT_S} s: {log_file.read_text()[-4000:]}"
+            time.sleep(1)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -123,10 +129,12 @@ def run_job_until(job: str, env: dict[str, str], log_file: Path, done: Any) -> N
 
 @pytest.fixture(scope="module")
 def trades_on_gcs(lake: Settings, lake_env: dict[str, str], kafka_broker: LocalKafkaBroker) -> Settings:
+    """The pipeline job run once, until every sent trade is stored and counted in a bar."""
     messages = [(t.key(), t.to_json_bytes()) for t in TRADES_SENT]
     publish(kafka_broker.bootstrap_servers, lake.kafka.trades_topic, messages)
-    log_file = lake.state_dir / "raw_trades.log"
-    run_job_until("raw_trades", lake_env, log_file, lambda: len(rows(lake, TRADES)) >= len(TRADES_SENT))
+    log_file = lake.state_dir / "pipeline.log"
+    run_pipeline_until(lake_env, log_file,
+                       lambda: len(rows(lake, TRADES)) >= len(TRADES_SENT) and all_bars_complete(lake))
     return lake
 
 
@@ -135,7 +143,7 @@ def objects(gcs: EmulatorProcess, prefix: str) -> list[str]:
     return sorted(blob.name for blob in client.list_blobs(BUCKET, prefix=prefix))
 
 
-def test_raw_trades_job_writes_to_gcs_and_pyiceberg_reads_the_same_trades(
+def test_the_raw_trades_stream_writes_to_gcs_and_pyiceberg_reads_the_same_trades(
     trades_on_gcs: Settings, gcs: EmulatorProcess
 ) -> None:
     stored = rows(trades_on_gcs, TRADES)
@@ -150,19 +158,10 @@ def test_raw_trades_job_writes_to_gcs_and_pyiceberg_reads_the_same_trades(
     assert table.metadata_location.removeprefix(f"gs://{BUCKET}/") in objects(gcs, "warehouse/market/trades/")
 
 
-def test_bars_job_reads_trades_from_gcs_and_writes_bars_there(
-    trades_on_gcs: Settings, lake_env: dict[str, str]
-) -> None:
+def test_the_bars_stream_reads_trades_from_gcs_and_writes_bars_there(trades_on_gcs: Settings) -> None:
     expected: dict[tuple[str, int], list[Trade]] = defaultdict(list)
     for trade in TRADES_SENT:
         expected[(trade.symbol, trade.event_time_ms // 60_000)].append(trade)
-    log_file = trades_on_gcs.state_dir / "bars.log"
-
-    def all_bars_complete() -> bool:
-        bars = rows(trades_on_gcs, BARS_1M)
-        return sum(bar["trade_count"] for bar in bars) >= len(TRADES_SENT)
-
-    run_job_until("bars", lake_env, log_file, all_bars_complete)
 
     bars = {(b["symbol"], int(b["window_start"].timestamp()) // 60): b for b in rows(trades_on_gcs, BARS_1M)}
     assert set(bars) == set(expected)
