@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse.local._daemon import EmulatorProcess
 from lakehouse.local.kafka_broker import LocalKafkaBroker
 from lakehouse.local.processes import free_port
 from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
@@ -36,7 +37,7 @@ KAFKA_JARS = PROJECT_ROOT / "jars" / "kafka"
 INTEGRATION_FIXTURES = frozenset({
     "kafka_broker", "spark", "bars_spark", "airflow_env", "emulator", "client", "postgres", "rest_catalog",
     "bigquery", "gcs", "served", "browser", "fake_bigquery", "token_endpoint", "simulator", "server",
-    "vnstock_as_a_fresh_process", "cluster",
+    "vnstock_as_a_fresh_process", "cluster", "bigquery_server",
 })
 KINDS = ("unit", "integration", "topology")
 
@@ -112,6 +113,16 @@ def spark(settings: Settings):
     for query in session.streams.active:
         query.stop()
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def bigquery_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    """One real bqemulator for the session (in memory). Its ``project`` is only the default for
+    requests that name none: each module works in a project of its own, so its datasets are its own."""
+    from lakehouse.local import bigquery_emulator
+
+    with bigquery_emulator.running(tmp_path_factory.mktemp("bigquery")) as started:
+        yield started
 
 
 # ---------------------------------------------------------------- isolation

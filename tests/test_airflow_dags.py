@@ -126,27 +126,25 @@ def test_airflow_dags_test_of_the_us_daily_dag_leaves_the_days_bars_equal_to_an_
 
 
 def test_the_maintenance_and_sync_dags_each_run_once_end_to_end_and_record_their_success(
-        airflow_env, tmp_path: Path):
-    from lakehouse.local import bigquery_emulator
+        airflow_env, bigquery_server, tmp_path: Path):
     from lakehouse.ops.job_runs import last_success
 
     settings, _ = lakehouse_with_a_day_of_trades(tmp_path / "lakehouse")
     create_tables(settings)  # and every other table, empty: maintenance goes over all of them
-    with bigquery_emulator.running(tmp_path / "bigquery", project="airflow-test") as emulator:
-        env = {**airflow_env,
-               "LAKEHOUSE__LOCAL__STATE_DIR": str(settings.state_dir),
-               "LAKEHOUSE__CATALOG__URI": settings.catalog.uri,
-               "LAKEHOUSE__CATALOG__WAREHOUSE": settings.catalog.warehouse,
-               "LAKEHOUSE__BIGQUERY__ENDPOINT": emulator.endpoint,
-               "LAKEHOUSE__BIGQUERY__PROJECT": "airflow-test"}
-        for dag_id in ("lakehouse_maintenance", "lakehouse_bigquery_sync"):
-            started = time.monotonic()
-            done = subprocess.run([str(AIRFLOW_VENV / "bin" / "airflow"), "dags", "test", dag_id,
-                                   "2026-03-03T00:15:00+00:00"], env=env, capture_output=True, text=True,
-                                  timeout=900, cwd=tmp_path)
-            print(f"\nairflow dags test {dag_id}: {time.monotonic() - started:.0f} s")
-            assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
-            assert "state=success" in done.stdout + done.stderr, (done.stdout + done.stderr)[-5000:]
+    env = {**airflow_env,
+           "LAKEHOUSE__LOCAL__STATE_DIR": str(settings.state_dir),
+           "LAKEHOUSE__CATALOG__URI": settings.catalog.uri,
+           "LAKEHOUSE__CATALOG__WAREHOUSE": settings.catalog.warehouse,
+           "LAKEHOUSE__BIGQUERY__ENDPOINT": bigquery_server.endpoint,
+           "LAKEHOUSE__BIGQUERY__PROJECT": "airflow-test"}
+    for dag_id in ("lakehouse_maintenance", "lakehouse_bigquery_sync"):
+        started = time.monotonic()
+        done = subprocess.run([str(AIRFLOW_VENV / "bin" / "airflow"), "dags", "test", dag_id,
+                               "2026-03-03T00:15:00+00:00"], env=env, capture_output=True, text=True,
+                              timeout=900, cwd=tmp_path)
+        print(f"\nairflow dags test {dag_id}: {time.monotonic() - started:.0f} s")
+        assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+        assert "state=success" in done.stdout + done.stderr, (done.stdout + done.stderr)[-5000:]
     maintenance = last_success(settings.state_dir, "maintenance")
     sync = last_success(settings.state_dir, "bigquery_sync")
     assert maintenance is not None and maintenance.counts["tables_maintained"] == len(ALL_TABLES)

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,7 +22,6 @@ from google.cloud import bigquery
 from lakehouse import bigquery_sync
 from lakehouse.bigquery import MANAGED_BY_LABEL, MANAGED_BY_VALUE, Action, metadata_uri_in
 from lakehouse.catalog import load_catalog, table_identifier
-from lakehouse.local import bigquery_emulator
 from lakehouse.local._daemon import EmulatorProcess
 from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
 from lakehouse.tables import ALL_TABLES, FEED_EVENTS, TRADES
@@ -35,10 +33,9 @@ PRESENT = tuple(t for t in ALL_TABLES if t is not FEED_EVENTS)  # feed_events is
 
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    """A real bqemulator for this module; a failure to start fails the tests with the emulator's log."""
-    with bigquery_emulator.running(tmp_path_factory.mktemp("bigquery"), project=PROJECT) as started:
-        yield started
+def emulator(bigquery_server: EmulatorProcess) -> EmulatorProcess:
+    """The session's bqemulator; this module's datasets are in a project of its own (``PROJECT``)."""
+    return bigquery_server
 
 
 def sync_env(emulator: EmulatorProcess, state: Path, dataset: str) -> dict[str, str]:

@@ -7,7 +7,6 @@ a few bars whose answers are worked out by hand below.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -48,9 +47,9 @@ def sql(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
-    with bigquery_emulator.running(tmp_path_factory.mktemp("bigquery"), project=PROJECT) as started:
-        yield started
+def emulator(bigquery_server: EmulatorProcess) -> EmulatorProcess:
+    """The session's bqemulator; this module's datasets are in a project of its own (``PROJECT``)."""
+    return bigquery_server
 
 
 @pytest.fixture(scope="module")

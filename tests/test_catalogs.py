@@ -61,12 +61,10 @@ def rest_catalog(
 
 
 @pytest.fixture(scope="module")
-def bigquery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A real bqemulator, once for both catalog kinds (each syncs into a dataset of its own)."""
-    from lakehouse.local import bigquery_emulator
-
-    with bigquery_emulator.running(tmp_path_factory.mktemp("bigquery"), project=BIGQUERY_PROJECT) as emulator:
-        yield emulator
+def bigquery(bigquery_server: Any) -> Any:
+    """The session's bqemulator, for both catalog kinds (each syncs into a dataset of its own, in
+    this module's project)."""
+    return bigquery_server
 
 
 def shared_settings(base: Settings, kind: str, request: pytest.FixtureRequest, state: Path) -> Settings:

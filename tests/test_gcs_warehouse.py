@@ -24,7 +24,7 @@ import pytest
 from lakehouse import bigquery_sync
 from lakehouse.bigquery import Action
 from lakehouse.catalog import load_catalog, table_identifier
-from lakehouse.local import bigquery_emulator, gcs_emulator
+from lakehouse.local import gcs_emulator
 from lakehouse.local._daemon import EmulatorProcess
 from lakehouse.local.kafka_broker import LocalKafkaBroker
 from lakehouse.messages import Source, Trade, trade_id
@@ -174,20 +174,23 @@ def test_the_bars_stream_reads_trades_from_gcs_and_writes_bars_there(trades_on_g
 
 
 def test_bigquery_sync_points_external_tables_at_the_gcs_metadata_files(
-    trades_on_gcs: Settings, lake_env: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    trades_on_gcs: Settings, lake_env: dict[str, str], bigquery_server: EmulatorProcess,
+    caplog: pytest.LogCaptureFixture
 ) -> None:
-    with bigquery_emulator.running(tmp_path / "bigquery", project="local-project") as bq:
-        settings = load_settings(environ={**lake_env, "LAKEHOUSE__BIGQUERY__ENDPOINT": bq.endpoint})
-        client = bigquery_sync.bigquery_client(settings)
-        started = time.monotonic()
-        report = bigquery_sync.sync_once(settings, client, load_catalog(settings))
-        elapsed = time.monotonic() - started
+    settings = load_settings(environ={  # a project of this module's own on the session's emulator
+        **lake_env, "LAKEHOUSE__BIGQUERY__ENDPOINT": bigquery_server.endpoint,
+        "LAKEHOUSE__BIGQUERY__PROJECT": "gcs-warehouse-test",
+    })
+    client = bigquery_sync.bigquery_client(settings)
+    started = time.monotonic()
+    report = bigquery_sync.sync_once(settings, client, load_catalog(settings))
+    elapsed = time.monotonic() - started
 
-        trades_plan = next(plan for plan in report.tables if plan.name == TRADES.name)
-        assert trades_plan.action is Action.CREATE
-        current = load_catalog(settings).load_table(table_identifier(settings, TRADES)).metadata_location
-        assert trades_plan.metadata_uri == current and current.startswith(f"gs://{BUCKET}/")
-        assert "not on Cloud Storage" not in caplog.text
-        again = bigquery_sync.sync_once(settings, client, load_catalog(settings))
-        assert {p.name: p.action for p in again.tables}[TRADES.name] is Action.UNCHANGED
+    trades_plan = next(plan for plan in report.tables if plan.name == TRADES.name)
+    assert trades_plan.action is Action.CREATE
+    current = load_catalog(settings).load_table(table_identifier(settings, TRADES)).metadata_location
+    assert trades_plan.metadata_uri == current and current.startswith(f"gs://{BUCKET}/")
+    assert "not on Cloud Storage" not in caplog.text
+    again = bigquery_sync.sync_once(settings, client, load_catalog(settings))
+    assert {p.name: p.action for p in again.tables}[TRADES.name] is Action.UNCHANGED
     print(f"\nsync of all tables on the gs:// warehouse: {elapsed:.2f} s ({report.lines()[-1]})")

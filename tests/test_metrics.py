@@ -169,40 +169,38 @@ def test_a_maintenance_run_records_its_success_and_serves_it(lake: Settings, tmp
     SCRAPED["maintenance"] = text
 
 
-def test_a_bigquery_sync_on_an_interval_serves_its_last_success(tmp_path: Path):
+def test_a_bigquery_sync_on_an_interval_serves_its_last_success(tmp_path: Path, bigquery_server):
     from lakehouse.catalog import load_catalog, table_identifier
-    from lakehouse.local import bigquery_emulator
     from lakehouse.settings import load_settings
     from lakehouse.tables import TRADES
 
-    with bigquery_emulator.running(tmp_path / "bigquery", project="metrics-test") as emulator:
-        env = {
-            "LAKEHOUSE__LOCAL__STATE_DIR": str(tmp_path),
-            "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{tmp_path}/catalog.db",
-            "LAKEHOUSE__CATALOG__WAREHOUSE": str(tmp_path / "warehouse"),
-            "LAKEHOUSE__BIGQUERY__ENDPOINT": emulator.endpoint,
-            "LAKEHOUSE__BIGQUERY__PROJECT": "metrics-test",
-            "LAKEHOUSE__METRICS__SYNC_PORT": str(port := free_port()),
-        }
-        settings = load_settings(environ=env)
-        catalog = load_catalog(settings)
-        catalog.create_namespace(settings.catalog.namespace)
-        catalog.create_table(table_identifier(settings, TRADES), schema=TRADES.schema)
-        job = subprocess.Popen([sys.executable, "-m", "jobs.bigquery_sync", "--interval", "1"], cwd=PROJECT_ROOT,
-                               env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        success = "lakehouse_bigquery_sync_last_success_timestamp_seconds"
-        try:
-            def recorded() -> bool:
-                try:
-                    return value(scrape(port), success) is not None
-                except OSError:
-                    return False
+    env = {
+        "LAKEHOUSE__LOCAL__STATE_DIR": str(tmp_path),
+        "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{tmp_path}/catalog.db",
+        "LAKEHOUSE__CATALOG__WAREHOUSE": str(tmp_path / "warehouse"),
+        "LAKEHOUSE__BIGQUERY__ENDPOINT": bigquery_server.endpoint,
+        "LAKEHOUSE__BIGQUERY__PROJECT": "metrics-test",
+        "LAKEHOUSE__METRICS__SYNC_PORT": str(port := free_port()),
+    }
+    settings = load_settings(environ=env)
+    catalog = load_catalog(settings)
+    catalog.create_namespace(settings.catalog.namespace)
+    catalog.create_table(table_identifier(settings, TRADES), schema=TRADES.schema)
+    job = subprocess.Popen([sys.executable, "-m", "jobs.bigquery_sync", "--interval", "1"], cwd=PROJECT_ROOT,
+                           env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    success = "lakehouse_bigquery_sync_last_success_timestamp_seconds"
+    try:
+        def recorded() -> bool:
+            try:
+                return value(scrape(port), success) is not None
+            except OSError:
+                return False
 
-            wait_for(recorded, 90, "a recorded sync success")
-            text = scrape(port)
-        finally:
-            job.send_signal(signal.SIGTERM)
-            output, _ = job.communicate(timeout=60)
+        wait_for(recorded, 90, "a recorded sync success")
+        text = scrape(port)
+    finally:
+        job.send_signal(signal.SIGTERM)
+        output, _ = job.communicate(timeout=60)
     print(text)
     assert job.returncode == 0, output
     assert value(text, success) > time.time() - 120
