@@ -19,6 +19,7 @@ default namespace or topics.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,18 @@ INTEGRATION_FIXTURES = frozenset({
     "vnstock_as_a_fresh_process", "cluster", "bigquery_server",
 })
 KINDS = ("unit", "integration", "topology")
+
+
+# The JVMs the tests start through spark-submit (the in-process session's, every ``spark-submit.sh``
+# job's) live seconds to a minute on small data, where compiling Spark for peak speed costs more
+# than it returns (docs/testing.md).
+# The jobs' own runs keep tiered compilation (docs/performance.md, code generation and JIT).
+TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Set ``TEST_JVM_OPTIONS`` for every Spark driver JVM this session and its children start."""
+    os.environ["SPARK_SUBMIT_OPTS"] = f"{os.environ.get('SPARK_SUBMIT_OPTS', '')} {TEST_JVM_OPTIONS}".strip()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

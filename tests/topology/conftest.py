@@ -26,6 +26,7 @@ from lakehouse.messages import Source, Trade, trade_id
 from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
 from lakehouse.tables import TRADES
 from producers.kafka_sink import KafkaSink, SinkConfig
+from tests.conftest import TEST_JVM_OPTIONS
 
 JOB_TIMEOUT_S = 480  # a cluster job's first micro-batch took up to 400 s at a load average of 40-118
 BASE_MS = 1_767_261_600_000  # 2026-01-01T10:00:00Z
@@ -93,7 +94,9 @@ class SubmittedJob:
         self.log_file = lake.log_dir / f"{job}.log"
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
-                [str(PROJECT_ROOT / "spark-submit.sh"), *cluster.spark_submit_options(), job],
+                [str(PROJECT_ROOT / "spark-submit.sh"), *cluster.spark_submit_options(),
+                 # The executors' JVMs too run C1 alone, as the test session's drivers do (tests/conftest.py).
+                 "--conf", f"spark.executor.extraJavaOptions={TEST_JVM_OPTIONS}", job],
                 env={**os.environ, **lake.env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
 
