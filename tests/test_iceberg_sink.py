@@ -71,4 +71,4 @@ def test_the_sink_in_a_connect_worker_stores_exactly_the_trades_sent(settings: S
         (p, o) for p in (0, 1) for o in range(sum(1 for row in rows if row["kafka_partition"] == p))
     }, "every record of the topic once, with its Kafka partition and offset"
     spec = table.spec()
-    assert [(f.name, str(f.transform)) for f in spec.fields] == [("symbol", "identity"), ("event_time_day", "day")]
+    assert [(f.name, str(f.transform)) for f in spec.fields] == [("event_time_day", "day"), ("symbol", "identity")]
