@@ -38,7 +38,6 @@ and / the engine ceiling (``bench_raw_trades.ceiling``, target >= 0.4).
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
 import sys
@@ -204,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=100_000, help="maxOffsetsPerTrigger of the throughput run")
     parser.add_argument("--live-batch", type=int, default=5_000,
                         help="trades per 1 s commit of a live feed (5,000 trades/s), for the hour extrapolation")
+    parser.add_argument("--warmup-messages", type=int, default=300_000,
+                        help="trades drained once before the first point, not counted (0: none)")
     parser.add_argument("--ceiling-batch", type=int, default=300_000)
     parser.add_argument("--ceiling-batches", type=int, default=3)
     parser.add_argument("--maintain-up-to", type=int, default=10**6,
@@ -226,6 +227,19 @@ def main(argv: list[str] | None = None) -> int:
               f"one hour of one closed day; raw job in {args.batch:,}-trade micro-batches, local[2]")
         top = ceiling(spark, state, args.ceiling_batch, args.ceiling_batches, 50)
         print(f"ceiling: rate -> JSON -> from_json -> Parquet by 50 symbols: {top:,.0f} rows/s ({load()})")
+        if args.warmup_messages:  # the raw job's plans compiled once, so the first point is not the cold one
+            warm_topic = "trades-warmup"
+            ensure_topics(broker.bootstrap_servers, [warm_topic], base.kafka.partitions)
+            warm = base.model_copy(update={"kafka": base.kafka.model_copy(update={"trades_topic": warm_topic})})
+            warm_trades = zipf_trade_messages(spark, zipf_counts(args.warmup_messages, 50, args.zipf), START_MS,
+                                              HOUR_MS, "warm")
+            publish_with_spark(spark, warm_trades, broker.bootstrap_servers, warm_topic)
+            run_raw_job(spark, warm.with_streaming(trigger_seconds=0.0, max_offsets_per_trigger=args.batch,
+                                                   fold_interval_seconds=0), "symbols-warmup")
+            fold_appended_files(spark, spark_table_name(warm, TRADES))
+            spark.sql(f"DROP TABLE IF EXISTS {spark_table_name(warm, TRADES)} PURGE")
+            print(f"warm-up: {args.warmup_messages:,} trades over 50 symbols drained and folded, "
+                  f"not counted ({load()})")
         for symbols in points:
             topic = f"trades-{symbols}"
             ensure_topics(broker.bootstrap_servers, [topic], base.kafka.partitions)
@@ -266,14 +280,14 @@ def main(argv: list[str] | None = None) -> int:
             if symbols <= args.maintain_up_to:
                 report = maintain(spark, base.catalog.name, f"{base.catalog.namespace}.{TRADES.name}",
                                   MaintenancePolicy())
-                maintenance, maintained = time.perf_counter() - started, report.describe()
+                maintenance = time.perf_counter() - started
                 files_after = report.after.max_files_per_partition
             else:
-                maintenance, maintained, files_after = float("nan"), "not run (--maintain-up-to)", -1
+                maintenance, files_after = float("nan"), -1
             # The busiest symbol holds 1/H(symbols) of all trades (26% at 50 symbols, 17% at 2,000), which
             # caps its day's read against a full scan; a symbol of middle rank is what most reads touch.
-            busiest_s, full_s, busiest_rows, full_rows = read_seconds(settings, symbol_name(1), START_MS)
-            day_s, _, day_rows, _ = read_seconds(settings, symbol_name(max(1, symbols // 2)), START_MS)
+            busiest_s, full_s, _, _ = read_seconds(settings, symbol_name(1), START_MS)
+            day_s, _, _, _ = read_seconds(settings, symbol_name(max(1, symbols // 2)), START_MS)
             result = {
                 "symbols": symbols, "append_per_s": rows / seconds if seconds else float("nan"),
                 "trades_per_s": with_fold, "fold_s": fold_s, "fold_files": fold.written_files,
@@ -284,23 +298,23 @@ def main(argv: list[str] | None = None) -> int:
                 "day_read_s": day_s, "full_scan_s": full_s, "read_ratio": full_s / day_s if day_s else float("nan"),
                 "load": load(),
             }
-            print(f"point {symbols} symbols: {result['trades_per_s']:,.0f} trades/s sustained with the fold "
-                  f"({result['append_per_s']:,.0f} appending over {len(batch_seconds)} batches, median "
-                  f"{result['batch_s']:.2f} s, {result['files_per_commit']:.0f} data files per commit; fold of "
-                  f"{fold.folded_files} files into {fold.written_files} {fold_s:.1f} s); commit of {largest.n} files "
-                  f"{commit:.2f} s; metadata file {meta.metadata_file_bytes / 1024:.0f} KiB "
-                  f"at {meta.snapshots} snapshots -> {result['metadata_mib_hour']:.1f} MiB at {COMMITS_PER_HOUR:,}; "
-                  f"manifests {meta.manifest_bytes / 1024:.0f} KiB for {meta.live_files} files -> "
-                  f"{result['manifests_mib_hour']:.0f} MiB for an hour at {live_files:.1f} files per second; "
-                  f"maintenance {maintenance:.1f} s ({maintained}); read a middle-rank symbol's day "
-                  f"({day_rows:,} rows) {day_s:.3f} s, the busiest's ({busiest_rows:,} rows) {busiest_s:.3f} s, "
-                  f"a full scan ({full_rows:,} rows) {full_s:.3f} s: {result['read_ratio']:.0f}x and "
-                  f"{full_s / busiest_s:.0f}x ({load()})", flush=True)
+            print(f"point {symbols:,} symbols: {with_fold:,.0f} trades/s with the fold, {result['append_per_s']:,.0f} "
+                  f"appending (median batch {result['batch_s']:.2f} s, {result['files_per_commit']:.0f} files per "
+                  f"commit, commit alone {commit:.2f} s); fold {fold_s:.1f} s, {fold.folded_files} files into "
+                  f"{fold.written_files:,}; metadata after an hour {result['metadata_mib_hour']:.1f} MiB, manifests "
+                  f"{result['manifests_mib_hour']:.0f} MiB ({live_files:.1f} files/s); "
+                  f"maintenance {maintenance:.1f} s, "
+                  f"{files_after} file(s) per partition after; symbol-day read {day_s * 1000:.0f} ms vs full scan "
+                  f"{full_s * 1000:.0f} ms = {result['read_ratio']:.0f}x (busiest symbol {full_s / busiest_s:.0f}x) "
+                  f"({load()})", flush=True)
             if args.freshness_seconds:
                 fresh = freshness(symbols, args.zipf, args.freshness_seconds, args.freshness_warmup)
                 result["trade_fresh"] = p50_p99(fresh.get("trade readable after event time"))
                 result["bar_fresh"] = p50_p99(fresh.get("final bar readable after window end"))
-                print(f"freshness {symbols} symbols: {json.dumps(fresh)} ({load()})", flush=True)
+                batches = fresh.get("raw_trades micro-batch time", "n/a").split(";")[0]
+                error = f"; failed: {fresh['error'][:200]}" if "error" in fresh else ""
+                print(f"freshness {symbols:,} symbols: trade p50 / p99 {result['trade_fresh']} s, final bar p50 / p99 "
+                      f"{result['bar_fresh']} s, raw batch {batches}{error} ({load()})", flush=True)
             results.append(result)
             spark.sql(f"DROP TABLE IF EXISTS {name} PURGE")
         spark.stop()
