@@ -47,7 +47,10 @@ KINDS = ("unit", "integration", "topology")
 # job's) live seconds to a minute on small data, where compiling Spark for peak speed costs more
 # than it returns (docs/testing.md).
 # The jobs' own runs keep tiered compilation (docs/performance.md, code generation and JIT).
-TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1"
+# C1 alone makes the JVM size its code cache for it (48 MiB instead of tiered's 240): the session's
+# JVM, which compiles Spark's generated classes for the whole run, filled it ("Out of space in
+# CodeCache"), and Spark stopped its context mid-suite. So the cache keeps tiered's size.
+TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
 
 
 def pytest_configure(config: pytest.Config) -> None:
