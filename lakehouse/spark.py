@@ -268,9 +268,13 @@ def iceberg_table(spark: SparkSession, name: str):  # -> org.apache.iceberg.Tabl
 
 def partition_specs(spark: SparkSession, name: str) -> tuple[int, dict[int, list[str]]]:
     """(default spec id, {spec id: its partition field names}) of the Iceberg table ``name``."""
-    table = iceberg_table(spark, name)
-    specs = {int(spec_id): [f.name() for f in spec.fields()] for spec_id, spec in table.specs().items()}
-    return int(table.spec().specId()), specs
+    return specs_of(iceberg_table(spark, name))
+
+
+def specs_of(java_table) -> tuple[int, dict[int, list[str]]]:
+    """``partition_specs`` of a Java Iceberg table already loaded (``iceberg_table``)."""
+    specs = {int(spec_id): [f.name() for f in spec.fields()] for spec_id, spec in java_table.specs().items()}
+    return int(java_table.spec().specId()), specs
 
 
 def append_spec_id(spark: SparkSession, table: TableDef, name: str) -> int | None:
@@ -278,11 +282,18 @@ def append_spec_id(spark: SparkSession, table: TableDef, name: str) -> int | Non
     None for a table without one (appends then write the default spec)."""
     if table.append_partition_by is None:
         return None
+    return append_spec_of(iceberg_table(spark, name), table)
+
+
+def append_spec_of(java_table, table: TableDef) -> int | None:
+    """``append_spec_id`` of a Java Iceberg table already loaded."""
+    if table.append_partition_by is None:
+        return None
     wanted = [partition_field_name(e) for e in table.append_partition_by]
-    _, specs = partition_specs(spark, name)
+    _, specs = specs_of(java_table)
     matching = [spec_id for spec_id, fields in specs.items() if fields == wanted]
     if not matching:
-        raise RuntimeError(f"{name} has no partition spec {wanted}: run ensure_tables first")
+        raise RuntimeError(f"{java_table.name()} has no partition spec {wanted}: run ensure_tables first")
     return max(matching)
 
 

@@ -281,11 +281,18 @@ def missing_optional_columns(table: TableDef, stored: Sequence[str]) -> list[str
     return [f.name for f in table.schema.fields if not f.required and f.name not in present]
 
 
+def partition_source(expression: str) -> tuple[str, bool]:
+    """(source column, whether it is a day transform) of a Spark partition transform as
+    ``partition_by`` writes them: ``symbol`` -> (symbol, False), ``days(event_time)`` -> (event_time, True)."""
+    day = _DAYS.fullmatch(expression.replace(" ", ""))
+    return (day.group(1), True) if day else (expression, False)
+
+
 def partition_field_name(expression: str) -> str:
     """The name Iceberg gives the partition field of a Spark transform: ``symbol`` -> ``symbol``,
     ``days(event_time)`` -> ``event_time_day``."""
-    day = _DAYS.fullmatch(expression.replace(" ", ""))
-    return f"{day.group(1)}_day" if day else expression
+    column, is_day = partition_source(expression)
+    return f"{column}_day" if is_day else column
 
 
 def spec_evolution(table: TableDef, current: Sequence[str], specs: Sequence[Sequence[str]]) -> list[str]:

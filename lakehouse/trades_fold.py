@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 
 from lakehouse.maintenance import describe_error
-from lakehouse.spark import append_spec_id, iceberg_table
+from lakehouse.spark import append_spec_of, iceberg_table
 from lakehouse.tables import TRADES
 
 log = logging.getLogger("raw_trades.fold")
 
-FOLD_POOL = "fold"  # a FAIR pool not in conf/fairscheduler.xml: weight 1, no minimum share
+FOLD_POOL = "fold"  # its FAIR pool (conf/fairscheduler.xml): weight 1, no minimum share
 FOLD_PROPERTY = "lakehouse.fold"  # snapshot summary: the fold's id
 # Split size of the fold's read: a task reads as many appended files as this many bytes.
 READ_SPLIT_BYTES = 512 * 1024 * 1024
@@ -54,7 +54,7 @@ def fold_appended_files(spark: SparkSession, table_name: str) -> FoldReport:
     table = iceberg_table(spark, table_name)
     table.refresh()
     snapshot = table.currentSnapshot()
-    append_spec = append_spec_id(spark, TRADES, table_name)
+    append_spec = append_spec_of(table, TRADES)
     if snapshot is None or append_spec is None:
         return FoldReport(0, 0, 0, time.monotonic() - started)
     tasks = _appended_file_tasks(spark, table_name, table, snapshot.snapshotId(), append_spec)
@@ -163,7 +163,6 @@ class BackgroundFolder:
         self.interval = interval
         self.last_started = time.monotonic()
         self.thread: threading.Thread | None = None
-        self.reports: list[FoldReport] = []
 
     def maybe_start(self) -> bool:
         if self.interval <= 0 or (self.thread is not None and self.thread.is_alive()):
@@ -174,10 +173,6 @@ class BackgroundFolder:
         self.thread = threading.Thread(target=self._fold, name="trades-fold", daemon=True)
         self.thread.start()
         return True
-
-    def wait(self, timeout: float | None = None) -> None:
-        if self.thread is not None:
-            self.thread.join(timeout)
 
     def _fold(self) -> None:
         # Iceberg resolves the fold's staged files through the thread's active session (its cached-
@@ -192,7 +187,6 @@ class BackgroundFolder:
             log.warning("fold of %s failed, retried in %ss: %s", self.table_name, self.interval,
                         describe_error(error))
             return
-        self.reports.append(report)
         if report.folded_files:
             log.info("folded %s appended files (%s rows) into %s day-symbol files in %.1f s",
                      report.folded_files, report.rows, report.written_files, report.seconds)

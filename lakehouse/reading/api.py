@@ -404,7 +404,7 @@ class Lakehouse:
         names = pc.unique(pc.struct_field(partitions.column("partition"), "symbol")).to_pylist()
         symbols = {s for s in names if s}
         if None in names:  # files of a day-only append spec, not yet folded: their rows say
-            symbols.update(self._newest_in_appended_files(table, None).keys())
+            symbols.update(self._newest_in_appended_files(table, self._data_files(table), table.day_column))
         return sorted(symbols)
 
     def freshness(self) -> pd.DataFrame:
@@ -527,11 +527,10 @@ class Lakehouse:
 
     def _newest_per_symbol(self, table: TableDef, column: str) -> dict[str, datetime]:
         """Largest value of ``column`` per symbol, from the live data files' upper bounds."""
-        files = self.table(table).inspect.files()
+        data_files = self._data_files(table)
         newest: dict[str, datetime] = {}
-        if files.num_rows == 0:
+        if data_files.num_rows == 0:
             return newest
-        data_files = files.filter(pc.equal(files.column("content"), 0))
         symbols = pc.struct_field(data_files.column("partition"), "symbol").to_pylist()
         metrics = pc.struct_field(data_files.column("readable_metrics"), column)
         upper = pc.struct_field(metrics, "upper_bound").to_pylist()
@@ -546,47 +545,50 @@ class Lakehouse:
         if missing_stats:  # a writer that kept no statistics: read that one column instead
             newest.update(self._newest_by_scan(table, column, sorted(missing_stats)))
         if None in symbols:
-            for symbol, bound in self._newest_in_appended_files(table, column).items():
+            for symbol, bound in self._newest_in_appended_files(table, data_files, column).items():
                 if symbol not in newest or bound > newest[symbol]:
                     newest[symbol] = bound
         return newest
 
-    def _newest_in_appended_files(self, table: TableDef, column: str | None) -> dict[str, datetime]:
-        """Per symbol, the largest ``column`` (None: the day column) among the rows of the files
-        without a symbol partition: the streams' appends not yet folded into day-symbol files
+    def _data_files(self, table: TableDef) -> pa.Table:
+        """The live data files of ``table`` (its ``files`` metadata, delete files left out)."""
+        files = self.table(table).inspect.files()
+        return files.filter(pc.equal(files.column("content"), 0))
+
+    def _newest_in_appended_files(self, table: TableDef, data_files: pa.Table, column: str) -> dict[str, datetime]:
+        """Per symbol, the largest ``column`` among the rows of the ``data_files`` without a symbol
+        partition: the streams' appends not yet folded into day-symbol files
         (``lakehouse.trades_fold``). Read from those files' oldest day column value on, which
         prunes the scan to the newest minutes."""
         day_column = table.day_column or column
-        files = self.table(table).inspect.files()
-        data_files = files.filter(pc.equal(files.column("content"), 0))
         unfolded = pc.is_null(pc.struct_field(data_files.column("partition"), "symbol"))
         lower = pc.struct_field(pc.struct_field(data_files.filter(unfolded).column("readable_metrics"), day_column),
                                 "lower_bound")
         filter_ = AlwaysTrue() if lower.null_count or not len(lower) else GreaterThanOrEqual(
             day_column, pc.min(lower).as_py().isoformat())
-        wanted = column or day_column
-        rows = self.scan_arrow(table, filter_, columns=tuple(dict.fromkeys(("symbol", wanted))))
-        grouped = rows.group_by("symbol").aggregate([(wanted, "max")])
-        return dict(zip(grouped.column("symbol").to_pylist(), grouped.column(f"{wanted}_max").to_pylist(),
-                        strict=True))
+        return _max_per_symbol(self.scan_arrow(table, filter_, columns=tuple(dict.fromkeys(("symbol", column)))),
+                               column)
 
     def _newest_in_table(self, table: TableDef, column: str) -> datetime | None:
         """Largest value of ``column`` in the whole table, from file upper bounds (a scan of that one
         column only when a file kept no statistics for it)."""
-        files = self.table(table).inspect.files()
-        if files.num_rows == 0:
+        data_files = self._data_files(table)
+        if data_files.num_rows == 0:
             return None
-        data_files = files.filter(pc.equal(files.column("content"), 0))
         upper = pc.struct_field(pc.struct_field(data_files.column("readable_metrics"), column), "upper_bound")
         if upper.null_count:
             return pc.max(self.scan_arrow(table, AlwaysTrue(), columns=(column,)).column(column)).as_py()
         return pc.max(upper).as_py() if len(upper) else None
 
     def _newest_by_scan(self, table: TableDef, column: str, symbols: Iterable[str]) -> dict[str, datetime]:
-        values = self.scan_arrow(table, row_filter(table, list(symbols)), columns=("symbol", column))
-        grouped = values.group_by("symbol").aggregate([(column, "max")])
-        return dict(zip(grouped.column("symbol").to_pylist(), grouped.column(f"{column}_max").to_pylist(),
-                        strict=True))
+        return _max_per_symbol(self.scan_arrow(table, row_filter(table, list(symbols)), columns=("symbol", column)),
+                               column)
 
     def _empty(self, table: TableDef) -> pd.DataFrame:
         return self.table(table).schema().as_arrow().empty_table().to_pandas()
+
+
+def _max_per_symbol(rows: pa.Table, column: str) -> dict[str, datetime]:
+    """{symbol: largest ``column``} of ``rows`` (which hold both columns)."""
+    grouped = rows.group_by("symbol").aggregate([(column, "max")])
+    return dict(zip(grouped.column("symbol").to_pylist(), grouped.column(f"{column}_max").to_pylist(), strict=True))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import re
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -46,6 +45,8 @@ from lakehouse.tables import (
     QUARANTINE,
     TRADES,
     TableDef,
+    partition_field_name,
+    partition_source,
 )
 
 US_SESSION_OPEN = timedelta(hours=13, minutes=30)
@@ -53,7 +54,6 @@ SESSION_MINUTES = 390
 DEMO_SYMBOLS = ("AAPL", "MSFT", "AMZN", "NVDA", "TSLA")
 DEMO_DAY = date(2026, 1, 5)
 _PARTITION_FIELD_ID = 1000
-_DAYS = re.compile(r"days\((\w+)\)")
 
 
 # -- tables -----------------------------------------------------------------------------------
@@ -64,14 +64,13 @@ def partition_spec(table: TableDef) -> PartitionSpec:
     with the field names Spark gives them (``symbol``, ``event_time_day``)."""
     fields = []
     for offset, expression in enumerate(table.partition_by):
-        day = _DAYS.fullmatch(expression)
-        column = day.group(1) if day else expression
+        column, is_day = partition_source(expression)
         fields.append(
             PartitionField(
                 source_id=table.schema.find_field(column).field_id,
                 field_id=_PARTITION_FIELD_ID + offset,
-                transform=DayTransform() if day else IdentityTransform(),
-                name=f"{column}_day" if day else column,
+                transform=DayTransform() if is_day else IdentityTransform(),
+                name=partition_field_name(expression),
             )
         )
     return PartitionSpec(*fields)
