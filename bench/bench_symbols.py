@@ -51,12 +51,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.bench_raw_trades import batch_figures, ceiling, run_raw_job
 from bench.common import describe_machine, lakehouse_settings, load, local_broker, median, publish_with_spark
 from lakehouse.catalog import load_table, spark_table_name
+from lakehouse.fold import fold_appended_files
 from lakehouse.local.kafka_broker import ensure_topics
 from lakehouse.maintenance import MaintenancePolicy, maintain
 from lakehouse.settings import Settings
 from lakehouse.spark import build_spark_session
 from lakehouse.tables import TRADES
-from lakehouse.trades_fold import fold_appended_files
 
 START_MS = 1_772_000_000_000  # 2026-02-25 06:13 UTC: a closed day, as maintenance sees it
 HOUR_MS = 3_600_000

@@ -12,6 +12,7 @@ resets the watermark. Paths may be local or any fsspec URL (``gs://`` on GCP).
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -45,6 +46,19 @@ class BarsProgressLog:
         # so the next batch needs no listing and read of the directory (a remote one on GCP).
         self._last: tuple[int, BarsProgress] | None = None
         self._fs.makedirs(self._root, exist_ok=True)
+
+    def run_id(self) -> str:
+        """An id made when this log was created: it names the checkpoint in the bars table's commits
+        (``lakehouse.bars_commit``), and a checkpoint deleted and made anew at the same path gets a
+        new one, so its batch ids, counted from 0 again, are never mistaken for the old ones."""
+        path = f"{self._root}/run_id"
+        if not self._fs.exists(path):
+            tmp = f"{self._root}/.run_id.tmp"
+            with self._fs.open(tmp, "w") as handle:
+                handle.write(uuid.uuid4().hex)
+            self._fs.mv(tmp, path)
+        with self._fs.open(path, "r") as handle:
+            return handle.read().strip()
 
     def _batch_ids(self) -> list[int]:
         names = (path.rstrip("/").rsplit("/", 1)[-1] for path in self._fs.ls(self._root, detail=False))

@@ -4,8 +4,13 @@ The streaming bars job closes a window once the allowed lateness has passed and 
 that arrive after that in ``late_trades`` instead of changing a closed bar. This batch job is the
 correction (and the backfill for days streamed before the bars job ran): it recomputes every bar of
 the given days from all the stored eligible trades, late ones included, and replaces those days'
-bars in one Iceberg commit. ``bars_1m`` is partitioned by (symbol, day), so the replacement drops
-whole files: readers see the old day or the new one, never a mix, and a re-run is harmless.
+bars in one Iceberg commit. ``bars_1m`` is partitioned by (day, symbol), so the replacement drops
+whole files: readers see the old day or the new one, never a mix, and a re-run is harmless. The
+bars the bars stream wrote by day (closed bars no fold has moved yet, and the open bars it still
+holds of a day the clock has closed: a session's last minutes, until its next trade) sit in
+day-only files of many symbols; a fold of those days moves them first (``lakehouse.fold``), so a
+rebuild of some symbols drops whole files too. The stream then finds its open-bars file gone and
+writes those bars again by key, from the same trades (none of them can be late).
 
 Only days that are over (their last window closed by the allowed lateness) are accepted: the
 streaming job owns the current day.
@@ -14,6 +19,7 @@ streaming job owns the current day.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,12 +78,28 @@ def bars_of_days(
     return bars.bars_from_trades(bars.eligible_trades(trades))
 
 
+def _fold_days(spark: SparkSession, table: str, days: Sequence[date], attempts: int = 5) -> None:
+    """Fold the day-only files of ``days`` into day-symbol files; a fold that lost a race with
+    compaction or the stream (it commits nothing then) is tried again."""
+    from lakehouse.fold import fold_appended_files
+
+    for attempt in range(1, attempts + 1):
+        try:
+            fold_appended_files(spark, table, BARS_1M, days=sorted(set(days)))
+            return
+        except Exception as error:  # Py4JJavaError carries Iceberg's ValidationException
+            if attempt == attempts or "ValidationException" not in str(error):
+                raise
+            time.sleep(0.5 * attempt)
+
+
 def rebuild_days(
     spark: SparkSession, settings: Settings, days: Sequence[date], symbols: Sequence[str] = ()
 ) -> RebuildReport:
     """Replace the ``bars_1m`` rows of ``days`` (and ``symbols``, if given) with recomputed bars, in
     one commit; a bar whose trades are all gone (none eligible any more) is removed with its day."""
     table = spark_table_name(settings, BARS_1M)
+    _fold_days(spark, table, days)
     rebuild = uuid.uuid4().hex  # names this commit among the streaming job's
     writer = bars_of_days(spark, settings, days, symbols).writeTo(table)
     writer = writer.option(f"snapshot-property.{REBUILD_PROPERTY}", rebuild)

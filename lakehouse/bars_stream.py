@@ -3,22 +3,26 @@
 Reads the snapshots the raw-trades job appends to ``trades`` (an Iceberg streaming source) and,
 per micro-batch: records trades whose bar is already closed in ``late_trades``, then combines the
 other trades into the bars of their still-open windows (``lakehouse.open_bars``, kept per batch in
-the checkpoint) and MERGEs the changed bars, whole, into ``bars_1m``. Whole bars from per-batch
-progress keep the bars exact and make a replayed micro-batch harmless. The bar maths live in
-``lakehouse.bars`` and ``lakehouse.open_bars``; ``jobs/bars.py`` runs this stream on its own.
+the checkpoint) and commits them to ``bars_1m``: the open bars replace the open-bars file, the bars
+that closed are appended (``lakehouse.bars_commit``), and a background fold moves closed bars into
+day-symbol files (``lakehouse.fold``). Whole bars from per-batch progress keep the bars exact and
+make a replayed micro-batch harmless. The bar maths live in ``lakehouse.bars`` and
+``lakehouse.open_bars``; ``jobs/bars.py`` runs this stream on its own.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from lakehouse import bars, streaming
+from lakehouse.bars_commit import BarsCommitter, open_bars_files
 from lakehouse.bars_progress import BarsProgress, BarsProgressLog
 from lakehouse.catalog import spark_table_name
+from lakehouse.fold import BackgroundFolder
 from lakehouse.open_bars import (
     BarKey,
     OpenBar,
@@ -34,13 +38,14 @@ from lakehouse.times import from_epoch_micros, to_epoch_micros
 from lakehouse.trades import trades_in_ranges
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from pyspark.sql import DataFrame, Row, SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
 JOB_NAME = "bars"
 QUERY_NAME = "bars_1m"
 log = logging.getLogger(JOB_NAME)
-RUNTIME_GROUP_FILTER = "spark.sql.optimizer.runtime.rowLevelOperationGroupFilter.enabled"
 
 
 def checkpoint_location(settings: Settings) -> str:
@@ -49,27 +54,27 @@ def checkpoint_location(settings: Settings) -> str:
 
 
 class BarsBatchWriter:
-    """The ``foreachBatch`` sink: late trades -> ``late_trades``; changed bars -> ``bars_1m``.
+    """The ``foreachBatch`` sink: late trades -> ``late_trades``; open and closed bars -> ``bars_1m``.
 
     The job keeps the bars whose windows are still open (``lakehouse.open_bars``) and combines each
     batch's trades into them, so a batch costs what its own trades cost. A window whose first trades
     it meets is new once the job tracks every trade (``split_by_knowledge``); before that (its first
     batch, the first after an upgrade) a window it does not hold is built from the trades table once.
-    Every write is idempotent (MERGE of whole bars on the table keys, late-ness and open bars taken
-    from the progress as it stood before this batch), so Spark may replay a batch after a crash.
+    Every write is idempotent (whole bars, late-ness and open bars taken from the progress as it
+    stood before this batch, a bars commit made once per batch), so Spark may replay a batch after
+    a crash.
     """
 
     def __init__(self, spark: SparkSession, settings: Settings, checkpoint: str) -> None:
-        # A session of the writer's own: its MERGE bounds the target itself (``merge_bars_sql``), so
-        # Spark's runtime group filter (one more scan and join of the target) is pure cost here and
-        # is turned off in this session only; other jobs' upserts rely on it (docs/performance.md#the-bars-job).
-        self.spark = spark.newSession()
-        self.spark.conf.set(RUNTIME_GROUP_FILTER, "false")
+        self.spark = spark.newSession()  # its temporary views apart from other queries'
         self.trades_table = spark_table_name(settings, TRADES)
         self.bars_table = spark_table_name(settings, BARS_1M)
         self.late_table = spark_table_name(settings, LATE_TRADES)
         self.lateness_seconds = settings.streaming.allowed_lateness_seconds
         self.progress = BarsProgressLog(f"{checkpoint}/high_water_mark")
+        self.committer = BarsCommitter(self.spark, self.bars_table, self.progress.run_id())
+        self.folder = BackgroundFolder(self.spark, self.bars_table, settings.streaming.fold_interval_seconds,
+                                       BARS_1M, keep=open_bars_files)
 
     def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
@@ -91,33 +96,42 @@ class BarsBatchWriter:
             session, [bar.key for bar in unknown], from_epoch_micros(max(w["ingested_us"] for w in windows))
         )
         open_now, changed = apply_partials(before.open_bars, known)
-        open_now.update((bar.key, bar) for bar in rebuilt)
-        self._merge_bars(session, changed + rebuilt, batch_id)
+        updated_us = to_epoch_micros(datetime.now(UTC))
+        changed = [replace(bar, updated_us=updated_us) for bar in changed + rebuilt]
+        open_now.update((bar.key, bar) for bar in changed)
         mark = bars.advance_high_water_mark(
             before.high_water_mark, from_epoch_micros(max(w["mark_us"] for w in windows))
         )
         closed_before = bars.watermark_from(mark, self.lateness_seconds)
+        open_after = still_open(open_now, None if closed_before is None else to_epoch_micros(closed_before))
+        closed = [bar for key, bar in open_now.items() if key not in open_after]
+        self.committer.commit(
+            batch_id,
+            self._bar_rows(session, open_after.values(), updated_us),
+            self._bar_rows(session, closed, updated_us) if closed else None,
+            stored_elsewhere=[bar.key for bar in rebuilt],
+            replaced=list(before.open_bars),
+        )
         tracked_from_us = before.tracked_from_us
         if tracked_from_us is None:
             tracked_from_us = self._tracking_starts(session, windows)
         stream_metrics.committed_event_time(QUERY_NAME, mark.timestamp())  # ops hook
         stream_metrics.late_trades(QUERY_NAME, late_count)
-        self.progress.record(batch_id, BarsProgress(
-            mark,
-            still_open(open_now, None if closed_before is None else to_epoch_micros(closed_before)),
-            tracked_from_us,
-        ))
+        self.progress.record(batch_id, BarsProgress(mark, open_after, tracked_from_us))
+        self.folder.maybe_start()
         elapsed = time.monotonic() - started
         trades = sum(w["trades"] for w in windows)
         log.info(
-            "batch %d: %d trades in %.2f s (%.0f trades/s), %d bars merged (%d built from the table), "
-            "%d late trades, watermark %s",
+            "batch %d: %d trades in %.2f s (%.0f trades/s), %d bars changed (%d built from the table), "
+            "%d open, %d closed, %d late trades, watermark %s",
             batch_id,
             trades,
             elapsed,
             trades / max(elapsed, 1e-9),
-            len(changed) + len(rebuilt),
+            len(changed),
             len(rebuilt),
+            len(open_after),
+            len(closed),
             late_count,
             watermark.isoformat() if watermark else "none yet",
         )
@@ -192,53 +206,29 @@ class BarsBatchWriter:
         whole = bars.partial_bars(trades).join(F.broadcast(wanted), ["symbol", "window_start_us"], "left_semi")
         return [open_bar_from(row) for row in whole.collect()]
 
-    def _merge_bars(self, session: SparkSession, changed: list[OpenBar], batch_id: int) -> None:
-        """MERGE whole bars into ``bars_1m`` (insert new windows, overwrite known ones)."""
+    def _bar_rows(self, session: SparkSession, bar_list: Iterable[OpenBar], now_us: int) -> DataFrame:
+        """``bar_list`` as rows of ``bars_1m``; ``now_us`` is the update time of a bar held from a
+        version of the job that did not keep one."""
         from pyspark.sql import functions as F
 
-        if not changed:
-            return
         # The update time travels as data: as a literal (current_timestamp()) it would be inlined
         # into the generated code, new classes to compile every batch
         # (docs/performance.md#code-generation-and-jit-warm-up).
-        updated_us = to_epoch_micros(datetime.now(UTC))
         rows = session.createDataFrame(
             [(b.symbol, b.window_start_us, b.window_end_us, b.open, b.high, b.low, b.close, b.volume,
-              b.trade_count, b.vwap, updated_us, b.close_key // bars.ORDER_KEY_EVENT_SCALE) for b in changed],
+              b.trade_count, b.vwap, b.updated_us or now_us, b.close_key // bars.ORDER_KEY_EVENT_SCALE)
+             for b in bar_list],
             "symbol string, start_us bigint, end_us bigint, open double, high double, low double, "
             "close double, volume double, trade_count bigint, vwap double, updated_us bigint, last_event_us bigint",
         )
-        view = f"bars_changed_batch_{batch_id}"
-        rows.select(
+        return rows.select(
             "symbol",
             F.timestamp_micros("start_us").alias("window_start"),
             F.timestamp_micros("end_us").alias("window_end"),
             "open", "high", "low", "close", "volume", "trade_count", "vwap",
             F.timestamp_micros("updated_us").alias("updated_time"),
             F.timestamp_micros("last_event_us").alias("last_event_time"),
-        ).select(*BARS_1M.column_names).createOrReplaceTempView(view)
-        session.sql(merge_bars_sql(self.bars_table, view, changed))
-        session.catalog.dropTempView(view)
-
-
-def merge_bars_sql(bars_table: str, changed_view: str, changed: Sequence[OpenBar]) -> str:
-    """MERGE of whole bars on (symbol, window_start), its target bounded to the changed bars'
-    symbols and from the day of their earliest window on: Iceberg prunes the scan, and so the
-    copy-on-write rewrite, to the files of the touched symbols' open days. A target row outside
-    the bounds cannot match a changed bar, so the bounds change nothing but the cost. The bound
-    is a whole day because the table's files are (symbol, day) ones, so it prunes as much as the
-    window itself would, and the code Spark generates for it stays the same all day instead of
-    changing every minute. Symbols are quoted as they are: the Trade contract's symbol pattern
-    admits no quote or backslash."""
-    symbols = ", ".join(f"'{symbol}'" for symbol in sorted({bar.symbol for bar in changed}))
-    earliest_us = min(bar.window_start_us for bar in changed)
-    day_us = bars.INTERVAL_SECONDS["1d"] * 1_000_000
-    return (
-        f"MERGE INTO {bars_table} t USING {changed_view} s "
-        "ON t.symbol = s.symbol AND t.window_start = s.window_start "
-        f"AND t.symbol IN ({symbols}) AND t.window_start >= timestamp_micros({earliest_us // day_us * day_us}) "
-        "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *"
-    )
+        ).select(*BARS_1M.column_names)
 
 
 def open_bar_from(row: Row) -> OpenBar:
@@ -261,10 +251,11 @@ def start_bars_query(
     The tables must exist (``lakehouse.spark.ensure_tables``)."""
     checkpoint = checkpoint or checkpoint_location(settings)
     log.info(
-        "reading appends of %s; writing %s (MERGE on symbol, window_start) and %s; "
-        "lateness %.0f s, trigger %.0f s, checkpoint %s",
+        "reading appends of %s; writing %s (open bars replaced, closed bars appended, folded every %.0f s) "
+        "and %s; lateness %.0f s, trigger %.0f s, checkpoint %s",
         spark_table_name(settings, TRADES),
         spark_table_name(settings, BARS_1M),
+        settings.streaming.fold_interval_seconds,
         spark_table_name(settings, LATE_TRADES),
         settings.streaming.allowed_lateness_seconds,
         settings.streaming.trigger_seconds,

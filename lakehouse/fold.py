@@ -1,12 +1,14 @@
-"""Folding the trades table's appended files into its day-symbol files, beside the stream.
+"""Folding a table's appended (day-only) files into its day-symbol files, beside the stream.
 
-The raw stream appends with the table's day-only spec (``TRADES.append_partition_by``): a file per
-task and day, whatever the number of symbols, so a micro-batch's cost no longer grows with the
-symbols it touches. A fold moves the rows of those files into files of the default (day, symbol)
-spec in one Iceberg rewrite commit: a reader sees each trade exactly once before, during and after
-it, and a symbol's reads prune to its own files again. Every ``streaming.fold_interval_seconds`` the
-raw-trades writer starts one in a background thread, in a FAIR pool of its own below the stream's
-(docs/performance.md#many-symbols).
+The raw stream appends to ``trades``, and the bars stream writes ``bars_1m``, with the table's
+day-only spec (``TableDef.append_partition_by``): a file per task and day, whatever the number of
+symbols, so a micro-batch's cost no longer grows with the symbols it touches. A fold moves the rows
+of those files into files of the default (day, symbol) spec in one Iceberg rewrite commit: a reader
+sees each row exactly once before, during and after it, and a symbol's reads prune to its own files
+again. Every ``streaming.fold_interval_seconds`` each stream's writer starts one in a background
+thread, in a FAIR pool of its own below the streams' (docs/performance.md#many-symbols). The bars
+stream keeps its open bars in day-only files it replaces every batch; its fold leaves those alone
+(``keep``).
 
 Iceberg's ``rewrite_data_files`` picks files by size, not by spec, and would rewrite the small
 day-symbol files of the open day again at every run; a fold takes exactly the appended files. It
@@ -22,15 +24,21 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 from pyspark.sql import SparkSession
 
 from lakehouse.maintenance import describe_error
-from lakehouse.spark import append_spec_of, iceberg_table
-from lakehouse.tables import TRADES
+from lakehouse.spark import append_spec_of, iceberg_table, java_static_get
+from lakehouse.tables import TRADES, TableDef
 
-log = logging.getLogger("raw_trades.fold")
+log = logging.getLogger("fold")
+
+# The paths of appended files a fold must leave where they are, given the Java table and the
+# snapshot the fold reads (the bars stream's open-bars files).
+KeptFiles = Callable[[object, object], set[str]]
 
 FOLD_POOL = "fold"  # its FAIR pool (conf/fairscheduler.xml): weight 1, no minimum share
 FOLD_PROPERTY = "lakehouse.fold"  # snapshot summary: the fold's id
@@ -46,18 +54,25 @@ class FoldReport:
     seconds: float
 
 
-def fold_appended_files(spark: SparkSession, table_name: str) -> FoldReport:
+def fold_appended_files(
+    spark: SparkSession, table_name: str, table_def: TableDef = TRADES, keep: KeptFiles | None = None,
+    days: Sequence[date] | None = None,
+) -> FoldReport:
     """Move every appended (append-spec) file's rows of ``table_name`` into day-symbol files, in one
-    rewrite commit. A no-op, committing nothing, when there is none."""
+    rewrite commit, except the files ``keep`` names, and only those of ``days`` if given. A no-op,
+    committing nothing, when there is none."""
     started = time.monotonic()
     jvm = spark._jvm
     table = iceberg_table(spark, table_name)
     table.refresh()
     snapshot = table.currentSnapshot()
-    append_spec = append_spec_of(table, TRADES)
+    append_spec = append_spec_of(table, table_def)
     if snapshot is None or append_spec is None:
         return FoldReport(0, 0, 0, time.monotonic() - started)
-    tasks = _appended_file_tasks(spark, table_name, table, snapshot.snapshotId(), append_spec)
+    kept = keep(table, snapshot) if keep is not None else set()
+    tasks = [task for task in appended_file_tasks(spark, table_name, table_def, table, snapshot.snapshotId(),
+                                                   append_spec, days)
+             if str(task.file().location()) not in kept]
     if not tasks:
         return FoldReport(0, 0, 0, time.monotonic() - started)
 
@@ -65,7 +80,7 @@ def fold_appended_files(spark: SparkSession, table_name: str) -> FoldReport:
     task_list = jvm.java.util.ArrayList()
     for task in tasks:
         task_list.add(task)
-    cache = _static_get(spark, "org.apache.iceberg.spark.SparkTableCache")
+    cache = java_static_get(spark, "org.apache.iceberg.spark.SparkTableCache")
     staged = jvm.org.apache.iceberg.spark.ScanTaskSetManager.get()
     coordinator = jvm.org.apache.iceberg.spark.FileRewriteCoordinator.get()
     cache.add(group, table)
@@ -107,16 +122,23 @@ def fold_appended_files(spark: SparkSession, table_name: str) -> FoldReport:
         coordinator.clearRewrite(table, group)
 
 
-def _appended_file_tasks(spark: SparkSession, table_name: str, table, snapshot_id: int, append_spec: int) -> list:
-    """The scan tasks (Py4J objects) of the live append-spec files at ``snapshot_id``.
+def appended_file_tasks(
+    spark: SparkSession, table_name: str, table_def: TableDef, table, snapshot_id: int, append_spec: int,
+    days: Sequence[date] | None = None,
+) -> list:
+    """The scan tasks (Py4J objects) of the live append-spec files at ``snapshot_id`` (of ``days`` only,
+    if given).
 
-    Their paths and oldest event time come from the ``files`` metadata table (a file it lists that
+    Their paths and oldest day-column value come from the ``files`` metadata table (a file it lists that
     the scan at ``snapshot_id`` does not, or the reverse, waits for the next fold); the Java scan is then
     filtered from that time on, so it lists the appended files and the few day-symbol files of the
     same minutes, not the whole table (each listed file is a Py4J round trip)."""
+    day_column = table_def.day_column
+    listed = ", ".join(f"DATE '{day.isoformat()}'" for day in days or ())
+    in_days = "" if days is None else f" AND partition.{day_column}_day IN ({listed or 'NULL'})"
     bounds = spark.sql(
-        f"SELECT file_path, readable_metrics.event_time.lower_bound AS lower "
-        f"FROM {table_name}.files WHERE content = 0 AND spec_id = {append_spec}"
+        f"SELECT file_path, readable_metrics.{day_column}.lower_bound AS lower "
+        f"FROM {table_name}.files WHERE content = 0 AND spec_id = {append_spec}{in_days}"
     ).collect()
     if not bounds:
         return []
@@ -125,7 +147,7 @@ def _appended_file_tasks(spark: SparkSession, table_name: str, table, snapshot_i
     scan = table.newScan().useSnapshot(snapshot_id).ignoreResiduals()
     if all(row.lower is not None for row in bounds):
         oldest_us = min(int(row.lower.timestamp() * 1_000_000) for row in bounds)
-        scan = scan.filter(expressions.greaterThanOrEqual("event_time", expressions.micros(oldest_us)))
+        scan = scan.filter(expressions.greaterThanOrEqual(day_column, expressions.micros(oldest_us)))
     tasks = []
     iterable = scan.planFiles()
     try:
@@ -139,15 +161,6 @@ def _appended_file_tasks(spark: SparkSession, table_name: str, table, snapshot_i
     return tasks
 
 
-def _static_get(spark: SparkSession, class_name: str):
-    """``ClassName.get()`` by reflection: Py4J cannot call a static ``get()`` that an instance
-    ``get(String)`` overloads (SparkTableCache)."""
-    gateway = spark.sparkContext._gateway
-    java_class = getattr(spark._jvm, class_name)._java_lang_class
-    no_types = gateway.new_array(spark._jvm.java.lang.Class, 0)
-    return java_class.getMethod("get", no_types).invoke(None, gateway.new_array(spark._jvm.java.lang.Object, 0))
-
-
 class BackgroundFolder:
     """Starts a fold every ``interval`` seconds, in a thread of its own, when none is running.
 
@@ -157,10 +170,15 @@ class BackgroundFolder:
     stay readable where they are meanwhile.
     """
 
-    def __init__(self, spark: SparkSession, table_name: str, interval: float):
+    def __init__(
+        self, spark: SparkSession, table_name: str, interval: float, table_def: TableDef = TRADES,
+        keep: KeptFiles | None = None,
+    ):
         self.spark = spark
         self.table_name = table_name
         self.interval = interval
+        self.table_def = table_def
+        self.keep = keep
         self.last_started = time.monotonic()
         self.thread: threading.Thread | None = None
 
@@ -170,7 +188,7 @@ class BackgroundFolder:
         if time.monotonic() - self.last_started < self.interval:
             return False
         self.last_started = time.monotonic()
-        self.thread = threading.Thread(target=self._fold, name="trades-fold", daemon=True)
+        self.thread = threading.Thread(target=self._fold, name=f"{self.table_def.name}-fold", daemon=True)
         self.thread.start()
         return True
 
@@ -180,9 +198,10 @@ class BackgroundFolder:
         self.spark._jvm.org.apache.spark.sql.SparkSession.setActiveSession(self.spark._jsparkSession)
         context = self.spark.sparkContext
         context.setLocalProperty("spark.scheduler.pool", FOLD_POOL)
-        context.setJobGroup("fold", "fold appended trades files into day-symbol files", interruptOnCancel=True)
+        context.setJobGroup("fold", f"fold appended {self.table_def.name} files into day-symbol files",
+                            interruptOnCancel=True)
         try:
-            report = fold_appended_files(self.spark, self.table_name)
+            report = fold_appended_files(self.spark, self.table_name, self.table_def, self.keep)
         except Exception as error:
             log.warning("fold of %s failed, retried in %ss: %s", self.table_name, self.interval,
                         describe_error(error))

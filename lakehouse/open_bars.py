@@ -41,6 +41,7 @@ class OpenBar:
     volume: float
     trade_count: int
     notional: float  # sum(price * volume): VWAP = notional / volume
+    updated_us: int | None = None  # when the job last changed it (epoch microseconds)
 
     @property
     def key(self) -> BarKey:

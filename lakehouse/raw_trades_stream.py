@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse.catalog import spark_table_name
+from lakehouse.fold import BackgroundFolder
 from lakehouse.iceberg_writes import append_once, batch_marker, writer_id
 from lakehouse.messages import Trade
 from lakehouse.ops import stream_metrics
@@ -33,7 +34,6 @@ from lakehouse.trades import (
     stored_until_from_files,
     trades_in_ranges,
 )
-from lakehouse.trades_fold import BackgroundFolder
 
 JOB_NAME = "raw_trades"
 log = logging.getLogger(JOB_NAME)

@@ -205,8 +205,8 @@ class StreamingSettings(_Section):
     allowed_lateness_seconds: float = Field(default=60.0, ge=0)
     max_offsets_per_trigger: int | None = Field(default=None, ge=1)
     shuffle_partitions: int = Field(default=2, ge=1)
-    # How often the raw-trades job folds its appended (day-only) files into day-symbol files, in the
-    # background (lakehouse.trades_fold); 0 = never (maintenance then does it for closed days).
+    # How often the raw-trades and bars jobs fold their appended (day-only) files into day-symbol
+    # files, in the background (lakehouse.fold); 0 = never (maintenance then does it for closed days).
     fold_interval_seconds: float = Field(default=300.0, ge=0)
     checkpoint_dir: str = ".state/checkpoints"
     # FAIR scheduler pools of the queries sharing one application (empty: Spark's defaults).

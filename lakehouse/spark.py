@@ -266,6 +266,15 @@ def iceberg_table(spark: SparkSession, name: str):  # -> org.apache.iceberg.Tabl
     return spark._jvm.org.apache.iceberg.spark.Spark3Util.loadIcebergTable(spark._jsparkSession, name)
 
 
+def java_static_get(spark: SparkSession, class_name: str):
+    """``ClassName.get()`` by reflection: Py4J cannot call a static ``get()`` that an instance
+    ``get(String)`` overloads (SparkTableCache)."""
+    gateway = spark.sparkContext._gateway
+    java_class = getattr(spark._jvm, class_name)._java_lang_class
+    no_types = gateway.new_array(spark._jvm.java.lang.Class, 0)
+    return java_class.getMethod("get", no_types).invoke(None, gateway.new_array(spark._jvm.java.lang.Object, 0))
+
+
 def partition_specs(spark: SparkSession, name: str) -> tuple[int, dict[int, list[str]]]:
     """(default spec id, {spec id: its partition field names}) of the Iceberg table ``name``."""
     return specs_of(iceberg_table(spark, name))

@@ -153,10 +153,13 @@ BARS_1M = TableDef(
          "event time of the newest trade folded into the bar (UTC): the bar's age is now minus this; "
          "null in bars written before the column existed"),
     ),
-    partition_by=("symbol", "days(window_start)"),
+    # The day first, as for trades: the bars stream keeps its open bars, and the bars that closed
+    # until a fold moves them, in day-only files (``append_partition_by``; lakehouse.bars_commit).
+    partition_by=("days(window_start)", "symbol"),
+    append_partition_by=("days(window_start)",),
     key=("symbol", "window_start"),
-    # The bars stream MERGEs (copy-on-write) into the open day; a closed day changes only through
-    # rebuild_bars, whose overwrite wins a race with compaction (compaction then retries).
+    # The bars stream writes into the open day; a closed day changes only through rebuild_bars,
+    # whose overwrite wins a race with compaction (compaction then retries).
     compaction=Compaction.CLOSED_DAYS,
     day_column="window_start",
 )

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 #
 # The streaming appends write with the table's day-only append spec (``output-spec-id``, set by the
 # writer): one file per task and day, whatever the number of symbols; folding
-# (``lakehouse.trades_fold``) moves those rows into day-symbol files later, off the stream's path.
+# (``lakehouse.fold``) moves those rows into day-symbol files later, off the stream's path.
 # They write Parquet uncompressed: opening a zstd stream per column chunk was more than half a
 # small file's fixed cost (bench/bench_file_cost.py); the table's own codec (zstd) is what folding
 # and maintenance write.

@@ -29,6 +29,7 @@ from lakehouse.bars_stream import checkpoint_location, start_bars_query
 from lakehouse.catalog import spark_table_name
 from lakehouse.conditions import bar_eligible_column, is_bar_eligible
 from lakehouse.maintenance import MaintenancePolicy, maintain
+from lakehouse.reading import Lakehouse
 from lakehouse.settings import Settings, load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES, create_table_ddl, missing_properties, table_properties
@@ -553,31 +554,94 @@ def test_late_trades_correct_their_bar_or_are_kept_aside_and_restart_does_not_do
     assert stored_bars(bars_spark, settings)[key(75)][2] == 1.0  # "beyond" is that bar's low now
 
 
-def test_a_bars_merge_rewrites_only_the_files_of_the_symbols_and_days_it_changes(
+def bars_commits(spark: Any, settings: Settings) -> list[dict[str, str]]:
+    """The summaries of the bars stream's commits to ``bars_1m``, oldest first."""
+    from lakehouse.bars_commit import BATCH_PROPERTY
+
+    return [row.summary for row in spark.sql(
+        f"SELECT summary FROM {spark_table_name(settings, BARS_1M)}.snapshots "
+        f"WHERE summary['{BATCH_PROPERTY}'] IS NOT NULL ORDER BY committed_at").collect()]
+
+
+def test_a_bars_batch_replaces_one_open_bars_file_whatever_the_number_of_symbols_and_the_fold_moves_closed_bars(
     bars_spark: Any, bars_base_settings: Settings
 ) -> None:
-    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_pruned")
-    day_before = T0 - timedelta(days=1)
-    files = lambda: {  # noqa: E731
-        (r.symbol, r.day): r.file_path for r in bars_spark.sql(
-            "SELECT partition.symbol AS symbol, partition.window_start_day AS day, file_path "
-            f"FROM {spark_table_name(settings, BARS_1M)}.files").collect()
-    }
+    """400 symbols, each trading in every minute: a bars commit adds one open-bars file and, when
+    bars closed, one closed-bars file (the day's), and drops the open-bars file before it, where a
+    MERGE into (day, symbol) files wrote one per symbol. The open-bars file holds exactly the bars
+    still open; a fold moves the closed bars into day-symbol files and leaves it alone; the bars stay
+    exact before and after, and through the next batches."""
+    from pyspark.sql import functions as F
+
+    from lakehouse.bars_commit import OPEN_FILES_PROPERTY, open_bars_files
+    from lakehouse.fold import fold_appended_files
+
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_files")
+    table = spark_table_name(settings, BARS_1M)
+    symbols = [f"F{n:03d}" for n in range(400)]
+    minute_trades = lambda minute: [  # noqa: E731
+        trade(f"f{minute}-{n}-{s}", s, T0 + timedelta(minutes=minute, seconds=5 + 20 * n), 10.0 + n + minute)
+        for s in symbols for n in range(2)]
     query = start(bars_spark, settings)
     try:
-        raw.append([trade(f"d{s}", sym, day_before + timedelta(seconds=s), 10.0) for s in range(0, 120, 20)
-                    for sym in ("PRA", "PRB")])
-        query.processAllAvailable()
-        raw.append([trade(f"a{s}", "PRA", T0 + timedelta(seconds=s), 11.0) for s in range(0, 90, 30)])
-        query.processAllAvailable()
-        before = files()
-        raw.append([trade(f"b{s}", "PRA", T0 + timedelta(seconds=s), 12.0) for s in range(90, 150, 30)])
-        query.processAllAvailable()
-        after = files()
+        for minute in range(4):
+            raw.append(minute_trades(minute))
+            query.processAllAvailable()
     finally:
         query.stop()
-    changed = {key for key in after if before.get(key) != after[key]}
-    assert changed == {("PRA", T0.date())}, changed  # not PRB, not the day before
+    commits = bars_commits(bars_spark, settings)
+    assert len(commits) == 4
+    assert [int(c["added-data-files"]) for c in commits] == [1, 1, 2, 2]  # open; open + closed
+    assert [int(c.get("deleted-data-files", 0)) for c in commits] == [0, 1, 1, 1]  # the open one before
+    expected = reference_bars(list(raw.stored.values()))
+    assert stored_bars(bars_spark, settings) == expected
+
+    open_paths = commits[-1][OPEN_FILES_PROPERTY].split(",")
+    in_open = bars_spark.table(table).where(F.col("_file").isin(open_paths))
+    # High-water mark 14:33:25, lateness 60 s: the windows from 14:32 on are still open.
+    assert in_open.count() == 2 * len(symbols)
+    assert {r.start for r in in_open.select(F.minute("window_start").alias("start")).distinct().collect()} == {32, 33}
+
+    # Every bar is still in a day-only file: readers find the symbols in the rows.
+    assert Lakehouse(settings).symbols() == symbols
+
+    report = fold_appended_files(bars_spark, table, BARS_1M, keep=open_bars_files)
+    assert (report.folded_files, report.written_files, report.rows) == (2, len(symbols), 2 * len(symbols))
+    files = bars_spark.sql(f"SELECT file_path, partition.symbol AS symbol FROM {table}.files").collect()
+    assert sorted(f.file_path for f in files if f.symbol is None) == sorted(open_paths)
+    assert stored_bars(bars_spark, settings) == expected
+    assert Lakehouse(settings).symbols() == symbols
+
+    query = start(bars_spark, settings)  # a restart finds the open-bars file in the table
+    try:
+        raw.append(minute_trades(4))
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    last = bars_commits(bars_spark, settings)[-1]
+    assert (int(last["added-data-files"]), int(last["deleted-data-files"])) == (2, 1)
+    assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
+
+
+def test_open_bars_files_rewritten_under_the_stream_have_their_bars_replaced_by_key(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    """Compaction rewrote the open-bars file (the stream's commit then misses the file it replaces):
+    the stream deletes those bars by key and writes them again, one row per bar."""
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_rewritten")
+    namespace_table = spark_table_name(settings, BARS_1M).split(".", 1)[1]
+    query = start(bars_spark, settings)
+    try:
+        raw.append([trade(f"r{s}-{sym}", sym, T0 + timedelta(seconds=s), 10.0 + s)
+                    for s in range(0, 100, 10) for sym in ("RWA", "RWB")])
+        query.processAllAvailable()
+        bars_spark.sql(f"CALL {settings.catalog.name}.system.rewrite_data_files(table => '{namespace_table}', "
+                       "options => map('rewrite-all', 'true'))")
+        raw.append([trade(f"q{s}-{sym}", sym, T0 + timedelta(seconds=s), 20.0 + s)
+                    for s in range(85, 130, 5) for sym in ("RWA", "RWB")])
+        query.processAllAvailable()
+    finally:
+        query.stop()
     assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
 
 
@@ -627,7 +691,7 @@ def test_windows_met_after_tracking_began_are_built_from_their_batches_alone(
     finally:
         query.stop()
     assert progress.tracked_from_us == epoch_us(T0) + MINUTE_US
-    merged = [record.getMessage() for record in caplog.records if "bars merged" in record.getMessage()]
+    merged = [record.getMessage() for record in caplog.records if "bars changed" in record.getMessage()]
     assert len(merged) == 2 and all("(0 built from the table)" in message for message in merged), merged
     assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
 

@@ -1,4 +1,4 @@
-"""The trades table's two specs: day-only appends from the stream, folded into day-symbol files.
+"""Two partition specs: day-only appends from the streams, folded into day-symbol files.
 
 Pure: which ``ALTER TABLE`` clauses give a table its specs. Real Spark, Iceberg and Kafka: a table of
 the previous version evolves in place, folds run in the background while the stream appends, and
@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 
 from lakehouse.settings import Settings
-from lakehouse.tables import BARS_1M, TRADES, partition_field_name, spec_evolution
+from lakehouse.tables import BARS_1M, TRADES, VENDOR_BARS, partition_field_name, spec_evolution
 from tests.kafka_helpers import new_topic, publish
 from tests.test_raw_trades import deduplicated_batch, stored_rows, trade, zipf_symbols
 
@@ -33,7 +33,12 @@ def test_a_table_of_the_previous_version_drops_its_symbol_field_and_adds_it_back
 def test_a_table_with_both_specs_and_a_table_without_an_append_spec_change_nothing() -> None:
     both = [["symbol", "event_time_day"], ["event_time_day"], ["event_time_day", "symbol"]]
     assert spec_evolution(TRADES, ["event_time_day", "symbol"], both) == []
-    assert spec_evolution(BARS_1M, ["symbol", "window_start_day"], [["symbol", "window_start_day"]]) == []
+    assert spec_evolution(VENDOR_BARS, ["symbol"], [["symbol"]]) == []
+
+
+def test_a_bars_table_of_the_previous_version_gets_the_day_first_as_trades_did() -> None:
+    assert spec_evolution(BARS_1M, ["symbol", "window_start_day"], [["symbol", "window_start_day"]]) == [
+        "DROP PARTITION FIELD symbol", "ADD PARTITION FIELD symbol"]
 
 
 def test_a_table_of_the_previous_version_evolves_in_place_and_its_old_files_stay_readable(spark, lake: Settings):
@@ -41,9 +46,9 @@ def test_a_table_of_the_previous_version_evolves_in_place_and_its_old_files_stay
     files stay, the append spec and the (day, symbol) default are added, and a fold leaves the old
     spec's files alone (they are day-symbol files already) while moving the new appends."""
     from lakehouse.catalog import spark_table_name
+    from lakehouse.fold import fold_appended_files
     from lakehouse.spark import append_spec_id, ensure_tables, partition_specs
     from lakehouse.tables import create_table_ddl
-    from lakehouse.trades_fold import fold_appended_files
 
     settings = lake
     name = spark_table_name(settings, TRADES)
@@ -80,8 +85,8 @@ def test_folds_in_the_background_of_a_live_stream_store_every_trade_once(spark, 
     rewrite), every trade is stored once, and the reader finds the symbols of unfolded files too."""
     from lakehouse import raw_trades_stream
     from lakehouse.catalog import spark_table_name
+    from lakehouse.fold import fold_appended_files
     from lakehouse.reading.api import Lakehouse
-    from lakehouse.trades_fold import fold_appended_files
 
     settings = lake
     topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.trades_topic, settings.kafka.partitions)

@@ -131,3 +131,23 @@ def test_a_window_not_held_is_read_from_the_table_unless_tracked_from_its_start(
     )
     # Before the job has set where tracking begins, every window it does not hold is read.
     assert split_by_knowledge(partials, {held.key: held}, None) == ([held_again], [before_tracking, tracked])
+
+
+def test_a_bars_commit_summary_names_its_batch_run_and_open_bars_files_and_reads_back() -> None:
+    from lakehouse.bars_commit import BarsCommitRecord, commit_summary, record_from_summary
+
+    summary = commit_summary(7, "run-a", ["gs://w/b/data/2.parquet", "gs://w/b/data/1.parquet"])
+    assert record_from_summary({**summary, "added-data-files": "2"}) == BarsCommitRecord(
+        7, "run-a", frozenset({"gs://w/b/data/1.parquet", "gs://w/b/data/2.parquet"}))
+    assert record_from_summary(commit_summary(8, "run-a", [])) == BarsCommitRecord(8, "run-a", frozenset())
+    assert record_from_summary({"operation": "replace", "added-data-files": "40"}) is None  # a fold's
+
+
+def test_a_progress_log_keeps_one_run_id_and_a_new_log_at_the_same_path_gets_another(tmp_path: Path) -> None:
+    import shutil
+
+    log = BarsProgressLog(str(tmp_path / "progress"))
+    first = log.run_id()
+    assert first == log.run_id() == BarsProgressLog(str(tmp_path / "progress")).run_id()
+    shutil.rmtree(tmp_path / "progress")  # the checkpoint deleted to rebuild the bars
+    assert BarsProgressLog(str(tmp_path / "progress")).run_id() != first

@@ -387,8 +387,8 @@ def test_two_thousand_symbols_are_appended_in_a_few_day_files_then_folded_into_o
 
     from lakehouse import raw_trades_stream
     from lakehouse.catalog import spark_table_name
+    from lakehouse.fold import fold_appended_files
     from lakehouse.spark import append_spec_id, partition_specs
-    from lakehouse.trades_fold import fold_appended_files
 
     settings = lake
     topic = new_topic(kafka_broker.bootstrap_servers, settings.kafka.trades_topic, settings.kafka.partitions)

@@ -401,7 +401,7 @@ class Lakehouse:
         partitions = loaded.inspect.partitions()
         if partitions.num_rows == 0:
             return []
-        names = pc.unique(pc.struct_field(partitions.column("partition"), "symbol")).to_pylist()
+        names = pc.unique(partition_symbols(partitions)).to_pylist()
         symbols = {s for s in names if s}
         if None in names:  # files of a day-only append spec, not yet folded: their rows say
             symbols.update(self._newest_in_appended_files(table, self._data_files(table), table.day_column))
@@ -531,7 +531,7 @@ class Lakehouse:
         newest: dict[str, datetime] = {}
         if data_files.num_rows == 0:
             return newest
-        symbols = pc.struct_field(data_files.column("partition"), "symbol").to_pylist()
+        symbols = partition_symbols(data_files).to_pylist()
         metrics = pc.struct_field(data_files.column("readable_metrics"), column)
         upper = pc.struct_field(metrics, "upper_bound").to_pylist()
         missing_stats: set[str] = set()
@@ -558,10 +558,10 @@ class Lakehouse:
     def _newest_in_appended_files(self, table: TableDef, data_files: pa.Table, column: str) -> dict[str, datetime]:
         """Per symbol, the largest ``column`` among the rows of the ``data_files`` without a symbol
         partition: the streams' appends not yet folded into day-symbol files
-        (``lakehouse.trades_fold``). Read from those files' oldest day column value on, which
+        (``lakehouse.fold``). Read from those files' oldest day column value on, which
         prunes the scan to the newest minutes."""
         day_column = table.day_column or column
-        unfolded = pc.is_null(pc.struct_field(data_files.column("partition"), "symbol"))
+        unfolded = pc.is_null(partition_symbols(data_files))
         lower = pc.struct_field(pc.struct_field(data_files.filter(unfolded).column("readable_metrics"), day_column),
                                 "lower_bound")
         filter_ = AlwaysTrue() if lower.null_count or not len(lower) else GreaterThanOrEqual(
@@ -586,6 +586,16 @@ class Lakehouse:
 
     def _empty(self, table: TableDef) -> pd.DataFrame:
         return self.table(table).schema().as_arrow().empty_table().to_pandas()
+
+
+def partition_symbols(files: pa.Table) -> pa.ChunkedArray:
+    """The ``symbol`` of each row's ``partition`` struct (a ``files`` or ``partitions`` metadata table),
+    null for files of a day-only spec. pyiceberg leaves the field out of the struct when no live file
+    has it (every file still appended, none folded)."""
+    partition = files.column("partition")
+    if partition.type.get_field_index("symbol") < 0:
+        return pa.chunked_array([pa.nulls(len(files), pa.string())])
+    return pc.struct_field(partition, "symbol")
 
 
 def _max_per_symbol(rows: pa.Table, column: str) -> dict[str, datetime]:
