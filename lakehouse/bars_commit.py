@@ -40,6 +40,7 @@ OPEN_FILES_PROPERTY = "lakehouse.open-bars-files"
 # A restarted job looks this many snapshots back for the newest bars commit (folds, maintenance and
 # deletes commit in between); past it, the open-bars files count as unknown.
 HISTORY_SEARCHED = 500
+MAX_PRUNING_SYMBOLS = 64
 
 
 @dataclass(frozen=True)
@@ -206,14 +207,18 @@ class BarsCommitter:
         self.spark.createDataFrame(unique, "symbol string, window_start_us bigint").selectExpr(
             "symbol", "timestamp_micros(window_start_us) AS window_start"
         ).createOrReplaceTempView(view)
-        symbols = ", ".join(f"'{symbol}'" for symbol in sorted({symbol for symbol, _ in unique}))
+        symbols = sorted({symbol for symbol, _ in unique})
+        # A list of symbols prunes the target's files; thousands of them (a first batch over a whole
+        # market) cost the planner more than the few days' files they would prune.
+        in_symbols = "" if len(symbols) > MAX_PRUNING_SYMBOLS else (
+            "AND t.symbol IN (" + ", ".join(f"'{symbol}'" for symbol in symbols) + ") ")
         day_us = bars.INTERVAL_SECONDS["1d"] * 1_000_000
         earliest = min(start for _, start in unique) // day_us * day_us
         try:
             self.spark.sql(
                 f"MERGE INTO {self.table_name} t USING {view} s "
                 "ON t.symbol = s.symbol AND t.window_start = s.window_start "
-                f"AND t.symbol IN ({symbols}) AND t.window_start >= timestamp_micros({earliest}) "
+                f"{in_symbols}AND t.window_start >= timestamp_micros({earliest}) "
                 "WHEN MATCHED THEN DELETE"
             )
         finally:

@@ -302,7 +302,9 @@ def test_marks_from_data_file_metrics_take_each_symbols_newest_bound_and_a_missi
     assert [r.symbol for r in ranges_to_check([SymbolSpan("MSFT", 10_000, 11_000)], marks)] == ["MSFT"]
 
 
-def test_a_filter_over_thousands_of_symbols_selects_exactly_their_ranges(spark) -> None:
+def test_a_filter_selects_its_ranges_exactly_and_over_thousands_of_symbols_their_symbols_in_the_whole_span(
+    spark,
+) -> None:
     from datetime import UTC, datetime, timedelta
 
     from lakehouse.trades import SymbolRange, trades_in_ranges
@@ -319,6 +321,14 @@ def test_a_filter_over_thousands_of_symbols_selects_exactly_their_ranges(spark) 
     picked = rows.where(trades_in_ranges(ranges)).select("symbol", F.unix_millis("event_time").alias("ms")).collect()
     t0_ms = int(t0.timestamp() * 1000)
     assert sorted((r.symbol, r.ms - t0_ms) for r in picked) == [("S0000", 0), ("S4999", 999)]
+
+    few = [SymbolRange("A", t0, t0 + timedelta(seconds=1)), SymbolRange("B", t0 + timedelta(seconds=1),
+                                                                        t0 + timedelta(seconds=2))]
+    rows = spark.createDataFrame([("A", t0), ("A", t0 + timedelta(milliseconds=1500)), ("B", t0)],
+                                 "symbol string, event_time timestamp")
+    assert [r.symbol for r in rows.where(trades_in_ranges(few)).collect()] == ["A"]  # exact
+    many = [*few, *(SymbolRange(f"S{i:04d}", t0, t0 + timedelta(seconds=1)) for i in range(100))]
+    assert sorted(r.symbol for r in rows.where(trades_in_ranges(many)).collect()) == ["A", "A", "B"]  # coarse
 
 
 def test_copies_of_a_trade_in_one_batch_keep_the_copy_read_first_after_one_shuffle(spark) -> None:
