@@ -125,7 +125,7 @@ class BarsCommitter:
         to_delete = list(stored_elsewhere)
         if self.open_files is None:  # where the open bars are is not known: delete them by key
             to_delete += replaced
-        if to_delete:
+        if to_delete and _holds_rows(snapshot):
             self._delete_bars(to_delete)
             table.refresh()
             snapshot = table.currentSnapshot()
@@ -223,3 +223,11 @@ class BarsCommitter:
             )
         finally:
             self.spark.catalog.dropTempView(view)
+
+
+def _holds_rows(snapshot) -> bool:
+    """Whether the table at ``snapshot`` (Java) holds any row: a new table's first batch has nothing
+    to delete, and skips the MERGE that would find nothing."""
+    if snapshot is None:
+        return False
+    return int(dict(snapshot.summary()).get("total-records", "1")) > 0

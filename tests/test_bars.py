@@ -566,7 +566,7 @@ def bars_commits(spark: Any, settings: Settings) -> list[dict[str, str]]:
 def test_a_bars_batch_replaces_one_open_bars_file_whatever_the_number_of_symbols_and_the_fold_moves_closed_bars(
     bars_spark: Any, bars_base_settings: Settings
 ) -> None:
-    """500 symbols, each trading in every minute: a bars commit adds one open-bars file and, when
+    """300 symbols, each trading in every minute: a bars commit adds one open-bars file and, when
     bars closed, one closed-bars file (the day's), and drops the open-bars file before it, where a
     MERGE into (day, symbol) files wrote one per symbol. The open-bars file holds exactly the bars
     still open; a fold moves the closed bars into day-symbol files and leaves it alone; the bars stay
@@ -578,7 +578,7 @@ def test_a_bars_batch_replaces_one_open_bars_file_whatever_the_number_of_symbols
 
     settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_files")
     table = spark_table_name(settings, BARS_1M)
-    symbols = [f"F{n:03d}" for n in range(500)]
+    symbols = [f"F{n:03d}" for n in range(300)]
     minute_trades = lambda minute: [  # noqa: E731
         trade(f"f{minute}-{n}-{s}", s, T0 + timedelta(minutes=minute, seconds=5 + 20 * n), 10.0 + n + minute)
         for s in symbols for n in range(2)]
