@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse import bars
-from lakehouse.fold import appended_file_tasks
+from lakehouse.fold import appended_file_tasks, staged_write, written_files
 from lakehouse.open_bars import BarKey
-from lakehouse.spark import append_spec_of, iceberg_table, java_static_get
+from lakehouse.spark import append_spec_of, iceberg_table
 from lakehouse.tables import BARS_1M
 
 log = logging.getLogger("bars.commit")
@@ -98,6 +98,7 @@ class BarsCommitter:
         self.table_name = table_name
         self.run_id = run_id
         self.open_files: list | None = None  # None: not known in this process yet
+        self.append_spec: int | None = None  # the table's day-only spec, read once
 
     def commit(
         self,
@@ -116,12 +117,11 @@ class BarsCommitter:
         snapshot = table.currentSnapshot()
         if self.open_files is None:
             record = last_bars_commit(table, snapshot)
-            if record and record.run_id == self.run_id and record.batch_id >= batch_id:
-                log.info("batch %d: committed before the restart, not again", batch_id)
-                self.open_files = self._live_files(table, snapshot, record.open_files)
-                return False
             if record and record.run_id == self.run_id:
                 self.open_files = self._live_files(table, snapshot, record.open_files)
+                if record.batch_id >= batch_id:
+                    log.info("batch %d: committed before the restart, not again", batch_id)
+                    return False
         to_delete = list(stored_elsewhere)
         if self.open_files is None:  # where the open bars are is not known: delete them by key
             to_delete += replaced
@@ -129,9 +129,8 @@ class BarsCommitter:
             self._delete_bars(to_delete)
             table.refresh()
             snapshot = table.currentSnapshot()
-        spec = append_spec_of(table, BARS_1M)
-        new_open = self._write(table, open_rows, spec)
-        new_closed = self._write(table, closed_rows, spec) if closed_rows is not None else []
+        new_open = self._write(table, open_rows)
+        new_closed = self._write(table, closed_rows) if closed_rows is not None else []
         try:
             self._commit(table, snapshot, self.open_files or [], new_open + new_closed, batch_id, new_open)
         except Exception as error:
@@ -160,28 +159,25 @@ class BarsCommitter:
             overwrite.set(key, value)
         overwrite.commit()
 
-    def _write(self, table, rows: DataFrame, spec_id: int | None) -> list:
-        """Write ``rows`` as data files of the append spec without committing them (Iceberg's
-        staged-rewrite path, as ``lakehouse.fold`` uses); their Java ``DataFile`` objects."""
-        jvm = self.spark._jvm
-        group = f"bars-{uuid.uuid4()}"
-        cache = java_static_get(self.spark, "org.apache.iceberg.spark.SparkTableCache")
-        coordinator = jvm.org.apache.iceberg.spark.FileRewriteCoordinator.get()
-        cache.add(group, table)
-        try:
-            writer = (
+    def _write(self, table, rows: DataFrame) -> list:
+        """Write ``rows`` as data files of the append spec without committing them; their Java
+        ``DataFile`` objects."""
+        with staged_write(self.spark, table, "bars") as group:
+            (
                 rows.coalesce(1).sortWithinPartitions("window_start", "symbol").write.format("iceberg")
                 .option("rewritten-file-scan-task-set-id", group)
                 .option("distribution-mode", "none")
                 .option("fanout-enabled", "true")  # a batch's few days, one open file each
+                .option("output-spec-id", str(self._append_spec(table)))
+                .mode("append")
+                .save(group)
             )
-            if spec_id is not None:
-                writer = writer.option("output-spec-id", str(spec_id))
-            writer.mode("append").save(group)
-            return list(coordinator.fetchNewFiles(table, group))
-        finally:
-            cache.remove(group)
-            coordinator.clearRewrite(table, group)
+            return written_files(self.spark, table, group)
+
+    def _append_spec(self, table) -> int:
+        if self.append_spec is None:
+            self.append_spec = append_spec_of(table, BARS_1M)
+        return self.append_spec
 
     def _live_files(self, table, snapshot, paths: Iterable[str]) -> list | None:
         """The ``DataFile`` objects of ``paths`` (open-bars files) at ``snapshot``; None unless all
@@ -189,11 +185,10 @@ class BarsCommitter:
         wanted = set(paths)
         if not wanted:
             return []
-        spec = append_spec_of(table, BARS_1M)
-        if snapshot is None or spec is None:
+        if snapshot is None:
             return None
         found = [task.file() for task in appended_file_tasks(
-            self.spark, self.table_name, BARS_1M, table, snapshot.snapshotId(), spec)
+            self.spark, self.table_name, BARS_1M, table, snapshot.snapshotId(), self._append_spec(table))
             if str(task.file().location()) in wanted]
         return found if len(found) == len(wanted) else None
 

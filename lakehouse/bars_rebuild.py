@@ -19,7 +19,6 @@ streaming job owns the current day.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from lakehouse import bars
 from lakehouse.catalog import spark_table_name
-from lakehouse.iceberg_writes import with_commit_retry
+from lakehouse.iceberg_writes import CATALOG_BUSY_MARKERS, with_commit_retry
 from lakehouse.settings import Settings
 from lakehouse.tables import BARS_1M, TRADES
 
@@ -78,19 +77,13 @@ def bars_of_days(
     return bars.bars_from_trades(bars.eligible_trades(trades))
 
 
-def _fold_days(spark: SparkSession, table: str, days: Sequence[date], attempts: int = 5) -> None:
+def _fold_days(spark: SparkSession, table: str, days: Sequence[date]) -> None:
     """Fold the day-only files of ``days`` into day-symbol files; a fold that lost a race with
     compaction or the stream (it commits nothing then) is tried again."""
     from lakehouse.fold import fold_appended_files
 
-    for attempt in range(1, attempts + 1):
-        try:
-            fold_appended_files(spark, table, BARS_1M, days=sorted(set(days)))
-            return
-        except Exception as error:  # Py4JJavaError carries Iceberg's ValidationException
-            if attempt == attempts or "ValidationException" not in str(error):
-                raise
-            time.sleep(0.5 * attempt)
+    with_commit_retry(lambda: fold_appended_files(spark, table, BARS_1M, days=sorted(set(days))), table,
+                      retried=(*CATALOG_BUSY_MARKERS, "ValidationException"))
 
 
 def rebuild_days(

@@ -24,7 +24,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 
@@ -76,50 +77,65 @@ def fold_appended_files(
     if not tasks:
         return FoldReport(0, 0, 0, time.monotonic() - started)
 
-    group = f"fold-{uuid.uuid4()}"
     task_list = jvm.java.util.ArrayList()
     for task in tasks:
         task_list.add(task)
-    cache = java_static_get(spark, "org.apache.iceberg.spark.SparkTableCache")
     staged = jvm.org.apache.iceberg.spark.ScanTaskSetManager.get()
-    coordinator = jvm.org.apache.iceberg.spark.FileRewriteCoordinator.get()
+    with staged_write(spark, table, "fold") as group:
+        staged.stageTasks(table, group, task_list)
+        try:
+            rows = (
+                spark.read.format("iceberg")
+                .option("scan-task-set-id", group)
+                .option("split-size", str(READ_SPLIT_BYTES))
+                .option("file-open-cost", "0")
+                .load(group)
+            )
+            (
+                rows.write.format("iceberg")
+                .option("rewritten-file-scan-task-set-id", group)
+                # Hash by (day, symbol): each day-symbol's rows in one task, so one file each; sorted by
+                # them and written by the clustered writer, one open file per task (a fanout writer keeps
+                # one per symbol-day and ran a 2,000-symbol fold out of heap).
+                .option("distribution-mode", "hash")
+                .option("fanout-enabled", "false")
+                .option("output-spec-id", str(table.spec().specId()))
+                .mode("append")
+                .save(group)
+            )
+            written = written_files(spark, table, group)
+        finally:
+            staged.removeTasks(table, group)
+    rewrite = table.newRewrite().validateFromSnapshot(snapshot.snapshotId())
+    row_count = 0
+    for task in tasks:
+        rewrite.deleteFile(task.file())
+        row_count += task.file().recordCount()
+    for data_file in written:
+        rewrite.addFile(data_file)
+    rewrite.set(FOLD_PROPERTY, group)
+    rewrite.commit()
+    return FoldReport(len(tasks), len(written), int(row_count), time.monotonic() - started)
+
+
+@contextmanager
+def staged_write(spark: SparkSession, table, prefix: str) -> Iterator[str]:
+    """A group id under which Spark writes data files to ``table`` (a Java table) without committing
+    them: ``.option("rewritten-file-scan-task-set-id", group).save(group)``, then ``written_files``.
+    The caller commits them itself (the fold's rewrite, the bars stream's overwrite)."""
+    group = f"{prefix}-{uuid.uuid4()}"
+    cache = java_static_get(spark, "org.apache.iceberg.spark.SparkTableCache")
     cache.add(group, table)
-    staged.stageTasks(table, group, task_list)
     try:
-        rows = (
-            spark.read.format("iceberg")
-            .option("scan-task-set-id", group)
-            .option("split-size", str(READ_SPLIT_BYTES))
-            .option("file-open-cost", "0")
-            .load(group)
-        )
-        (
-            rows.write.format("iceberg")
-            .option("rewritten-file-scan-task-set-id", group)
-            # Hash by (day, symbol): each day-symbol's rows in one task, so one file each; sorted by
-            # them and written by the clustered writer, one open file per task (a fanout writer keeps
-            # one per symbol-day and ran a 2,000-symbol fold out of heap).
-            .option("distribution-mode", "hash")
-            .option("fanout-enabled", "false")
-            .option("output-spec-id", str(table.spec().specId()))
-            .mode("append")
-            .save(group)
-        )
-        written = coordinator.fetchNewFiles(table, group)
-        rewrite = table.newRewrite().validateFromSnapshot(snapshot.snapshotId())
-        row_count = 0
-        for task in tasks:
-            rewrite.deleteFile(task.file())
-            row_count += task.file().recordCount()
-        for data_file in written:
-            rewrite.addFile(data_file)
-        rewrite.set(FOLD_PROPERTY, group)
-        rewrite.commit()
-        return FoldReport(len(tasks), written.size(), int(row_count), time.monotonic() - started)
+        yield group
     finally:
         cache.remove(group)
-        staged.removeTasks(table, group)
-        coordinator.clearRewrite(table, group)
+        spark._jvm.org.apache.iceberg.spark.FileRewriteCoordinator.get().clearRewrite(table, group)
+
+
+def written_files(spark: SparkSession, table, group: str) -> list:
+    """The Java ``DataFile`` objects a ``staged_write`` group's writes produced."""
+    return list(spark._jvm.org.apache.iceberg.spark.FileRewriteCoordinator.get().fetchNewFiles(table, group))
 
 
 def appended_file_tasks(

@@ -13,7 +13,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -57,21 +57,25 @@ def batch_committed(spark: SparkSession, table_name: str, marker: str) -> bool:
     return any(row.marker == marker for row in rows)
 
 
-def with_commit_retry(write: Callable[[], T], what: str, attempts: int = COMMIT_ATTEMPTS) -> T:
+def with_commit_retry(
+    write: Callable[[], T], what: str, attempts: int = COMMIT_ATTEMPTS,
+    retried: Sequence[str] = CATALOG_BUSY_MARKERS,
+) -> T:
     """Run an idempotent write, retrying (with jittered backoff) when the catalog database was busy.
 
     Only safe for idempotent writes (``append_once``, MERGE upserts): a write whose commit failed
-    left no snapshot, and a retried one that had committed is recognised and skipped.
+    left no snapshot, and a retried one that had committed is recognised and skipped. ``retried``:
+    the error texts that make a write worth another try (by default, a busy catalog).
     """
     for attempt in range(1, attempts + 1):
         try:
             return write()
         except Exception as error:  # Py4JJavaError carries the Java exception text
-            if attempt == attempts or not any(m in str(error) for m in CATALOG_BUSY_MARKERS):
+            if attempt == attempts or not any(m in str(error) for m in retried):
                 raise
             pause = min(8.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random())
-            log.warning("catalog busy while committing %s (attempt %s/%s); retrying in %.1f s",
-                        what, attempt, attempts, pause)
+            log.warning("commit of %s refused (attempt %s/%s); retrying in %.1f s: %s",
+                        what, attempt, attempts, pause, str(error).splitlines()[0][:200])
             time.sleep(pause)
     raise AssertionError("unreachable")
 
