@@ -38,6 +38,7 @@ from bench.common import (
     local_broker,
     median,
     publish_with_spark,
+    require_fast_path,
     trade_messages,
 )
 from lakehouse.catalog import spark_table_name
@@ -103,9 +104,12 @@ def run_raw_job(spark, settings: Settings, run: str, stop_after_batches: int | N
                 parse=None) -> list[dict]:
     """Start the raw-trades job on a fresh table and checkpoint; return its progress reports."""
     from lakehouse import raw_trades_stream
+    from lakehouse.messages import Trade
+    from lakehouse.parsing import MessageParser
 
     settings = settings.with_streaming(checkpoint_dir=f"{settings.streaming.checkpoint_dir}/{run}")
     fresh_tables(spark, settings)
+    parse = parse or MessageParser(Trade)
     query = raw_trades_stream.start(spark, settings, parse)
     try:
         if stop_after_batches is None:
@@ -118,6 +122,7 @@ def run_raw_job(spark, settings: Settings, run: str, stop_after_batches: int | N
     finally:
         progress = list(query.recentProgress)
         query.stop()
+    require_fast_path(parse)
     return progress
 
 

@@ -49,7 +49,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_raw_trades import batch_figures, ceiling, run_raw_job
-from bench.common import describe_machine, lakehouse_settings, load, local_broker, median, publish_with_spark
+from bench.common import (
+    canonical_trade_json,
+    describe_machine,
+    lakehouse_settings,
+    load,
+    local_broker,
+    median,
+    publish_with_spark,
+)
 from lakehouse.catalog import load_table, spark_table_name
 from lakehouse.fold import fold_appended_files
 from lakehouse.local.kafka_broker import ensure_topics
@@ -95,16 +103,9 @@ def zipf_trade_messages(spark, counts: list[int], start_ms: int, span_ms: int, i
     rows = ranks.select("rank", "n", F.explode(F.sequence(F.lit(0), F.col("n") - 1)).alias("k"))
     symbol = F.concat(F.lit("Z"), F.lpad(F.col("rank").cast("string"), 5, "0"))
     event_ms = F.lit(start_ms) + ((F.col("k") + 0.5) / F.col("n") * span_ms).cast("long")
-    message = F.struct(
-        F.lit(1).alias("schema_version"), F.lit("finnhub").alias("source"), symbol.alias("symbol"),
-        (F.lit(100.0) + (F.col("k") % 400) / 4).alias("price"),
-        ((F.col("k") * 7) % 300 + 1).cast("double").alias("volume"), event_ms.alias("event_time_ms"),
-        F.array(F.lit("1")).alias("conditions"), F.lit(None).cast("string").alias("venue"),
-        (event_ms + 5).alias("received_time_ms"),
-        F.md5(F.concat_ws("-", F.lit(id_prefix), F.col("rank").cast("string"), F.col("k").cast("string")))
-        .alias("trade_id"),
-    )
-    return (rows.select(symbol.alias("key"), event_ms.alias("at"), F.to_json(message).alias("value"))
+    trade_id = F.md5(F.concat_ws("-", F.lit(id_prefix), F.col("rank").cast("string"), F.col("k").cast("string")))
+    value = canonical_trade_json(symbol, F.col("k"), event_ms, trade_id, F.array(F.lit("1")))
+    return (rows.select(symbol.alias("key"), event_ms.alias("at"), value.alias("value"))
             .repartition(2, "key").sortWithinPartitions("at").select("key", "value"))
 
 
@@ -190,7 +191,7 @@ def freshness(symbols: int, exponent: float, seconds: float, warmup: float) -> d
 def p50_p99(line: str | None) -> str:
     if not line:
         return "n/a"
-    found = re.findall(r"p(50|99) ([\d.]+|nan) s", line)
+    found = re.findall(r"p(50|99) (-?[\d.]+|nan) s", line)
     return " / ".join(f"{value}" for _, value in found) or line
 
 
@@ -200,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zipf", type=float, default=1.1, help="exponent of the activity across symbols")
     parser.add_argument("--messages", type=int, default=1_500_000,
                         help="trades per point (1.5M: what a 5,000 trades/s feed folds per 300 s interval)")
-    parser.add_argument("--batch", type=int, default=100_000, help="maxOffsetsPerTrigger of the throughput run")
+    parser.add_argument("--batch", type=int, default=300_000,
+                        help="maxOffsetsPerTrigger of the throughput run (the ceiling's batch: the same rows per pass)")
     parser.add_argument("--live-batch", type=int, default=5_000,
                         help="trades per 1 s commit of a live feed (5,000 trades/s), for the hour extrapolation")
     parser.add_argument("--warmup-messages", type=int, default=300_000,

@@ -50,6 +50,9 @@ class Benchmark:
     target: str
     args: list[str] = field(default_factory=list)
     quick_args: list[str] = field(default_factory=list)
+    # A benchmark that prints a Markdown table of its own (one row per point): its section is that
+    # table, beside only the ``label: figures`` rows named here (the per-point lines stay on the terminal).
+    table_with: tuple[str, ...] | None = None
 
 
 BENCHMARKS = [
@@ -75,7 +78,7 @@ BENCHMARKS = [
               "scan, and freshness at 5,000 trades/s.",
               "at 2,000 symbols: throughput >= 0.8 of 50 symbols' and >= 0.4 of the ceiling; trade p50 <= 2 s, "
               "p99 <= 4 s; <= 2 files per partition after maintenance; symbol-day read >= 20x a full scan",
-              args=["--freshness-seconds", "240", "--freshness-warmup", "120"],
+              args=["--freshness-seconds", "240", "--freshness-warmup", "120"], table_with=("data", "ceiling"),
               quick_args=["--symbols", "50,500,2000", "--messages", "200000", "--batch", "50000",
                           "--freshness-seconds", "0"]),
     Benchmark("kafka_connect", "bench.bench_kafka_connect",
@@ -158,14 +161,31 @@ def figures(output: str) -> dict[str, str]:
     return found
 
 
+def markdown_table(output: str) -> list[str]:
+    """The last Markdown table a benchmark printed (consecutive lines starting with ``|``)."""
+    tables, current = [], []
+    for line in [*output.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(line.rstrip())
+        elif current:
+            tables.append(current)
+            current = []
+    return tables[-1] if tables else []
+
+
 def section(result: Result, heading: str) -> list[str]:
     rows = {label: value for label, value in figures(result.output).items() if label not in ("machine", "ratio")}
+    table = markdown_table(result.output) if result.benchmark.table_with is not None else []
+    if table:
+        rows = {label: value for label, value in rows.items() if label in result.benchmark.table_with}
     lines = [f"## {heading}", "", result.benchmark.what, ""]
     if result.exit_code:
         lines += [f"FAILED (exit status {result.exit_code}); run `python -m {result.benchmark.module}` to see why.", ""]
     if rows:
         lines += ["| measured | result |", "|---|---|",
                   *(f"| {label} | {value.replace('|', '/')} |" for label, value in rows.items()), ""]
+    if table:
+        lines += [*table, ""]
     machine = figures(result.output).get("machine")
     if machine:
         lines += [f"Machine during this benchmark: {machine}.", ""]
@@ -175,7 +195,8 @@ def section(result: Result, heading: str) -> list[str]:
 def save(result: Result) -> None:
     """Keep a full run's figures (not its logs) for rendering BENCHMARKS.md later."""
     RESULTS_DIR.mkdir(exist_ok=True)
-    kept = "\n".join(f"{label}: {value}" for label, value in figures(result.output).items())
+    kept = "\n".join([*(f"{label}: {value}" for label, value in figures(result.output).items()),
+                      *markdown_table(result.output)])
     record = {"started": result.started.isoformat(), "seconds": result.seconds,
               "exit_code": result.exit_code, "figures": kept}
     (RESULTS_DIR / f"{result.benchmark.name}.json").write_text(json.dumps(record, indent=1) + "\n")

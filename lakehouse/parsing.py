@@ -253,6 +253,9 @@ class MessageParser:
         )
         self.no_reason = F.lit(None).cast(T.StringType()).alias(REJECT_REASON)
         self.off_fast_count = F.count_if(~self.fast)
+        # Messages the model judged in ``persisted`` since this parser was built: a producer off the
+        # canonical form shows here (each such message costs a trip through a Python worker).
+        self.judged_by_model = 0
 
     def stage(self, kafka_rows: DataFrame, judged_only: Sequence[str] = ()) -> DataFrame:
         """The Kafka rows plus ``_fast_path`` and the fast path's ``message``; the Kafka columns named
@@ -289,7 +292,9 @@ class MessageParser:
         staged = self.stage(kafka_rows, judged_only).persist()
         judged_rows = None
         try:
-            if staged.agg(self.off_fast_count).first()[0] == 0:
+            off_fast_path = staged.agg(self.off_fast_count).first()[0]
+            self.judged_by_model += off_fast_path
+            if off_fast_path == 0:
                 yield staged.select(*[c for c in staged.columns if c not in (FAST, PARSED)], PARSED,
                                     self.no_reason).select(*columns)
             else:

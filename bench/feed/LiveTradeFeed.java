@@ -72,12 +72,15 @@ public class LiveTradeFeed {
                         index = Math.min(symbols - 1, found >= 0 ? found : -found - 1);
                     }
                     message.setLength(0);
-                    message.append("{\"schema_version\": 1, \"source\": \"finnhub\", \"symbol\": \"").append(names[index])
-                        .append("\", \"price\": ").append(100.0 + (sent % 400) / 4.0)
-                        .append(", \"volume\": ").append((double) (sent % 300 + 1))
-                        .append(", \"event_time_ms\": ").append(eventMs)
-                        .append(", \"conditions\": [\"1\"], \"received_time_ms\": ").append(nowMs)
-                        .append(", \"trade_id\": \"live-").append(String.format("%012d", sent)).append("\"}");
+                    // Canonical, as the producers write it (model_dump_json: every field in order, a
+                    // null one too, no whitespace), so the jobs take their fast path; Java's
+                    // Double.toString writes these prices and volumes as Python's repr does.
+                    message.append("{\"schema_version\":1,\"source\":\"finnhub\",\"symbol\":\"").append(names[index])
+                        .append("\",\"price\":").append(100.0 + (sent % 400) / 4.0)
+                        .append(",\"volume\":").append((double) (sent % 300 + 1))
+                        .append(",\"event_time_ms\":").append(eventMs)
+                        .append(",\"conditions\":[\"1\"],\"venue\":null,\"received_time_ms\":").append(nowMs)
+                        .append(",\"trade_id\":\"live-").append(String.format("%012d", sent)).append("\"}");
                     producer.send(new ProducerRecord<>(topic, keys[index],
                         message.toString().getBytes(StandardCharsets.UTF_8)));
                     sent++;
