@@ -68,9 +68,14 @@ dashboard: setup
 browser:
 	@test -x /usr/bin/chromium || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
+# Two pytest-xdist workers, each with its own broker, Spark session and catalog: about half the
+# suite's time is waiting (JVM start-ups, polls, servers), which the second worker fills
+# (docs/testing.md). A module's tests stay on one worker; the topology tests share one cluster
+# (tests/conftest.py, pytest_xdist_make_scheduler).
+TEST_WORKERS ?= 2
 test: setup browser airflow
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS)
 
 # The pure tests alone (marker `unit`): no JVM, no jars, no broker or emulator; a minute or so.
 test-unit: $(STAMP_PY)

@@ -76,6 +76,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             raise pytest.UsageError(f"{item.nodeid} is marked unit but needs {needs}")
         if kind not in declared:
             item.add_marker(getattr(pytest.mark, kind))
+    # The cluster takes longest to start and run: first, so a parallel run does not end waiting on it.
+    items.sort(key=lambda item: item.get_closest_marker("topology") is None)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """With ``-n`` (pytest-xdist): a module's tests run on one worker, in order, so its module-scoped
+    fixtures start once; the topology tests (two modules) share one worker and its one cluster."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesTopologyTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "tests/topology" if module.startswith("tests/topology/") else module
+
+    return ModulesTopologyTogether(config, log)
 
 
 # ---------------------------------------------------------------- real components, one per session
