@@ -69,9 +69,6 @@ def worker_properties(bootstrap: str, group: str, rest_port: int) -> str:
         "value.converter.schemas.enable=false",
         f"listeners=http://127.0.0.1:{rest_port}",
         f"plugin.path={PLUGIN_PATH}",
-        # Find plugins by scanning their jars only; the default (hybrid_warn) scans them and also
-        # loads them through ServiceLoader to compare, the worker start's largest part.
-        "plugin.discovery=only_scan",
         # A dead worker's tasks go to the others as soon as its group session (10 s) times out,
         # instead of being held 5 minutes for it to come back (Connect's default delay).
         "scheduled.rebalance.max.delay.ms=0",
