@@ -97,11 +97,13 @@ def test_hostile_trades_get_the_models_verdict_and_values_from_the_parser(spark,
     assert_parser_agrees_with_model(spark, Trade, corpus)
 
 
-@settings(max_examples=2, deadline=None, suppress_health_check=list(HealthCheck))
+# Lists of 50: a list of 150 overran Hypothesis's buffer 559 times in 560 (66 s generating one
+# example); six lists of 50 judge the 300 payloads per model that two lists of 150 were meant to.
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.dictionaries(
     st.sampled_from([*VendorBar.model_fields, *FeedEvent.model_fields, *QuarantinedInput.model_fields]),
     FIELD_VALUES, max_size=12,
-), min_size=150, max_size=150))
+), min_size=50, max_size=50))
 def test_hostile_vendor_bars_feed_events_and_source_rejects_get_the_models_verdict(spark, payloads) -> None:
     bar = {"source": "vnstock", "symbol": "VCB", "interval": "1D", "bar_start_ms": 0, "open": 10.0,
            "high": 11.0, "low": 9.0, "close": 10.5, "volume": 1.0, "received_time_ms": 0}
