@@ -183,8 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw-trigger", type=float, default=1.0)
     parser.add_argument("--bars-trigger", type=float, default=2.0)
     parser.add_argument("--lateness", type=float, default=10.0, help="allowed lateness of the bars job (s)")
-    parser.add_argument("--fold-interval", type=float, default=300.0,
-                        help="seconds between the raw job's background folds (the default setting's 300)")
+    parser.add_argument("--fold-interval", type=float, default=None,
+                        help="seconds between the raw job's background folds (default: the setting's)")
     parser.add_argument("--raw-only", action="store_true",
                         help="run the raw-trades query alone (as on a driver of its own): trade figures only")
     parser.add_argument("--poll", type=float, default=0.05,
@@ -212,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = lakehouse_settings(state, broker.bootstrap_servers, {
             "LAKEHOUSE__STREAMING__TRIGGER_SECONDS": str(args.raw_trigger),
             "LAKEHOUSE__STREAMING__ALLOWED_LATENESS_SECONDS": str(args.lateness),
-            "LAKEHOUSE__STREAMING__FOLD_INTERVAL_SECONDS": str(args.fold_interval),
         })
+        if args.fold_interval is not None:
+            settings = settings.with_streaming(fold_interval_seconds=args.fold_interval)
         topic = settings.kafka.trades_topic
         ensure_topics(broker.bootstrap_servers, [topic], settings.kafka.partitions)
         feed = LiveFeed(broker.bootstrap_servers, topic, args.rate, args.symbols, args.seconds, args.zipf)

@@ -175,7 +175,9 @@ def canonical_trade_json(symbol, serial, event_ms, trade_id, conditions):
 
 def require_fast_path(parse) -> None:
     """Fail a benchmark whose feed left the canonical form: it would time the model's Python judge,
-    not the job a producer's messages run through."""
+    not the job a producer's messages run through. Only ``MessageParser.persisted`` counts; the
+    baselines ``bench_raw_trades`` compares (``from_json``, two caches) pass, and the same run's
+    ``MessageParser`` checks the same feed."""
     judged = getattr(parse, "judged_by_model", 0)
     if judged:
         raise RuntimeError(f"{judged:,} messages were off the canonical form and judged by the model in Python; "
