@@ -49,7 +49,8 @@ class RawTradesWriter:
     Trade model's judge unless a benchmark compares another parser with the same ``persisted``.
     """
 
-    def __init__(self, settings: Settings, writer: str, parse: MessageParser | None = None):
+    def __init__(self, settings: Settings, writer: str, parse: MessageParser | None = None,
+                 dedupe_every_batch: bool = False):
         self.settings = settings
         self.writer = writer
         # With the trades table's append spec (day only), read on the first batch: one file per task
@@ -64,6 +65,7 @@ class RawTradesWriter:
         self.last_committed_batch: int | None = None  # this process's newest batch with trades
         self.parse = parse or MessageParser(Trade)
         self.trade_rows = TradeRows()
+        self.dedupe_every_batch = dedupe_every_batch  # a benchmark's baseline: the shuffle every batch
         self.valid = F.col(REJECT_REASON).isNull()
         self.rejected = F.col(REJECT_REASON).isNotNull()
         # What a batch caches: the parse and the Kafka position, and the raw record only where the
@@ -78,14 +80,19 @@ class RawTradesWriter:
             F.count_if(self.rejected).alias("rejected"),
             F.min(F.when(self.valid, F.col(f"{PARSED}.event_time_ms"))).alias("first_ms"),
             F.max(F.when(self.valid, F.col(f"{PARSED}.event_time_ms"))).alias("last_ms"),
+            # Copies of a trade share its symbol: a symbol with fewer ids than trades holds copies.
+            # Ids are counted by their 64-bit hash (half the cost of the strings): a collision can
+            # only send a batch through the dedupe it did not need.
+            (F.count_if(self.valid) - F.count_distinct(F.when(self.valid, F.xxhash64(F.col(f"{PARSED}.trade_id")))))
+            .alias("copies"),
         ]
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         marker = batch_marker(self.writer, batch_id)
         with self.parse.persisted(batch, self.cached_columns, judged_only=self.raw_columns) as parsed:
-            rejected, spans = self._measure(parsed)
-            wrote = bool(spans) and self._append_trades(parsed, spans, batch_id, marker)
+            rejected, spans, copies = self._measure(parsed)
+            wrote = bool(spans) and self._append_trades(parsed, spans, copies, batch_id, marker)
             if rejected:
                 append_once(quarantine_rows(parsed.where(self.rejected)), self.quarantine_table, marker)
         if wrote:
@@ -141,16 +148,24 @@ class RawTradesWriter:
                 self.write_options["output-spec-id"] = str(spec)
         return self.write_options
 
-    def _measure(self, parsed: DataFrame) -> tuple[int, list[SymbolSpan]]:
-        """(rejected messages, event-time span of each symbol's valid trades), in one pass."""
+    def _measure(self, parsed: DataFrame) -> tuple[int, list[SymbolSpan], int]:
+        """(rejected messages, event-time span of each symbol's valid trades, surplus copies of
+        trades), in one pass."""
         rows = parsed.groupBy(self.valid_symbol).agg(*self.span_of_symbol).collect()
         spans = [SymbolSpan(r.symbol, r.first_ms, r.last_ms) for r in rows if r.symbol is not None]
-        return sum(r.rejected for r in rows), spans
+        return sum(r.rejected for r in rows), spans, sum(r.copies for r in rows if r.symbol is not None)
 
-    def _append_trades(self, parsed: DataFrame, spans: list[SymbolSpan], batch_id: int, marker: str) -> bool:
+    def _append_trades(
+        self, parsed: DataFrame, spans: list[SymbolSpan], copies: int, batch_id: int, marker: str
+    ) -> bool:
         spark = parsed.sparkSession
         partitions = self.settings.streaming.shuffle_partitions
-        trades = self.trade_rows.first_of_each_trade(self.trade_rows.rows(parsed.where(self.valid)), partitions)
+        valid = self.trade_rows.rows(parsed.where(self.valid))
+        # The dedupe's shuffle only where the batch holds copies of a trade (a producer re-sent).
+        if copies or self.dedupe_every_batch:
+            trades = self.trade_rows.first_of_each_trade(valid, partitions)
+        else:
+            trades = self.trade_rows.in_place(valid, partitions)
         trades = self.trade_rows.stamped(trades, datetime.now(UTC))
         ranges = ranges_to_check(spans, self._stored_until(spark))
         if ranges:
@@ -166,9 +181,10 @@ class RawTradesWriter:
 
 
 def start(
-    spark: SparkSession, settings: Settings, parse: MessageParser | None = None
+    spark: SparkSession, settings: Settings, parse: MessageParser | None = None, dedupe_every_batch: bool = False
 ) -> StreamingQuery:
-    """Start the query (tables created if missing) and return it; the caller awaits or stops it."""
+    """Start the query (tables created if missing) and return it; the caller awaits or stops it.
+    ``parse`` and ``dedupe_every_batch``: what a benchmark compares the job as shipped with."""
     ensure_tables(spark, settings, (TRADES, QUARANTINE))
     checkpoint = checkpoint_location(settings, JOB_NAME)
     writer = writer_id(checkpoint)
@@ -180,7 +196,7 @@ def start(
     return (
         read_kafka(spark, settings, settings.kafka.trades_topic)
         .writeStream.queryName(JOB_NAME)
-        .foreachBatch(RawTradesWriter(settings, writer, parse))
+        .foreachBatch(RawTradesWriter(settings, writer, parse, dedupe_every_batch))
         .option("checkpointLocation", checkpoint)
         .trigger(processingTime=f"{settings.streaming.trigger_seconds} seconds")
         .start()

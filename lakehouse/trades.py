@@ -115,6 +115,20 @@ class TradeRows:
             .drop("_copy")
         )
 
+    @staticmethod
+    def in_place(trades: DataFrame, partitions: int) -> DataFrame:
+        """``trades`` that hold one row per trade_id already, in the order ``first_of_each_trade``
+        leaves them, without a shuffle: the tasks that read them are merged into ``partitions``
+        (``coalesce`` moves no rows) and each is sorted by (day, symbol, trade_id) in place.
+
+        The shuffle and the window over every column were the largest per-row cost of a batch that
+        the engine ceiling does not pay; a batch holds copies of a trade only after a producer
+        re-sent, so the writer takes this path whenever the batch's measure found none
+        (docs/performance.md#the-raw-trades-jobs-cost-model)."""
+        from pyspark.sql import functions as F
+
+        return trades.coalesce(partitions).sortWithinPartitions(F.expr(EVENT_DAY), "symbol", "trade_id")
+
 
 def not_yet_stored(trades: DataFrame, stored_trade_ids: DataFrame) -> DataFrame:
     """Trades whose trade_id is not among ``stored_trade_ids`` (re-sent trades drop out here)."""

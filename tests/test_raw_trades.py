@@ -348,6 +348,54 @@ def test_copies_of_a_trade_in_one_batch_keep_the_copy_read_first_after_one_shuff
     assert final_plan.count("Exchange hashpartitioning(symbol") == 1 and final_plan.count("Exchange") == 1, plan
 
 
+def kafka_rows(spark, messages: list[tuple[Trade, int, int]]):
+    """``messages`` ((trade, Kafka partition, offset) each) as the Kafka source hands a micro-batch
+    to ``foreachBatch``, each in the producers' canonical form."""
+    at = datetime(2026, 1, 1, 10, tzinfo=UTC)
+    rows = [(t.symbol.encode(), t.model_dump_json().encode(), "trades", partition, offset, at, 0)
+            for t, partition, offset in messages]
+    return spark.createDataFrame(rows, "key binary, value binary, topic string, partition int, offset long, "
+                                       "timestamp timestamp, timestampType int")
+
+
+def test_a_batch_without_copies_is_written_in_place_and_one_with_copies_goes_through_the_dedupe(
+    spark, lake: Settings
+) -> None:
+    """The dedupe's shuffle is paid only by a batch that holds copies of a trade; either path stores
+    every trade once, and a copy of a stored trade is dropped on the in-place path too."""
+    from lakehouse.catalog import spark_table_name
+    from lakehouse.raw_trades_stream import RawTradesWriter
+    from lakehouse.spark import ensure_tables
+    from lakehouse.trades import TradeRows
+
+    ensure_tables(spark, lake, (TRADES,))
+    writer = RawTradesWriter(lake.with_streaming(fold_interval_seconds=0), "paths")
+    paths: list[str] = []
+    in_place, first_of_each_trade = writer.trade_rows.in_place, writer.trade_rows.first_of_each_trade
+    writer.trade_rows.in_place = lambda *a: paths.append("in place") or in_place(*a)
+    writer.trade_rows.first_of_each_trade = lambda *a: paths.append("dedupe") or first_of_each_trade(*a)
+    symbols = ("PTH1", "PTH2", "PTH3")
+    trades = [trade(symbols[n % 3], n) for n in range(120)]
+
+    writer(kafka_rows(spark, [(t, n % 4, n) for n, t in enumerate(trades[:60])]), 0)
+    # Batch 1: the second half, and a copy of each of its first ten trades read earlier in Kafka
+    # (a lower partition), so those copies are what is kept.
+    resent = [(t, 0, 1_000 + n) for n, t in enumerate(trades[60:70])]
+    writer(kafka_rows(spark, [(t, 3, 2_000 + n) for n, t in enumerate(trades[60:])] + resent), 1)
+    # Batch 2: a re-sent trade of batch 0 and one new trade, no copies within the batch.
+    writer(kafka_rows(spark, [(trades[5], 2, 3_000), (trade("PTH1", 500), 2, 3_001)]), 2)
+
+    assert paths == ["in place", "dedupe", "in place"]
+    stored = stored_rows(lake, symbols)
+    assert sorted(r["trade_id"] for r in stored) == sorted(t.trade_id for t in [*trades, trade("PTH1", 500)])
+    kept = {r["trade_id"]: (r["kafka_partition"], r["kafka_offset"]) for r in stored}
+    assert [kept[t.trade_id] for t in trades[60:70]] == [(0, 1_000 + n) for n in range(10)]
+    assert spark.table(spark_table_name(lake, TRADES)).count() == 121
+
+    plan = TradeRows.in_place(spark.table(spark_table_name(lake, TRADES)), 2)._jdf.queryExecution()
+    assert "Exchange" not in plan.executedPlan().toString(), plan.executedPlan().toString()
+
+
 def test_the_deduplicated_batch_reaches_the_trades_table_in_partition_order_with_one_shuffle(
     spark, lake: Settings
 ) -> None:
