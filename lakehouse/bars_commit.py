@@ -20,6 +20,8 @@ are: a second commit, taken only then.
 from __future__ import annotations
 
 import logging
+import random
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,6 +30,8 @@ from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse import bars
 from lakehouse.fold import appended_file_tasks, staged_write, written_files
+from lakehouse.iceberg_writes import COMMIT_ATTEMPTS, COMMIT_CONFLICT_MARKERS
+from lakehouse.logs import describe_error
 from lakehouse.open_bars import BarKey
 from lakehouse.spark import append_spec_of, iceberg_table
 from lakehouse.tables import BARS_1M
@@ -41,6 +45,7 @@ OPEN_FILES_PROPERTY = "lakehouse.open-bars-files"
 # deletes commit in between); past it, the open-bars files count as unknown.
 HISTORY_SEARCHED = 500
 MAX_PRUNING_SYMBOLS = 64
+MISSING_FILES = "Missing required files to delete"
 
 
 @dataclass(frozen=True)
@@ -131,19 +136,42 @@ class BarsCommitter:
             snapshot = table.currentSnapshot()
         new_open = self._write(table, open_rows)
         new_closed = self._write(table, closed_rows) if closed_rows is not None else []
-        try:
-            self._commit(table, snapshot, self.open_files or [], new_open + new_closed, batch_id, new_open)
-        except Exception as error:
-            if "Missing required files to delete" not in str(error):
-                raise
-            # The open-bars files were rewritten under the job (maintenance): delete their bars by key.
-            log.warning("batch %d: the open-bars files were rewritten by another commit; replacing "
-                        "their bars by key", batch_id)
-            self._delete_bars(list(replaced))
-            table.refresh()
-            self._commit(table, table.currentSnapshot(), [], new_open + new_closed, batch_id, new_open)
+        self._commit_retrying(table, snapshot, batch_id, new_open, new_closed, replaced)
         self.open_files = new_open
         return True
+
+    def _commit_retrying(self, table, snapshot, batch_id: int, new_open: list, new_closed: list,
+                         replaced: Sequence[BarKey]) -> None:
+        """Commit the written files, replacing the open-bars files; again after a backoff while
+        another writer's commit (maintenance, a fold, a rebuild) wins the race. Where the open-bars
+        files themselves were rewritten (compaction or a rebuild of a day the job still held open
+        bars of, as a replay of history does), their bars are deleted by key instead: a MERGE that
+        may meet a conflict in turn, and is safe to repeat."""
+        delete = self.open_files or []
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                if delete is None:
+                    self._delete_bars(list(replaced))
+                    table.refresh()
+                    snapshot = table.currentSnapshot()
+                self._commit(table, snapshot, delete or [], new_open + new_closed, batch_id, new_open)
+                return
+            except Exception as error:
+                text = str(error)
+                if MISSING_FILES in text and delete is not None:
+                    log.warning("batch %d: the open-bars files were rewritten by another commit; replacing "
+                                "their bars by key", batch_id)
+                    delete = None  # and at once: nothing to wait for
+                    continue
+                if attempt == COMMIT_ATTEMPTS or not any(m in text for m in COMMIT_CONFLICT_MARKERS):
+                    raise
+                pause = min(8.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random())
+                log.warning("batch %d: commit conflict with another writer (attempt %d/%d), retrying in %.1f s: %s",
+                            batch_id, attempt, COMMIT_ATTEMPTS, pause, describe_error(error))
+                time.sleep(pause)
+                table.refresh()
+                if delete is not None:
+                    snapshot = table.currentSnapshot()
 
     def _commit(self, table, snapshot, delete: list, add: list, batch_id: int, open_files: list) -> None:
         overwrite = table.newOverwrite()

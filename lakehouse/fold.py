@@ -31,7 +31,7 @@ from datetime import date
 
 from pyspark.sql import SparkSession
 
-from lakehouse.maintenance import describe_error
+from lakehouse.logs import describe_error
 from lakehouse.spark import append_spec_of, iceberg_table, java_static_get
 from lakehouse.tables import TRADES, TableDef
 

@@ -27,6 +27,17 @@ BATCH_PROPERTY = "lakehouse.batch"
 # SQLite (the embedded catalog) lets one connection write at a time. Iceberg's JDBC catalog reports
 # a commit that lost that race as an SQL error rather than a retryable commit conflict.
 CATALOG_BUSY_MARKERS = ("SQLITE_BUSY", "database is locked")
+# Another writer committed first: Iceberg's validation failures (an input file is gone, or files were
+# added where this write must see none) and commit failures past Iceberg's own retries.
+COMMIT_CONFLICT_MARKERS = (
+    "ValidationException",
+    "CommitFailedException",
+    "CommitStateUnknownException",
+    "Cannot commit",
+    # A copy-on-write MERGE whose table another writer changed between its scan and its file filtering.
+    "the table has been concurrently modified",
+    *CATALOG_BUSY_MARKERS,
+)
 COMMIT_ATTEMPTS = 8
 # How many recent snapshots to search for a replayed batch: a replay is always of the last batch,
 # so its commit, if any, is among the newest few.

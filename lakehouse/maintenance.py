@@ -37,7 +37,9 @@ from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING, TypeVar
 
-from lakehouse.tables import Compaction, TableDef
+from lakehouse.iceberg_writes import COMMIT_CONFLICT_MARKERS
+from lakehouse.logs import describe_error
+from lakehouse.tables import BARS_1M, Compaction, TableDef
 from lakehouse.times import from_epoch_micros
 
 if TYPE_CHECKING:
@@ -48,18 +50,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Text of the Java exceptions that mean "another writer committed first": Iceberg's validation and
-# commit failures, and the embedded SQLite catalog refusing a second writer.
+# Text of the Java exceptions that mean "another writer committed first".
 CONFLICT_MARKERS = (
-    "ValidationException",
-    "CommitFailedException",
-    "CommitStateUnknownException",
-    "Cannot commit",
+    *COMMIT_CONFLICT_MARKERS,
     # rewrite_data_files with partial progress, when a file group's commit failed (validation
     # failures included) while the other groups committed.
     "rewrite commits failed",
-    "SQLITE_BUSY",
-    "database is locked",
 )
 
 
@@ -178,16 +174,6 @@ class StepFailed(Exception):
         self.step = step
 
 
-def describe_error(error: BaseException) -> str:
-    """The Java exception's first line (class and message), not the Py4J stack trace."""
-    text = str(error)
-    for line in text.splitlines():
-        if "Exception" in line or "Error" in line:
-            text = line.strip()
-            break
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
 def is_commit_conflict(error: BaseException) -> bool:
     if isinstance(error, CompactionIncomplete):
         return True
@@ -249,14 +235,40 @@ def _day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def compaction_where(definition: TableDef | None, now: datetime, policy: MaintenancePolicy) -> str | None:
+def compaction_where(
+    definition: TableDef | None, now: datetime, policy: MaintenancePolicy, open_from: date | None = None
+) -> str | None:
     """The ``where`` of ``rewrite_data_files`` for ``definition`` (None: the whole table). Aligned to
-    the day partitions, so Iceberg selects whole closed partitions and never touches an open one."""
+    the day partitions, so Iceberg selects whole closed partitions and never touches an open one;
+    ``open_from``: a day a stream still writes, by its own account, whatever the clock says."""
     if definition is None or definition.compaction is not Compaction.CLOSED_DAYS:
         return None
     if not definition.day_column:
         raise ValueError(f"{definition.name}: compaction of closed days needs its day_column")
-    return f"{definition.day_column} < {_sql_timestamp(_day_start(first_open_day(now, policy)))}"
+    return f"{definition.day_column} < {_sql_timestamp(_day_start(first_kept_day(now, policy, open_from)))}"
+
+
+def first_kept_day(now: datetime, policy: MaintenancePolicy, open_from: date | None) -> date:
+    """The first day compaction keeps out of: the clock's first open day, or ``open_from`` if earlier."""
+    first_open = first_open_day(now, policy)
+    return first_open if open_from is None else min(first_open, open_from)
+
+
+def first_open_bars_day(spark: SparkSession, qualified: str) -> date | None:
+    """The first day of the bars stream's open-bars files (None: it holds none). When the stream
+    replays history its open bars sit in days the clock calls closed, and compacting those files
+    would make each of its commits replace the bars by key, a MERGE that loses the race to
+    compaction's next run (lakehouse.bars_commit)."""
+    from lakehouse.bars_commit import open_bars_files
+    from lakehouse.spark import iceberg_table
+
+    java_table = iceberg_table(spark, qualified)
+    paths = sorted(open_bars_files(java_table, java_table.currentSnapshot()))
+    if not paths:
+        return None
+    listed = ", ".join("'" + path.replace("'", "''") + "'" for path in paths)
+    return spark.sql(f"SELECT min(partition.window_start_day) AS day FROM {qualified}.files "
+                     f"WHERE file_path IN ({listed})").first().day
 
 
 def compaction_scope(definition: TableDef | None, now: datetime, policy: MaintenancePolicy) -> str:
@@ -349,8 +361,10 @@ def maintain(
     counters = counters if counters is not None else MaintenanceCounters()
     qualified = f"{catalog}.{table}"
     compacts = definition is None or definition.compaction is not Compaction.NEVER
-    where = compaction_where(definition, now, policy)
-    in_scope = (f"{definition.day_column}_day", first_open_day(now, policy)) if where and definition else None
+    open_from = first_open_bars_day(spark, qualified) if definition is BARS_1M else None
+    where = compaction_where(definition, now, policy, open_from)
+    in_scope = ((f"{definition.day_column}_day", first_kept_day(now, policy, open_from))
+                if where and definition else None)
     conflicts_before = sum(n for (t, _), n in counters.commit_conflicts.items() if t == table)
     failed: list[str] = []
 

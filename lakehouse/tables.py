@@ -50,6 +50,9 @@ class TableDef:
     key: tuple[str, ...]  # the columns that identify one row (used by MERGE and dedup)
     doc: str
     properties: dict[str, str] = field(default_factory=dict)
+    # Of ``properties``, those set again on a stored table that holds another value (correctness
+    # depends on them); any other property an operator changed is kept.
+    enforced_properties: tuple[str, ...] = ()
     compaction: Compaction = Compaction.WHOLE_TABLE
     day_column: str | None = None  # the timestamp whose day partitions the table (CLOSED_DAYS)
     # A coarser spec, a prefix of ``partition_by``, that the streaming appends write with while the
@@ -83,9 +86,10 @@ COMMON_PROPERTIES = {
     "commit.retry.num-retries": "10",
     "commit.retry.min-wait-ms": "100",
     "commit.retry.max-wait-ms": "5000",
-    # The appends merge manifests (Iceberg's default, declared so it is a decision): maintenance
-    # never rewrites manifests, since a rewrite fails whenever an append merged the manifests it
-    # replaces, and the appends keep the manifest count bounded even when maintenance is not running.
+    # The appends merge manifests (Iceberg's default, declared so it is a decision; not ``trades``,
+    # which a stream reads): maintenance never rewrites manifests, since a rewrite fails whenever an
+    # append merged the manifests it replaces, and the appends keep the manifest count bounded even
+    # when maintenance is not running.
     "commit.manifest-merge.enabled": "true",
     "commit.manifest.min-count-to-merge": "100",
     # Every Spark write sorts its rows by partition and keeps one data file open per task (Iceberg's
@@ -127,7 +131,18 @@ TRADES = TableDef(
     # values and still holds symbols, sources, conditions and up to 4,096 distinct prices or
     # volumes per row group. Same files, byte for byte; a 1M-trade append took 1.86 s instead of
     # 2.8 s (docs/performance.md#parquet-settings-and-partitioning).
-    properties={"write.parquet.dict-size-bytes": str(32 * 1024)},
+    properties={
+        "write.parquet.dict-size-bytes": str(32 * 1024),
+        # The bars stream reads this table's appends with Iceberg's streaming source, which loses
+        # the files of an append snapshot that also wrote a merged manifest whenever a micro-batch
+        # spans that snapshot and a later one (it counts the merged manifest's existing files into
+        # the snapshot's file positions, then reads only as many positions as files were added:
+        # MicroBatches.indexManifests, Iceberg 1.10). So the appends add a manifest and merge none;
+        # the folds drop the appended manifests again (docs/performance.md#maintenance-beside-the-streams).
+        "commit.manifest-merge.enabled": "false",
+    },
+    # Set on tables created before it too: the streams' correctness depends on it.
+    enforced_properties=("commit.manifest-merge.enabled",),
     # Appended to only, but a trade arrives at any lateness: a day is compacted once it is closed
     # so that its files are rewritten once, not again at every run while the day fills up.
     compaction=Compaction.CLOSED_DAYS,
@@ -267,9 +282,11 @@ def table_properties(table: TableDef) -> dict[str, str]:
 
 
 def missing_properties(table: TableDef, current: Mapping[str, str]) -> dict[str, str]:
-    """The properties of ``table`` that a table created before them lacks. A property set to
-    another value on purpose (``ALTER TABLE ... SET TBLPROPERTIES``) is kept."""
-    return {key: value for key, value in table_properties(table).items() if key not in current}
+    """The properties of ``table`` that a table created before them lacks, and its enforced ones
+    where the stored value differs. Any other property set to another value on purpose
+    (``ALTER TABLE ... SET TBLPROPERTIES``) is kept."""
+    return {key: value for key, value in table_properties(table).items()
+            if key not in current or (key in table.enforced_properties and current[key] != value)}
 
 
 def spark_column_type(table: TableDef, column: str) -> str:

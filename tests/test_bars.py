@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -79,7 +80,8 @@ class RawTable:
     stored: dict[str, dict[str, Any]] = field(default_factory=dict)
     next_offset: int = 0
 
-    def append(self, trades: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def append(self, trades: list[dict[str, Any]], spec_id: int | None = None) -> list[dict[str, Any]]:
+        """Append ``trades`` (a snapshot), with the table's default spec or spec ``spec_id``."""
         ingested = datetime.now(UTC)
         fresh = []
         for trade in trades:
@@ -90,7 +92,10 @@ class RawTable:
             self.next_offset += 1
             self.stored[trade["trade_id"]] = row
             fresh.append(row)
-        trades_df(self.spark, fresh).writeTo(spark_table_name(self.settings, TRADES)).append()
+        writer = trades_df(self.spark, fresh).writeTo(spark_table_name(self.settings, TRADES))
+        if spec_id is not None:
+            writer = writer.option("output-spec-id", str(spec_id))
+        writer.append()
         return fresh
 
 
@@ -412,10 +417,12 @@ def test_a_bars_table_from_before_last_event_time_gets_the_column_and_keeps_its_
     assert bars_spark.sql(f"SELECT max(timestamp) FROM {name}.metadata_log_entries").first()[0] == metadata
 
 
-def test_missing_properties_are_the_declared_ones_the_table_has_no_value_for() -> None:
+def test_missing_properties_are_the_declared_ones_the_table_has_no_value_for_and_the_enforced_ones() -> None:
     declared = table_properties(TRADES)
     assert missing_properties(TRADES, {}) == declared
-    assert missing_properties(TRADES, {key: "other" for key in declared}) == {}
+    # An operator's value is kept, except where the streams' correctness depends on the property.
+    assert missing_properties(TRADES, {key: "other" for key in declared}) == {"commit.manifest-merge.enabled": "false"}
+    assert missing_properties(TRADES, declared) == {}
     assert missing_properties(TRADES, {"write.parquet.dict-size-bytes": "1"}) == {
         key: value for key, value in declared.items() if key != "write.parquet.dict-size-bytes"
     }
@@ -642,6 +649,112 @@ def test_open_bars_files_rewritten_under_the_stream_have_their_bars_replaced_by_
         query.processAllAvailable()
     finally:
         query.stop()
+    assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
+
+
+def test_a_micro_batch_over_several_appends_counts_the_trades_of_an_append_that_merged_manifests(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    """A bars micro-batch that spans several appends of ``trades`` (the stream fell behind) counts
+    every trade of each. Iceberg's streaming source drops the files of a snapshot in the middle of
+    such a batch when that snapshot also wrote a merged manifest, as an append of the append spec
+    did over the older day-symbol manifests while the table merged manifests: its bars lost those
+    trades. ``trades`` merges none, so no append owns a manifest of existing files."""
+    from lakehouse.spark import append_spec_id
+
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_merged_manifests")
+    trades_table = spark_table_name(settings, TRADES)
+
+    def minute(tag: str, at: int) -> list[dict[str, Any]]:
+        return [trade(f"{tag}-{s}-{sym}", sym, T0 + timedelta(seconds=at + s), 10.0 + s)
+                for s in (0, 7) for sym in ("MMA", "MMB", "MMC")]
+
+    query = start(bars_spark, settings)
+    try:
+        raw.append(minute("a", 0))
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    # While the stream is stopped: day-symbol appends, then one of the append spec, then another.
+    raw.append(minute("b", 10))
+    raw.append(minute("c", 20))
+    raw.append(minute("d", 30), spec_id=append_spec_id(bars_spark, TRADES, trades_table))
+    raw.append(minute("e", 40))
+    query = start(bars_spark, settings)  # one batch over the four appends
+    try:
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    owned_existing = bars_spark.sql(
+        f"SELECT s.snapshot_id, m.existing_data_files_count FROM {trades_table}.snapshots s "
+        f"JOIN {trades_table}.all_manifests m ON m.added_snapshot_id = s.snapshot_id "
+        "WHERE s.operation = 'append' AND m.existing_data_files_count > 0").collect()
+    assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
+    assert owned_existing == []
+
+
+def open_bars_paths(spark: Any, settings: Settings) -> set[str]:
+    """The open-bars files the newest bars commit names, of those the table holds."""
+    from lakehouse.bars_commit import open_bars_files
+    from lakehouse.spark import iceberg_table
+
+    table = spark_table_name(settings, BARS_1M)
+    java_table = iceberg_table(spark, table)
+    named = open_bars_files(java_table, java_table.currentSnapshot())
+    return {row.file_path for row in spark.sql(f"SELECT file_path FROM {table}.files").collect()} & named
+
+
+def test_maintenance_keeps_out_of_open_bars_and_commits_racing_other_compactions_are_retried(
+    bars_spark: Any, bars_base_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Maintenance keeps out of the days the stream holds open bars of, even days the clock calls
+    closed (a replay of history). A compaction that does not (an operator's, every 3 s here)
+    rewrites the open-bars files under the stream, and its by-key deletes and commits lose races to
+    the compactions: it retries them, keeps running, and stores every bar once. Batches go on until
+    such a race was met and retried."""
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_racing")
+    namespace_table = spark_table_name(settings, BARS_1M).split(".", 1)[1]
+    caplog.set_level(logging.WARNING, logger="bars.commit")
+    racing, compactions = threading.Event(), []
+
+    def compact_in_a_loop() -> None:
+        session = bars_spark.newSession()
+        while not racing.is_set():
+            try:
+                session.sql(f"CALL {settings.catalog.name}.system.rewrite_data_files(table => '{namespace_table}', "
+                            "options => map('rewrite-all', 'true'))")
+                compactions.append("committed")
+            except Exception as error:  # the stream committed first: compaction's own conflict
+                compactions.append(type(error).__name__)
+            racing.wait(3.0)  # back to back, compactions would starve any MERGE
+
+    def retried() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "commit conflict with another writer" in r.getMessage()]
+
+    query = start(bars_spark, settings)
+    compactor = threading.Thread(target=compact_in_a_loop, name="compaction-loop", daemon=True)
+    try:
+        for minute in (0, 5):  # the second closes the first's bars: an open-bars file and a closed one
+            raw.append([trade(f"a{minute}-{s}-{sym}", sym, T0 + timedelta(minutes=minute, seconds=s), 10.0 + s)
+                        for s in range(0, 60, 10) for sym in ("RCA", "RCB")])
+            query.processAllAvailable()
+        open_files = open_bars_paths(bars_spark, settings)
+        report = maintain(bars_spark, settings.catalog.name, namespace_table, MaintenancePolicy(), definition=BARS_1M)
+        assert report.succeeded and open_bars_paths(bars_spark, settings) == open_files != set()
+        compactor.start()
+        for batch in range(1, 41):
+            raw.append([trade(f"b{batch}-{s}-{sym}", sym, T0 + timedelta(minutes=5, seconds=5 * batch + s), 20.0 + s)
+                        for s in (0, 1) for sym in ("RCA", "RCB")])
+            query.processAllAvailable()
+            if retried() and batch >= 5:
+                break
+        assert query.isActive, query.exception()
+    finally:
+        racing.set()
+        compactor.join(timeout=120)
+        query.stop()
+    assert retried(), f"no commit met a race in 40 batches beside {len(compactions)} compactions"
+    assert "committed" in compactions
     assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
 
 

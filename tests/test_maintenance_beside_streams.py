@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -86,12 +86,24 @@ def send(producer: KafkaProducer, topic: str, trades: list[Trade]) -> None:
     producer.flush(timeout=30)
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout_seconds: float) -> None:
+def wait_until(condition: Callable[[], bool], what: str, timeout_seconds: float,
+               explain: Callable[[], str] = lambda: "", queries: Sequence[Any] = ()) -> None:
+    """Poll ``condition``; fail at once when one of ``queries`` stopped, and after the timeout with
+    ``explain()`` (how far from the condition it stands)."""
     deadline = time.monotonic() + timeout_seconds
     while not condition():
+        assert all(q.isActive for q in queries), query_errors(queries)
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_seconds:.0f} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout_seconds:.0f} s waiting for {what}: {explain()}")
         time.sleep(0.5)
+
+
+def bars_difference(stored: dict[tuple[str, int], tuple], reference: dict[tuple[str, int], tuple]) -> str:
+    missing, extra = sorted(reference.keys() - stored.keys()), sorted(stored.keys() - reference.keys())
+    differ = sorted(k for k in reference.keys() & stored.keys() if stored[k] != reference[k])
+    return (f"{len(stored)} bars stored, {len(reference)} expected; {len(missing)} missing {missing[:3]}, "
+            f"{len(extra)} extra {extra[:3]}, {len(differ)} differ "
+            f"{[(k, stored[k], reference[k]) for k in differ[:2]]}")
 
 
 def stored_trades(spark: Any, settings: Settings) -> list[dict[str, Any]]:
@@ -168,16 +180,19 @@ def run_beside_streams(spark: Any, lake: Settings, kafka_broker: Any) -> LiveRun
                 rebuild_days(spark, settings, [closed_day.date()])
                 rebuilds += 1
                 next_rebuild = time.monotonic() + 10
-            assert all(q.isActive for q in queries), [q.exception() for q in queries]
+            assert all(q.isActive for q in queries), query_errors(queries)
             assert maintenance.is_alive()
             time.sleep(0.2)
 
         expected = len(source.sent)
-        wait_until(lambda: spark.table(trades_table).count() >= expected, "every trade stored", 180)
+        wait_until(lambda: spark.table(trades_table).count() >= expected, "every trade stored", 180,
+                   lambda: f"{spark.table(trades_table).count()} of {expected}", queries)
         stored = stored_trades(spark, settings)
         reference = reference_bars(stored)
-        wait_until(lambda: stored_bars(spark, settings) == reference, "the bars of every trade", 300)
-        assert all(q.isActive for q in queries), [q.exception() for q in queries]
+        wait_until(lambda: stored_bars(spark, settings) == reference, "the bars of every trade", 300,
+                   lambda: bars_difference(stored_bars(spark, settings), reference) + bars_history(spark, settings),
+                   queries)
+        assert all(q.isActive for q in queries), query_errors(queries)
         assert maintenance.is_alive()
         stop.request()
         maintenance.join(timeout=180)
@@ -194,6 +209,23 @@ def run_beside_streams(spark: Any, lake: Settings, kafka_broker: Any) -> LiveRun
         if maintenance is not None:
             maintenance.join(timeout=180)
         producer.close()
+
+
+def query_errors(queries: list[Any]) -> str:
+    """The full text of each query's exception (pytest cuts a list's repr to a line)."""
+    return "\n\n".join(f"query {q.name}: {q.exception()}" for q in queries)
+
+
+def bars_history(spark: Any, settings: Settings) -> str:
+    """The bars table's commits, oldest first: which writer changed how many rows (for a failure)."""
+    rows = spark.sql(
+        f"SELECT committed_at, operation, summary FROM {spark_table_name(settings, BARS_1M)}.snapshots "
+        "ORDER BY committed_at").collect()
+    keys = ("lakehouse.bars-batch", "lakehouse.rebuild", "added-records", "deleted-records", "total-records")
+    return "\nbars_1m commits:\n" + "\n".join(
+        f"{r.committed_at:%H:%M:%S.%f} {r.operation} " + " ".join(f"{k}={r.summary.get(k)}" for k in keys
+                                                                   if r.summary.get(k) is not None)
+        for r in rows)
 
 
 def report(result: LiveRunResult) -> str:
