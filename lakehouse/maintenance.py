@@ -12,11 +12,13 @@ pyiceberg table load take 0.7 s and a Spark append twice as long
 Coexisting with the writers, by design first and by retry second:
 
 - Compaction keeps out of the files a live writer may still delete (``tables.Compaction``): a
-  day-partitioned table is compacted in its closed days only, a table whose writers only append is
+  day-partitioned table is compacted in its closed days only (``bars_1m`` also before the first day
+  its stream still holds open bars of, ``first_open_bars_day``), a table whose writers only append is
   compacted whole, a table upserted by MERGE anywhere is not compacted. An append never conflicts
   with a rewrite; a copy-on-write MERGE or an overwrite does, and the one that commits second fails.
-- Manifests are merged by the appends (``commit.manifest-merge.*`` in ``tables.py``), never rewritten
-  here: ``rewrite_manifests`` fails whenever an append merged a manifest it was replacing.
+- Manifests are merged by the appends (``commit.manifest-merge.*`` in ``tables.py``; ``trades``'s by
+  none, its folds empty them), never rewritten here: ``rewrite_manifests`` fails whenever an append
+  merged a manifest it was replacing.
 - Compaction commits per file group (partial progress, one group at a time, since concurrent group
   commits conflict with each other), so a conflict loses one group, not the run.
 - Iceberg re-applies a commit that lost a race on the new table state (``commit.retry.*``); what it
