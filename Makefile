@@ -16,6 +16,7 @@ MVN := mvn -q -B
 # uv installs the same pins as pip in a fraction of the time (docs/testing.md#set-up); it reads no
 # pip.conf, so it is told to trust the system's certificates and the same local wheel folder.
 UV_FLAGS := -q --native-tls $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
+UV_PIP := $(VENV)/bin/uv pip install $(UV_FLAGS) --python $(PY)
 
 .PHONY: setup jars demo demo-cluster test test-unit test-topology lint kafka-start kafka-stop cluster-stop stop bench jupyter clean dashboard browser status airflow
 
@@ -24,7 +25,7 @@ setup: $(STAMP_PY) jars
 $(STAMP_PY): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q uv
-	$(VENV)/bin/uv pip install $(UV_FLAGS) --python $(PY) -e ".[dev]"
+	$(UV_PIP) -e ".[dev]"
 	@touch $@
 
 jars: $(STAMP_SPARK_JARS) $(STAMP_KAFKA_JARS) $(STAMP_REST_CATALOG_JARS) $(STAMP_CONNECT_JARS)
@@ -64,7 +65,7 @@ demo-cluster: setup
 
 # The dashboard is an optional extra, so the core install stays light.
 dashboard: setup
-	$(VENV)/bin/uv pip install $(UV_FLAGS) --python $(PY) -e ".[dashboard]"
+	$(UV_PIP) -e ".[dashboard]"
 	$(PY) -m dashboard
 
 # The browser tests drive Debian's Chromium headless (vendor browser downloads are not reachable).
@@ -118,7 +119,7 @@ bench: setup
 	$(PY) -m bench.run_all
 
 jupyter: setup
-	$(VENV)/bin/uv pip install $(UV_FLAGS) --python $(PY) -e ".[analyst]"
+	$(UV_PIP) -e ".[analyst]"
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser
 
 clean: stop

@@ -20,8 +20,6 @@ are: a second commit, taken only then.
 from __future__ import annotations
 
 import logging
-import random
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,8 +28,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse import bars
 from lakehouse.fold import appended_file_tasks, staged_write, written_files
-from lakehouse.iceberg_writes import COMMIT_ATTEMPTS, COMMIT_CONFLICT_MARKERS
-from lakehouse.logs import describe_error
+from lakehouse.iceberg_writes import COMMIT_CONFLICT_MARKERS, with_commit_retry
 from lakehouse.open_bars import BarKey
 from lakehouse.spark import append_spec_of, iceberg_table
 from lakehouse.tables import BARS_1M
@@ -147,31 +144,28 @@ class BarsCommitter:
         files themselves were rewritten (compaction or a rebuild of a day the job still held open
         bars of, as a replay of history does), their bars are deleted by key instead: a MERGE that
         may meet a conflict in turn, and is safe to repeat."""
-        delete = self.open_files or []
-        for attempt in range(1, COMMIT_ATTEMPTS + 1):
-            try:
-                if delete is None:
-                    self._delete_bars(list(replaced))
-                    table.refresh()
-                    snapshot = table.currentSnapshot()
-                self._commit(table, snapshot, delete or [], new_open + new_closed, batch_id, new_open)
-                return
-            except Exception as error:
-                text = str(error)
-                if MISSING_FILES in text and delete is not None:
+        added = new_open + new_closed
+        by_key, base = False, snapshot  # the first attempt validates from the batch's own snapshot
+
+        def attempt() -> None:
+            nonlocal by_key, base
+            if not by_key:
+                try:
+                    self._commit(table, base, self.open_files or [], added, batch_id, new_open)
+                    return
+                except Exception as error:
+                    if MISSING_FILES not in str(error):
+                        table.refresh()
+                        base = table.currentSnapshot()
+                        raise
                     log.warning("batch %d: the open-bars files were rewritten by another commit; replacing "
                                 "their bars by key", batch_id)
-                    delete = None  # and at once: nothing to wait for
-                    continue
-                if attempt == COMMIT_ATTEMPTS or not any(m in text for m in COMMIT_CONFLICT_MARKERS):
-                    raise
-                pause = min(8.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random())
-                log.warning("batch %d: commit conflict with another writer (attempt %d/%d), retrying in %.1f s: %s",
-                            batch_id, attempt, COMMIT_ATTEMPTS, pause, describe_error(error))
-                time.sleep(pause)
-                table.refresh()
-                if delete is not None:
-                    snapshot = table.currentSnapshot()
+                    by_key = True
+            self._delete_bars(list(replaced))
+            table.refresh()
+            self._commit(table, table.currentSnapshot(), [], added, batch_id, new_open)
+
+        with_commit_retry(attempt, f"{self.table_name} batch {batch_id}", retried=COMMIT_CONFLICT_MARKERS)
 
     def _commit(self, table, snapshot, delete: list, add: list, batch_id: int, open_files: list) -> None:
         overwrite = table.newOverwrite()

@@ -72,7 +72,7 @@ def with_commit_retry(
     write: Callable[[], T], what: str, attempts: int = COMMIT_ATTEMPTS,
     retried: Sequence[str] = CATALOG_BUSY_MARKERS,
 ) -> T:
-    """Run an idempotent write, retrying (with jittered backoff) when the catalog database was busy.
+    """Run an idempotent write, retrying (with jittered backoff) the errors named in ``retried``.
 
     Only safe for idempotent writes (``append_once``, MERGE upserts): a write whose commit failed
     left no snapshot, and a retried one that had committed is recognised and skipped. ``retried``:

@@ -265,11 +265,11 @@ def first_open_bars_day(spark: SparkSession, qualified: str) -> date | None:
     from lakehouse.spark import iceberg_table
 
     java_table = iceberg_table(spark, qualified)
-    paths = sorted(open_bars_files(java_table, java_table.currentSnapshot()))
+    paths = open_bars_files(java_table, java_table.currentSnapshot())
     if not paths:
         return None
     listed = ", ".join("'" + path.replace("'", "''") + "'" for path in paths)
-    return spark.sql(f"SELECT min(partition.window_start_day) AS day FROM {qualified}.files "
+    return spark.sql(f"SELECT min(partition.{BARS_1M.day_column}_day) AS day FROM {qualified}.files "
                      f"WHERE file_path IN ({listed})").first().day
 
 

@@ -24,6 +24,7 @@ import pytest
 from pyiceberg.schema import Schema
 
 from lakehouse import bars
+from lakehouse.bars_commit import open_bars_files
 from lakehouse.bars_progress import BarsProgressLog
 from lakehouse.bars_rebuild import open_days, rebuild_days
 from lakehouse.bars_stream import checkpoint_location, start_bars_query
@@ -32,7 +33,7 @@ from lakehouse.conditions import bar_eligible_column, is_bar_eligible
 from lakehouse.maintenance import MaintenancePolicy, maintain
 from lakehouse.reading import Lakehouse
 from lakehouse.settings import Settings, load_settings
-from lakehouse.spark import build_spark_session, ensure_tables
+from lakehouse.spark import append_spec_id, build_spark_session, ensure_tables, iceberg_table
 from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES, create_table_ddl, missing_properties, table_properties
 from tests.conftest import isolated, unique_name
 
@@ -660,8 +661,6 @@ def test_a_micro_batch_over_several_appends_counts_the_trades_of_an_append_that_
     such a batch when that snapshot also wrote a merged manifest, as an append of the append spec
     did over the older day-symbol manifests while the table merged manifests: its bars lost those
     trades. ``trades`` merges none, so no append owns a manifest of existing files."""
-    from lakehouse.spark import append_spec_id
-
     settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_merged_manifests")
     trades_table = spark_table_name(settings, TRADES)
 
@@ -695,9 +694,6 @@ def test_a_micro_batch_over_several_appends_counts_the_trades_of_an_append_that_
 
 def open_bars_paths(spark: Any, settings: Settings) -> set[str]:
     """The open-bars files the newest bars commit names, of those the table holds."""
-    from lakehouse.bars_commit import open_bars_files
-    from lakehouse.spark import iceberg_table
-
     table = spark_table_name(settings, BARS_1M)
     java_table = iceberg_table(spark, table)
     named = open_bars_files(java_table, java_table.currentSnapshot())
@@ -730,7 +726,7 @@ def test_maintenance_keeps_out_of_open_bars_and_commits_racing_other_compactions
 
     def retried() -> list[str]:  # a commit that found its open-bars file gone, or lost a race and retried
         return [r.getMessage() for r in caplog.records
-                if "rewritten by another commit" in r.getMessage() or "commit conflict" in r.getMessage()]
+                if "rewritten by another commit" in r.getMessage() or "refused (attempt" in r.getMessage()]
 
     query = start(bars_spark, settings)
     compactor = threading.Thread(target=compact_in_a_loop, name="compaction-loop", daemon=True)
