@@ -50,10 +50,15 @@ class ConnectError(RuntimeError):
     """The worker or the connector did not come up; the message says why."""
 
 
-def worker_properties(bootstrap: str, group: str, rest_port: int) -> str:
+def worker_properties(bootstrap: str, group: str, rest_port: int, offset_flush_interval_ms: int | None = None) -> str:
     """A distributed worker on loopback; its three internal topics are named after ``group`` so
-    that a second worker with the same group joins the same cluster (a restart after kill -9)."""
-    return "\n".join([
+    that a second worker with the same group joins the same cluster (a restart after kill -9).
+
+    ``offset_flush_interval_ms`` (Connect's default 60,000) also bounds how long a sink task waits
+    for records before its ``put`` is called anyway; the Iceberg sink answers a commit round only
+    inside ``put``, so on a topic that has gone quiet a round waits up to that long."""
+    flush = [f"offset.flush.interval.ms={offset_flush_interval_ms}"] if offset_flush_interval_ms else []
+    return "\n".join([*flush,
         f"bootstrap.servers={bootstrap}",
         f"group.id={group}",
         f"config.storage.topic={group}-configs",
@@ -113,10 +118,12 @@ class ConnectWorker:
     """One distributed Connect worker JVM (started in a session of its own, so that ``kill`` is a
     kill -9 of exactly that JVM and nothing else)."""
 
-    def __init__(self, bootstrap: str, state_dir: Path, group: str = "bench-connect", heap_mb: int = 2048) -> None:
+    def __init__(self, bootstrap: str, state_dir: Path, group: str = "bench-connect", heap_mb: int = 2048,
+                 offset_flush_interval_ms: int | None = None) -> None:
         if not any(WORKER_JARS.glob("connect-runtime-*.jar")) or not (PLUGIN_PATH / "iceberg").is_dir():
             raise ConnectError(f"Kafka Connect jars not found in {CONNECT_JARS}: run `make jars` first")
         self.bootstrap, self.state_dir, self.group, self.heap_mb = bootstrap, state_dir, group, heap_mb
+        self.offset_flush_interval_ms = offset_flush_interval_ms
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +139,7 @@ class ConnectWorker:
     def start(self, timeout_seconds: float = 120) -> None:
         """Launch the JVM and return once its REST API answers (the worker has joined its group)."""
         config = self.state_dir / "worker.properties"
-        config.write_text(worker_properties(self.bootstrap, self.group, self.port))
+        config.write_text(worker_properties(self.bootstrap, self.group, self.port, self.offset_flush_interval_ms))
         log4j = self.state_dir / "log4j.properties"
         log4j.write_text(
             "log4j.rootLogger=WARN, stdout\n"
