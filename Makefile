@@ -18,7 +18,7 @@ MVN := mvn -q -B
 UV_FLAGS := -q --native-tls $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
 UV_PIP := $(VENV)/bin/uv pip install $(UV_FLAGS) --python $(PY)
 
-.PHONY: setup jars demo demo-cluster test test-unit test-topology lint kafka-start kafka-stop cluster-stop stop bench jupyter clean dashboard browser status airflow
+.PHONY: setup jars demo demo-cluster test test-durations test-unit test-topology lint kafka-start kafka-stop cluster-stop stop bench jupyter clean dashboard browser status airflow
 
 setup: $(STAMP_PY) jars
 
@@ -80,6 +80,11 @@ TEST_WORKERS ?= 2
 test: setup browser airflow
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS)
+
+# The same run, then each test scope's seconds into tests/scope_seconds.json, which orders the
+# scopes longest first on the workers: refresh it when modules are added or change much in time.
+test-durations: setup browser airflow
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --store-durations
 
 # The pure tests alone (marker `unit`): no JVM, no jars, no broker or emulator; a minute or so.
 test-unit: $(STAMP_PY)

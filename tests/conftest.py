@@ -19,8 +19,10 @@ default namespace or topics.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,22 +78,73 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             raise pytest.UsageError(f"{item.nodeid} is marked unit but needs {needs}")
         if kind not in declared:
             item.add_marker(getattr(pytest.mark, kind))
-    # The cluster takes longest to start and run: first, so a parallel run does not end waiting on it.
-    items.sort(key=lambda item: item.get_closest_marker("topology") is None)
+
+
+# ---------------------------------------------------------------- scheduling on pytest-xdist workers
+
+# Each test scope's (module's) seconds in a recent full run: the scheduler hands out the longest
+# first, so a parallel run does not end with one worker busy on a long module while the other idles.
+# Refreshed by `make test-durations`; a scope it does not list counts a second per test.
+SCOPE_SECONDS_FILE = Path(__file__).parent / "scope_seconds.json"
+_scope_seconds: dict[str, float] = {}
+
+
+def scope_of(nodeid: str) -> str:
+    """The unit a worker gets: a module, or the whole topology folder (one cluster for its tests)."""
+    module = nodeid.split("::", 1)[0]
+    return "tests/topology" if module.startswith("tests/topology/") else module
+
+
+def longest_first(scopes: dict[str, dict[str, bool]], seconds: dict[str, float]) -> list[str]:
+    """``scopes`` ordered by their expected seconds, longest first (the longest-processing-time rule:
+    with two workers, the run ends within the shortest scopes' time of the best split); a scope not
+    in ``seconds`` counts a second per test."""
+    return sorted(scopes, key=lambda scope: -seconds.get(scope, float(len(scopes[scope]))))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--store-durations", action="store_true",
+                     help=f"write each test scope's seconds in this run to tests/{SCOPE_SECONDS_FILE.name}")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Add up each scope's setup, call and teardown seconds (on the controller, from every worker)."""
+    scope = scope_of(report.nodeid)
+    _scope_seconds[scope] = _scope_seconds.get(scope, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if config.getoption("store_durations") and not hasattr(config, "workerinput") and _scope_seconds:
+        ordered = sorted(((scope, round(seconds)) for scope, seconds in _scope_seconds.items()),
+                         key=lambda item: (-item[1], item[0]))
+        SCOPE_SECONDS_FILE.write_text(json.dumps(dict(ordered), indent=1) + "\n")
 
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """With ``-n`` (pytest-xdist): a module's tests run on one worker, in order, so its module-scoped
-    fixtures start once; the topology tests (two modules) share one worker and its one cluster."""
+    fixtures start once; the topology tests (two modules) share one worker and its one cluster; the
+    scopes go out longest first (``SCOPE_SECONDS_FILE``). xdist's own order, by test count, put the
+    4-test topology scope, the longest, in the middle of the run."""
     from xdist.scheduler import LoadScopeScheduling
 
-    class ModulesTopologyTogether(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return "tests/topology" if module.startswith("tests/topology/") else module
+    seconds = json.loads(SCOPE_SECONDS_FILE.read_text()) if SCOPE_SECONDS_FILE.exists() else {}
 
-    return ModulesTopologyTogether(config, log)
+    class LongestScopesFirst(LoadScopeScheduling):
+        ordered = False
+
+        def _split_scope(self, nodeid: str) -> str:
+            return scope_of(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            if not self.ordered:  # the queue is complete before the first unit goes out
+                self.workqueue = OrderedDict((scope, self.workqueue[scope])
+                                             for scope in longest_first(self.workqueue, seconds))
+                self.ordered = True
+            super()._assign_work_unit(node)
+
+    return LongestScopesFirst(config, log)
 
 
 # ---------------------------------------------------------------- real components, one per session
