@@ -18,7 +18,7 @@ MVN := mvn -q -B
 UV_FLAGS := -q --native-tls $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
 UV_PIP := $(VENV)/bin/uv pip install $(UV_FLAGS) --python $(PY)
 
-.PHONY: setup jars demo demo-cluster test test-durations test-unit test-topology lint kafka-start kafka-stop cluster-stop stop bench jupyter clean dashboard browser status airflow
+.PHONY: setup jars demo demo-cluster test test-durations test-unit bqemulator test-topology lint kafka-start kafka-stop cluster-stop stop bench jupyter clean dashboard browser status airflow
 
 setup: $(STAMP_PY) jars
 
@@ -77,13 +77,13 @@ browser:
 # (docs/testing.md). A module's tests stay on one worker; the topology tests share one cluster
 # (tests/conftest.py, pytest_xdist_make_scheduler).
 TEST_WORKERS ?= 2
-test: setup browser airflow
+test: setup browser airflow bqemulator
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS)
 
 # The same run, then each test scope's seconds into tests/scope_seconds.json, which orders the
 # scopes longest first on the workers: refresh it when modules are added or change much in time.
-test-durations: setup browser airflow
+test-durations: setup browser airflow bqemulator
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --store-durations
 
 # The pure tests alone (marker `unit`): no JVM, no jars, no broker or emulator; a minute or so.
@@ -109,6 +109,10 @@ cluster-stop:
 stop: kafka-stop cluster-stop
 
 airflow: $(STAMP_AIRFLOW)
+
+# The BigQuery emulator's own virtualenv (lakehouse.local.bigquery_emulator; a file read once made).
+bqemulator: $(STAMP_PY)
+	$(PY) -m lakehouse.local.bigquery_emulator install
 
 $(STAMP_AIRFLOW): orchestration/airflow/requirements.txt
 	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)

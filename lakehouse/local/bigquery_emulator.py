@@ -98,11 +98,24 @@ def _install_spatial_extension(venv_dir: Path) -> None:
         shutil.copyfile(shipped[0], target)
 
 
+def install_command(python: Path) -> list[str]:
+    """``REQUIREMENTS`` into ``python``'s virtualenv: by uv when the project's virtualenv has it (a
+    fraction of pip's time, docs/testing.md#set-up; told, as the Makefile tells it, to trust the
+    system's certificates and the local wheel folder pip is given), by pip otherwise."""
+    uv = Path(sys.executable).parent / "uv"
+    if not uv.is_file():
+        return [str(python), "-m", "pip", "install", "--quiet", *REQUIREMENTS]
+    find_links = os.environ.get("PIP_FIND_LINKS")
+    return [str(uv), "pip", "install", "--quiet", "--native-tls", *(["--find-links", find_links] if find_links else []),
+            "--python", str(python), *REQUIREMENTS]
+
+
 def ensure_venv(venv_dir: Path = DEFAULT_VENV_DIR) -> Path:
     """Build (once) the private virtualenv with the pinned bqemulator; return its ``bqemulator`` script.
 
     Idempotent and fast (a file read) when the pinned set is already installed; a first install takes
-    about a minute and needs PyPI. A lock file keeps two concurrent callers from both installing.
+    seconds by uv (about a minute by pip) and needs PyPI. A lock file keeps two concurrent callers
+    from both installing. ``make test`` runs it first, so no test waits on an install.
     """
     venv_dir = venv_dir.resolve()
     script = venv_dir / "bin" / "bqemulator"
@@ -113,10 +126,7 @@ def ensure_venv(venv_dir: Path = DEFAULT_VENV_DIR) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (script.is_file() and marker.is_file() and marker.read_text() == wanted):
             marker.unlink(missing_ok=True)
-            steps = [
-                [sys.executable, "-m", "venv", str(venv_dir)],
-                [str(venv_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", *REQUIREMENTS],
-            ]
+            steps = [[sys.executable, "-m", "venv", str(venv_dir)], install_command(venv_dir / "bin" / "python")]
             for step in steps:
                 done = subprocess.run(
                     step, capture_output=True, text=True, timeout=_PIP_TIMEOUT_S, check=False
