@@ -16,9 +16,13 @@ Coexisting with the writers, by design first and by retry second:
   its stream still holds open bars of, ``first_open_bars_day``), a table whose writers only append is
   compacted whole, a table upserted by MERGE anywhere is not compacted. An append never conflicts
   with a rewrite; a copy-on-write MERGE or an overwrite does, and the one that commits second fails.
-- Manifests are merged by the appends (``commit.manifest-merge.*`` in ``tables.py``; ``trades``'s by
-  none, its folds empty them), never rewritten here: ``rewrite_manifests`` fails whenever an append
-  merged a manifest it was replacing.
+- Manifests are merged by the appends (``commit.manifest-merge.*`` in ``tables.py``), and not
+  rewritten here for those tables: ``rewrite_manifests`` fails whenever an append merged a manifest
+  it was replacing. ``trades``'s appends merge none (its folds empty the appended manifests), so its
+  folds' and compactions' manifests, each partly live, would pile up day after day: once its
+  current snapshot lists more than ``max_manifests``, they are rewritten here. Only the table's
+  default-spec manifests are rewritten, never the appended ones a fold may be dropping meanwhile,
+  and the ``replace`` snapshot it commits is skipped by the streaming reader.
 - Compaction commits per file group (partial progress, one group at a time, since concurrent group
   commits conflict with each other), so a conflict loses one group, not the run.
 - Iceberg re-applies a commit that lost a race on the new table state (``commit.retry.*``); what it
@@ -41,7 +45,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from lakehouse.iceberg_writes import COMMIT_CONFLICT_MARKERS
 from lakehouse.logs import describe_error
-from lakehouse.tables import BARS_1M, Compaction, TableDef
+from lakehouse.tables import BARS_1M, Compaction, TableDef, merges_manifests
 from lakehouse.times import from_epoch_micros
 
 if TYPE_CHECKING:
@@ -63,6 +67,7 @@ CONFLICT_MARKERS = (
 
 class Step(Enum):
     REWRITE_DATA_FILES = "rewrite_data_files"
+    REWRITE_MANIFESTS = "rewrite_manifests"
     EXPIRE_SNAPSHOTS = "expire_snapshots"
     REMOVE_ORPHAN_FILES = "remove_orphan_files"
 
@@ -73,6 +78,9 @@ class MaintenancePolicy:
     retain_last_snapshots: int = 20
     # An hour of commits at a 1 s trigger (5 at the default 5 s): a 3 MiB metadata file.
     max_snapshots: int = 3_600
+    # A table whose appends merge no manifests (trades) gets them rewritten past this many: each
+    # commit writes the whole manifest list, and a full scan opens every manifest.
+    max_manifests: int = 200
     orphan_age: timedelta = timedelta(days=1)  # younger files may belong to a commit in flight
     # Listing every file of a table is a run's dearest step, and a file becomes an orphan old enough
     # to remove only ``orphan_age`` after it was written: looking more often finds nothing new.
@@ -148,6 +156,7 @@ class MaintenanceReport:
     expired_snapshots: int
     orphan_files_removed: int
     conflicts: int = 0
+    rewritten_manifests: int = 0  # how many the step replaced (0 when the table was under the cap)
     failed_steps: tuple[str, ...] = ()
 
     @property
@@ -161,6 +170,7 @@ class MaintenanceReport:
             f"({self.before.files_per_partition:.1f} -> {self.after.files_per_partition:.1f} per partition, "
             f"max {self.before.max_files_per_partition} -> {self.after.max_files_per_partition}); "
             f"rewrote {self.rewritten_files} into {self.added_files}; expired {self.expired_snapshots} snapshots; "
+            f"rewrote {self.rewritten_manifests} manifests; "
             f"removed {self.orphan_files_removed} orphan files; {self.conflicts} commit conflicts{outcome}"
         )
 
@@ -343,6 +353,22 @@ def _compact(spark: SparkSession, catalog: str, table: str, where: str | None,
         )
 
 
+def _rewrite_manifests(spark: SparkSession, catalog: str, table: str, max_manifests: int) -> int:
+    """Rewrite the default spec's manifests of ``table`` when its current snapshot lists more than
+    ``max_manifests`` of them; return how many it replaced (0: under the cap, nothing committed).
+    The appended (append-spec) manifests do not count: the next fold empties them."""
+    from lakehouse.spark import iceberg_table
+
+    default_spec = iceberg_table(spark, f"{catalog}.{table}").spec().specId()
+    listed = spark.table(f"{catalog}.{table}.manifests").where(f"partition_spec_id = {default_spec}").count()
+    if listed <= max_manifests:
+        return 0
+    result = spark.sql(
+        f"CALL {catalog}.system.rewrite_manifests(table => '{table}', use_caching => false)"
+    ).first()
+    return int(result.rewritten_manifests_count) if result is not None else 0
+
+
 def maintain(
     spark: SparkSession,
     catalog: str,
@@ -382,6 +408,11 @@ def maintain(
     if compacts:
         attempt(Step.REWRITE_DATA_FILES, lambda: _compact(spark, catalog, table, where, policy, rewritten))
 
+    manifests = None
+    if definition is not None and not merges_manifests(definition):
+        manifests = attempt(Step.REWRITE_MANIFESTS,
+                            lambda: _rewrite_manifests(spark, catalog, table, policy.max_manifests))
+
     snapshots_before = spark.table(f"{qualified}.snapshots").count()
 
     def expire() -> None:
@@ -418,6 +449,7 @@ def maintain(
         orphan_files_removed=len(orphans or []),
         conflicts=sum(n for (t, _), n in counters.commit_conflicts.items() if t == table) - conflicts_before,
         failed_steps=tuple(failed),
+        rewritten_manifests=manifests or 0,
     )
 
 

@@ -87,9 +87,9 @@ COMMON_PROPERTIES = {
     "commit.retry.min-wait-ms": "100",
     "commit.retry.max-wait-ms": "5000",
     # The appends merge manifests (Iceberg's default, declared so it is a decision; not ``trades``,
-    # which a stream reads): maintenance never rewrites manifests, since a rewrite fails whenever an
-    # append merged the manifests it replaces, and the appends keep the manifest count bounded even
-    # when maintenance is not running.
+    # which a stream reads, and whose manifests maintenance rewrites instead): maintenance does not
+    # rewrite these tables' manifests, since a rewrite fails whenever an append merged the manifests
+    # it replaces, and the appends keep the manifest count bounded even when maintenance is not running.
     "commit.manifest-merge.enabled": "true",
     "commit.manifest.min-count-to-merge": "100",
     # Every Spark write sorts its rows by partition and keeps one data file open per task (Iceberg's
@@ -279,6 +279,11 @@ def _spark_type(type_: IcebergType) -> str:
 def table_properties(table: TableDef) -> dict[str, str]:
     """Every property ``table`` is created with: the common ones, then its own."""
     return {**COMMON_PROPERTIES, **table.properties}
+
+
+def merges_manifests(table: TableDef) -> bool:
+    """Whether ``table``'s appends merge its manifests (Iceberg's default); ``trades``'s do not."""
+    return table_properties(table).get("commit.manifest-merge.enabled", "true") != "false"
 
 
 def missing_properties(table: TableDef, current: Mapping[str, str]) -> dict[str, str]:

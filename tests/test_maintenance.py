@@ -253,3 +253,50 @@ def wait_for(condition, what: str, timeout_seconds: float = 60) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.1)
+
+
+def test_trades_manifests_past_the_cap_are_rewritten_the_appended_ones_left_to_the_fold(
+    spark, lake: Settings
+) -> None:
+    """``trades`` merges no manifests on append: each fold and compaction leaves one, partly live.
+    Past ``max_manifests`` of its default spec, maintenance rewrites those (a ``replace`` snapshot,
+    every row kept) and leaves the appended ones, which the next fold empties, as they are."""
+    from lakehouse.spark import append_spec_id, ensure_tables, iceberg_table
+    from tests.test_bars import RawTable, trade
+
+    settings = created_in(spark, lake)
+    ensure_tables(spark, settings, (TRADES,))
+    table = f"{settings.catalog.namespace}.{TRADES.name}"
+    qualified = f"{settings.catalog.name}.{table}"
+    raw = RawTable(spark, settings)
+    today = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)  # an open day: no compaction
+    for n in range(6):  # as six folds would: a default-spec manifest each
+        raw.append([trade(f"m{n}-{s}", s, today + timedelta(minutes=n), 100.0 + n) for s in ("AAA", "BBB")])
+    append_spec = append_spec_id(spark, TRADES, qualified)
+    for n in range(2):  # the stream's appends since the last fold
+        raw.append([trade(f"a{n}", "AAA", today + timedelta(minutes=10 + n), 99.0)], spec_id=append_spec)
+    default_spec = iceberg_table(spark, qualified).spec().specId()
+
+    def manifests_by_spec() -> dict[int, int]:
+        rows = spark.sql(f"SELECT partition_spec_id AS spec, count(*) AS n FROM {qualified}.manifests "
+                         "GROUP BY partition_spec_id").collect()
+        return {row.spec: row.n for row in rows}
+
+    rows_before = sorted(spark.table(qualified).collect())
+    assert manifests_by_spec() == {default_spec: 6, append_spec: 2}
+    policy = MaintenancePolicy(max_manifests=3)
+
+    report = maintain(spark, settings.catalog.name, table, policy, definition=TRADES)
+
+    assert report.succeeded, report.describe()
+    assert report.rewritten_manifests == 6
+    after = manifests_by_spec()
+    assert after[append_spec] == 2, "the appended manifests are the fold's to empty"
+    assert after[default_spec] < 3
+    assert sorted(spark.table(qualified).collect()) == rows_before
+    newest = spark.sql(f"SELECT operation FROM {qualified}.snapshots ORDER BY committed_at DESC LIMIT 1").first()
+    assert newest.operation == "replace", "the streaming reader skips it"
+
+    again = maintain(spark, settings.catalog.name, table, policy, definition=TRADES)
+    assert again.succeeded and again.rewritten_manifests == 0, "under the cap: nothing rewritten"
+    assert manifests_by_spec() == after

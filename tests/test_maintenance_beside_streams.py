@@ -152,8 +152,9 @@ def run_beside_streams(spark: Any, lake: Settings, kafka_broker: Any) -> LiveRun
                                    for n in range(200) for symbol in SYMBOLS])
             wait_until(lambda: spark.table(trades_table).count() == len(source.sent), "the closed day's trades", 120)
         now = datetime.now(UTC)
+        # max_manifests=1: trades' manifests are rewritten at every run, beside its appends and folds.
         policy = MaintenancePolicy(allowed_lateness=timedelta(seconds=60), step_attempts=4,
-                                   backoff_first_seconds=1.0)
+                                   backoff_first_seconds=1.0, max_manifests=1)
         open_from = first_open_day(now, policy)
         before = {t.name: closed_stats(spark, settings, t, open_from) for t in (TRADES, BARS_1M)}
 
