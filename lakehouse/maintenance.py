@@ -1,4 +1,5 @@
-"""Table maintenance: compaction, snapshot expiry and orphan clean-up, safe beside running streams.
+"""Table maintenance: compaction, snapshot expiry, orphan clean-up and (for ``trades``) manifest
+rewrites, safe beside running streams.
 
 Streaming appends leave many small files and snapshots. These Iceberg procedures fix that without
 stopping the streams: compaction commits a ``replace`` snapshot (which Iceberg's streaming reader
