@@ -110,15 +110,15 @@ stop: kafka-stop cluster-stop
 
 airflow: $(STAMP_AIRFLOW)
 
-# The BigQuery emulator's own virtualenv (lakehouse.local.bigquery_emulator; a file read once made).
-bqemulator: $(STAMP_PY)
-	$(PY) -m lakehouse.local.bigquery_emulator install
-
 $(STAMP_AIRFLOW): orchestration/airflow/requirements.txt
 	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
 	$(AIRFLOW_VENV)/bin/python -m pip install -q uv
 	$(AIRFLOW_VENV)/bin/uv pip install $(UV_FLAGS) --python $(AIRFLOW_VENV)/bin/python -r orchestration/airflow/requirements.txt
 	@touch $@
+
+# The BigQuery emulator's own virtualenv (lakehouse.local.bigquery_emulator; a file read once made).
+bqemulator: $(STAMP_PY)
+	$(PY) -m lakehouse.local.bigquery_emulator install
 
 # What is fresh and what is behind; exit 1 when something is stale (docs/operations.md).
 status: $(STAMP_PY)

@@ -56,8 +56,11 @@ TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Set ``TEST_JVM_OPTIONS`` for every Spark driver JVM this session and its children start."""
+    """Set ``TEST_JVM_OPTIONS`` for every Spark driver JVM this session and its children start;
+    with ``--store-durations``, have the controller (not xdist's workers) add up the scopes' seconds."""
     os.environ["SPARK_SUBMIT_OPTS"] = f"{os.environ.get('SPARK_SUBMIT_OPTS', '')} {TEST_JVM_OPTIONS}".strip()
+    global _recording_durations
+    _recording_durations = config.getoption("store_durations") and not hasattr(config, "workerinput")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -87,6 +90,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # Refreshed by `make test-durations`; a scope it does not list counts a second per test.
 SCOPE_SECONDS_FILE = Path(__file__).parent / "scope_seconds.json"
 _scope_seconds: dict[str, float] = {}
+_recording_durations = False
 
 
 def scope_of(nodeid: str) -> str:
@@ -109,13 +113,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Add up each scope's setup, call and teardown seconds (on the controller, from every worker)."""
+    if not _recording_durations:
+        return
     scope = scope_of(report.nodeid)
     _scope_seconds[scope] = _scope_seconds.get(scope, 0.0) + report.duration
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    config = session.config
-    if config.getoption("store_durations") and not hasattr(config, "workerinput") and _scope_seconds:
+    if _recording_durations and _scope_seconds:
         ordered = sorted(((scope, round(seconds)) for scope, seconds in _scope_seconds.items()),
                          key=lambda item: (-item[1], item[0]))
         SCOPE_SECONDS_FILE.write_text(json.dumps(dict(ordered), indent=1) + "\n")
