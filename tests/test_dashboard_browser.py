@@ -231,8 +231,11 @@ def test_the_pipeline_tab_shows_the_producers_rate_the_topics_lag_and_a_quaranti
             browser.evaluate("document.getElementById('producer-metrics').scrollIntoView()")
             browser.screenshot(ARTIFACTS / "pipeline-producers-and-lag.png")
 
-            browser.evaluate(f"[...document.querySelectorAll('#quarantine-table tr')]"
-                             f".find(r => r.cells[0].textContent === '{topic}').querySelector('a').click()")
+            # The quarantine table comes from its own callback, which may answer after the feeds.
+            quarantined_row = (f"[...document.querySelectorAll('#quarantine-table tr')]"
+                               f".find(r => r.cells[0].textContent === '{topic}')")
+            browser.wait_for(f"{quarantined_row} !== undefined", timeout_seconds=60)
+            browser.evaluate(f"{quarantined_row}.querySelector('a').click()")
             shown = browser.wait_for("(document.getElementById('example-raw_value') || {}).textContent", 30)
             example_offset = browser.evaluate("document.getElementById('example-kafka_offset').textContent")
             same_page = browser.evaluate("document.getElementById('producer-table') !== null")
