@@ -4,7 +4,8 @@
 The raw-trades job writes one data file per symbol-day a micro-batch touches, so at thousands of
 symbols the batch pays a per-file cost many times. This measures that cost for the codecs a Spark
 append can ask for (the ``compression-codec`` write option): seconds per append at 50 and at
-``--symbols`` partitions, and the per-file cost as (many - few) / (files difference). The rows are
+``--symbols`` partitions, and the per-file cost as (many - few) / (files difference). A codec may
+name a level (``zstd:1``: the ``compression-level`` write option). The rows are
 already clustered by symbol and sorted (what the job's dedupe hands the append), and written with
 the job's own ``CLUSTERED_WRITE_OPTIONS`` but for the codec.
 
@@ -50,6 +51,12 @@ def trades(spark, table: str, rows: int, symbols: int):
     return frame.repartition(2, "symbol").sortWithinPartitions("symbol", "event_time").cache()
 
 
+def codec_options(codec: str) -> dict[str, str]:
+    """The write options of ``codec`` as the command line names it (``zstd`` or ``zstd:1``)."""
+    name, _, level = codec.partition(":")
+    return {"compression-codec": name, **({"compression-level": level} if level else {})}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
@@ -68,22 +75,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data: {args.rows:,} trades per append into {FEW_SYMBOLS} and {args.symbols:,} symbol partitions "
               f"(one closed day), {args.rounds} rounds, codecs alternating within each round")
         took: dict[tuple[int, str], list[float]] = {}
+        sizes: dict[tuple[int, str], int] = {}
         for symbols in (FEW_SYMBOLS, args.symbols):
             frame = trades(spark, table, args.rows, symbols)
             frame.count()
             for _ in range(args.rounds):
                 for codec in codecs:
                     writer = frame.writeTo(table)
-                    for key, value in {**CLUSTERED_WRITE_OPTIONS, "compression-codec": codec}.items():
+                    for key, value in {**CLUSTERED_WRITE_OPTIONS, **codec_options(codec)}.items():
                         writer = writer.option(key, value)
                     started = time.perf_counter()
                     writer.append()
                     took.setdefault((symbols, codec), []).append(time.perf_counter() - started)
+                    sizes[(symbols, codec)] = int(spark.sql(
+                        f"SELECT summary['added-files-size'] FROM {table}.snapshots "
+                        "ORDER BY committed_at DESC LIMIT 1").first()[0])
             frame.unpersist()
             for codec in codecs:
                 runs = ", ".join(f"{s:.2f}" for s in took[(symbols, codec)])
                 print(f"append into {symbols:,} partitions, {codec}: median {median(took[(symbols, codec)]):.2f} s "
-                      f"({runs}) ({load()})")
+                      f"({runs}), {sizes[(symbols, codec)] / 2**20:.2f} MiB written ({load()})")
         per_file = {}
         for codec in codecs:
             extra = median(took[(args.symbols, codec)]) - median(took[(FEW_SYMBOLS, codec)])

@@ -43,8 +43,9 @@ KeptFiles = Callable[[object, object], set[str]]
 
 FOLD_POOL = "fold"  # its FAIR pool (conf/fairscheduler.xml): weight 1, no minimum share
 FOLD_PROPERTY = "lakehouse.fold"  # snapshot summary: the fold's id
-# Split size of the fold's read: a task reads as many appended files as this many bytes.
-READ_SPLIT_BYTES = 512 * 1024 * 1024
+# The fold's read is split so that every core reads (and shuffles) a share of the appended bytes,
+# in tasks of at least this many bytes: many small appended files are read a few to a task.
+MIN_READ_SPLIT_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,11 @@ def fold_appended_files(
         return FoldReport(0, 0, 0, time.monotonic() - started)
 
     task_list = jvm.java.util.ArrayList()
+    appended_bytes = 0
     for task in tasks:
         task_list.add(task)
+        appended_bytes += task.file().fileSizeInBytes()
+    split_bytes = read_split_bytes(appended_bytes, spark.sparkContext.defaultParallelism)
     staged = jvm.org.apache.iceberg.spark.ScanTaskSetManager.get()
     with staged_write(spark, table, "fold") as group:
         staged.stageTasks(table, group, task_list)
@@ -87,7 +91,7 @@ def fold_appended_files(
             rows = (
                 spark.read.format("iceberg")
                 .option("scan-task-set-id", group)
-                .option("split-size", str(READ_SPLIT_BYTES))
+                .option("split-size", str(split_bytes))
                 .option("file-open-cost", "0")
                 .load(group)
             )
@@ -116,6 +120,13 @@ def fold_appended_files(
     rewrite.set(FOLD_PROPERTY, group)
     rewrite.commit()
     return FoldReport(len(tasks), len(written), int(row_count), time.monotonic() - started)
+
+
+def read_split_bytes(appended_bytes: int, cores: int) -> int:
+    """The split size that reads ``appended_bytes`` in about ``cores`` tasks, none smaller than
+    ``MIN_READ_SPLIT_BYTES``. One task for every appended file of a fold read (and shuffled) them
+    all on one core while the other idled: a third of the fold's time at 1.5M trades."""
+    return max(MIN_READ_SPLIT_BYTES, -(-appended_bytes // max(cores, 1)))
 
 
 @contextmanager

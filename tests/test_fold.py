@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 
+from lakehouse.fold import MIN_READ_SPLIT_BYTES, read_split_bytes
 from lakehouse.settings import Settings
 from lakehouse.tables import BARS_1M, TRADES, VENDOR_BARS, partition_field_name, spec_evolution
 from tests.kafka_helpers import new_topic, publish
@@ -19,6 +20,15 @@ def test_partition_field_names_are_icebergs() -> None:
     assert partition_field_name("symbol") == "symbol"
     assert partition_field_name("days(event_time)") == "event_time_day"
     assert partition_field_name("days( window_start )") == "window_start_day"
+
+
+def test_a_folds_read_gives_every_core_a_share_of_the_appended_bytes_in_tasks_not_too_small() -> None:
+    mib = 2**20
+    assert read_split_bytes(300 * mib, 2) == 150 * mib  # two cores, two tasks
+    assert read_split_bytes(300 * mib + 1, 2) == 150 * mib + 1  # rounded up: not a third, tiny task
+    assert read_split_bytes(300 * mib, 8) == -(-300 * mib // 8)
+    assert read_split_bytes(5 * mib, 2) == MIN_READ_SPLIT_BYTES  # a few small files: one task
+    assert read_split_bytes(0, 0) == MIN_READ_SPLIT_BYTES
 
 
 def test_a_new_table_created_with_its_append_spec_adds_the_symbol_after_it() -> None:
