@@ -37,7 +37,8 @@ BIGQUERY_PROJECT = "lakehouse-catalogs-test"
 CATALOG_DOWN_CLUES = {"jdbc": "PSQLException", "rest": "Connection refused"}
 
 
-@pytest.fixture(scope="session")
+# Module scope: the servers are this module's alone, and would otherwise idle until the session ends.
+@pytest.fixture(scope="module")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
     server = LocalPostgres(tmp_path_factory.mktemp("postgres"), port=free_port())
     server.start(timeout_seconds=120)
@@ -45,7 +46,7 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def rest_catalog(
     tmp_path_factory: pytest.TempPathFactory, postgres: LocalPostgres
 ) -> Iterator[LocalRestCatalog]:
