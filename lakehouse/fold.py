@@ -124,8 +124,8 @@ def fold_appended_files(
 
 def read_split_bytes(appended_bytes: int, cores: int) -> int:
     """The split size that reads ``appended_bytes`` in about ``cores`` tasks, none smaller than
-    ``MIN_READ_SPLIT_BYTES``. One task for every appended file of a fold read (and shuffled) them
-    all on one core while the other idled: a third of the fold's time at 1.5M trades."""
+    ``MIN_READ_SPLIT_BYTES``. With one split for all of a fold's appended files, a single task read
+    (and shuffled) them on one core while the other idled (docs/performance.md#many-symbols)."""
     return max(MIN_READ_SPLIT_BYTES, -(-appended_bytes // max(cores, 1)))
 
 
