@@ -9,6 +9,8 @@ STAMP_SPARK_JARS := jars/spark/.resolved
 STAMP_KAFKA_JARS := jars/kafka/.resolved
 STAMP_REST_CATALOG_JARS := jars/rest-catalog/.resolved
 STAMP_CONNECT_JARS := jars/kafka-connect/.resolved
+# The local Spark driver JVM's class-data archive: the tests' drivers start on it (lakehouse.local.class_archive).
+CLASS_ARCHIVE := jars/spark/driver-classes.jsa
 # Airflow lives in a virtualenv of its own: its pins are not the project's (orchestration/airflow).
 AIRFLOW_VENV := .airflow-venv
 STAMP_AIRFLOW := $(AIRFLOW_VENV)/.installed
@@ -53,6 +55,10 @@ $(STAMP_CONNECT_JARS): jars/kafka-connect.pom.xml
 	$(MVN) -f jars/kafka-connect.pom.xml -P sink dependency:copy-dependencies -DoutputDirectory=kafka-connect/plugins/iceberg -DincludeScope=runtime
 	@touch $@
 
+# Rewritten whenever `make jars` resolves jars/spark again (which deletes the folder, archive included).
+$(CLASS_ARCHIVE): $(STAMP_SPARK_JARS) $(STAMP_PY)
+	$(PY) -m lakehouse.local.class_archive $@
+
 demo: setup
 	$(PY) -m lakehouse.local.demo
 
@@ -77,13 +83,13 @@ browser:
 # (docs/testing.md). A module's tests stay on one worker; the topology tests share one cluster
 # (tests/conftest.py, pytest_xdist_make_scheduler).
 TEST_WORKERS ?= 2
-test: setup browser airflow bqemulator
+test: setup browser airflow bqemulator $(CLASS_ARCHIVE)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS)
 
 # The same run, then each test scope's seconds into tests/scope_seconds.json, which orders the
 # scopes longest first on the workers: refresh it when modules are added or change much in time.
-test-durations: setup browser airflow bqemulator
+test-durations: setup browser airflow bqemulator $(CLASS_ARCHIVE)
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --store-durations
 
 # The pure tests alone (marker `unit`): no JVM, no jars, no broker or emulator; a minute or so.
