@@ -20,7 +20,7 @@ MVN := mvn -q -B
 UV_FLAGS := -q --native-tls $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS))
 UV_PIP := $(VENV)/bin/uv pip install $(UV_FLAGS) --python $(PY)
 
-.PHONY: setup jars demo demo-cluster test test-durations test-unit bqemulator test-topology lint kafka-start kafka-stop cluster-stop stop bench jupyter clean dashboard browser status airflow
+.PHONY: setup jars demo demo-cluster test test-setup test-durations test-unit bqemulator test-topology lint kafka-start kafka-stop cluster-stop stop bench jupyter clean dashboard browser status airflow
 
 setup: $(STAMP_PY) jars
 
@@ -37,19 +37,21 @@ $(STAMP_SPARK_JARS): jars/spark.pom.xml
 	$(MVN) -f jars/spark.pom.xml dependency:copy-dependencies -DoutputDirectory=spark -DincludeScope=runtime
 	@touch $@
 
-$(STAMP_KAFKA_JARS): jars/kafka.pom.xml
+# One Maven run at a time (order-only prerequisites), even under `make -j`: concurrent runs would
+# write the same artifacts into one local repository.
+$(STAMP_KAFKA_JARS): jars/kafka.pom.xml | $(STAMP_SPARK_JARS)
 	rm -rf jars/kafka
 	$(MVN) -f jars/kafka.pom.xml dependency:copy-dependencies -DoutputDirectory=kafka -DincludeScope=runtime
 	@touch $@
 
-$(STAMP_REST_CATALOG_JARS): jars/rest-catalog.pom.xml
+$(STAMP_REST_CATALOG_JARS): jars/rest-catalog.pom.xml | $(STAMP_KAFKA_JARS)
 	rm -rf jars/rest-catalog
 	$(MVN) -f jars/rest-catalog.pom.xml dependency:copy-dependencies -DoutputDirectory=rest-catalog -DincludeScope=runtime
 	@touch $@
 
 # Kafka Connect and Iceberg's sink plugin, for bench/bench_kafka_connect.py: the worker's classpath
 # and the plugin's own directory on plugin.path (two profiles of one pom).
-$(STAMP_CONNECT_JARS): jars/kafka-connect.pom.xml
+$(STAMP_CONNECT_JARS): jars/kafka-connect.pom.xml | $(STAMP_REST_CATALOG_JARS)
 	rm -rf jars/kafka-connect
 	$(MVN) -f jars/kafka-connect.pom.xml -P worker dependency:copy-dependencies -DoutputDirectory=kafka-connect/worker -DincludeScope=runtime
 	$(MVN) -f jars/kafka-connect.pom.xml -P sink dependency:copy-dependencies -DoutputDirectory=kafka-connect/plugins/iceberg -DincludeScope=runtime
@@ -83,13 +85,18 @@ browser:
 # (docs/testing.md). A module's tests stay on one worker; the topology tests share one cluster
 # (tests/conftest.py, pytest_xdist_make_scheduler).
 TEST_WORKERS ?= 2
-test: setup browser airflow bqemulator $(CLASS_ARCHIVE)
+# What the suite needs, made in parallel: downloads (Maven, uv, apt) overlap each other and the
+# class archive's Spark run; on a fresh clone the steps take about two and a half minutes one after another.
+test-setup: setup browser airflow bqemulator $(CLASS_ARCHIVE)
+
+test:
+	$(MAKE) -j 4 --output-sync=target test-setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS)
 
 # The same run, then each test scope's seconds into tests/scope_seconds.json, which orders the
 # scopes longest first on the workers: refresh it when modules are added or change much in time.
-test-durations: setup browser airflow bqemulator $(CLASS_ARCHIVE)
+test-durations: test-setup
 	$(VENV)/bin/pytest -q -n $(TEST_WORKERS) --store-durations
 
 # The pure tests alone (marker `unit`): no JVM, no jars, no broker or emulator; a minute or so.
