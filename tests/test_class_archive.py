@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 def test_a_local_job_under_spark_submit_loads_most_of_its_classes_from_the_archive(tmp_path: Path) -> None:
     archive = archive_path(load_settings(environ={}))
-    assert archive.is_file(), f"no class archive at {archive}: `make test` writes it, as `make {archive}` does"
+    assert archive.is_file(), f"no class archive at {archive}: `make test` writes it"
     class_log = tmp_path / "classes.log"
     env = {
         **os.environ,
