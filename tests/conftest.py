@@ -58,7 +58,7 @@ TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
 
 def driver_jvm_options() -> str:
     """``TEST_JVM_OPTIONS``, and the driver's class-data archive where ``make test`` has written it
-    (``lakehouse.local.class_archive``: a driver's start-up in about three quarters of its CPU)."""
+    (``lakehouse.local.class_archive``: a local maintenance job in about four fifths of its CPU)."""
     archive = class_archive.archive_path(load_settings(environ={}))
     return f"{TEST_JVM_OPTIONS} {class_archive.driver_options(archive)}" if archive.is_file() else TEST_JVM_OPTIONS
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.local.class_archive import archive_path, driver_options
+from lakehouse.local.class_archive import archive_path
 from lakehouse.settings import PROJECT_ROOT, load_settings
-from tests.conftest import TEST_JVM_OPTIONS
+from tests.conftest import driver_jvm_options
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def test_a_local_job_under_spark_submit_loads_most_of_its_classes_from_the_archi
     class_log = tmp_path / "classes.log"
     env = {
         **os.environ,
-        "SPARK_SUBMIT_OPTS": f"{TEST_JVM_OPTIONS} {driver_options(archive)} -Xlog:class+load=info:file={class_log}",
+        "SPARK_SUBMIT_OPTS": f"{driver_jvm_options()} -Xlog:class+load=info:file={class_log}",
     }
     run = subprocess.run(
         [str(PROJECT_ROOT / "spark-submit.sh"), "--master", "local[1]", "maintenance", "--help"],
