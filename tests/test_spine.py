@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from lakehouse.messages import Source, Trade, trade_id
 from lakehouse.settings import Settings
 from lakehouse.spark import FILESYSTEM_CHECKPOINTS, NIO_LOCAL_FILESYSTEM, local_filesystem_conf
 from lakehouse.tables import TRADES
-from tests.conftest import start_broker
+from tests.conftest import TEST_BROKER_JVM_OPTIONS, start_broker
 from tests.kafka_helpers import consume_all, new_topic, publish
 
 
@@ -52,6 +53,10 @@ def test_second_start_is_a_noop_and_stop_leaves_no_process(tmp_path: Path) -> No
     assert int(broker.pid_file.read_text()) == pid
     running = subprocess.run(["pgrep", "-f", f"{tmp_path}/server.properties"], capture_output=True, text=True)
     assert len(running.stdout.split()) == 1, "a second start must not start a second broker"
+    # The JVM options come from KAFKA_JVM_PERFORMANCE_OPTS (the suite sets it), as in Kafka's scripts.
+    command_line = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    assert os.environ["KAFKA_JVM_PERFORMANCE_OPTS"] == TEST_BROKER_JVM_OPTIONS
+    assert [o.encode() for o in TEST_BROKER_JVM_OPTIONS.split()] == [a for a in command_line if a.startswith(b"-XX:")]
 
     broker.stop()
     broker.stop()  # stopping a stopped broker is not an error

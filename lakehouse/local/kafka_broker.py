@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import base64
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -29,6 +30,9 @@ from lakehouse.logs import configure_logging
 from lakehouse.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
+
+
+DEFAULT_PERFORMANCE_OPTIONS = "-XX:+UseG1GC"
 
 
 class BrokerError(RuntimeError):
@@ -164,8 +168,10 @@ class LocalKafkaBroker:
     def _java_command(self, main_class: str, *args: str) -> list[str]:
         if not any(self.jars_dir.glob("kafka_2.13-*.jar")):
             raise BrokerError(f"Kafka broker jars not found in {self.jars_dir}: run `make jars` first")
+        # KAFKA_JVM_PERFORMANCE_OPTS replaces the GC and JIT options, as in Kafka's own scripts.
+        performance = os.environ.get("KAFKA_JVM_PERFORMANCE_OPTS", DEFAULT_PERFORMANCE_OPTIONS).split()
         return [
-            "java", f"-Xmx{self.heap_mb}m", f"-Xms{min(self.heap_mb, 256)}m", "-XX:+UseG1GC",
+            "java", f"-Xmx{self.heap_mb}m", f"-Xms{min(self.heap_mb, 256)}m", *performance,
             f"-Dlog4j.configuration=file:{self.state_dir / 'log4j.properties'}",
             f"-Dkafka.logs.dir={self.state_dir}",
             "-cp", f"{self.jars_dir}/*", main_class, *args,
