@@ -252,24 +252,25 @@ def test_steady_micro_batches_reuse_their_generated_code_and_stamp_one_ingest_ti
     symbols = ("CGA", "CGB")
     started = datetime.now(UTC)
     query = raw_trades_stream.start(spark, steady)
-    compiled, ingested_by_batch = [], []
+    compiled = []
     try:
         for batch in range(4):  # each batch later in event time than the one before, as a live feed
             trades = [trade(symbol, batch * 100 + n) for n in range(100) for symbol in symbols]
             publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in trades])
             query.processAllAvailable()
             compiled.append(generated_classes_compiled(spark))
-            ids = {t.trade_id for t in trades}
-            ingested_by_batch.append({r["ingested_time"] for r in stored_rows(steady, symbols) if r["trade_id"] in ids})
+        # A trigger can fire while a publish is under way, so a publish may span two micro-batches.
+        batches_with_input = len([p for p in query.recentProgress if p["numInputRows"]])
     finally:
         query.stop()
     finished = datetime.now(UTC)
 
     assert compiled[3] == compiled[2], f"classes compiled so far after each batch: {compiled}"
-    assert [len(stamps) for stamps in ingested_by_batch] == [1, 1, 1, 1]  # one ingest time per batch
-    stamps = [next(iter(s)) for s in ingested_by_batch]
-    assert stamps == sorted(stamps) and started <= stamps[0] and stamps[-1] <= finished
-    assert len(stored_rows(steady, symbols)) == 4 * 100 * len(symbols)
+    rows = stored_rows(steady, symbols)
+    assert len(rows) == len({r["trade_id"] for r in rows}) == 4 * 100 * len(symbols)
+    stamps = {r["ingested_time"] for r in rows}
+    assert len(stamps) == batches_with_input >= 4  # one ingest time per micro-batch
+    assert started <= min(stamps) and max(stamps) <= finished
 
 
 def test_only_symbols_whose_trades_reach_back_into_what_is_stored_are_checked() -> None:
