@@ -56,9 +56,8 @@ KINDS = ("unit", "integration", "topology")
 # The serial collector: on these small heaps and short lives, G1's concurrent threads cost more CPU
 # than its short pauses save (docs/testing.md: tests/test_bars.py 159-160 s against 172-180 s).
 TEST_JVM_OPTIONS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:+UseSerialGC"
-# The test brokers likewise (Kafka's own variable for GC and JIT options, read by
-# ``lakehouse.local.kafka_broker``): a broker started, fed 20,000 messages and left idle a minute
-# used 4.0-4.2 CPU-s against 6.3-6.7 with G1 and C2.
+# The test brokers likewise, through Kafka's own variable for GC and JIT options, which
+# ``lakehouse.local.kafka_broker`` reads (docs/testing.md: a broker in about two thirds of its CPU).
 TEST_BROKER_JVM_OPTIONS = "-XX:+UseSerialGC -XX:TieredStopAtLevel=1"
 
 
@@ -73,7 +72,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Set the driver JVM options for every Spark driver JVM this session and its children start;
     with ``--store-durations``, have the controller (not xdist's workers) add up the scopes' seconds."""
     os.environ["SPARK_SUBMIT_OPTS"] = f"{os.environ.get('SPARK_SUBMIT_OPTS', '')} {driver_jvm_options()}".strip()
-    os.environ.setdefault("KAFKA_JVM_PERFORMANCE_OPTS", TEST_BROKER_JVM_OPTIONS)
+    # Set outright: the suite's brokers are its own, and a shell's options for another Kafka must not
+    # reach them.
+    os.environ["KAFKA_JVM_PERFORMANCE_OPTS"] = TEST_BROKER_JVM_OPTIONS
     global _recording_durations
     _recording_durations = config.getoption("store_durations") and not hasattr(config, "workerinput")
 
