@@ -209,6 +209,11 @@ class StreamingSettings(_Section):
     # files, in the background (lakehouse.fold); 0 = never (maintenance then does it for closed days).
     fold_interval_seconds: float = Field(default=300.0, ge=0)
     checkpoint_dir: str = ".state/checkpoints"
+    # How long one lookup of the Kafka source's offsets waits before it starts again on fresh
+    # metadata (Kafka's default.api.timeout.ms is 60 s: a killed partition leader stalled every
+    # stream that long). The source keeps trying for about three minutes in all, as with Kafka's
+    # defaults, before the query fails (lakehouse.streaming.read_kafka).
+    kafka_offsets_timeout_seconds: float = Field(default=15.0, gt=0)
     # FAIR scheduler pools of the queries sharing one application (empty: Spark's defaults).
     scheduler_pools_file: str = "conf/fairscheduler.xml"
 

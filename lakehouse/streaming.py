@@ -6,6 +6,7 @@ Shared by every job so each job file stays a few lines of wiring.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -21,6 +22,26 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# Spark's Kafka source tries an offset lookup 3 times, each bounded by Kafka's 60 s default.
+OFFSET_LOOKUP_PATIENCE_S = 180
+
+
+def offset_lookup_options(timeout_s: float) -> dict[str, str]:
+    """Kafka source options that bound each offset lookup by ``timeout_s`` and try again (each try
+    on a new admin client, so on fresh metadata) for about ``OFFSET_LOOKUP_PATIENCE_S`` in all.
+
+    A lookup addressed to a partition leader that has died waits out its whole timeout even after
+    the partition has a new leader; with Kafka's default a broker's death stalled the stream 60 s.
+    Kafka's clients refuse a ``default.api.timeout.ms`` below ``request.timeout.ms`` (30 s by
+    default), so one request may take the whole timeout."""
+    timeout_ms = str(int(timeout_s * 1000))
+    return {
+        "kafka.default.api.timeout.ms": timeout_ms,
+        "kafka.request.timeout.ms": timeout_ms,
+        "fetchOffset.numRetries": str(max(3, math.ceil(OFFSET_LOOKUP_PATIENCE_S / timeout_s))),
+    }
+
+
 def read_kafka(spark: SparkSession, settings: Settings, topic: str) -> DataFrame:
     """The official Kafka source on one topic, from the earliest offset on a new checkpoint."""
     reader = (
@@ -29,6 +50,7 @@ def read_kafka(spark: SparkSession, settings: Settings, topic: str) -> DataFrame
         .option("subscribe", topic)
         .option("startingOffsets", "earliest")
         .option("includeHeaders", "false")
+        .options(**offset_lookup_options(settings.streaming.kafka_offsets_timeout_seconds))
         .options(**spark_kafka_options(settings))
     )
     if settings.streaming.max_offsets_per_trigger:

@@ -9,6 +9,7 @@ import pytest
 from lakehouse.catalog import jdbc_uri, pyiceberg_properties, sqlalchemy_uri, warehouse_uri
 from lakehouse.settings import PROJECT_ROOT, SettingsError, load_settings
 from lakehouse.spark import catalog_conf
+from lakehouse.streaming import offset_lookup_options
 
 
 def test_embedded_defaults_need_no_configuration() -> None:
@@ -82,3 +83,17 @@ def test_spark_and_pyiceberg_open_the_same_catalog() -> None:
     assert spark["spark.sql.catalog.lakehouse.uri"] == "jdbc:sqlite:/data/cat.db"
     assert python["uri"] == sqlalchemy_uri(settings) == "sqlite:////data/cat.db"
     assert spark["spark.sql.catalog.lakehouse.warehouse"] == python["warehouse"]
+
+
+def test_the_kafka_sources_offset_lookups_time_out_early_and_keep_kafkas_patience_in_tries() -> None:
+    settings = load_settings(environ={})
+    assert offset_lookup_options(settings.streaming.kafka_offsets_timeout_seconds) == {
+        "kafka.default.api.timeout.ms": "15000", "kafka.request.timeout.ms": "15000", "fetchOffset.numRetries": "12",
+    }
+    assert offset_lookup_options(60)["fetchOffset.numRetries"] == "3"
+    assert offset_lookup_options(120)["fetchOffset.numRetries"] == "3"
+    assert offset_lookup_options(0.5) == {
+        "kafka.default.api.timeout.ms": "500", "kafka.request.timeout.ms": "500", "fetchOffset.numRetries": "360",
+    }
+    with pytest.raises(SettingsError, match="kafka_offsets_timeout_seconds"):
+        load_settings(environ={"LAKEHOUSE__STREAMING__KAFKA_OFFSETS_TIMEOUT_SECONDS": "0"})
