@@ -24,7 +24,7 @@ from lakehouse.local.kafka_cluster import MIN_INSYNC_REPLICAS, REPLICATION_FACTO
 from lakehouse.local.topology import CatalogKind, ClusterTopology
 from lakehouse.messages import Source, Trade, trade_id
 from lakehouse.settings import PROJECT_ROOT, Settings, load_settings
-from lakehouse.tables import TRADES
+from lakehouse.tables import TRADES, TableDef
 from producers.kafka_sink import KafkaSink, SinkConfig
 from tests.conftest import TEST_JVM_OPTIONS
 
@@ -62,13 +62,17 @@ class Lakehouse:
     settings: Settings
     log_dir: Path
 
-    def trades(self) -> list[dict]:
-        """Every stored trade's id and Kafka position, read through pyiceberg (no Spark)."""
+    def rows(self, table: TableDef) -> list[dict]:
+        """Every row of one of the lakehouse's tables, read through pyiceberg (no Spark); none
+        before the job has created it."""
         try:
-            table = load_catalog(self.settings).load_table(table_identifier(self.settings, TRADES))
+            loaded = load_catalog(self.settings).load_table(table_identifier(self.settings, table))
         except Exception:  # not created yet by the job
             return []
-        return table.scan().to_arrow().to_pylist()
+        return loaded.scan().to_arrow().to_pylist()
+
+    def trades(self) -> list[dict]:
+        return self.rows(TRADES)
 
 
 def lakehouse_on(cluster: ClusterTopology, name: str, catalog: CatalogKind = "jdbc") -> Lakehouse:

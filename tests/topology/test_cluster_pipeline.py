@@ -1,8 +1,9 @@
 """The pipeline on the cluster topology, and what it survives: a Spark worker and a Kafka broker
-killed (SIGKILL), one after the other, while trades stream in. Every job runs as ``./spark-submit.sh --master spark://...``,
-so its code, jars and settings travel to executors in other JVMs, and writes a ``gs://`` warehouse
-on the GCS emulator through a shared catalog: the PostgreSQL JDBC catalog, or Iceberg's REST
-catalog server in front of it (the pipeline test runs through each)."""
+killed (SIGKILL), one after the other, while trades stream in. Every job runs as ``./spark-submit.sh
+--master spark://...``, so its code, jars and settings travel to executors in other JVMs, and writes
+a ``gs://`` warehouse on the GCS emulator through a shared catalog: the whole pipeline (raw trades
+and bars) runs once through Iceberg's REST catalog server, and once through the PostgreSQL JDBC
+catalog behind it while the faults strike."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from lakehouse.catalog import load_catalog, spark_table_name, table_identifier
 from lakehouse.local.processes import wait_until
-from lakehouse.local.topology import CatalogKind, ClusterTopology
+from lakehouse.local.topology import ClusterTopology
 from lakehouse.settings import Settings
 from lakehouse.spark import catalog_conf
 from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES
@@ -63,13 +64,13 @@ class Fault:
 
 
 def stream_through_faults(cluster: ClusterTopology, lake: Lakehouse, faults: list[Fault]) -> tuple[TradeFeed, int]:
-    """Run the raw-trades job on the cluster while a feed publishes; once trades are stored, apply
-    each fault in turn and check the stream still stores new trades after it (a fault's recovery
-    runs before the next fault, so each meets the whole cluster; the last one's after the job
-    stops), then stop the feed and wait until every acknowledged trade is stored. Returns the feed
-    and the number of records in the topic."""
+    """Run the pipeline (raw trades and bars) on the cluster while a feed publishes; once trades
+    are stored, apply each fault in turn and check the stream still stores new trades after it (a
+    fault's recovery runs before the next fault, so each meets the whole cluster; the last one's
+    after the job stops), then stop the feed and wait until every acknowledged trade is stored and
+    counted in a bar or kept aside as late. Returns the feed and the number of records in the topic."""
     feed = TradeFeed(cluster.kafka.bootstrap_servers, lake.settings.kafka.trades_topic, ("TOPA", "TOPB", "TOPC"))
-    job = SubmittedJob(cluster, lake, "raw_trades")
+    job = SubmittedJob(cluster, lake, "pipeline")
     pending: list[Fault] = []
     try:
         job.wait_for(lambda: job.started(RAW_STARTED), "started")
@@ -81,10 +82,13 @@ def stream_through_faults(cluster: ClusterTopology, lake: Lakehouse, faults: lis
             fault.apply()
             pending.append(fault)
             stored_at_fault = stored_ids(lake)[0]
-            job.wait_for(lambda at=stored_at_fault: stored_ids(lake)[0] > at + 500,
-                         f"storing trades after {fault.name}")
+            waited = job.wait_for(lambda at=stored_at_fault: stored_ids(lake)[0] > at + 500,
+                                  f"storing trades after {fault.name}")
+            print(f"{fault.name}: 500 more trades stored {waited:.1f} s after it")
         feed.stop()
-        job.wait_for(lambda: stored_ids(lake)[0] >= feed.acked, "storing every acknowledged trade")
+        waited = job.wait_for(lambda: stored_ids(lake)[0] >= feed.acked, "storing every acknowledged trade")
+        print(f"every acknowledged trade stored {waited:.1f} s after the feed stopped")
+        job.wait_for(lambda: bars_and_late_trades(lake) >= feed.acked, "counting every trade in a bar or as late")
         time.sleep(6)  # three more triggers: a late duplicate would show now
         assert job.process.poll() is None, f"the job stopped:\n{job.log()[-3000:]}"
     finally:
@@ -93,6 +97,26 @@ def stream_through_faults(cluster: ClusterTopology, lake: Lakehouse, faults: lis
         while pending:
             pending.pop().recover()
     return feed, records_in_topic(cluster.kafka.bootstrap_servers, lake.settings.kafka.trades_topic)
+
+
+def bars_and_late_trades(lake: Lakehouse) -> int:
+    """Trades counted in a bar, plus trades kept aside as too late for theirs."""
+    return sum(b["trade_count"] for b in lake.rows(BARS_1M)) + len(lake.rows(LATE_TRADES))
+
+
+def assert_bars_equal_an_independent_computation(lake: Lakehouse, stored: list[dict]) -> None:
+    """Every stored trade not kept aside as late is in exactly the bar DuckDB computes for it."""
+    late = {t["trade_id"] for t in lake.rows(LATE_TRADES)}
+    bars = lake.rows(BARS_1M)
+    expected = reference_bars([t for t in stored if t["trade_id"] not in late])
+    got = {(b["symbol"], epoch_us(b["window_start"])): (b["open"], b["high"], b["low"], b["close"], b["volume"],
+                                                       b["trade_count"], b["vwap"]) for b in bars}
+    assert all((b["window_end"] - b["window_start"]).total_seconds() * 1e6 == MINUTE_US for b in bars)
+    assert expected, "no bars expected: equal sets would prove nothing"
+    assert got.keys() == expected.keys()
+    for key, bar in got.items():
+        assert bar[:6] == expected[key][:6], key
+        assert abs(bar[6] - expected[key][6]) < 1e-9, key
 
 
 def spark_and_pyiceberg_see_the_same_snapshot(spark: Any, settings: Settings) -> None:
@@ -108,58 +132,39 @@ def spark_and_pyiceberg_see_the_same_snapshot(spark: Any, settings: Settings) ->
     assert table.scan(snapshot_id=newest.snapshot_id).to_arrow().num_rows == rows_in_spark > 0
 
 
-@pytest.mark.parametrize("kind", ["jdbc", "rest"])
-def test_pipeline_on_the_cluster_stores_every_trade_once_and_bars_equal_an_independent_computation(
-    cluster: ClusterTopology, kind: CatalogKind, spark: Any,
+def test_pipeline_through_the_rest_catalog_stores_every_trade_once_and_bars_equal_an_independent_computation(
+    cluster: ClusterTopology, spark: Any,
 ) -> None:
-    lake = lakehouse_on(cluster, f"cluster_pipeline_{kind}", kind)
-    if kind == "rest":
-        assert lake.settings.catalog.uri == cluster.rest_catalog.uri
+    lake = lakehouse_on(cluster, "cluster_pipeline_rest", "rest")
+    assert lake.settings.catalog.uri == cluster.rest_catalog.uri
     sent = [make_trade(symbol, n) for n in range(200) for symbol in ("CLUA", "CLUB")]
     publish(cluster.kafka.bootstrap_servers, lake.settings.kafka.trades_topic,
             [(t.key(), t.to_json_bytes()) for t in sent])
     job = SubmittedJob(cluster, lake, "pipeline")
-    catalog = load_catalog(lake.settings)
-
-    def bars() -> list[dict]:
-        try:
-            return catalog.load_table(table_identifier(lake.settings, BARS_1M)).scan().to_arrow().to_pylist()
-        except Exception:  # not created yet
-            return []
-
     try:
         job.wait_for(lambda: job.started(RAW_STARTED), "started")
         job.wait_for(lambda: len(lake.trades()) >= len(sent), "storing every trade")
-        job.wait_for(lambda: sum(b["trade_count"] for b in bars()) >= len(sent), "counting every trade in a bar")
+        job.wait_for(lambda: bars_and_late_trades(lake) >= len(sent), "counting every trade in a bar or as late")
     finally:
         job.stop()
 
     stored = lake.trades()
     assert sorted(t["trade_id"] for t in stored) == sorted(t.trade_id for t in sent)
-    late_table = catalog.load_table(table_identifier(lake.settings, LATE_TRADES))
-    late = {t["trade_id"] for t in late_table.scan().to_arrow().to_pylist()}
-    expected = reference_bars([t for t in stored if t["trade_id"] not in late])
-    got = {(b["symbol"], epoch_us(b["window_start"])): (b["open"], b["high"], b["low"], b["close"], b["volume"],
-                                                       b["trade_count"], b["vwap"]) for b in bars()}
-    assert all((b["window_end"] - b["window_start"]).total_seconds() * 1e6 == MINUTE_US for b in bars())
-    assert expected, "no bars expected: equal sets would prove nothing"
-    assert got.keys() == expected.keys()
-    for key, bar in got.items():
-        assert bar[:6] == expected[key][:6], key
-        assert abs(bar[6] - expected[key][6]) < 1e-9, key
-    warehouse = catalog.load_table(table_identifier(lake.settings, BARS_1M)).metadata_location
+    assert_bars_equal_an_independent_computation(lake, stored)
+    warehouse = load_catalog(lake.settings).load_table(table_identifier(lake.settings, BARS_1M)).metadata_location
     assert warehouse.startswith("gs://"), warehouse
     spark_and_pyiceberg_see_the_same_snapshot(spark, lake.settings)
 
 
-def test_a_spark_worker_and_then_a_kafka_broker_killed_mid_stream_lose_and_duplicate_no_trade(
-    cluster: ClusterTopology,
+def test_a_spark_worker_and_then_a_kafka_broker_killed_mid_stream_lose_and_duplicate_no_trade_and_bars_stay_exact(
+    cluster: ClusterTopology, spark: Any,
 ) -> None:
-    """Both faults in one stream run (a cluster job's start is the dearest step here): a Spark worker
-    SIGKILLed, the stream carries on with the other and stores new trades, the worker rejoins; then a
-    Kafka broker SIGKILLed, and the stream again stores new trades. No acknowledged trade is lost,
-    none is stored twice, and the idempotent producer's retries wrote no record twice."""
-    lake = lakehouse_on(cluster, "faults")
+    """Both faults in one pipeline run through the JDBC catalog (a cluster job's start is the dearest
+    step here): a Spark worker SIGKILLed, the stream carries on with the other and stores new trades,
+    the worker rejoins; then a Kafka broker SIGKILLed, and the stream again stores new trades. No
+    acknowledged trade is lost, none is stored twice, the idempotent producer's retries wrote no
+    record twice, and the bars equal DuckDB's over the stored trades."""
+    lake = lakehouse_on(cluster, "faults", "jdbc")
 
     def kill_worker() -> None:
         cluster.spark.kill_worker("worker-1")
@@ -175,3 +180,5 @@ def test_a_spark_worker_and_then_a_kafka_broker_killed_mid_stream_lose_and_dupli
     assert in_topic == feed.acked, "the idempotent producer's retries wrote a record twice"
     assert distinct == feed.sent_ids
     assert rows == len(distinct) == feed.acked
+    assert_bars_equal_an_independent_computation(lake, lake.trades())
+    spark_and_pyiceberg_see_the_same_snapshot(spark, lake.settings)
