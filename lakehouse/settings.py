@@ -213,7 +213,7 @@ class StreamingSettings(_Section):
     # metadata (Kafka's default.api.timeout.ms is 60 s: a killed partition leader stalled every
     # stream that long). The source keeps trying for about three minutes in all, as with Kafka's
     # defaults, before the query fails (lakehouse.streaming.read_kafka).
-    kafka_offsets_timeout_seconds: float = Field(default=15.0, gt=0)
+    kafka_offsets_timeout_seconds: float = Field(default=15.0, ge=1)
     # FAIR scheduler pools of the queries sharing one application (empty: Spark's defaults).
     scheduler_pools_file: str = "conf/fairscheduler.xml"
 
