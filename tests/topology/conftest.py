@@ -14,9 +14,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pytest
+from pyiceberg.catalog import Catalog
 
 from lakehouse.catalog import load_catalog, table_identifier
 from lakehouse.local.kafka_broker import ensure_topics
@@ -62,11 +64,16 @@ class Lakehouse:
     settings: Settings
     log_dir: Path
 
+    @cached_property
+    def catalog(self) -> Catalog:
+        """The lakehouse's catalog, through pyiceberg: opened once, not at every poll."""
+        return load_catalog(self.settings)
+
     def rows(self, table: TableDef) -> list[dict]:
         """Every row of one of the lakehouse's tables, read through pyiceberg (no Spark); none
         before the job has created it."""
         try:
-            loaded = load_catalog(self.settings).load_table(table_identifier(self.settings, table))
+            loaded = self.catalog.load_table(table_identifier(self.settings, table))
         except Exception:  # not created yet by the job
             return []
         return loaded.scan().to_arrow().to_pylist()
