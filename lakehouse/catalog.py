@@ -14,6 +14,7 @@ from lakehouse.settings import Settings
 from lakehouse.tables import TableDef
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
@@ -212,3 +213,14 @@ def spark_table_name(settings: Settings, table: TableDef) -> str:
 
 def load_table(settings: Settings, table: TableDef) -> Table:
     return load_catalog(settings).load_table(table_identifier(settings, table))
+
+
+def live_files(table: Table) -> pa.Table:
+    """The current snapshot's data and delete files (pyiceberg's ``inspect.files()``), none for a
+    snapshot that added no file. A stream commits such snapshots (a micro-batch that wrote nothing
+    still records it), and pyiceberg 0.12 raises ``ArrowInvalid: Must pass at least one table`` on
+    them, which made status and the dashboard report an empty table as unreachable."""
+    snapshot = table.current_snapshot()
+    if snapshot is None or not snapshot.manifests(table.io):
+        return table.inspect._get_files_schema().empty_table()
+    return table.inspect.files()

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lakehouse.catalog import table_identifier
 from lakehouse.reading import (
     EmptyRangeError,
     Lakehouse,
@@ -26,7 +27,7 @@ from lakehouse.reading import (
     synthetic,
 )
 from lakehouse.settings import Settings, load_settings
-from lakehouse.tables import BARS_1M, TRADES
+from lakehouse.tables import BARS_1M, FEED_EVENTS, LATE_TRADES, QUARANTINE, TRADES
 from lakehouse.times import to_utc
 
 DAY = synthetic.DEMO_DAY
@@ -234,6 +235,32 @@ def test_a_missing_table_names_the_job_that_creates_it(tmp_path: Path) -> None:
 
     with pytest.raises(MissingTableError, match=r"market\.bars_1m does not exist.*python -m jobs\.bars"):
         Lakehouse(settings).bars("AAPL", "2026-01-05", "2026-01-06")
+
+
+def test_a_table_whose_snapshot_added_no_file_reads_as_empty_not_unreachable(tmp_path: Path) -> None:
+    """A stream commits a micro-batch that wrote nothing as a snapshot without files (the demo's
+    quarantine and feed_events); pyiceberg's ``inspect.files()`` raises on it, and status and the
+    dashboard once reported such a table as unreachable."""
+    from lakehouse.ops.status_probe import table_state
+
+    settings = embedded_settings(tmp_path)
+    catalog = synthetic.create_tables(settings, tables=(TRADES, QUARANTINE, FEED_EVENTS, LATE_TRADES))
+    for table in (QUARANTINE, FEED_EVENTS):
+        with (catalog.load_table(table_identifier(settings, table)).transaction() as commit,
+              commit.update_snapshot().fast_append()):
+            pass  # an append of no file, as Iceberg's Spark writer commits an empty batch
+    synthetic.append_rows(catalog.load_table(table_identifier(settings, TRADES)),
+                          synthetic._arrow(synthetic.synthetic_trades(SYMBOLS, DAY).head(5), TRADES))
+
+    ages = Lakehouse(settings, clock=lambda: NOW).table_ages((TRADES, QUARANTINE, FEED_EVENTS, LATE_TRADES))
+    by_name = ages.set_index("table")
+    assert by_name.loc["trades", "rows"] == 5 and pd.notna(by_name.loc["trades", "newest_event_time"])
+    for name in ("quarantine", "feed_events"):
+        assert by_name.loc[name, "exists"] and by_name.loc[name, "snapshots"] == 1
+        assert by_name.loc[name, "rows"] == 0 and pd.isna(by_name.loc[name, "newest_event_time"])
+    for table in (QUARANTINE, FEED_EVENTS):
+        state = table_state(settings, catalog, table)
+        assert (state.snapshot_count, state.data_file_count, state.newest_event_time) == (1, 0, None)
 
 
 def test_a_missing_embedded_catalog_says_how_to_create_one(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from lakehouse.catalog import load_catalog, table_identifier
+from lakehouse.catalog import live_files, load_catalog, table_identifier
 from lakehouse.ops import job_runs
 from lakehouse.ops.status import JobPosition, Observation, TableState, TopicState
 from lakehouse.settings import Settings
@@ -50,7 +50,7 @@ def table_state(settings: Settings, catalog, table: TableDef) -> TableState:
     snapshots = len(iceberg_table.metadata.snapshots)
     if iceberg_table.current_snapshot() is None:
         return TableState(table.name, None, column, snapshots, 0, 0)
-    files = iceberg_table.inspect.files().select(["content", "file_size_in_bytes", "readable_metrics"]).to_pylist()
+    files = live_files(iceberg_table).select(["content", "file_size_in_bytes", "readable_metrics"]).to_pylist()
     data_files = [f for f in files if f["content"] == 0]
     bounds = [f["readable_metrics"][column]["upper_bound"] for f in data_files
               if f["readable_metrics"] and f["readable_metrics"].get(column)]

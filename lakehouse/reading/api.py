@@ -34,7 +34,7 @@ from pyiceberg.expressions import (
     LessThan,
 )
 
-from lakehouse.catalog import jdbc_uri, load_catalog, table_identifier, warehouse_uri
+from lakehouse.catalog import jdbc_uri, live_files, load_catalog, table_identifier, warehouse_uri
 from lakehouse.reading.errors import (
     CatalogUnavailableError,
     EmptyRangeError,
@@ -552,7 +552,7 @@ class Lakehouse:
 
     def _data_files(self, table: TableDef) -> pa.Table:
         """The live data files of ``table`` (its ``files`` metadata, delete files left out)."""
-        files = self.table(table).inspect.files()
+        files = live_files(self.table(table))
         return files.filter(pc.equal(files.column("content"), 0))
 
     def _newest_in_appended_files(self, table: TableDef, data_files: pa.Table, column: str) -> dict[str, datetime]:
