@@ -470,6 +470,10 @@ def maintain_tables(
         if stop is not None and stop.is_set():
             return reports
         try:
+            if not spark.catalog.tableExists(f"{catalog}.{namespace}.{definition.name}"):
+                # Not skipped: a run that maintained nothing (a wrong namespace) must not look healthy.
+                raise LookupError(f"no such table in catalog {catalog}: the job that writes it creates it "
+                                  "on its first run")
             report = maintain(spark, catalog, f"{namespace}.{definition.name}", policy,
                               definition=definition, counters=counters)
         except Exception as error:  # reading the table's metadata failed: the next table still runs

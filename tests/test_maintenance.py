@@ -145,7 +145,9 @@ def test_compaction_keeps_to_closed_days_of_day_partitioned_tables_and_off_table
     assert {t.name for t in ALL_TABLES if t.compaction is Compaction.CLOSED_DAYS} == {"trades", "bars_1m", "quarantine"}
 
 
-def test_one_table_failing_does_not_stop_the_others_and_the_run_names_it(spark, lake: Settings) -> None:
+def test_one_table_failing_does_not_stop_the_others_and_the_run_names_it(
+    spark, lake: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = created_in(spark, lake)
     namespace = settings.catalog.namespace
     qualified = f"{settings.catalog.name}.{namespace}.maintenance_neighbour"
@@ -160,6 +162,7 @@ def test_one_table_failing_does_not_stop_the_others_and_the_run_names_it(spark, 
                               MaintenancePolicy(), counters)
 
     assert failed_steps(reports) == [f"{settings.catalog.name}.{namespace}.maintenance_never_created file_stats"]
+    assert f"{namespace}.maintenance_never_created: could not run: no such table in catalog" in caplog.text
     assert reports[1].succeeded and reports[1].after.data_files == 1
     assert counters.runs_completed == 1
     assert f"{namespace}.maintenance_neighbour" in counters.last_success_seconds
