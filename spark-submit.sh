@@ -83,8 +83,8 @@ export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PYSPARK_PYTHON}"
 # which the web UI takes from SPARK_LOCAL_IP, then the spark-submit arguments).
 local_conf=()
 if [[ "$master" == local* ]]; then
-  mapfile -t local_conf < <("$PYSPARK_DRIVER_PYTHON" -m lakehouse.spark)
-  [[ ${#local_conf[@]} -ge 1 ]] || { echo "could not read the local Spark settings" >&2; exit 2; }
+  mapfile -t local_conf < <("$PYSPARK_DRIVER_PYTHON" -m lakehouse.spark "$@")
+  [[ ${#local_conf[@]} -ge 1 ]] || exit 2  # it printed what is wrong with the settings
   export SPARK_LOCAL_IP="${local_conf[0]}"
   local_conf=("${local_conf[@]:1}")
 fi

@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lakehouse.bars_stream import JOB_NAME, start_bars_query
-from lakehouse.job_args import job_parser
+from lakehouse.job_args import job_parser, job_settings
 from lakehouse.logs import configure_logging
 from lakehouse.ops import stream_metrics
-from lakehouse.settings import load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.streaming import run_until_stopped
 from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES
@@ -27,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="soft cap on trades per micro-batch (Iceberg streaming-max-rows-per-micro-batch)")
     args = parser.parse_args(argv)
     configure_logging()
-    settings = load_settings(args.config)
+    settings = job_settings(parser, args.config)
     spark = build_spark_session(settings, "lakehouse-bars")
     try:
         ensure_tables(spark, settings, (TRADES, BARS_1M, LATE_TRADES))

@@ -15,10 +15,9 @@ from functools import partial
 
 from lakehouse.bigquery import validate_dataset_id, validate_project_id
 from lakehouse.bigquery_sync import JOB_NAME, client_or_none, print_report, run_every, sync_and_record
-from lakehouse.job_args import job_parser
+from lakehouse.job_args import job_parser, job_settings
 from lakehouse.logs import configure_logging
 from lakehouse.ops.job_runs import serve_job_metrics
-from lakehouse.settings import SettingsError, load_settings
 from lakehouse.shutdown import StopRequest
 
 log = logging.getLogger(JOB_NAME)
@@ -35,12 +34,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.interval is not None and args.interval <= 0:
         parser.error("--interval must be > 0")
     configure_logging()
+    settings = job_settings(parser, args.config)
     try:
-        settings = load_settings(args.config)
         validate_project_id(settings.bigquery.project)
         validate_dataset_id(settings.bigquery.dataset)
         client = client_or_none(settings, args.dry_run)
-    except (SettingsError, ValueError) as error:
+    except ValueError as error:
         log.error("%s", error)
         return 2
     stop = None if args.interval is None else StopRequest(JOB_NAME).install()

@@ -11,12 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from lakehouse.job_args import job_parser
+from lakehouse.job_args import job_parser, job_settings
 from lakehouse.logs import configure_logging
 from lakehouse.maintenance import MaintenancePolicy
 from lakehouse.maintenance_runs import run_maintenance
 from lakehouse.ops.batch_runs import MAINTENANCE as JOB_NAME
-from lakehouse.settings import load_settings
 from lakehouse.shutdown import StopRequest
 from lakehouse.spark import build_spark_session
 from lakehouse.tables import ALL_TABLES, tables_named
@@ -38,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run a step that met a commit conflict this many times in all, with backoff")
     args = parser.parse_args(argv)
     configure_logging()
-    settings = load_settings(args.config)
+    settings = job_settings(parser, args.config)
     try:
         tables = tables_named(args.tables.split(","))
     except ValueError as error:

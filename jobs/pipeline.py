@@ -15,11 +15,10 @@ from collections.abc import Sequence
 
 from lakehouse import keyed_topic_job, raw_trades_stream
 from lakehouse.bars_stream import start_bars_query
-from lakehouse.job_args import job_parser
+from lakehouse.job_args import job_parser, job_settings
 from lakehouse.keyed_topics import FEED_EVENTS_STREAM, SOURCE_REJECTS_STREAM, VENDOR_BARS_STREAM
 from lakehouse.logs import configure_logging
 from lakehouse.ops.stream_metrics import start_stream_metrics
-from lakehouse.settings import load_settings
 from lakehouse.shutdown import StopRequest
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.streaming import in_own_pool, run_until_stopped
@@ -29,9 +28,10 @@ log = logging.getLogger(JOB_NAME)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = job_parser(JOB_NAME, __doc__.split("\n\n")[0]).parse_args(argv)
+    parser = job_parser(JOB_NAME, __doc__.split("\n\n")[0])
+    args = parser.parse_args(argv)
     configure_logging()
-    settings = load_settings(args.config)
+    settings = job_settings(parser, args.config)
     stop = StopRequest(JOB_NAME).install()  # a signal while the queries start is served too
     spark = build_spark_session(settings, JOB_NAME)
     try:

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lakehouse import raw_trades_stream
-from lakehouse.job_args import job_parser
+from lakehouse.job_args import job_parser, job_settings
 from lakehouse.logs import configure_logging
 from lakehouse.ops import stream_metrics
-from lakehouse.settings import load_settings
 from lakehouse.spark import build_spark_session
 from lakehouse.streaming import run_until_stopped
 
@@ -21,9 +20,10 @@ JOB_NAME = raw_trades_stream.JOB_NAME
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = job_parser(JOB_NAME, __doc__.split("\n\n")[0]).parse_args(argv)
+    parser = job_parser(JOB_NAME, __doc__.split("\n\n")[0])
+    args = parser.parse_args(argv)
     configure_logging()
-    settings = load_settings(args.config)
+    settings = job_settings(parser, args.config)
     spark = build_spark_session(settings, JOB_NAME)
     try:
         stream_metrics.start_stream_metrics(spark, settings.metrics.streaming_port)  # ops hook: 0 = off

@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 
 from lakehouse.bars_rebuild import open_days, rebuild_days
-from lakehouse.job_args import job_parser
+from lakehouse.job_args import job_parser, job_settings
 from lakehouse.logs import configure_logging
-from lakehouse.settings import load_settings
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.tables import BARS_1M, TRADES
 
@@ -30,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--symbol", action="append", default=[], help="only this symbol (repeatable; default all)")
     args = parser.parse_args(argv)
     configure_logging()
-    settings = load_settings(args.config)
+    settings = job_settings(parser, args.config)
     still_open = open_days(args.day, datetime.now(UTC), settings.streaming.allowed_lateness_seconds)
     if still_open:
         log.error("not over yet (the streaming bars job still owns them): %s", ", ".join(map(str, still_open)))

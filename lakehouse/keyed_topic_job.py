@@ -84,15 +84,15 @@ def start(job: KeyedTopicJob, spark: SparkSession, settings: Settings) -> Stream
 
 def main(job: KeyedTopicJob, description: str, argv: Sequence[str] | None = None) -> int:
     """The command line every keyed-topic job shares: ``--help``, ``--config``, then run until SIGTERM."""
-    from lakehouse.job_args import job_parser
+    from lakehouse.job_args import job_parser, job_settings
     from lakehouse.logs import configure_logging
-    from lakehouse.settings import load_settings
     from lakehouse.spark import build_spark_session
     from lakehouse.streaming import run_until_stopped
 
-    args = job_parser(job.name, description).parse_args(argv)
+    parser = job_parser(job.name, description)
+    args = parser.parse_args(argv)
     configure_logging()
-    settings = load_settings(args.config)
+    settings = job_settings(parser, args.config)
     spark = build_spark_session(settings, job.name)
     try:
         run_until_stopped([start(job, spark, settings)], job.name)

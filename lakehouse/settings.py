@@ -342,8 +342,10 @@ def load_settings(
 ) -> Settings:
     """Build and validate the settings; raise ``SettingsError`` naming every bad setting."""
     environ = os.environ if environ is None else environ
+    origin = ""
     if config_file is None:
         config_file = Path(environ[CONFIG_FILE_ENV]) if CONFIG_FILE_ENV in environ else DEFAULT_CONFIG_FILE
+        origin = f" (from {CONFIG_FILE_ENV})"
     file_values: dict[str, Any] = {}
     if config_file.exists():
         try:
@@ -351,7 +353,7 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"config file {config_file} is not valid TOML: {exc}") from exc
     elif config_file != DEFAULT_CONFIG_FILE:
-        raise SettingsError(f"config file {config_file} (from {CONFIG_FILE_ENV}) does not exist")
+        raise SettingsError(f"config file {config_file}{origin} does not exist")
     try:
         return Settings.model_validate(_merge(file_values, _env_overrides(environ)))
     except ValidationError as exc:

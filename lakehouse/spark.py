@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from fnmatch import fnmatch
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,7 @@ from lakehouse.catalog import (
     warehouse_uri,
 )
 from lakehouse.conditions import bar_eligible_column
-from lakehouse.settings import Settings, load_settings
+from lakehouse.settings import Settings, SettingsError, load_settings
 from lakehouse.tables import (
     ALL_TABLES,
     TRADES,
@@ -353,11 +354,19 @@ def add_bar_eligible(spark: SparkSession, trades_table: str) -> None:
      .writeTo(trades_table).overwrite(F.lit(True)))
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """What ``spark-submit.sh`` adds on local masters, so the class names and addresses live here
     only: the first line is the address the driver JVM binds (its ``SPARK_LOCAL_IP``), then the
-    ``local_filesystem_conf`` and ``local_network_conf`` properties as spark-submit arguments."""
-    settings = load_settings()
+    ``local_filesystem_conf`` and ``local_network_conf`` properties as spark-submit arguments.
+    ``argv`` is the job's arguments: its ``--config`` is read here too, so a bad setting stops the
+    launch in one message before a JVM starts."""
+    from lakehouse.job_args import config_argument
+
+    try:
+        settings = load_settings(config_argument(list(sys.argv[1:] if argv is None else argv)))
+    except SettingsError as error:
+        print(error, file=sys.stderr)
+        return 2
     print(local_launch_environment(settings)[SPARK_LOCAL_IP_ENV])
     for key, value in {**local_filesystem_conf(spark_jars(settings)), **local_network_conf(settings)}.items():
         print(f"--conf\n{key}={value}")

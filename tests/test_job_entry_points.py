@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,29 @@ def test_spark_submit_lists_exactly_the_jobs_that_exist() -> None:
     listed = re.search(r"JOB is a module name in jobs/ \(([^)]*)\)", script.replace("\n#", ""))
     assert listed is not None
     assert sorted(name.strip() for name in listed.group(1).split(",")) == JOBS
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_a_missing_config_file_or_a_bad_setting_ends_a_job_in_its_message_before_spark(
+    job: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    main = importlib.import_module(f"jobs.{job}").main
+    missing = tmp_path / "nope.toml"
+    required = ["--day", "2026-01-05"] if job == "rebuild_bars" else []
+    for argv, setting in (([*required, f"--config={missing}"], None), (required, "streaming.trigger_seconds")):
+        if setting:
+            monkeypatch.setenv("LAKEHOUSE__STREAMING__TRIGGER_SECONDS", "-1")
+        with pytest.raises(SystemExit) as done:
+            main(argv)  # a Spark session would start a JVM, and fail later and otherwise
+        said = capsys.readouterr().err
+        assert done.value.code == 2, said
+        assert (setting or f"config file {missing} does not exist") in said
+        assert "Traceback" not in said and "LAKEHOUSE_CONFIG" not in said
+
+
+def test_spark_submit_checks_the_jobs_settings_before_it_starts_a_jvm(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    bad = subprocess.run([str(PROJECT_ROOT / "spark-submit.sh"), "raw_trades", "--config", str(missing)],
+                         capture_output=True, text=True, timeout=120)
+    # One line, and nothing of Spark's start-up (its warnings, a traceback from the job's driver).
+    assert (bad.returncode, bad.stdout, bad.stderr) == (2, "", f"config file {missing} does not exist\n")
