@@ -53,3 +53,21 @@ def test_the_vnstock_producer_without_a_broker_says_so_in_one_line_and_exits_2()
     assert done.returncode == 2
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and closed in lines[0] and "make kafka-start" in lines[0], done.stderr
+
+
+def test_a_single_vnstock_poll_against_an_unavailable_source_ends_in_one_line_and_exit_1(kafka_broker) -> None:
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("LAKEHOUSE")}
+    environ.update({
+        "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+        "LAKEHOUSE__VNSTOCK__BASE_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+    })
+
+    done = subprocess.run([sys.executable, "-m", "producers.vnstock_feed", "--once", "--symbols", "VCB",
+                           "--intervals", "1D"], cwd=PROJECT_ROOT, env=environ, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "vnstock source http://127.0.0.1:" in errors[0] and "unavailable" in errors[0], (
+        done.stderr[-3000:])

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Imported here: importing vnstock takes seconds and must not slow down --help.
     from producers.vnstock_feed.poller import VnstockPoller, VnstockTopics
-    from producers.vnstock_feed.source import RequestPacer, VnstockSource
+    from producers.vnstock_feed.source import RequestPacer, SourceUnavailableError, VnstockSource
     from producers.vnstock_feed.watermark import HighWaterMarks
 
     symbols = (
@@ -112,14 +112,20 @@ def main(argv: list[str] | None = None) -> int:
         settings.vnstock.base_url or "VCI",
         settings.kafka.bootstrap_servers,
     )
-    if args.backfill:
-        result = poller.backfill(*args.backfill)
-        log.info("backfill %s..%s: bars %s", *args.backfill, result.bars)
-    elif args.once:
-        result = poller.poll_once()
-        log.info("poll: %d trades, bars %s", result.trades, result.bars)
-    else:
-        poller.run(settings.vnstock.poll_interval_seconds, ignore_market_hours=args.ignore_market_hours)
+    try:
+        if args.backfill:
+            result = poller.backfill(*args.backfill)
+            log.info("backfill %s..%s: bars %s", *args.backfill, result.bars)
+        elif args.once:
+            result = poller.poll_once()
+            log.info("poll: %d trades, bars %s", result.trades, result.bars)
+        else:
+            poller.run(settings.vnstock.poll_interval_seconds, ignore_market_hours=args.ignore_market_hours)
+    except SourceUnavailableError as unavailable:  # a single run has no next poll to retry in
+        log.error("vnstock source %s unavailable, nothing more polled (what Kafka acknowledged is kept): %s",
+                  settings.vnstock.base_url or "VCI", unavailable)
+        sink.close()
+        return 1
     return 0 if sink.close() else 3
 
 
