@@ -142,7 +142,7 @@ bench: setup
 
 jupyter: setup
 	$(UV_PIP) -e ".[analyst]"
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean: stop
 	rm -rf .state

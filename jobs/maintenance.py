@@ -27,14 +27,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="comma-separated table names (default: all)")
     parser.add_argument("--interval", type=float, default=0, help="repeat every N seconds (default: run once)")
     parser.add_argument("--snapshot-retention-hours", type=float, default=6.0,
-                        help="keep the snapshots of these last hours (a stream reading the table may lag this far)")
+                        help="keep the snapshots of these last hours (a stream reading the table may lag this far; "
+                        "default %(default)s)")
     parser.add_argument("--max-snapshots", type=int, default=MaintenancePolicy.max_snapshots,
                         help="but never more than this many per table: each is part of the metadata file every "
                         "commit rewrites and every reader parses (default: an hour of commits at a 1 s trigger)")
     parser.add_argument("--orphan-age-hours", type=float, default=24.0,
-                        help="only files older than this can be orphans (younger may be in-flight commits)")
+                        help="only files older than this can be orphans (younger may be in-flight commits; "
+                        "default %(default)s)")
     parser.add_argument("--step-attempts", type=int, default=MaintenancePolicy.step_attempts,
-                        help="run a step that met a commit conflict this many times in all, with backoff")
+                        help="run a step that met a commit conflict this many times in all, with backoff "
+                        "(default %(default)s)")
     args = parser.parse_args(argv)
     configure_logging()
     settings = job_settings(parser, args.config)

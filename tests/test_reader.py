@@ -263,6 +263,12 @@ def test_a_table_whose_snapshot_added_no_file_reads_as_empty_not_unreachable(tmp
         assert (state.snapshot_count, state.data_file_count, state.newest_event_time) == (1, 0, None)
 
 
+def test_a_table_can_be_named_and_an_unknown_name_lists_the_known_ones(lakehouse: Lakehouse) -> None:
+    assert lakehouse.table("trades").metadata_location == lakehouse.table(TRADES).metadata_location
+    with pytest.raises(ValueError, match=r"unknown tables \['trade'\]; known: .*'trades'"):
+        lakehouse.table("trade")
+
+
 def test_a_missing_embedded_catalog_says_how_to_create_one(tmp_path: Path) -> None:
     with pytest.raises(MissingCatalogError, match="make demo"):
         Lakehouse(embedded_settings(tmp_path / "nothing-here")).symbols()

@@ -108,3 +108,13 @@ def test_checkpoint_offsets_file_yields_kafka_positions_and_skips_other_sources(
         '{"version":1,"snapshot_id":123,"position":4,"scan_all_files":false}',
     ])
     assert kafka_offsets_of(text) == {"market.trades": {0: 95, 1: 120}}
+
+
+def test_an_unreachable_parts_error_names_its_type_once():
+    from kafka.errors import KafkaTimeoutError
+
+    from lakehouse.ops.status_probe import error_line
+
+    assert error_line(KafkaTimeoutError("Unable to bootstrap from 127.0.0.1:19092")) == (
+        "KafkaTimeoutError: Unable to bootstrap from 127.0.0.1:19092")
+    assert error_line(LookupError("no such table")) == "LookupError: no such table"

@@ -126,6 +126,12 @@ def project_topics(settings: Settings) -> list[str]:
     return [k.trades_topic, k.vendor_bars_topic, k.feed_events_topic, k.quarantine_topic]
 
 
+def error_line(error: BaseException) -> str:
+    """``Type: message``, without the type twice (kafka-python's errors start their message with it)."""
+    name, text = type(error).__name__, str(error)
+    return text if text.startswith(name) else f"{name}: {text}"
+
+
 def observe(settings: Settings, tables: tuple[TableDef, ...] = ALL_TABLES) -> Observation:
     """Look at every part; a part that cannot be reached is recorded as such, never raised."""
     unreachable: dict[str, str] = {}
@@ -136,9 +142,9 @@ def observe(settings: Settings, tables: tuple[TableDef, ...] = ALL_TABLES) -> Ob
             try:
                 table_states.append(table_state(settings, catalog, table))
             except Exception as error:  # a missing or unreadable table is a finding, not a crash
-                unreachable[f"table {table.name}"] = f"{type(error).__name__}: {error}"
+                unreachable[f"table {table.name}"] = error_line(error)
     except Exception as error:
-        unreachable["catalog"] = f"{type(error).__name__}: {error}"
+        unreachable["catalog"] = error_line(error)
     positions = job_positions(settings.path(settings.streaming.checkpoint_dir))
     topic_names = list(dict.fromkeys([*project_topics(settings), *(p.topic for p in positions)]))
     topic_states = []
@@ -149,7 +155,7 @@ def observe(settings: Settings, tables: tuple[TableDef, ...] = ALL_TABLES) -> Ob
             for topic in topic_names
         ]
     except Exception as error:
-        unreachable["kafka"] = f"{type(error).__name__}: {error}"
+        unreachable["kafka"] = error_line(error)
     runs = {}
     for job in BATCH_JOBS:
         run = job_runs.last_success(settings.state_dir, job)

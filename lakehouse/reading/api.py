@@ -45,7 +45,16 @@ from lakehouse.reading.errors import (
 )
 from lakehouse.reading.rollup import interval_seconds, rollup_bars
 from lakehouse.settings import Settings, load_settings
-from lakehouse.tables import BARS_1M, FEED_EVENTS, LATE_TRADES, QUARANTINE, TRADES, VENDOR_BARS, TableDef
+from lakehouse.tables import (
+    BARS_1M,
+    FEED_EVENTS,
+    LATE_TRADES,
+    QUARANTINE,
+    TRADES,
+    VENDOR_BARS,
+    TableDef,
+    tables_named,
+)
 from lakehouse.times import floor_to, to_utc, utc_now
 
 if TYPE_CHECKING:
@@ -191,8 +200,9 @@ class Lakehouse:
                 "demo lakehouse, or set LAKEHOUSE__CATALOG__URI and LAKEHOUSE__CATALOG__WAREHOUSE"
             )
 
-    def table(self, table: TableDef) -> Table:
-        """The current version of ``table``, so new commits are visible.
+    def table(self, table: TableDef | str) -> Table:
+        """The current version of ``table`` (a ``lakehouse.tables`` definition or its name, such as
+        ``"trades"``), so new commits are visible.
 
         On a SQL catalog the version last loaded is reused while the catalog's pointer to its
         metadata file has not moved (one indexed row read instead of parsing a metadata file that
@@ -201,6 +211,8 @@ class Lakehouse:
         from pyiceberg.catalog.sql import SqlCatalog
         from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
+        if isinstance(table, str):
+            (table,) = tables_named([table])
         identifier = table_identifier(self.settings, table)
         known = self._loaded.get(identifier)
         if known is not None and self.metadata_pointer(table) == known.metadata_location:
