@@ -261,7 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
     configure_logging()
     settings = load_settings()
-    ClusterTopology(settings, settings.state_dir / "cluster", fresh=False, rest=True).stop()
+    state = settings.state_dir / "cluster"
+    if not state.exists():
+        print(f"no cluster topology under {state}: nothing to stop")
+        return 0
+    ClusterTopology(settings, state, fresh=False, rest=True).stop()
     print("cluster topology stopped")
     return 0
 
