@@ -150,6 +150,7 @@ def stream_and_show(topology: Topology, seconds: float, rate: float, stop: StopR
                                      "pipeline"])
 
         started = time.monotonic()
+        bars_before = count_rows(settings, BARS_1M)  # a demo run before this one left its bars
         first_bars_at = None
         while time.monotonic() - started < seconds or first_bars_at is None:
             processes.check_alive(may_finish=("vnstock-backfill",))
@@ -157,7 +158,7 @@ def stream_and_show(topology: Topology, seconds: float, rate: float, stop: StopR
                 log.info("stop requested: stopping the pipeline and the topology")
                 return
             trades, bars = count_rows(settings, TRADES), count_rows(settings, BARS_1M)
-            if bars and first_bars_at is None:
+            if bars > bars_before and first_bars_at is None:
                 first_bars_at = time.monotonic() - started
                 log.info("first bars readable %.0f s after start", first_bars_at)
             log.info("%.0f s: %s trades, %s bars, %s vendor bars", time.monotonic() - started, trades, bars,
