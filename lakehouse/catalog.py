@@ -219,8 +219,11 @@ def live_files(table: Table) -> pa.Table:
     """The current snapshot's data and delete files (pyiceberg's ``inspect.files()``), none for a
     snapshot that added no file. A stream commits such snapshots (a micro-batch that wrote nothing
     still records it), and pyiceberg 0.12 raises ``ArrowInvalid: Must pass at least one table`` on
-    them, which made status and the dashboard report an empty table as unreachable."""
+    them, which made status and the dashboard report an empty table as unreachable. Told apart by
+    the snapshot's summary totals, which every Iceberg writer keeps: no read beyond ``files()``'s."""
     snapshot = table.current_snapshot()
-    if snapshot is None or not snapshot.manifests(table.io):
+    summary = snapshot.summary if snapshot is not None else None
+    if snapshot is None or (summary is not None and summary.get("total-data-files") == "0"
+                            and summary.get("total-delete-files") == "0"):
         return table.inspect._get_files_schema().empty_table()
     return table.inspect.files()

@@ -9,6 +9,16 @@ def configure_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("kafka", "py4j", "urllib3", "google", "websockets"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # vnstock's helper library fetches an advert from hq.vnstocks.com when vnstock is imported and
+    # logs an ERROR where that host is unreachable (the demo, any machine without the internet); the
+    # advert is not ours to show, so neither is its failure.
+    logging.getLogger("vnai.scope.promo").setLevel(logging.CRITICAL)
+
+
+def error_line(error: BaseException) -> str:
+    """``Type: message``, without the type twice (kafka-python's errors start their message with it)."""
+    name, text = type(error).__name__, str(error)
+    return text if text.startswith(name) else f"{name}: {text}"
 
 
 def describe_error(error: BaseException) -> str:

@@ -113,7 +113,7 @@ def test_checkpoint_offsets_file_yields_kafka_positions_and_skips_other_sources(
 def test_an_unreachable_parts_error_names_its_type_once():
     from kafka.errors import KafkaTimeoutError
 
-    from lakehouse.ops.status_probe import error_line
+    from lakehouse.logs import error_line
 
     assert error_line(KafkaTimeoutError("Unable to bootstrap from 127.0.0.1:19092")) == (
         "KafkaTimeoutError: Unable to bootstrap from 127.0.0.1:19092")

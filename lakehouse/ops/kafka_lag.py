@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lakehouse.logs import error_line
 from lakehouse.ops.status import lag_messages
 from lakehouse.ops.status_probe import end_offsets, job_positions, project_topics
 from lakehouse.settings import Settings
@@ -47,7 +48,7 @@ def topic_lags(settings: Settings, timeout_seconds: float) -> list[TopicLag]:
     except Exception as error:  # kafka-python raises several types for one fact: no broker answered
         raise KafkaUnavailableError(
             f"Kafka at {settings.kafka.bootstrap_servers} did not answer within {timeout_seconds:g} s "
-            f"({type(error).__name__}: {error})") from error
+            f"({error_line(error)})") from error
     rows = []
     for topic in topics:
         partitions = ends.get(topic, {})

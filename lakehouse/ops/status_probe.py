@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lakehouse.catalog import live_files, load_catalog, table_identifier
+from lakehouse.logs import error_line
 from lakehouse.ops import job_runs
 from lakehouse.ops.status import JobPosition, Observation, TableState, TopicState
 from lakehouse.settings import Settings
@@ -124,12 +125,6 @@ def end_offsets(settings: Settings, topics: Iterable[str],
 def project_topics(settings: Settings) -> list[str]:
     k = settings.kafka
     return [k.trades_topic, k.vendor_bars_topic, k.feed_events_topic, k.quarantine_topic]
-
-
-def error_line(error: BaseException) -> str:
-    """``Type: message``, without the type twice (kafka-python's errors start their message with it)."""
-    name, text = type(error).__name__, str(error)
-    return text if text.startswith(name) else f"{name}: {text}"
 
 
 def observe(settings: Settings, tables: tuple[TableDef, ...] = ALL_TABLES) -> Observation:

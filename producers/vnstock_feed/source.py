@@ -39,11 +39,6 @@ for _switch, _value in (
 ):
     os.environ.setdefault(_switch, _value)
 
-# vnai also fetches an advert from hq.vnstocks.com at import and logs an ERROR where that host is
-# unreachable (any machine without the internet, the demo's included); the advert is not the
-# producer's to show, so neither is its failure.
-logging.getLogger("vnai.scope.promo").setLevel(logging.CRITICAL)
-
 from vnstock.core.exceptions import DataSourceBlockedError, VnstockError  # noqa: E402
 from vnstock.explorer.vci.quote import Quote  # noqa: E402
 
