@@ -22,7 +22,9 @@ UV_PIP := $(VENV)/bin/uv pip install $(UV_FLAGS) --python $(PY)
 
 .PHONY: setup jars demo demo-cluster test test-setup test-durations test-unit bqemulator test-topology lint kafka-start kafka-stop cluster-stop stop bench jupyter clean dashboard browser status airflow
 
-setup: $(STAMP_PY) jars
+# What the product runs on (demo, jobs, the cluster topology); the Kafka Connect jars only the
+# tests and benchmarks that race Iceberg's sink need, so `make demo` does not fetch them.
+setup: $(STAMP_PY) $(STAMP_SPARK_JARS) $(STAMP_KAFKA_JARS) $(STAMP_REST_CATALOG_JARS)
 
 $(STAMP_PY): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -87,7 +89,7 @@ browser:
 TEST_WORKERS ?= 2
 # What the suite needs, made in parallel: downloads (Maven, uv, apt) overlap each other and the
 # class archive's Spark run (a fresh clone here, caches warm: 115 s one after another, 99 s so).
-test-setup: setup browser airflow bqemulator $(CLASS_ARCHIVE)
+test-setup: setup jars browser airflow bqemulator $(CLASS_ARCHIVE)
 
 test:
 	$(MAKE) -j 4 --output-sync=target test-setup
@@ -137,7 +139,7 @@ bqemulator: $(STAMP_PY)
 status: $(STAMP_PY)
 	$(VENV)/bin/lakehouse status
 
-bench: setup
+bench: setup jars
 	$(PY) -m bench.run_all
 
 jupyter: setup
