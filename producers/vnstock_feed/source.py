@@ -44,6 +44,22 @@ from vnstock.explorer.vci.quote import Quote  # noqa: E402
 
 log = logging.getLogger(__name__)
 
+
+def _route_vnstock_logs() -> None:
+    """vnstock gives each of its modules' loggers a console handler of its own at DEBUG (when the
+    module is imported), so with ours every record printed twice in two formats. Its loggers go
+    through ours instead, warnings and up. Its client logs a failed request as an ERROR and then
+    raises it; the producer reports that error itself, once, with what it means for the poll."""
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if name.split(".")[0] == "vnstock" and isinstance(logger, logging.Logger) and logger.handlers:
+            logger.handlers.clear()
+            logger.setLevel(logging.NOTSET)
+    logging.getLogger("vnstock").setLevel(logging.WARNING)
+    logging.getLogger("vnstock.core.utils.client").setLevel(logging.CRITICAL)
+
+
+_route_vnstock_logs()
+
 GUEST_REQUESTS_PER_MINUTE = 20
 
 
