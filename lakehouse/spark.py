@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from fnmatch import fnmatch
 from typing import TYPE_CHECKING
 
@@ -234,9 +237,24 @@ def build_spark_session(settings: Settings, app_name: str, master: str | None = 
                 builder = builder.config(key, value)
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    with own_interrupt_handler_kept():
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+@contextmanager
+def own_interrupt_handler_kept() -> Iterator[None]:
+    """A SparkContext replaces the process's SIGINT handler with one that cancels every Spark job and
+    raises KeyboardInterrupt (a notebook's interrupt, which keeps it). A job that installed its own
+    stop handling first (``lakehouse.shutdown``) keeps it: a SIGINT then stops at a safe point."""
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGINT) if on_main_thread else None
+    try:
+        yield
+    finally:
+        if before is not None and before not in (signal.default_int_handler, signal.SIG_DFL, signal.SIG_IGN):
+            signal.signal(signal.SIGINT, before)
 
 
 def generated_classes_compiled(spark: SparkSession) -> int:

@@ -68,11 +68,14 @@ CASES = {
 # run_until_stopped and StopRequest (each way exercises a different path through them). The runs of
 # a group start together (each JVM on local[1] with a small heap) and are signalled together.
 GROUPS: dict[str, list[tuple[str, str]]] = {
-    "raw_trades, every way": [
+    "raw_trades every way; SIGINT to the drivers that handle signals before their session starts": [
         ("raw_trades", "SIGTERM to spark-submit.sh"),
         ("raw_trades", "SIGINT to its process group"),
         ("raw_trades", "SIGTERM to the Python driver"),
         ("raw_trades", "SIGTERM twice, 2 s apart"),
+        # PySpark's context replaces the SIGINT handler these two install before it starts.
+        ("pipeline", "SIGINT to the Python driver"),
+        ("maintenance --interval", "SIGINT to the Python driver"),
     ],
     "the other streaming jobs and maintenance": [
         ("bars", "SIGTERM to spark-submit.sh"),
@@ -194,6 +197,8 @@ def signal_run(run: Run) -> threading.Timer | None:
         os.killpg(run.process.pid, signal.SIGINT)
     elif run.way == "SIGTERM to the Python driver":
         os.kill(run.driver, signal.SIGTERM)
+    elif run.way == "SIGINT to the Python driver":
+        os.kill(run.driver, signal.SIGINT)
     if run.way == "SIGTERM twice, 2 s apart":
         again = threading.Timer(2.0, lambda: run.process.poll() is None and os.kill(run.process.pid, signal.SIGTERM))
         again.start()
