@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lakehouse.bars_stream import JOB_NAME, start_bars_query
-from lakehouse.job_args import job_parser, job_settings
+from lakehouse.job_args import at_least, job_parser, job_settings
 from lakehouse.logs import configure_logging
 from lakehouse.ops import stream_metrics
 from lakehouse.spark import build_spark_session, ensure_tables
@@ -22,7 +22,7 @@ from lakehouse.tables import BARS_1M, LATE_TRADES, TRADES
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = job_parser(JOB_NAME, __doc__.split("\n\n")[0])
-    parser.add_argument("--max-rows-per-batch", type=int, default=None,
+    parser.add_argument("--max-rows-per-batch", type=at_least(1, int), default=None,
                         help="soft cap on trades per micro-batch (Iceberg streaming-max-rows-per-micro-batch)")
     args = parser.parse_args(argv)
     configure_logging()

@@ -15,7 +15,7 @@ from functools import partial
 
 from lakehouse.bigquery import validate_dataset_id, validate_project_id
 from lakehouse.bigquery_sync import JOB_NAME, client_or_none, print_report, run_every, sync_and_record
-from lakehouse.job_args import job_parser, job_settings
+from lakehouse.job_args import above_zero, job_parser, job_settings
 from lakehouse.logs import configure_logging
 from lakehouse.ops.job_runs import serve_job_metrics
 from lakehouse.shutdown import StopRequest
@@ -26,13 +26,11 @@ log = logging.getLogger(JOB_NAME)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = job_parser(JOB_NAME, __doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="print what would change; change nothing")
-    parser.add_argument("--interval", type=float, metavar="SECONDS",
+    parser.add_argument("--interval", type=above_zero, metavar="SECONDS",
                         help="run every SECONDS until SIGTERM/SIGINT (default: once)")
     parser.add_argument("--connection", metavar="PROJECT.LOCATION.CONNECTION",
                         help="BigQuery connection for BigLake external tables (default: none)")
     args = parser.parse_args(argv)
-    if args.interval is not None and args.interval <= 0:
-        parser.error("--interval must be > 0")
     configure_logging()
     settings = job_settings(parser, args.config)
     try:

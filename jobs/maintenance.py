@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from lakehouse.job_args import job_parser, job_settings
+from lakehouse.job_args import above_zero, at_least, job_parser, job_settings
 from lakehouse.logs import configure_logging
 from lakehouse.maintenance import MaintenancePolicy
 from lakehouse.maintenance_runs import run_maintenance
@@ -25,17 +25,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = job_parser(JOB_NAME, __doc__.split("\n\n")[0])
     parser.add_argument("--tables", default=",".join(t.name for t in ALL_TABLES),
                         help="comma-separated table names (default: all)")
-    parser.add_argument("--interval", type=float, default=0, help="repeat every N seconds (default: run once)")
-    parser.add_argument("--snapshot-retention-hours", type=float, default=6.0,
+    parser.add_argument("--interval", type=at_least(0), default=0,
+                        help="repeat every N seconds (default: 0, run once)")
+    parser.add_argument("--snapshot-retention-hours", type=above_zero, default=6.0,
                         help="keep the snapshots of these last hours (a stream reading the table may lag this far; "
                         "default %(default)s)")
-    parser.add_argument("--max-snapshots", type=int, default=MaintenancePolicy.max_snapshots,
+    parser.add_argument("--max-snapshots", type=at_least(1, int), default=MaintenancePolicy.max_snapshots,
                         help="but never more than this many per table: each is part of the metadata file every "
                         "commit rewrites and every reader parses (default: an hour of commits at a 1 s trigger)")
-    parser.add_argument("--orphan-age-hours", type=float, default=24.0,
+    parser.add_argument("--orphan-age-hours", type=above_zero, default=24.0,
                         help="only files older than this can be orphans (younger may be in-flight commits; "
                         "default %(default)s)")
-    parser.add_argument("--step-attempts", type=int, default=MaintenancePolicy.step_attempts,
+    parser.add_argument("--step-attempts", type=at_least(1, int), default=MaintenancePolicy.step_attempts,
                         help="run a step that met a commit conflict this many times in all, with backoff "
                         "(default %(default)s)")
     args = parser.parse_args(argv)

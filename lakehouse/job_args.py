@@ -7,6 +7,7 @@ job adds its own arguments to it.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from lakehouse.settings import Settings, SettingsError, load_settings
@@ -26,6 +27,34 @@ def job_parser(job_name: str, description: str) -> argparse.ArgumentParser:
         "--config", type=Path, default=None, metavar="FILE", help="settings TOML (default conf/lakehouse.toml)"
     )
     return parser
+
+
+def at_least(minimum: float, kind: type[int] | type[float] = float) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` no smaller than ``minimum``, refused with the argument's
+    name and exit 2 otherwise (a negative interval ran maintenance back to back)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a{'n integer' if kind is int else ' number'}: {text!r}") from None
+        if not minimum <= value < float("inf"):  # nan fails both
+            raise argparse.ArgumentTypeError(f"must be >= {minimum:g}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def above_zero(text: str) -> float:
+    """An argparse type: a number > 0 (a period or an age; nan and inf refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
 
 
 def job_settings(parser: argparse.ArgumentParser, config: Path | None) -> Settings:

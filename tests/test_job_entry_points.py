@@ -58,3 +58,24 @@ def test_spark_submit_checks_the_jobs_settings_before_it_starts_a_jvm(tmp_path: 
                          capture_output=True, text=True, timeout=120)
     # One line, and nothing of Spark's start-up (its warnings, a traceback from the job's driver).
     assert (bad.returncode, bad.stdout, bad.stderr) == (2, "", f"config file {missing} does not exist\n")
+
+
+@pytest.mark.parametrize(("job", "argv", "said"), [
+    ("maintenance", ["--interval", "-5"], "argument --interval: must be >= 0, got -5"),
+    ("maintenance", ["--interval", "nan"], "argument --interval: must be >= 0, got nan"),
+    ("maintenance", ["--step-attempts", "0"], "argument --step-attempts: must be >= 1, got 0"),
+    ("maintenance", ["--max-snapshots", "0"], "argument --max-snapshots: must be >= 1, got 0"),
+    ("maintenance", ["--max-snapshots", "1.5"], "argument --max-snapshots: not an integer: '1.5'"),
+    ("maintenance", ["--orphan-age-hours", "0"], "argument --orphan-age-hours: must be > 0, got 0"),
+    ("maintenance", ["--snapshot-retention-hours", "inf"], "argument --snapshot-retention-hours: must be > 0"),
+    ("bigquery_sync", ["--interval", "0"], "argument --interval: must be > 0, got 0"),
+    ("bars", ["--max-rows-per-batch", "0"], "argument --max-rows-per-batch: must be >= 1, got 0"),
+])
+def test_a_number_out_of_range_is_refused_as_a_bad_argument(
+    job: str, argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A negative --interval ran maintenance back to back; --step-attempts 0 ran no step and failed.
+    with pytest.raises(SystemExit) as done:
+        importlib.import_module(f"jobs.{job}").main(argv)
+    assert done.value.code == 2
+    assert said in capsys.readouterr().err
