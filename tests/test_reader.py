@@ -20,6 +20,7 @@ from lakehouse.reading import (
     Lakehouse,
     MissingCatalogError,
     MissingTableError,
+    UnknownColumnError,
     UnknownIntervalError,
     UnknownSymbolError,
     rollup_bars,
@@ -267,6 +268,29 @@ def test_a_table_can_be_named_and_an_unknown_name_lists_the_known_ones(lakehouse
     assert lakehouse.table("trades").metadata_location == lakehouse.table(TRADES).metadata_location
     with pytest.raises(ValueError, match=r"unknown tables \['trade'\]; known: .*'trades'"):
         lakehouse.table("trade")
+
+
+def test_every_call_that_takes_a_table_takes_its_name(lakehouse: Lakehouse) -> None:
+    assert lakehouse.symbols("bars_1m") == lakehouse.symbols(BARS_1M) == sorted(SYMBOLS)
+    by_name = lakehouse.table_ages(["trades", "bars_1m"])
+    assert list(by_name["table"]) == ["trades", "bars_1m"] and by_name["exists"].all()
+    assert by_name.equals(lakehouse.table_ages([TRADES, BARS_1M]))
+    assert list(lakehouse.table_ages("trades")["table"]) == ["trades"]
+    for wrong in ("", "trades,bars_1m"):
+        with pytest.raises(ValueError, match="table"):
+            lakehouse.symbols(wrong)
+
+
+def test_a_wrong_argument_is_refused_in_the_readers_words(lakehouse: Lakehouse) -> None:
+    with pytest.raises(UnknownColumnError, match=r"no column 'prise' \(did you mean price\?\) in table trades; "
+                       r"its columns: .*trade_id"):
+        lakehouse.trades("AAPL", "2026-01-05", "2026-01-06", columns=["price", "prise"])
+    for symbols in (None, 5, [], [""], ["AAPL", None]):
+        with pytest.raises(ValueError, match="expected a symbol or a non-empty list of symbols"):
+            lakehouse.bars(symbols, "2026-01-05", "2026-01-06")
+    for minutes in (0, -5, float("nan"), "60", True):
+        with pytest.raises(ValueError, match="minutes must be a number above 0"):
+            lakehouse.latest_bars("AAPL", minutes=minutes)
 
 
 def test_a_missing_embedded_catalog_says_how_to_create_one(tmp_path: Path) -> None:

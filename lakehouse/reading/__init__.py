@@ -10,6 +10,7 @@ from lakehouse.reading.errors import (
     MissingCatalogError,
     MissingTableError,
     ReadError,
+    UnknownColumnError,
     UnknownIntervalError,
     UnknownSymbolError,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "MissingCatalogError",
     "MissingTableError",
     "ReadError",
+    "UnknownColumnError",
     "UnknownIntervalError",
     "UnknownSymbolError",
     "rollup_bars",

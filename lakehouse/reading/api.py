@@ -41,6 +41,7 @@ from lakehouse.reading.errors import (
     MissingCatalogError,
     MissingTableError,
     ReadError,
+    UnknownColumnError,
     UnknownSymbolError,
 )
 from lakehouse.reading.rollup import interval_seconds, rollup_bars
@@ -92,10 +93,22 @@ VENDOR_INTERVAL: dict[str, str] = {"1m": "1m", "5m": "5m", "15m": "15m", "30m": 
 
 def symbol_list(symbols: Symbols) -> list[str]:
     """One symbol or many, as a de-duplicated list in the order given."""
-    items = [symbols] if isinstance(symbols, str) else list(symbols)
+    items = [symbols] if isinstance(symbols, str) else list(symbols) if isinstance(symbols, Iterable) else []
     if not items or not all(isinstance(s, str) and s for s in items):
         raise ValueError(f"expected a symbol or a non-empty list of symbols, got {symbols!r}")
     return list(dict.fromkeys(items))
+
+
+def table_def(table: TableDef | str) -> TableDef:
+    """A table's definition from itself or its name (``"trades"``); an unknown name lists the known."""
+    if isinstance(table, str):
+        named = tables_named([table])
+        if len(named) != 1:
+            raise ValueError(f"expected one table name, got {table!r}")
+        return named[0]
+    if not isinstance(table, TableDef):
+        raise TypeError(f"expected a table name or a lakehouse.tables definition, got {table!r}")
+    return table
 
 
 def row_filter(
@@ -211,8 +224,7 @@ class Lakehouse:
         from pyiceberg.catalog.sql import SqlCatalog
         from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
-        if isinstance(table, str):
-            (table,) = tables_named([table])
+        table = table_def(table)
         identifier = table_identifier(self.settings, table)
         known = self._loaded.get(identifier)
         if known is not None and self.metadata_pointer(table) == known.metadata_location:
@@ -303,6 +315,9 @@ class Lakehouse:
         wanted = symbol_list(symbols)
         start_utc, end_utc = time_range(start, end)
         if columns:
+            unknown = [c for c in columns if c not in TRADES.column_names]
+            if unknown:
+                raise UnknownColumnError(unknown, TRADES)
             columns = list(dict.fromkeys(["symbol", "event_time", *columns]))
         trades = self._checked_scan(TRADES, wanted, start_utc, end_utc, columns)
         if columns:
@@ -321,6 +336,8 @@ class Lakehouse:
     def latest_bars(self, symbols: Symbols | None = None, minutes: int = 60, interval: str = "1m") -> pd.DataFrame:
         """Each symbol's last ``minutes`` of bars, ending at its newest bar (no need to know when
         the data stops, which for replayed demo data is not today)."""
+        if isinstance(minutes, bool) or not isinstance(minutes, int | float) or not minutes > 0:
+            raise ValueError(f"minutes must be a number above 0, got {minutes!r}")
         newest = self._newest_per_symbol(BARS_1M, "window_end")
         if symbols is not None:
             wanted = symbol_list(symbols)
@@ -377,14 +394,14 @@ class Lakehouse:
                                                 EqualTo("interval", VENDOR_INTERVAL[interval])))
         return rows.sort_by([("symbol", "ascending"), ("bar_start", "ascending")]).to_pandas()
 
-    def table_ages(self, tables: Sequence[TableDef] = (TRADES, BARS_1M, VENDOR_BARS, LATE_TRADES, QUARANTINE,
-                                                       FEED_EVENTS)) -> pd.DataFrame:
+    def table_ages(self, tables: Sequence[TableDef | str] = (TRADES, BARS_1M, VENDOR_BARS, LATE_TRADES, QUARANTINE,
+                                                             FEED_EVENTS)) -> pd.DataFrame:
         """Per table: its newest event time (``EVENT_TIME_COLUMN``), that time's age now, rows and
         snapshots, and whether it exists. From metadata and file statistics only (no data read).
         Columns: ``table, exists, newest_event_time, age, rows, snapshots``."""
         now = pd.Timestamp(self._clock()).tz_convert("UTC")
         records = []
-        for table in tables:
+        for table in map(table_def, [tables] if isinstance(tables, str | TableDef) else tables):
             try:
                 if table is BARS_1M:
                     newest = max(self.newest_bar_event_times().values(), default=None)
@@ -405,8 +422,9 @@ class Lakehouse:
         frame["age"] = now - frame["newest_event_time"]
         return frame.loc[:, ["table", "exists", "newest_event_time", "age", "rows", "snapshots"]]
 
-    def symbols(self, table: TableDef = BARS_1M) -> list[str]:
+    def symbols(self, table: TableDef | str = BARS_1M) -> list[str]:
         """The symbols ``table`` holds data for, from partition metadata (no data files are read)."""
+        table = table_def(table)
         loaded = self.table(table)
         if loaded.current_snapshot() is None:  # created, never written
             return []

@@ -41,6 +41,19 @@ class UnknownSymbolError(ReadError, KeyError):
         return str(self.args[0])
 
 
+class UnknownColumnError(ReadError, KeyError):
+    def __init__(self, missing: Iterable[str], table: TableDef) -> None:
+        known = table.column_names
+        parts = []
+        for column in missing:
+            close = difflib.get_close_matches(column, known, n=3, cutoff=0.6)
+            parts.append(f"{column!r} (did you mean {', '.join(close)}?)" if close else repr(column))
+        super().__init__(f"no column {', '.join(parts)} in table {table.name}; its columns: {', '.join(known)}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class EmptyRangeError(ReadError):
     """``start`` is not before ``end``."""
 
