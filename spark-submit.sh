@@ -20,6 +20,8 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+case "${1:-}" in -h|--help) usage; exit 0 ;; esac
 
 spark_submit="${SPARK_SUBMIT:-}"
 if [[ -z "$spark_submit" ]]; then
@@ -41,10 +43,11 @@ while [[ $# -gt 0 && "$1" == -* ]]; do
     --master) has_master=true; spark_opts+=("$1" "$2"); shift 2 ;;
     --master=*) has_master=true; spark_opts+=("$1"); shift ;;
     *=*) spark_opts+=("$1"); shift ;;
-    *) spark_opts+=("$1" "$2"); shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) [[ $# -ge 2 ]] || { echo "spark-submit option $1 needs a value" >&2; exit 2; }
+       spark_opts+=("$1" "$2"); shift 2 ;;
   esac
 done
-usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 [[ $# -ge 1 ]] || { usage >&2; exit 2; }
 job="$1"; shift
 job_file="$root/jobs/${job%.py}.py"

@@ -79,3 +79,16 @@ def test_a_number_out_of_range_is_refused_as_a_bad_argument(
         importlib.import_module(f"jobs.{job}").main(argv)
     assert done.value.code == 2
     assert said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h"], ["--master", "local[1]", "--help"]])
+def test_spark_submit_help_prints_its_usage(argv: list[str]) -> None:
+    done = subprocess.run([str(PROJECT_ROOT / "spark-submit.sh"), *argv], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr  # was: "$2: unbound variable", exit 1
+    assert done.stdout.startswith("Run a job of jobs/") and "JOB is a module name in jobs/" in done.stdout
+
+
+def test_spark_submit_names_an_option_left_without_its_value() -> None:
+    done = subprocess.run([str(PROJECT_ROOT / "spark-submit.sh"), "--driver-memory"], capture_output=True,
+                          text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (2, "spark-submit option --driver-memory needs a value\n")
