@@ -28,6 +28,17 @@ def jdbc_uri(settings: Settings) -> str:
     return uri
 
 
+def missing_embedded_catalog(settings: Settings) -> str | None:
+    """What to do when the catalog is an embedded SQLite file that does not exist (pyiceberg and
+    the JDBC driver would silently create an empty one); None when there is nothing to say."""
+    uri = jdbc_uri(settings)
+    prefix = "jdbc:sqlite:"
+    if uri.startswith(prefix) and not Path(uri[len(prefix):]).exists():
+        return (f"no lakehouse catalog at {uri[len(prefix):]}: run `make demo` to create the embedded "
+                "demo lakehouse, or set LAKEHOUSE__CATALOG__URI and LAKEHOUSE__CATALOG__WAREHOUSE")
+    return None
+
+
 def sqlalchemy_uri(settings: Settings) -> str:
     """pyiceberg's SqlCatalog speaks SQLAlchemy; derive its URI from the JDBC one."""
     uri = jdbc_uri(settings)

@@ -16,8 +16,9 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def error_line(error: BaseException) -> str:
-    """``Type: message``, without the type twice (kafka-python's errors start their message with it)."""
-    name, text = type(error).__name__, str(error)
+    """``Type: message`` on one line: the type once (kafka-python's errors start their message with
+    it) and the message's first line (SQLAlchemy's add a line of links)."""
+    name, text = type(error).__name__, (str(error).strip().splitlines() or [""])[0]
     return text if text.startswith(name) else f"{name}: {text}"
 
 

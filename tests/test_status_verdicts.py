@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from lakehouse.ops.status import (
     Finding,
@@ -118,3 +119,27 @@ def test_an_unreachable_parts_error_names_its_type_once():
     assert error_line(KafkaTimeoutError("Unable to bootstrap from 127.0.0.1:19092")) == (
         "KafkaTimeoutError: Unable to bootstrap from 127.0.0.1:19092")
     assert error_line(LookupError("no such table")) == "LookupError: no such table"
+    # SQLAlchemy's errors add a line of links: a finding is one line.
+    assert error_line(RuntimeError("unable to open database file\n(Background on this error at: x)")) == (
+        "RuntimeError: unable to open database file")
+
+
+def test_status_without_a_catalog_says_how_to_make_one_and_creates_none(tmp_path: Path, monkeypatch):
+    """After ``make clean`` status said SQLite's "unable to open database file", with SQLAlchemy's
+    link on a second line."""
+    from lakehouse.ops import status_probe
+    from lakehouse.settings import load_settings
+
+    def no_broker(*_args):
+        raise ConnectionError("no broker in this test")
+
+    monkeypatch.setattr(status_probe, "end_offsets", no_broker)  # this test is about the catalog
+    settings = load_settings(environ={
+        "LAKEHOUSE__LOCAL__STATE_DIR": str(tmp_path), "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{tmp_path}/catalog.db",
+        "LAKEHOUSE__CATALOG__WAREHOUSE": str(tmp_path / "warehouse"),
+    })
+    observation = status_probe.observe(settings)
+    assert observation.unreachable["catalog"] == (
+        f"no lakehouse catalog at {tmp_path}/catalog.db: run `make demo` to create the embedded demo lakehouse, "
+        "or set LAKEHOUSE__CATALOG__URI and LAKEHOUSE__CATALOG__WAREHOUSE")
+    assert observation.tables == () and list(tmp_path.iterdir()) == []

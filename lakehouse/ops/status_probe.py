@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from lakehouse.catalog import live_files, load_catalog, table_identifier
+from lakehouse.catalog import live_files, load_catalog, missing_embedded_catalog, table_identifier
 from lakehouse.logs import error_line
 from lakehouse.ops import job_runs
 from lakehouse.ops.status import JobPosition, Observation, TableState, TopicState
@@ -131,15 +131,19 @@ def observe(settings: Settings, tables: tuple[TableDef, ...] = ALL_TABLES) -> Ob
     """Look at every part; a part that cannot be reached is recorded as such, never raised."""
     unreachable: dict[str, str] = {}
     table_states = []
-    try:
-        catalog = load_catalog(settings)
-        for table in tables:
-            try:
-                table_states.append(table_state(settings, catalog, table))
-            except Exception as error:  # a missing or unreadable table is a finding, not a crash
-                unreachable[f"table {table.name}"] = error_line(error)
-    except Exception as error:
-        unreachable["catalog"] = error_line(error)
+    missing = missing_embedded_catalog(settings)
+    if missing:
+        unreachable["catalog"] = missing
+    else:
+        try:
+            catalog = load_catalog(settings)
+            for table in tables:
+                try:
+                    table_states.append(table_state(settings, catalog, table))
+                except Exception as error:  # a missing or unreadable table is a finding, not a crash
+                    unreachable[f"table {table.name}"] = error_line(error)
+        except Exception as error:
+            unreachable["catalog"] = error_line(error)
     positions = job_positions(settings.path(settings.streaming.checkpoint_dir))
     topic_names = list(dict.fromkeys([*project_topics(settings), *(p.topic for p in positions)]))
     topic_states = []

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -34,7 +33,13 @@ from pyiceberg.expressions import (
     LessThan,
 )
 
-from lakehouse.catalog import jdbc_uri, live_files, load_catalog, table_identifier, warehouse_uri
+from lakehouse.catalog import (
+    live_files,
+    load_catalog,
+    missing_embedded_catalog,
+    table_identifier,
+    warehouse_uri,
+)
 from lakehouse.reading.errors import (
     CatalogUnavailableError,
     EmptyRangeError,
@@ -205,13 +210,9 @@ class Lakehouse:
 
     def _check_embedded_catalog_exists(self) -> None:
         """pyiceberg would silently create an empty SQLite catalog; say what is missing instead."""
-        uri = jdbc_uri(self.settings)
-        prefix = "jdbc:sqlite:"
-        if uri.startswith(prefix) and not Path(uri[len(prefix):]).exists():
-            raise MissingCatalogError(
-                f"no lakehouse catalog at {uri[len(prefix):]}: run `make demo` to create the embedded "
-                "demo lakehouse, or set LAKEHOUSE__CATALOG__URI and LAKEHOUSE__CATALOG__WAREHOUSE"
-            )
+        missing = missing_embedded_catalog(self.settings)
+        if missing:
+            raise MissingCatalogError(missing)
 
     def table(self, table: TableDef | str) -> Table:
         """The current version of ``table`` (a ``lakehouse.tables`` definition or its name, such as
