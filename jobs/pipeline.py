@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 
 from lakehouse import keyed_topic_job, raw_trades_stream
-from lakehouse.bars_stream import start_bars_query
+from lakehouse.bars_stream import catch_up_bars, start_bars_query
 from lakehouse.job_args import job_parser, job_settings
 from lakehouse.keyed_topics import FEED_EVENTS_STREAM, SOURCE_REJECTS_STREAM, VENDOR_BARS_STREAM
 from lakehouse.logs import configure_logging
@@ -45,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         queries = [in_own_pool(spark, pool, start) for pool, start in starts.items()]
         log.info("pipeline running: %s", ", ".join(q.name for q in queries))
-        run_until_stopped(queries, JOB_NAME, stop=stop)
+        # Raw trades stop first; the bars then take in what it stored last, so the two agree.
+        run_until_stopped(queries, JOB_NAME, stop=stop, after_stop=[lambda: catch_up_bars(spark, settings)])
     finally:
         spark.stop()
     return 0

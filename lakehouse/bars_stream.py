@@ -23,6 +23,7 @@ from lakehouse.bars_commit import BarsCommitter, open_bars_files
 from lakehouse.bars_progress import BarsProgress, BarsProgressLog
 from lakehouse.catalog import spark_table_name
 from lakehouse.fold import BackgroundFolder
+from lakehouse.logs import describe_error
 from lakehouse.open_bars import (
     BarKey,
     OpenBar,
@@ -241,14 +242,20 @@ def open_bar_from(row: Row) -> OpenBar:
     )
 
 
+# How long a clean stop of the pipeline waits for the bars to take in the trades stored last.
+CATCH_UP_TIMEOUT_SECONDS = 45.0
+
+
 def start_bars_query(
     spark: SparkSession,
     settings: Settings,
     checkpoint: str | None = None,
     max_rows_per_batch: int | None = None,
+    available_now: bool = False,
 ) -> StreamingQuery:
     """Start the bars stream and return it (the job, the pipeline and tests run it in-process).
-    The tables must exist (``lakehouse.spark.ensure_tables``)."""
+    The tables must exist (``lakehouse.spark.ensure_tables``). ``available_now``: take in the trades
+    stored when it starts, then stop (``catch_up_bars``)."""
     checkpoint = checkpoint or checkpoint_location(settings)
     log.info(
         "reading appends of %s; writing %s (open bars replaced, closed bars appended, folded every %.0f s) "
@@ -276,6 +283,28 @@ def start_bars_query(
         .foreachBatch(BarsBatchWriter(spark, settings, checkpoint))
         .option("checkpointLocation", checkpoint)
     )
-    if settings.streaming.trigger_seconds > 0:
+    if available_now:
+        writer = writer.trigger(availableNow=True)
+    elif settings.streaming.trigger_seconds > 0:
         writer = writer.trigger(processingTime=f"{settings.streaming.trigger_seconds} seconds")
     return writer.start()
+
+
+def catch_up_bars(spark: SparkSession, settings: Settings, timeout_seconds: float = CATCH_UP_TIMEOUT_SECONDS) -> None:
+    """Bars for every trade stored when it is called, then stop: what the pipeline runs once its
+    raw-trades query has stopped, so the bars a clean stop leaves agree with the trades it stored
+    (the bars query, a trigger behind, had not read the raw query's last commits). On the bars
+    query's own checkpoint, after that query has stopped; ``timeout_seconds`` bounds the wait, and
+    what is left then is read by the next start, as after any stop."""
+    started = time.monotonic()
+    try:
+        query = start_bars_query(spark, settings, available_now=True)
+        if not query.awaitTermination(timeout_seconds):
+            log.warning("bars not caught up with the trades after %.0f s: stopped; the next start reads the rest",
+                        timeout_seconds)
+            streaming.stop_between_batches(query)
+            return
+    except Exception as error:  # nothing is lost: the checkpoint says what the next start reads
+        log.warning("catching the bars up failed, the next start reads the rest: %s", describe_error(error))
+        return
+    log.info("bars caught up with the stored trades in %.1f s", time.monotonic() - started)

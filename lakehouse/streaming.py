@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from lakehouse.kafka_security import spark_kafka_options
@@ -107,13 +107,16 @@ def stop_between_batches(query: StreamingQuery, timeout_seconds: float = BATCH_F
 
 
 def run_until_stopped(queries: list[StreamingQuery], process_name: str = "streaming",
-                      poll_seconds: float = 1.0, stop: StopRequest | None = None) -> None:
+                      poll_seconds: float = 1.0, stop: StopRequest | None = None,
+                      after_stop: Sequence[Callable[[], None]] = ()) -> None:
     """Log each query's progress per micro-batch until one fails or a stop is requested (SIGTERM or
     SIGINT: ``lakehouse.shutdown``; a second signal ends the process at once).
 
-    On a stop request every query is stopped between micro-batches, so checkpoints and tables stay
-    consistent. A failed query raises its exception after the others are stopped. The caller stops
-    the SparkSession afterwards, so the JVM can exit.
+    On a stop request every query is stopped between micro-batches, in order, so checkpoints and
+    tables stay consistent; then ``after_stop`` runs, in order (the pipeline catches its bars up
+    with the trades its raw query stored last). A failed query raises its exception after the
+    others are stopped, and ``after_stop`` does not run. The caller stops the SparkSession
+    afterwards, so the JVM can exit.
     """
     stop = stop or StopRequest(process_name).install()
     log.info("%s: running %s; SIGTERM or SIGINT stops it between micro-batches", process_name,
@@ -134,6 +137,9 @@ def run_until_stopped(queries: list[StreamingQuery], process_name: str = "stream
         if query.isActive:
             log.info("stopping %s", query.name)
             stop_between_batches(query)
-    log.info("%s: every query stopped", process_name)
     if failure is not None:
+        log.info("%s: every query stopped", process_name)
         raise RuntimeError(f"streaming query failed: {failure}")
+    for finish in after_stop:
+        finish()
+    log.info("%s: every query stopped", process_name)
