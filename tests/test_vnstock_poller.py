@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections import Counter
@@ -77,13 +78,14 @@ def make_poller(
     kafka_broker: LocalKafkaBroker,
     topics: VnstockTopics,
     state: Path,
+    symbols: tuple[str, ...] = (SYMBOL,),
 ) -> VnstockPoller:
     return VnstockPoller(
         VnstockSource(server.base_url, RequestPacer(100)),
         KafkaSink(SinkConfig(kafka_broker.bootstrap_servers)),
         topics,
         HighWaterMarks(state / "hwm.json"),
-        [SYMBOL],
+        list(symbols),
         page_size=100,
         backoff=Backoff(0.05, 0.2),
         clock_ms=lambda: int(clock.now * 1000),
@@ -156,4 +158,66 @@ def test_source_errors_back_off_and_the_next_poll_catches_up(
     assert poller.marks.trade_mark(SYMBOL).time_ms == -1  # nothing published, nothing marked
     time.sleep(wait)
     assert poller.poll_once().trades == 3 * 60 + 2
+    assert poller.sink.close()
+
+
+# Trades of the session's 51st minute (VCI-style ids: date, minute index, trade of the minute).
+BAD_ROWS = {
+    "202506030500": {"truncTime": None},
+    "202506030501": {"truncTime": 10**13},  # seconds in the year 318857
+    "202506030502": {"matchPrice": "n/a"},
+}
+TRADES_BY_10_00_30 = 3 * 60 + 2
+
+
+def test_bad_rows_are_quarantined_alone_and_the_rest_of_their_page_is_published(
+    server, clock, kafka_broker, topics, tmp_path
+) -> None:
+    """vnstock converts a page as one frame, so one trade without a time used to fail the page,
+    every poll: the symbol stalled and nothing said which row. Now the page is read row by row."""
+    for trade_id, fields in BAD_ROWS.items():
+        server.corrupt_trade(SYMBOL, trade_id, **fields)
+    poller = make_poller(server, clock, kafka_broker, topics, tmp_path, (SYMBOL, "VNM"))
+    first = poller.poll_once()
+    clock.set(datetime(2025, 6, 3, 10, 20, 50, tzinfo=VN_TZ))
+    second = poller.poll_once()  # its pages hold the bad rows again
+    assert poller.sink.close()
+
+    trades = read_topic(kafka_broker.bootstrap_servers, topics.trades)
+    rejects = read_topic(kafka_broker.bootstrap_servers, topics.quarantine)
+    per_symbol = Counter(t["symbol"] for t in trades)
+    assert first.failed_symbols == second.failed_symbols == []
+    assert per_symbol == {SYMBOL: TRADES_BY_10_00_30 + 61 - 3, "VNM": TRADES_BY_10_00_30 + 61}
+    assert not [k for k, n in Counter(t["trade_id"] for t in trades).items() if n > 1]
+    assert sorted(json.loads(r["raw"])["id"] for r in rejects) == sorted(BAD_ROWS)  # each once
+    reasons = {json.loads(r["raw"])["id"]: r["reason"] for r in rejects}
+    assert "event_time_ms" in reasons["202506030501"] and "invalid intraday trade" in reasons["202506030500"]
+    assert first.quarantined == second.quarantined == 3
+
+
+def test_a_symbol_the_source_cannot_answer_is_retried_next_poll_while_the_others_go_on(
+    server, clock, kafka_broker, topics, tmp_path
+) -> None:
+    """One page that is not JSON (an HTML error page, twice: vnstock's read and the row-by-row
+    read) used to end the poll at that symbol, so every later symbol waited out the back-off."""
+    poller = make_poller(server, clock, kafka_broker, topics, tmp_path, (SYMBOL, "VNM", "HPG"))
+    server.garble_next(2)
+    first = poller.poll_once()
+    second = poller.poll_once()
+    assert poller.sink.close()
+    trades = Counter(t["symbol"] for t in read_topic(kafka_broker.bootstrap_servers, topics.trades))
+    assert first.failed_symbols == [SYMBOL] and first.trades == 2 * TRADES_BY_10_00_30
+    assert second.failed_symbols == [] and second.trades == TRADES_BY_10_00_30
+    assert trades == {SYMBOL: TRADES_BY_10_00_30, "VNM": TRADES_BY_10_00_30, "HPG": TRADES_BY_10_00_30}
+    assert not read_topic(kafka_broker.bootstrap_servers, topics.quarantine)
+
+
+def test_when_every_symbol_fails_in_a_row_the_poll_raises_and_the_loop_backs_off(
+    server, clock, kafka_broker, topics, tmp_path
+) -> None:
+    poller = make_poller(server, clock, kafka_broker, topics, tmp_path, (SYMBOL, "VNM", "HPG", "VCB"))
+    server.fail_next(3, 500)
+    with pytest.raises(SourceUnavailableError):
+        poller.poll_once()
+    assert [body.get("symbol") for _, body in server.requests] == [SYMBOL, "VNM", "HPG"]  # not VCB
     assert poller.sink.close()

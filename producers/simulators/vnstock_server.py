@@ -15,7 +15,9 @@ Endpoints and shapes (read from vnstock/explorer/vci/quote.py and core/utils/tra
 
 Data is a deterministic function of (symbol, time), served up to the server's clock ``now`` (a
 callable, so tests move time forward). Three trades per session minute, at :05, :25 and :45.
-Fault switch: :meth:`fail_next` answers the next N requests with an HTTP status (e.g. 429, 500).
+Fault switches: :meth:`fail_next` answers the next N requests with an HTTP status (e.g. 429, 500);
+:meth:`garble_next` answers them with a body that is not JSON (an HTML page, a cut-off answer);
+:meth:`corrupt_trade` overwrites fields of one trade of a symbol in every intraday answer.
 
 CLI: ``python -m producers.simulators.vnstock_server --port 8766``.
 """
@@ -146,6 +148,8 @@ class VnstockSimulator:
         self.clock = clock  # epoch seconds; tests replace it to move the market forward
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self._failures: list[int] = []
+        self._garbled: list[bytes] = []
+        self._corrupt_trades: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
@@ -161,11 +165,27 @@ class VnstockSimulator:
         with self._lock:
             self._failures.extend([status] * count)
 
+    def garble_next(self, count: int, body: bytes = b"<html><body>502 Bad Gateway</body></html>") -> None:
+        """The next ``count`` requests get HTTP 200 with ``body``, which is not JSON."""
+        with self._lock:
+            self._garbled.extend([body] * count)
+
+    def corrupt_trade(self, symbol: str, trade_id: str, **fields: Any) -> None:
+        """From now on, intraday answers for ``symbol`` carry trade ``trade_id`` with ``fields``
+        overwritten (``truncTime=None``, ``matchPrice="abc"``...): a bad row the vendor keeps serving."""
+        with self._lock:
+            self._corrupt_trades[(symbol, trade_id)] = fields
+
+    def garbled_answer(self) -> bytes | None:
+        with self._lock:
+            return self._garbled.pop(0) if self._garbled else None
+
     def answer(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         with self._lock:
             self.requests.append((path, body))
             if self._failures:
                 return self._failures.pop(0), {"message": "simulated failure"}
+            corrupt = dict(self._corrupt_trades)
         now_s = self.clock()
         if path == CHART_PATH:
             symbol = str(body["symbols"][0])
@@ -192,7 +212,10 @@ class VnstockSimulator:
             until = int(now_s)
             if body.get("truncTime") not in (None, ""):
                 until = min(until, int(float(body["truncTime"])))
-            trades = trades_of_day(symbol, latest_trading_day(now_s), until)
+            trades = [
+                {**trade, **corrupt.get((symbol, trade["id"]), {})}
+                for trade in trades_of_day(symbol, latest_trading_day(now_s), until)
+            ]
             limit = max(1, int(body.get("limit") or 100))
             return 200, list(reversed(trades))[:limit]
         return 404, {"message": f"no such endpoint {path}"}
@@ -203,12 +226,14 @@ class VnstockSimulator:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
+                request = self.rfile.read(length)
+                garbled = simulator.garbled_answer()
                 try:
-                    body = json.loads(self.rfile.read(length) or b"{}")
+                    body = json.loads(request or b"{}")
                     status, payload = simulator.answer(self.path.split("?")[0], body)
                 except (ValueError, KeyError, TypeError, IndexError) as exc:
                     status, payload = 400, {"message": f"bad request: {exc}"}
-                data = json.dumps(payload).encode()
+                data = json.dumps(payload).encode() if garbled is None else garbled
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))

@@ -35,7 +35,8 @@ class Converted:
 
 
 def _raw(row: dict[str, Any]) -> str:
-    return json.dumps(row, default=str)
+    """What the quarantine keeps: the vendor's own record when the source kept it (``raw``)."""
+    return json.dumps(row.get("raw", row), default=str)
 
 
 def _reason(exc: Exception) -> str:

@@ -40,6 +40,12 @@ class PollResult:
     trades: int = 0
     bars: dict[str, int] = field(default_factory=dict)
     quarantined: int = 0
+    failed_symbols: list[str] = field(default_factory=list)  # retried next poll, from their marks
+
+
+# Failed symbols in a row that mean the source is down (the poll ends and the loop backs off).
+SOURCE_DOWN_AFTER = 3
+QUARANTINED_ROWS_REMEMBERED = 10_000
 
 
 class VnstockPoller:
@@ -66,6 +72,7 @@ class VnstockPoller:
         self.counters = FeedCounters()
         self.progress = ProgressLog("vnstock", sink.stats, self.counters, progress_interval_seconds)
         self.stop_event = threading.Event()
+        self._quarantined_rows: dict[str, None] = {}  # insertion-ordered: the oldest is forgotten first
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -98,10 +105,16 @@ class VnstockPoller:
         return list(collected.values())
 
     def _quarantine(self, records: list[QuarantinedInput]) -> None:
+        """Each bad row once per process: the vendor serves it again whenever its page is read."""
         for record in records:
+            if record.raw in self._quarantined_rows:
+                continue
+            self._quarantined_rows[record.raw] = None
+            while len(self._quarantined_rows) > QUARANTINED_ROWS_REMEMBERED:
+                del self._quarantined_rows[next(iter(self._quarantined_rows))]
             self.sink.publish(self.topics.quarantine, record, self.stop_event.is_set)
             log.warning("quarantined a vnstock row: %s", record.reason)
-        self.counters.quarantined += len(records)
+            self.counters.quarantined += 1
 
     def poll_symbol(self, symbol: str, result: PollResult, include_trades: bool = True) -> None:
         now = self.clock_ms()
@@ -143,24 +156,37 @@ class VnstockPoller:
         result.bars[interval.value] = result.bars.get(interval.value, 0) + len(bars)
 
     def poll_once(self, include_trades: bool = True) -> PollResult:
-        """Poll every symbol once; marks advance only for what Kafka acknowledged."""
+        """Poll every symbol once; marks advance only for what Kafka acknowledged.
+
+        A symbol whose call fails is skipped this time (it is polled again next time, from its
+        mark) and the others go on. The poll raises, so the loop backs off, when the source refused
+        us, or when ``SOURCE_DOWN_AFTER`` symbols in a row failed: the source is down, not a symbol.
+        """
         result = PollResult()
         self._pending_trade_marks: dict = {}
         self._pending_bar_marks: dict[str, int] = {}
         failure: SourceUnavailableError | None = None
+        in_a_row = 0
         for symbol in self.symbols:
             if self.stop_event.is_set():
                 break
             try:
                 self.poll_symbol(symbol, result, include_trades)
+                in_a_row = 0
             except SourceUnavailableError as exc:
-                failure = exc
                 log.warning("vnstock %s: %s", symbol, exc)
-                break
+                result.failed_symbols.append(symbol)
+                in_a_row += 1
+                if exc.refused or in_a_row >= min(SOURCE_DOWN_AFTER, len(self.symbols)):
+                    failure = exc
+                    break
         self._commit_marks()
         result.quarantined = self.counters.quarantined
         if failure is not None:
             raise failure
+        if result.failed_symbols:
+            log.error("vnstock poll: %d of %d symbols failed and are retried next poll: %s",
+                      len(result.failed_symbols), len(self.symbols), ", ".join(result.failed_symbols))
         return result
 
     def _commit_marks(self) -> None:

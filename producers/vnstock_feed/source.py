@@ -10,6 +10,11 @@ one client at ``settings.vnstock.base_url`` without patching the library.
 
 vnstock's client-side quota for an anonymous (guest) user is 20 requests/minute per process;
 exceeding it makes vnai call ``sys.exit``. :class:`RequestPacer` keeps us under it.
+
+One bad row must not cost a page: vnstock converts an intraday page as one frame, so a single
+trade without a time (or a time in the year 318857) fails the whole page. Such a page is fetched
+again through vnstock's own request client and read row by row (:func:`intraday_rows`); the bad
+row then reaches the poller as it came, and the poller quarantines it.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ for _switch, _value in (
     os.environ.setdefault(_switch, _value)
 
 from vnstock.core.exceptions import DataSourceBlockedError, VnstockError  # noqa: E402
+from vnstock.core.utils.client import send_request  # noqa: E402
+from vnstock.explorer.vci.const import _INTRADAY_URL  # noqa: E402
 from vnstock.explorer.vci.quote import Quote  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -66,9 +73,12 @@ GUEST_REQUESTS_PER_MINUTE = 20
 class SourceUnavailableError(RuntimeError):
     """The source failed or refused; retry after ``retry_after_seconds`` (None = use own backoff)."""
 
-    def __init__(self, message: str, retry_after_seconds: float | None = None) -> None:
+    def __init__(self, message: str, retry_after_seconds: float | None = None, refused: bool = False) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
+        # The source refused us (rate limit, quota) or we are stopping: the other symbols' calls
+        # would fail the same way, so the poll ends here. Otherwise only this call failed.
+        self.refused = refused or retry_after_seconds is not None
 
 
 class RequestPacer:
@@ -106,6 +116,38 @@ def _epoch_ms(times: pd.Series) -> list[int]:
     return [int(v) for v in stamps.dt.tz_convert("UTC").astype("int64") // 1_000_000]
 
 
+# VCI's intraday fields -> the poller's row keys; VCI prices are VND, vnstock's thousands of VND.
+VCI_MATCH_TYPES = {"b": "Buy", "s": "Sell"}
+VCI_PRICE_SCALE = 1000.0
+
+
+def intraday_rows(answer: object) -> list[dict[str, Any]]:
+    """VCI's raw intraday answer -> the rows ``intraday`` returns, one at a time and never raising:
+    a field that cannot be read stays as it came (under ``raw``), so the poller quarantines that
+    row alone. The same units and labels as vnstock's conversion."""
+    if isinstance(answer, dict):
+        answer = answer.get("data", [])
+    if not isinstance(answer, list):
+        raise ValueError(f"an intraday answer is a list of trades, not {type(answer).__name__}")
+    return [_intraday_row(item) for item in answer]
+
+
+def _intraday_row(item: object) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        return {"raw": item}
+    row: dict[str, Any] = {"raw": item, "id": item.get("id"), "volume": item.get("matchVol")}
+    row["match_type"] = VCI_MATCH_TYPES.get(str(item.get("matchType")), item.get("matchType") or "unknown")
+    try:
+        row["price"] = float(item["matchPrice"]) / VCI_PRICE_SCALE
+    except (KeyError, TypeError, ValueError):
+        row["price"] = item.get("matchPrice")
+    try:
+        row["time_ms"] = int(item["truncTime"]) * 1000
+    except (KeyError, TypeError, ValueError, OverflowError):
+        row["time_ms"] = item.get("truncTime")
+    return row
+
+
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     if frame is None or frame.empty:
         return []
@@ -129,14 +171,14 @@ class VnstockSource:
             self._quotes[symbol] = quote
         return self._quotes[symbol]
 
-    def _call(self, what: str, call: Callable[[], pd.DataFrame]) -> pd.DataFrame | None:
+    def _call(self, what: str, call: Callable[[], Any]) -> Any:
         if not self.pacer.acquire():
-            raise SourceUnavailableError("stopping")
+            raise SourceUnavailableError("stopping", refused=True)
         try:
             return call()
         except DataSourceBlockedError as exc:
             wait = getattr(exc, "remaining", None) or getattr(exc, "cooldown", None) or exc.retry_after
-            raise SourceUnavailableError(f"{what}: source refused ({type(exc).__name__})", wait) from exc
+            raise SourceUnavailableError(f"{what}: source refused ({type(exc).__name__})", wait, refused=True) from exc
         except SystemExit as exc:  # vnai's client-side quota exits the process; we refuse to
             raise SourceUnavailableError(f"{what}: vnstock quota exhausted", 60.0) from exc
         except ValueError as exc:
@@ -148,11 +190,31 @@ class VnstockSource:
 
     def intraday(self, symbol: str, page_size: int, before_s: int | None = None) -> list[dict[str, Any]]:
         """The newest ``page_size`` matched trades of the latest session (at or before ``before_s``)."""
-        frame = self._call(
-            f"intraday {symbol}",
-            lambda: self._quote(symbol).intraday(page_size=page_size, last_time=before_s, show_log=False),
-        )
+        what = f"intraday {symbol}"
+        try:
+            frame = self._call(
+                what,
+                lambda: self._quote(symbol).intraday(page_size=page_size, last_time=before_s, show_log=False),
+            )
+        except SourceUnavailableError as exc:
+            if not isinstance(exc.__cause__, (ValueError, TypeError, OverflowError)):
+                raise
+            log.warning("%s: vnstock could not read the page (%s); reading it row by row", what, exc)
+            return self._intraday_row_by_row(symbol, page_size, before_s)
         return _records(frame) if frame is not None else []
+
+    def _intraday_row_by_row(self, symbol: str, page_size: int, before_s: int | None) -> list[dict[str, Any]]:
+        quote = self._quote(symbol)
+        payload = {"symbol": symbol, "limit": page_size, "truncTime": before_s}
+        answer = self._call(
+            f"intraday {symbol} (row by row)",
+            lambda: send_request(url=f"{quote.base_url}{_INTRADAY_URL}/LEData/getAll", headers=quote.headers,
+                                 method="POST", payload=payload, show_log=False),
+        )
+        try:
+            return intraday_rows(answer)
+        except ValueError as exc:
+            raise SourceUnavailableError(f"intraday {symbol}: {exc}") from exc
 
     def bars(self, symbol: str, interval: BarInterval, start: date, end: date) -> list[dict[str, Any]]:
         """OHLCV bars from ``start`` to ``end`` (Vietnam dates, inclusive)."""
