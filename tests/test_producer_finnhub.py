@@ -124,6 +124,8 @@ def test_a_stalled_feed_is_detected_and_reconnected(kafka_broker, simulator, top
     simulator.stall_after_frames, simulator.stall_seconds = 5, 4.0
     feed, _ = run_feed_until_replayed(simulator, kafka_broker.bootstrap_servers, topics)
     assert simulator.stalls == 1 and feed.counters.reconnects >= 1 and simulator.connections >= 2
+    gaps = read_topic(kafka_broker.bootstrap_servers, topics.feed_events)
+    assert gaps and gaps[0]["reason"] == "stalled: no frame for 2s"  # was "connection closed by server"
     assert_every_trade_once_in_order(simulator, read_topic(kafka_broker.bootstrap_servers, topics.trades))
 
 

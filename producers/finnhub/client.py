@@ -134,10 +134,9 @@ class FinnhubFeed:
                         if gap_start_ms is not None:
                             self._publish_gap(gap_start_ms, self.clock_ms(), last_reason)
                             gap_start_ms = None
-                        got_frames = await self._read(socket)
+                        got_frames, reason = await self._read(socket)
                         if got_frames:
                             attempt = 0
-                        reason = "connection closed by server" if not self._stop.is_set() else ""
                 except (ConnectionClosed, InvalidHandshake, OSError, TimeoutError) as exc:
                     reason = self._redact(f"{type(exc).__name__}: {exc}")[:300]
                 except SinkClosedError as exc:  # stop requested while Kafka's buffer was full
@@ -164,8 +163,9 @@ class FinnhubFeed:
 
     _last_frame_ms: int | None = None
 
-    async def _read(self, socket: ClientConnection) -> bool:
-        """Read frames until the socket closes, stalls, or stop is requested; True if any frame came."""
+    async def _read(self, socket: ClientConnection) -> tuple[bool, str]:
+        """Read frames until the socket closes, stalls, or stop is requested: whether any frame
+        came, and why the reading ended ("" for a stop; a close by the server raises)."""
         got_frames = False
         stop_waiter = asyncio.create_task(self._stop.wait())
         try:
@@ -178,17 +178,16 @@ class FinnhubFeed:
                 )
                 if receive not in done:
                     receive.cancel()
-                    if not self._stop.is_set():
-                        log.warning(
-                            "no frame for %.0fs: treating the connection as stalled",
-                            self.stall_timeout_seconds,
-                        )
                     await socket.close()
-                    return got_frames
+                    if self._stop.is_set():
+                        return got_frames, ""
+                    stalled = f"stalled: no frame for {self.stall_timeout_seconds:.0f}s"
+                    log.warning("%s; closing the connection", stalled)
+                    return got_frames, stalled
                 raw = receive.result()
                 got_frames = True
                 self._handle(raw)
-            return got_frames
+            return got_frames, ""
         finally:
             stop_waiter.cancel()
 
