@@ -17,11 +17,12 @@ goes to the server's log only.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -108,6 +109,15 @@ class MarketView:
     symbol: str | None
 
 
+def known_symbols(wanted: str, known: Iterable[str], listed: int = 20) -> str:
+    """What an unknown symbol's message offers: the close matches, then the table's symbols (the
+    first ``listed`` of them: a lakehouse of thousands would not fit a message)."""
+    symbols = sorted(known)
+    close = difflib.get_close_matches(wanted.upper(), symbols, n=3)
+    listing = ", ".join(symbols[:listed]) + (f" and {len(symbols) - listed} more" if len(symbols) > listed else "")
+    return (f"did you mean {' or '.join(close)}? " if close else "") + f"bars_1m has {listing}"
+
+
 class Dashboard:
     """The reads behind the page, cached by metadata pointer; ``build_app`` wires them to Dash."""
 
@@ -135,6 +145,10 @@ class Dashboard:
                local_time: bool) -> MarketView:
         """Everything the market tab shows; never raises (a failed read is a message)."""
         blank = views.empty_figure("")
+        for name, chosen, choices in (("range", range_label, views.RANGES), ("interval", interval, views.INTERVALS)):
+            if chosen not in choices:  # the dropdowns offer only these; a hand-made request may not
+                message = views.message_box(f"Unknown {name} {chosen!r}: one of {', '.join(choices)}.", "warning")
+                return MarketView(blank, None, None, message, [], symbol)
         try:
             bars_pointer = pointers.get(BARS_1M.name, MISSING)
             if bars_pointer == MISSING:
@@ -150,10 +164,12 @@ class Dashboard:
                     "`./spark-submit.sh pipeline` with the producers); bars appear here within seconds of their "
                     "commit.", "info")
                 return MarketView(views.empty_figure("no bars yet"), None, None, message, [], None)
+            if symbol is not None and symbol not in zones and symbol.strip().upper() in zones:
+                symbol = symbol.strip().upper()  # typed in lower case: the symbol meant
             if symbol is None or symbol not in zones:
                 if symbol is not None:
-                    known = ", ".join(sorted(zones))
-                    message = views.message_box(f"Unknown symbol {symbol!r}: bars_1m has {known}.", "warning")
+                    message = views.message_box(f"Unknown symbol {symbol!r}: {known_symbols(symbol, zones)}.",
+                                                "warning")
                     return MarketView(views.empty_figure(f"no bars for {symbol}"), None,
                                       views.latest_bars_table(latest, zones, local_time), message, options, None)
                 symbol = str(latest["symbol"].iloc[0])

@@ -217,7 +217,26 @@ def test_an_empty_bars_table_says_no_bars_yet(tmp_path: Path) -> None:
 def test_an_unknown_symbol_lists_the_known_ones(board: Dashboard) -> None:
     view = board.market(read_pointers(board.lake), "APPL", "1m", "1 day", local_time=False)
     assert "Unknown symbol 'APPL'" in texts(view.message)
+    assert "did you mean AAPL?" in texts(view.message)
     assert "AAPL, MSFT, VCB" in texts(view.message)
+
+
+def test_a_symbol_typed_in_lower_case_is_the_symbol_meant(board: Dashboard) -> None:
+    view = board.market(read_pointers(board.lake), " msft", "1m", "1 day", local_time=False)
+    assert view.symbol == "MSFT" and view.message is None
+
+
+@pytest.mark.parametrize(("interval", "range_label", "said"), [
+    ("1m", None, "Unknown range None: one of 1 hour, 4 hours, 1 day"),
+    ("1m", "1 year", "Unknown range '1 year'"),
+    ("2m", "1 day", "Unknown interval '2m': one of 1m, 5m, 15m, 1h, 1d"),
+])
+def test_a_range_or_interval_the_page_does_not_offer_is_a_message(
+    board: Dashboard, interval: str, range_label: str | None, said: str
+) -> None:
+    """Only a hand-made request to the page's callback can carry one: it got 'Unexpected error (KeyError)'."""
+    view = board.market(read_pointers(board.lake), "AAPL", interval, range_label, local_time=False)
+    assert said in texts(view.message)
 
 
 def test_a_catalog_that_does_not_answer_is_a_message_not_a_traceback(tmp_path: Path) -> None:
