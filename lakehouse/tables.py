@@ -368,3 +368,16 @@ def tables_named(names: Sequence[str]) -> list[TableDef]:
     if unknown:
         raise ValueError(f"unknown tables {unknown}; known: {sorted(by_name)}")
     return [by_name[name] for name in wanted]
+
+
+# Per table, the column whose newest value is the table's event time: age is now minus it, the
+# same definition everywhere (the reader's ``table_ages``, ``lakehouse status``, the dashboard);
+# for bars, the newest trade folded into a bar, never the start of an open window.
+EVENT_TIME_COLUMN: dict[str, str] = {
+    TRADES.name: "event_time",
+    BARS_1M.name: "last_event_time",
+    VENDOR_BARS.name: "bar_start",
+    LATE_TRADES.name: "event_time",
+    QUARANTINE.name: "quarantined_time",
+    FEED_EVENTS.name: "start_time",
+}

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from pyiceberg.schema import Schema
+from pyiceberg.types import NestedField, TimestamptzType
+
 from lakehouse.ops.status import (
     Finding,
     JobPosition,
@@ -19,7 +22,7 @@ from lakehouse.ops.status import (
 )
 from lakehouse.ops.status_probe import event_column, kafka_offsets_of
 from lakehouse.settings import StatusSettings
-from lakehouse.tables import BARS_1M, FEED_EVENTS, QUARANTINE, TRADES, VENDOR_BARS
+from lakehouse.tables import BARS_1M, FEED_EVENTS, QUARANTINE, TRADES, VENDOR_BARS, TableDef
 
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 THRESHOLDS = StatusSettings(fresh_tables=["trades"], max_event_age_seconds=900, max_kafka_lag_messages=100,
@@ -96,9 +99,12 @@ def test_a_topic_no_checkpoint_reads_is_shown_with_its_end_offsets():
     assert findings[0].verdict is Verdict.INFO and "4 messages in 2 partitions" in findings[0].detail
 
 
-def test_event_column_is_the_time_partition_column_else_the_first_timestamp():
+def test_event_column_is_the_readers_age_column_else_the_time_partition_column_else_the_first_timestamp():
     assert [event_column(t) for t in (TRADES, BARS_1M, QUARANTINE, VENDOR_BARS, FEED_EVENTS)] == [
-        "event_time", "window_start", "quarantined_time", "bar_start", "start_time"]
+        "event_time", "last_event_time", "quarantined_time", "bar_start", "start_time"]  # bars: as table_ages
+    untracked = TableDef(name="x", schema=Schema(NestedField(1, "at", TimestamptzType(), required=False)),
+                         partition_by=("hours(at)",), key=(), doc="")
+    assert event_column(untracked) == "at"
 
 
 def test_checkpoint_offsets_file_yields_kafka_positions_and_skips_other_sources():

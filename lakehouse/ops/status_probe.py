@@ -27,13 +27,17 @@ from lakehouse.logs import error_line
 from lakehouse.ops import job_runs
 from lakehouse.ops.status import JobPosition, Observation, TableState, TopicState
 from lakehouse.settings import Settings
-from lakehouse.tables import ALL_TABLES, TableDef
+from lakehouse.tables import ALL_TABLES, EVENT_TIME_COLUMN, TableDef
 
 BATCH_JOBS = ("maintenance", "bigquery_sync")
 _TIME_PARTITION = re.compile(r"^(?:years|months|days|hours|hour|day|month|year)\((\w+)\)$")
 
 
 def event_column(table: TableDef) -> str:
+    """The column whose newest value is the table's event time: ``EVENT_TIME_COLUMN`` (the reader's
+    definition of age), else the time partition's column, else the first timestamp column."""
+    if table.name in EVENT_TIME_COLUMN:
+        return EVENT_TIME_COLUMN[table.name]
     for transform in table.partition_by:
         if match := _TIME_PARTITION.match(transform.replace(" ", "")):
             return match.group(1)

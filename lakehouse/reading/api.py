@@ -53,6 +53,7 @@ from lakehouse.reading.rollup import interval_seconds, rollup_bars
 from lakehouse.settings import Settings, load_settings
 from lakehouse.tables import (
     BARS_1M,
+    EVENT_TIME_COLUMN,
     FEED_EVENTS,
     LATE_TRADES,
     QUARANTINE,
@@ -81,16 +82,6 @@ TIME_COLUMN: dict[str, str] = {
     VENDOR_BARS.name: "bar_start",
 }
 
-# Per table, the column whose newest value is the table's event time, for ``table_ages``: the
-# same definition of age everywhere (bars: the newest trade folded into a bar).
-EVENT_TIME_COLUMN: dict[str, str] = {
-    TRADES.name: "event_time",
-    BARS_1M.name: "last_event_time",
-    VENDOR_BARS.name: "bar_start",
-    LATE_TRADES.name: "event_time",
-    QUARANTINE.name: "quarantined_time",
-    FEED_EVENTS.name: "start_time",
-}
 
 # Our interval names -> the vendor's (vnstock) for the same bar length.
 VENDOR_INTERVAL: dict[str, str] = {"1m": "1m", "5m": "5m", "15m": "15m", "30m": "30m", "1h": "1H", "1d": "1D"}
