@@ -68,5 +68,5 @@ def run_maintenance(
     if failed:
         log.error("maintenance: %d steps still failed after their retries: %s", len(failed), "; ".join(failed))
         return 1
-    log.info("maintenance done: %s", counters.summary())
+    log.info("maintenance run done: %s", counters.summary())
     return 0
