@@ -257,13 +257,14 @@ class LocalKafkaBroker:
         if not wait_until(answers, timeout_seconds, interval_seconds=0.5):
             raise BrokerError(f"Kafka broker at {self.bootstrap_servers} does not answer metadata requests")
 
-    def stop(self, timeout_seconds: float = 30) -> None:
-        """Stop the broker by its PID (clean shutdown first); a no-op when it is down."""
+    def stop(self, timeout_seconds: float = 30) -> bool:
+        """Stop the broker by its PID (clean shutdown first); a no-op when it is down. Whether one ran."""
         pid = read_pid(self.pid_file)
         if pid is not None:
             stop_pid(pid, timeout_seconds)
             log.info("Kafka broker (pid %s) stopped", pid)
         self.pid_file.unlink(missing_ok=True)
+        return pid is not None
 
 
 def ensure_topics(
@@ -323,8 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"Kafka broker running at {broker.bootstrap_servers}; topics created: {created or 'none (all exist)'}")
     elif args.command == "stop":
-        broker.stop()
-        print("Kafka broker stopped")
+        print("Kafka broker stopped" if broker.stop() else "no Kafka broker was running")
     else:
         running = broker.is_running()
         print(f"Kafka broker {'running at ' + broker.bootstrap_servers if running else 'not running'}")
