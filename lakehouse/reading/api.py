@@ -272,11 +272,12 @@ class Lakehouse:
     # -- market data ----------------------------------------------------------------------------
 
     def bars_arrow(self, symbols: Symbols, start: TimeLike, end: TimeLike, interval: str = "1m") -> pa.Table:
-        """Bars whose ``window_start`` is in ``[start, end)``, sorted by symbol then time.
+        """The bars of ``interval`` that hold any time in ``[start, end)``, sorted by symbol then
+        time: ``start`` is rounded down to the interval, so a start mid-bar returns that whole bar
+        (10:30:30 returns the 10:30 minute), and a bar starts before ``end``.
 
         ``interval`` other than ``1m`` rolls the 1-minute bars up (see ``lakehouse.reading.rollup``);
-        ``start`` is then rounded down to the interval so the first bar is whole, and the last bar
-        holds only the minutes before ``end``.
+        the last bar then holds only the minutes before ``end``.
         """
         seconds = interval_seconds(interval)
         wanted = symbol_list(symbols)
