@@ -34,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per poll would bury what matters
+    # The page says when Kafka does not answer; kafka-python would log each refused connection, per poll.
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
     lake = Lakehouse(load_settings(args.config))
     log.info("dashboard over %r on http://%s:%d/ (checks for commits every %.1f s)", lake, HOST, args.port,
              args.poll_seconds)
