@@ -5,8 +5,9 @@ master and two workers, a gs:// warehouse on the GCS emulator), then, as separat
 the topology's settings: the Finnhub-protocol replay server and the Finnhub producer, the
 vnstock-protocol server and a vnstock backfill, and the streaming pipeline
 (``./spark-submit.sh [--master ...] pipeline``). Waits until 1-minute bars are readable, lets them
-grow, prints the latest bars per symbol through pyiceberg, and stops every process it started and
-the topology, also when interrupted (SIGINT/SIGTERM: ``lakehouse.shutdown``).
+grow, stops every process it started (the pipeline's clean stop catches its bars up with the trades
+it stored), prints the latest bars per symbol through pyiceberg, and stops the topology; it stops
+everything also when interrupted (SIGINT/SIGTERM: ``lakehouse.shutdown``).
 
 This module only launches processes; it imports neither producers nor jobs.
 """
@@ -61,6 +62,7 @@ class Processes:
                 raise RuntimeError(f"{name} exited with {process.returncode}:\n{log_tail(log_file)}")
 
     def stop_all(self) -> None:
+        """Stop what is still running (a second call stops nothing)."""
         for name, process in reversed(self.started):
             if process.poll() is None:
                 # A Spark driver stops its queries between micro-batches on SIGTERM; signal it alone
@@ -165,7 +167,11 @@ def stream_and_show(topology: Topology, seconds: float, rate: float, stop: StopR
                      count_rows(settings, VENDOR_BARS))
             if first_bars_at is None and time.monotonic() - started > 600:
                 raise RuntimeError(f"no bars after 10 minutes; see logs in {processes.log_dir}")
-        print(f"\nLatest 1-minute bars per symbol (UTC), read back through pyiceberg at {datetime.now(UTC):%H:%M:%S}:")
+        # Stopped first: the pipeline's clean stop brings the bars up to its last stored trades, so
+        # what is printed is what stays, and the bars agree with the trades.
+        processes.stop_all()
+        print(f"\nLatest 1-minute bars per symbol (UTC), read back through pyiceberg after the stop, "
+              f"at {datetime.now(UTC):%H:%M:%S}:")
         print(latest_bars(settings))
         print(f"\ntrades: {count_rows(settings, TRADES)}, bars: {count_rows(settings, BARS_1M)}, "
               f"vendor bars: {count_rows(settings, VENDOR_BARS)}, quarantined: {count_rows(settings, QUARANTINE)}")
