@@ -30,3 +30,15 @@ def describe_error(error: BaseException) -> str:
             text = line.strip()
             break
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def root_cause(error: BaseException) -> str:
+    """The deepest ``Caused by:`` of a Java trace carried in ``error`` (a full disk, a read-only
+    warehouse, a refused connection), else ``describe_error``: what a failed query's 600-line trace
+    comes down to, for the last line an operator reads."""
+    causes = [line.strip().removeprefix("Caused by:").strip()
+              for line in str(error).splitlines() if line.strip().startswith("Caused by:")]
+    if not causes:
+        return describe_error(error)
+    cause = causes[-1]
+    return cause if len(cause) <= 300 else cause[:297] + "..."

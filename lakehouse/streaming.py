@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from lakehouse.kafka_security import spark_kafka_options
+from lakehouse.logs import root_cause
 from lakehouse.settings import Settings
 from lakehouse.shutdown import StopRequest
 
@@ -138,8 +139,9 @@ def run_until_stopped(queries: list[StreamingQuery], process_name: str = "stream
             log.info("stopping %s", query.name)
             stop_between_batches(query)
     if failure is not None:
+        log.error("%s: a query failed: %s", process_name, failure)
         log.info("%s: every query stopped", process_name)
-        raise RuntimeError(f"streaming query failed: {failure}")
+        raise RuntimeError(f"streaming query failed: {root_cause(failure)} (the whole trace is logged above)")
     for finish in after_stop:
         finish()
     log.info("%s: every query stopped", process_name)

@@ -149,3 +149,22 @@ def test_status_without_a_catalog_says_how_to_make_one_and_creates_none(tmp_path
         f"no lakehouse catalog at {tmp_path}/catalog.db: run `make demo` to create the embedded demo lakehouse, "
         "or set LAKEHOUSE__CATALOG__URI and LAKEHOUSE__CATALOG__WAREHOUSE")
     assert observation.tables == () and list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_querys_last_line_is_the_deepest_cause_of_its_java_trace():
+    """A warehouse on a full disk failed the raw job with a 600-line trace whose cause was in the
+    middle (measured on a 2 MiB tmpfs); the RuntimeError's message now ends with it."""
+    from lakehouse.logs import root_cause
+
+    trace = "\n".join([
+        "An exception was raised by the Python Proxy. Return Message: Traceback (most recent call last):",
+        ": org.apache.spark.SparkException: Job aborted due to stage failure: Task 0 in stage 2.0 failed 1 times,"
+        " most recent failure: Lost task 0.0: org.apache.hadoop.fs.FSError: java.io.IOException: No space left",
+        "\tat org.apache.iceberg.io.DataWriter.close(DataWriter.java:82)",
+        "Caused by: org.apache.hadoop.fs.FSError: java.io.IOException: No space left on device",
+        "\tat org.apache.hadoop.fs.RawLocalFileSystem$LocalFSFileOutputStream.write(RawLocalFileSystem.java:261)",
+        "Caused by: java.io.IOException: No space left on device",
+        "\t... 42 more",
+    ])
+    assert root_cause(RuntimeError(trace)) == "java.io.IOException: No space left on device"
+    assert root_cause(ValueError("no trace here")) == "no trace here"
