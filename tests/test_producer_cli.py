@@ -75,3 +75,35 @@ def test_a_single_vnstock_poll_against_an_unavailable_source_ends_in_one_line_an
     assert errors == ours and len(ours) == 1, done.stderr[-3000:]
     assert "vnstock source http://127.0.0.1:" in ours[0] and "unavailable" in ours[0], done.stderr[-3000:]
     assert done.stderr.strip().splitlines()[-1] == ours[0]
+
+
+def test_a_single_vnstock_poll_publishes_the_symbols_that_answer_and_exits_1_naming_the_one_that_did_not(
+        kafka_broker, tmp_path) -> None:
+    from lakehouse.local.kafka_broker import ensure_topics
+    from producers.simulators.kafka_reader import read_topic
+    from producers.simulators.vnstock_server import VnstockSimulator
+
+    topic = f"cli.vendor_bars.{free_port()}"
+    ensure_topics(kafka_broker.bootstrap_servers, [topic, f"{topic}.trades", f"{topic}.quarantine"], 1)
+    server = VnstockSimulator().start_in_thread()
+    server.fail_symbol("VCB", 500)
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("LAKEHOUSE")}
+    environ.update({
+        "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": kafka_broker.bootstrap_servers,
+        "LAKEHOUSE__KAFKA__VENDOR_BARS_TOPIC": topic,
+        "LAKEHOUSE__KAFKA__TRADES_TOPIC": f"{topic}.trades",
+        "LAKEHOUSE__KAFKA__QUARANTINE_TOPIC": f"{topic}.quarantine",
+        "LAKEHOUSE__LOCAL__STATE_DIR": str(tmp_path),
+        "LAKEHOUSE__VNSTOCK__BASE_URL": server.base_url,
+    })
+    try:
+        done = subprocess.run([sys.executable, "-m", "producers.vnstock_feed", "--once", "--symbols", "VCB,FPT",
+                               "--intervals", "1D"], cwd=PROJECT_ROOT, env=environ, capture_output=True, text=True,
+                              timeout=120, check=False)
+    finally:
+        server.stop()
+
+    assert done.returncode == 1, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "1 of 2 symbols failed" in errors[0] and "VCB" in errors[0], done.stderr[-3000:]
+    assert {bar["symbol"] for bar in read_topic(kafka_broker.bootstrap_servers, topic)} == {"FPT"}

@@ -18,7 +18,7 @@ from producers.backoff import Backoff
 from producers.kafka_sink import KafkaSink, SinkConfig
 from producers.simulators.kafka_reader import read_topic
 from producers.simulators.vnstock_server import VnstockSimulator
-from producers.vnstock_feed.poller import VnstockPoller, VnstockTopics
+from producers.vnstock_feed.poller import BACKFILL_ATTEMPTS, VnstockPoller, VnstockTopics
 from producers.vnstock_feed.source import RequestPacer, SourceUnavailableError, VnstockSource
 from producers.vnstock_feed.trading_hours import VN_TZ
 from producers.vnstock_feed.watermark import HighWaterMarks
@@ -220,4 +220,31 @@ def test_when_every_symbol_fails_in_a_row_the_poll_raises_and_the_loop_backs_off
     with pytest.raises(SourceUnavailableError):
         poller.poll_once()
     assert [body.get("symbol") for _, body in server.requests] == [SYMBOL, "VNM", "HPG"]  # not VCB
+    assert poller.sink.close()
+
+
+def test_a_backfill_gives_up_a_symbol_that_keeps_failing_and_loads_the_others(
+    server, clock, kafka_broker, topics, tmp_path
+) -> None:
+    """It retried one failing symbol forever, so the symbols after it were never loaded."""
+    server.fail_symbol(SYMBOL, 500)
+    poller = make_poller(server, clock, kafka_broker, topics, tmp_path, (SYMBOL, "VNM"))
+    result = poller.backfill(date(2025, 5, 26), date(2025, 5, 30))
+    assert poller.sink.close()
+    bars = read_topic(kafka_broker.bootstrap_servers, topics.vendor_bars)
+    assert result.failed_symbols == [f"{SYMBOL} 1m", f"{SYMBOL} 1D"]
+    assert {b["symbol"] for b in bars} == {"VNM"} and result.bars["1m"] == 5 * 255
+    asked = Counter(str(body.get("symbols", [""])[0]) for _, body in server.requests)
+    assert asked[SYMBOL] == 2 * BACKFILL_ATTEMPTS
+
+
+def test_a_backfill_against_a_source_that_is_down_raises_after_three_given_up(
+    server, clock, kafka_broker, topics, tmp_path
+) -> None:
+    for symbol in (SYMBOL, "VNM", "HPG"):
+        server.fail_symbol(symbol, 500)
+    poller = make_poller(server, clock, kafka_broker, topics, tmp_path, (SYMBOL, "VNM", "HPG"))
+    with pytest.raises(SourceUnavailableError):
+        poller.backfill(date(2025, 5, 26), date(2025, 5, 30))
+    assert len(server.requests) == 3 * BACKFILL_ATTEMPTS  # FPT 1m, FPT 1D, VNM 1m: not the rest
     assert poller.sink.close()

@@ -17,7 +17,8 @@ Data is a deterministic function of (symbol, time), served up to the server's cl
 callable, so tests move time forward). Three trades per session minute, at :05, :25 and :45.
 Fault switches: :meth:`fail_next` answers the next N requests with an HTTP status (e.g. 429, 500);
 :meth:`garble_next` answers them with a body that is not JSON (an HTML page, a cut-off answer);
-:meth:`corrupt_trade` overwrites fields of one trade of a symbol in every intraday answer.
+:meth:`corrupt_trade` overwrites fields of one trade of a symbol in every intraday answer;
+:meth:`fail_symbol` answers every request for one symbol with an HTTP status.
 
 CLI: ``python -m producers.simulators.vnstock_server --port 8766``.
 """
@@ -149,6 +150,7 @@ class VnstockSimulator:
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self._failures: list[int] = []
         self._garbled: list[bytes] = []
+        self._failing_symbols: dict[str, int] = {}
         self._corrupt_trades: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
@@ -176,6 +178,11 @@ class VnstockSimulator:
         with self._lock:
             self._corrupt_trades[(symbol, trade_id)] = fields
 
+    def fail_symbol(self, symbol: str, status: int = 500) -> None:
+        """From now on, every request for ``symbol`` gets ``status``."""
+        with self._lock:
+            self._failing_symbols[symbol] = status
+
     def garbled_answer(self) -> bytes | None:
         with self._lock:
             return self._garbled.pop(0) if self._garbled else None
@@ -186,6 +193,9 @@ class VnstockSimulator:
             if self._failures:
                 return self._failures.pop(0), {"message": "simulated failure"}
             corrupt = dict(self._corrupt_trades)
+            asked = str(body.get("symbol") or (body.get("symbols") or [""])[0])
+            if asked in self._failing_symbols:
+                return self._failing_symbols[asked], {"message": f"simulated failure for {asked}"}
         now_s = self.clock()
         if path == CHART_PATH:
             symbol = str(body["symbols"][0])

@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
             log.info("poll: %d trades, bars %s", result.trades, result.bars)
         else:
             poller.run(settings.vnstock.poll_interval_seconds, ignore_market_hours=args.ignore_market_hours)
+            result = None
+        if result is not None and result.failed_symbols:  # named in the ERROR line the poller logged
+            return 1 if sink.close() else 3
     except SourceUnavailableError as unavailable:  # a single run has no next poll to retry in
         log.error("vnstock source %s unavailable, nothing more polled (what Kafka acknowledged is kept): %s",
                   settings.vnstock.base_url or "VCI", unavailable)

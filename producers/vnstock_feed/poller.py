@@ -46,6 +46,8 @@ class PollResult:
 # Failed symbols in a row that mean the source is down (the poll ends and the loop backs off).
 SOURCE_DOWN_AFTER = 3
 QUARANTINED_ROWS_REMEMBERED = 10_000
+# Attempts a backfill gives one symbol and interval before it moves on without it.
+BACKFILL_ATTEMPTS = 4
 
 
 class VnstockPoller:
@@ -233,27 +235,53 @@ class VnstockPoller:
 
         Re-publishes bars already sent (the vendor-bars table upserts on its key); the marks only
         move forward. VCI serves intraday trades for the latest session only, so none are loaded.
+        A refusal is waited out; any other failure is retried ``BACKFILL_ATTEMPTS`` times, then
+        that symbol and interval is given up (``failed_symbols``) and the rest goes on, unless
+        ``SOURCE_DOWN_AFTER`` were given up in a row: the source is down, and this raises.
         """
         result = PollResult()
         self._pending_trade_marks, self._pending_bar_marks = {}, {}
         now = self.clock_ms()
+        given_up_in_a_row = 0
         for symbol in self.symbols:
             for interval in self.intervals:
-                attempt = 0
-                while not self.stop_event.is_set():
-                    try:
-                        self._publish_bars(symbol, interval, start, end, -1, now, result)
-                        break
-                    except SourceUnavailableError as exc:
-                        delay = max(exc.retry_after_seconds or 0.0, self.backoff.delay_seconds(attempt))
-                        attempt += 1
-                        log.warning(
-                            "backfill %s %s: %s; retry %d in %.0fs", symbol, interval, exc, attempt, delay
-                        )
-                        self.stop_event.wait(delay)
+                failure = self._backfill_one(symbol, interval, start, end, now, result)
+                if failure is None:
+                    given_up_in_a_row = 0
+                    continue
+                result.failed_symbols.append(f"{symbol} {interval}")
+                given_up_in_a_row += 1
+                if given_up_in_a_row >= min(SOURCE_DOWN_AFTER, len(self.symbols) * len(self.intervals)):
+                    self._finish_backfill()
+                    raise failure
+        self._finish_backfill()
+        if result.failed_symbols:
+            log.error("backfill %s..%s: given up after %d attempts each (run it again for them): %s",
+                      start, end, BACKFILL_ATTEMPTS, ", ".join(result.failed_symbols))
+        return result
+
+    def _backfill_one(self, symbol: str, interval: BarInterval, start: date, end: date, now: int,
+                      result: PollResult) -> SourceUnavailableError | None:
+        """Backfill one symbol and interval; the last failure when it was given up, else None."""
+        attempt = 0
+        while not self.stop_event.is_set():
+            try:
+                self._publish_bars(symbol, interval, start, end, -1, now, result)
+                return None
+            except SourceUnavailableError as exc:
+                delay = max(exc.retry_after_seconds or 0.0, self.backoff.delay_seconds(attempt))
+                attempt += 1
+                if not exc.refused and attempt >= BACKFILL_ATTEMPTS:
+                    log.warning("backfill %s %s: %s; given up after %d attempts", symbol, interval, exc, attempt)
+                    return exc
+                log.warning("backfill %s %s: %s; retry %d in %.0fs", symbol, interval, exc, attempt, delay)
+                self.stop_event.wait(delay)
+        return None
+
+    def _finish_backfill(self) -> None:
+        """Advance the bar marks that moved forward, once Kafka has acknowledged the bars."""
         self._pending_bar_marks = {
             k: v for k, v in self._pending_bar_marks.items() if v > self.marks.bars.get(k, -1)
         }
         self._commit_marks()
         self.sink.flush(timeout_seconds=60)
-        return result
