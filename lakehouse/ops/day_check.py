@@ -20,9 +20,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lakehouse.settings import Settings, load_settings
+from pyiceberg.exceptions import NoSuchTableError
+
+from lakehouse.bars_rebuild import open_days
+from lakehouse.settings import Settings, SettingsError, load_settings
 from lakehouse.times import from_epoch_micros
+
+if TYPE_CHECKING:
+    from pyiceberg.expressions import BooleanExpression
 
 MINUTE_US = 60_000_000
 
@@ -59,24 +66,27 @@ def differences(expected: dict[tuple[str, int], MinuteFigures], actual: dict[tup
     return problems
 
 
-def _utc_day_filter(column: str, day: date, symbols: Sequence[str]) -> str:
+def _utc_day_filter(column: str, day: date, symbols: Sequence[str]) -> BooleanExpression:
+    """``column`` within the UTC ``day`` (and ``symbol`` one of ``symbols``, if any), as typed
+    pyiceberg expressions: a symbol is a value, never text pasted into a filter."""
+    from pyiceberg.expressions import And, GreaterThanOrEqual, In, LessThan
+
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     end = start + timedelta(days=1)
-    condition = f"{column} >= '{start.isoformat()}' and {column} < '{end.isoformat()}'"
-    if symbols:
-        condition += " and symbol in (" + ", ".join(f"'{s}'" for s in symbols) + ")"
-    return condition
+    condition = And(GreaterThanOrEqual(column, start.isoformat()), LessThan(column, end.isoformat()))
+    return And(condition, In("symbol", set(symbols))) if symbols else condition
 
 
 def check_day(settings: Settings, day: date, symbols: Sequence[str] = ()) -> tuple[int, list[str]]:
     """(bars checked, differences) for the UTC ``day``."""
     import pyarrow.compute as pc
+    from pyiceberg.expressions import And, EqualTo
 
     from lakehouse.catalog import load_table
     from lakehouse.tables import BARS_1M, TRADES
 
     trades = load_table(settings, TRADES).scan(
-        row_filter=_utc_day_filter("event_time", day, symbols) + " and bar_eligible = true",
+        row_filter=And(_utc_day_filter("event_time", day, symbols), EqualTo("bar_eligible", True)),
         selected_fields=("symbol", "event_time", "price", "volume"),
     ).to_arrow()
     minute = pc.multiply(pc.divide(pc.cast(trades["event_time"], "int64"), MINUTE_US), MINUTE_US)
@@ -100,18 +110,44 @@ def check_day(settings: Settings, day: date, symbols: Sequence[str] = ()) -> tup
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit 0 when every day checked agrees; 1 on a difference, or on a day with neither eligible
+    trades nor bars (nothing was checked: an exchange holiday, or not the day or lakehouse meant;
+    ``--allow-empty`` accepts it); 2 when a day cannot be checked (not over yet, no table, bad
+    settings), said in one line."""
     parser = argparse.ArgumentParser(prog="python -m lakehouse.ops.day_check", description=__doc__.splitlines()[0])
     parser.add_argument("--day", type=date.fromisoformat, action="append", required=True, help="UTC day, YYYY-MM-DD")
     parser.add_argument("--symbol", action="append", default=[], help="only this symbol (repeatable)")
+    parser.add_argument("--allow-empty", action="store_true",
+                        help="a day without trades or bars passes (by default it fails: nothing was checked)")
     parser.add_argument("--config", type=Path, default=None, help="settings TOML (default conf/lakehouse.toml)")
     args = parser.parse_args(argv)
-    settings = load_settings(args.config)
+    try:
+        settings = load_settings(args.config)
+    except SettingsError as error:
+        print(f"day_check: {error}", file=sys.stderr, flush=True)
+        return 2
+    still_open = open_days(args.day, datetime.now(UTC), settings.streaming.allowed_lateness_seconds)
+    if still_open:
+        print(f"day_check: not over yet (the streaming bars job still owns them): {', '.join(map(str, still_open))}",
+              file=sys.stderr, flush=True)
+        return 2
     failed = False
     for day in args.day:
-        checked, problems = check_day(settings, day, args.symbol)
+        try:
+            checked, problems = check_day(settings, day, args.symbol)
+        except NoSuchTableError as error:
+            print(f"day_check: no table to check ({error}); the streaming jobs create them on their first run",
+                  file=sys.stderr, flush=True)
+            return 2
         print(f"{day}: {checked} bars checked against the stored trades, {len(problems)} differences", flush=True)
         for problem in problems:
             print(f"  {problem}", flush=True)
+        if not checked and not problems:
+            which = f" of {', '.join(args.symbol)}" if args.symbol else ""
+            print(f"  nothing to check: no eligible trades and no bars{which} on {day} (an exchange holiday, or "
+                  f"not the day or lakehouse meant){'' if args.allow_empty else '; --allow-empty accepts it'}",
+                  flush=True)
+            failed = failed or not args.allow_empty
         failed = failed or bool(problems)
     return 1 if failed else 0
 
