@@ -40,6 +40,7 @@ from lakehouse.bigquery import (
     validate_project_id,
 )
 from lakehouse.catalog import jdbc_uri, load_catalog, table_identifier, warehouse_uri
+from lakehouse.logs import error_line
 from lakehouse.ops.batch_runs import BIGQUERY_SYNC, sync_run, sync_succeeded
 from lakehouse.ops.job_runs import record_success
 from lakehouse.settings import Settings, SettingsError
@@ -286,7 +287,13 @@ def sync_once(
         if stop is not None and stop.is_set():
             plans.append(skipped(config.project, config.dataset, table.name, STOP_REQUESTED))
             continue
-        uri = current_metadata_uri(catalog, settings, table)
+        try:
+            uri = current_metadata_uri(catalog, settings, table)
+        except Exception as error:  # one damaged table (its metadata file gone) must not stop the rest
+            log.error("%s: cannot load the Iceberg table: %s", table.name, error_line(error))
+            plans.append(TablePlan(table.name, Action.FAILED, f"{config.project}.{config.dataset}.{table.name}",
+                                   reason=f"cannot load the Iceberg table: {error_line(error)}"))
+            continue
         if uri is None:
             plans.append(skipped(config.project, config.dataset, table.name, "no such Iceberg table yet"))
             continue

@@ -8,6 +8,7 @@ configuration, and the Compute Engine metadata server pointed at a closed local 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,20 @@ def test_a_dry_run_before_any_job_ran_skips_every_table_instead_of_failing(tmp_p
     assert "Traceback" not in done.stderr
     assert "no Iceberg catalog at" in done.stderr
     assert sum(line.startswith("skipped") for line in done.stdout.splitlines()) == len(ALL_TABLES)
+
+
+def test_a_table_whose_metadata_file_is_gone_is_named_and_the_others_are_still_synced(tmp_path: Path) -> None:
+    """It stopped the whole pass with a 36-line trace: the tables after the damaged one were not synced."""
+    environ = without_google_credentials(tmp_path)
+    settings = load_settings(environ=environ)
+    create_tables(settings)
+    shutil.rmtree(Path(settings.catalog.warehouse) / settings.catalog.namespace / "bars_1m" / "metadata")
+
+    done = run_sync(environ, "--dry-run")
+
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    failed = [line for line in done.stdout.splitlines() if "bars_1m" in line]
+    assert failed and "cannot load the Iceberg table" in failed[0] and "FileNotFoundError" in failed[0], done.stdout
+    planned = [line for line in done.stdout.splitlines() if line.startswith("would create")]
+    assert len(planned) == len(ALL_TABLES) - 1, done.stdout
