@@ -33,9 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-snapshots", type=at_least(1, int), default=MaintenancePolicy.max_snapshots,
                         help="but never more than this many per table: each is part of the metadata file every "
                         "commit rewrites and every reader parses (default: an hour of commits at a 1 s trigger)")
-    parser.add_argument("--orphan-age-hours", type=above_zero, default=24.0,
-                        help="only files older than this can be orphans (younger may be in-flight commits; "
-                        "default %(default)s)")
+    parser.add_argument("--orphan-age-hours", type=at_least(24.0), default=24.0,
+                        help="only files older than this can be orphans (younger may be in-flight commits, and "
+                        "Iceberg's remove_orphan_files refuses less than 24; default %(default)s)")
     parser.add_argument("--step-attempts", type=at_least(1, int), default=MaintenancePolicy.step_attempts,
                         help="run a step that met a commit conflict this many times in all, with backoff "
                         "(default %(default)s)")

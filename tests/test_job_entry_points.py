@@ -66,7 +66,9 @@ def test_spark_submit_checks_the_jobs_settings_before_it_starts_a_jvm(tmp_path: 
     ("maintenance", ["--step-attempts", "0"], "argument --step-attempts: must be >= 1, got 0"),
     ("maintenance", ["--max-snapshots", "0"], "argument --max-snapshots: must be >= 1, got 0"),
     ("maintenance", ["--max-snapshots", "1.5"], "argument --max-snapshots: not an integer: '1.5'"),
-    ("maintenance", ["--orphan-age-hours", "0"], "argument --orphan-age-hours: must be > 0, got 0"),
+    ("maintenance", ["--orphan-age-hours", "0"], "argument --orphan-age-hours: must be >= 24, got 0"),
+    # Iceberg's procedure refuses under 24 hours: it failed every table's step after the session started.
+    ("maintenance", ["--orphan-age-hours", "23.9"], "argument --orphan-age-hours: must be >= 24, got 23.9"),
     ("maintenance", ["--snapshot-retention-hours", "inf"], "argument --snapshot-retention-hours: must be > 0"),
     ("bigquery_sync", ["--interval", "0"], "argument --interval: must be > 0, got 0"),
     ("bars", ["--max-rows-per-batch", "0"], "argument --max-rows-per-batch: must be >= 1, got 0"),
