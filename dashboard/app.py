@@ -56,7 +56,7 @@ T = TypeVar("T")
 
 def explain(error: Exception) -> str:
     """What the page says for a failed read: the reading API's own message when it has one."""
-    if isinstance(error, CatalogUnavailableError):
+    if isinstance(error, CatalogUnavailableError) and not isinstance(error.__cause__, FileNotFoundError):
         return f"The catalog is not answering; the page retries by itself. ({error})"
     if isinstance(error, ReadError):
         return str(error)

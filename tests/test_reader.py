@@ -299,6 +299,19 @@ def test_a_missing_embedded_catalog_says_how_to_create_one(tmp_path: Path) -> No
     assert not (tmp_path / "nothing-here").exists()  # and no empty catalog was left behind
 
 
+def test_a_table_whose_metadata_file_is_gone_is_said_to_be_missing_from_the_warehouse(tmp_path: Path) -> None:
+    """It said the catalog 'did not answer', which sends an operator after a database that is fine."""
+    import shutil
+
+    from lakehouse.reading import CatalogUnavailableError
+
+    settings = embedded_settings(tmp_path)
+    synthetic.write_demo_lakehouse(settings, symbols=("AAPL",), day=DAY, commits=1)
+    shutil.rmtree(Path(settings.catalog.warehouse) / settings.catalog.namespace / BARS_1M.name / "metadata")
+    with pytest.raises(CatalogUnavailableError, match=r"answered loading .*bars_1m, but a file it names is missing"):
+        Lakehouse(settings).bars("AAPL", "2026-01-05", "2026-01-06")
+
+
 # -- freshness and data quality ---------------------------------------------------------------
 
 

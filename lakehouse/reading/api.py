@@ -189,6 +189,11 @@ class Lakehouse:
             yield
         except ReadError:
             raise
+        except FileNotFoundError as exc:  # the catalog answered; the file it names is not in the warehouse
+            raise CatalogUnavailableError(
+                f"the catalog of {self!r} answered{asked}, but a file it names is missing from the warehouse "
+                f"(deleted or moved under the catalog): {type(exc).__name__}: {exc}"
+            ) from exc
         except Exception as exc:
             raise CatalogUnavailableError(
                 f"the catalog of {self!r} did not answer{asked}: {type(exc).__name__}: {exc}"
