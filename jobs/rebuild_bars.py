@@ -40,6 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = rebuild_days(spark, settings, args.day, args.symbol)
         log.info("rebuilt %s%s: %d bars written, %d replaced", ", ".join(map(str, report.days)),
                  f" for {', '.join(args.symbol)}" if args.symbol else "", report.bars_written, report.bars_replaced)
+        if not (report.bars_written or report.bars_replaced):
+            log.warning("no eligible trades and no bars%s on %s: nothing was rebuilt (an exchange holiday, or not "
+                        "the day, symbol or lakehouse meant)", f" of {', '.join(args.symbol)}" if args.symbol else "",
+                        ", ".join(map(str, report.days)))
     finally:
         spark.stop()
     return 0
