@@ -27,7 +27,7 @@ def describe_error(error: BaseException) -> str:
     text = str(error)
     for line in text.splitlines():
         if "Exception" in line or "Error" in line:
-            text = line.strip()
+            text = line.strip().removeprefix(":").strip()  # Py4J starts the Java line with ": "
             break
     return text if len(text) <= 300 else text[:297] + "..."
 

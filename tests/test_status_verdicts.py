@@ -154,7 +154,7 @@ def test_status_without_a_catalog_says_how_to_make_one_and_creates_none(tmp_path
 def test_a_failed_querys_last_line_is_the_deepest_cause_of_its_java_trace():
     """A warehouse on a full disk failed the raw job with a 600-line trace whose cause was in the
     middle (measured on a 2 MiB tmpfs); the RuntimeError's message now ends with it."""
-    from lakehouse.logs import root_cause
+    from lakehouse.logs import describe_error, root_cause
 
     trace = "\n".join([
         "An exception was raised by the Python Proxy. Return Message: Traceback (most recent call last):",
@@ -168,3 +168,6 @@ def test_a_failed_querys_last_line_is_the_deepest_cause_of_its_java_trace():
     ])
     assert root_cause(RuntimeError(trace)) == "java.io.IOException: No space left on device"
     assert root_cause(ValueError("no trace here")) == "no trace here"
+    # Py4J starts the Java line with ": ", which made maintenance say "could not run: : ...".
+    py4j = "An error occurred while calling o42.sql.\n: org.apache.iceberg.exceptions.NotFoundException: gone"
+    assert describe_error(RuntimeError(py4j)) == "org.apache.iceberg.exceptions.NotFoundException: gone"
