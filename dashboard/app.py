@@ -17,7 +17,6 @@ goes to the server's log only.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import threading
 import time
@@ -42,6 +41,7 @@ from lakehouse.reading import (
     MissingTableError,
     ReadError,
 )
+from lakehouse.reading.errors import close_matches
 from lakehouse.reading.market import exchange_time_zone
 from lakehouse.tables import BARS_1M, FEED_EVENTS, LATE_TRADES, QUARANTINE, TRADES, VENDOR_BARS, TableDef
 
@@ -113,7 +113,7 @@ def known_symbols(wanted: str, known: Iterable[str], listed: int = 20) -> str:
     """What an unknown symbol's message offers: the close matches, then the table's symbols (the
     first ``listed`` of them: a lakehouse of thousands would not fit a message)."""
     symbols = sorted(known)
-    close = difflib.get_close_matches(wanted.upper(), symbols, n=3)
+    close = close_matches(wanted, symbols)
     listing = ", ".join(symbols[:listed]) + (f" and {len(symbols) - listed} more" if len(symbols) > listed else "")
     return (f"did you mean {' or '.join(close)}? " if close else "") + f"bars_1m has {listing}"
 

@@ -248,8 +248,9 @@ def plan_table(desired: ExternalTable, existing: ExistingTable | None) -> TableP
     )
 
 
-def skipped(project: str, dataset: str, name: str, reason: str) -> TablePlan:
-    return TablePlan(name, Action.SKIP, f"{project}.{dataset}.{name}", reason=reason)
+def skipped(project: str, dataset: str, name: str, reason: str, action: Action = Action.SKIP) -> TablePlan:
+    """A table the pass did not sync, and why (``action``: SKIP, or FAILED when it could not)."""
+    return TablePlan(name, action, f"{project}.{dataset}.{name}", reason=reason)
 
 
 def updated_labels(existing: ExistingTable) -> dict[str, str]:

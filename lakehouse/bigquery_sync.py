@@ -291,8 +291,8 @@ def sync_once(
             uri = current_metadata_uri(catalog, settings, table)
         except Exception as error:  # one damaged table (its metadata file gone) must not stop the rest
             log.error("%s: cannot load the Iceberg table: %s", table.name, error_line(error))
-            plans.append(TablePlan(table.name, Action.FAILED, f"{config.project}.{config.dataset}.{table.name}",
-                                   reason=f"cannot load the Iceberg table: {error_line(error)}"))
+            plans.append(skipped(config.project, config.dataset, table.name,
+                                 f"cannot load the Iceberg table: {error_line(error)}", Action.FAILED))
             continue
         if uri is None:
             plans.append(skipped(config.project, config.dataset, table.name, "no such Iceberg table yet"))

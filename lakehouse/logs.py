@@ -29,7 +29,7 @@ def describe_error(error: BaseException) -> str:
         if "Exception" in line or "Error" in line:
             text = line.strip().removeprefix(":").strip()  # Py4J starts the Java line with ": "
             break
-    return text if len(text) <= 300 else text[:297] + "..."
+    return _clipped(text)
 
 
 def root_cause(error: BaseException) -> str:
@@ -38,7 +38,8 @@ def root_cause(error: BaseException) -> str:
     comes down to, for the last line an operator reads."""
     causes = [line.strip().removeprefix("Caused by:").strip()
               for line in str(error).splitlines() if line.strip().startswith("Caused by:")]
-    if not causes:
-        return describe_error(error)
-    cause = causes[-1]
-    return cause if len(cause) <= 300 else cause[:297] + "..."
+    return _clipped(causes[-1]) if causes else describe_error(error)
+
+
+def _clipped(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."

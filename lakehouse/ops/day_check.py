@@ -31,6 +31,8 @@ from lakehouse.times import from_epoch_micros
 if TYPE_CHECKING:
     from pyiceberg.expressions import BooleanExpression
 
+    from lakehouse.tables import TableDef
+
 MINUTE_US = 60_000_000
 
 
@@ -66,15 +68,13 @@ def differences(expected: dict[tuple[str, int], MinuteFigures], actual: dict[tup
     return problems
 
 
-def _utc_day_filter(column: str, day: date, symbols: Sequence[str]) -> BooleanExpression:
-    """``column`` within the UTC ``day`` (and ``symbol`` one of ``symbols``, if any), as typed
-    pyiceberg expressions: a symbol is a value, never text pasted into a filter."""
-    from pyiceberg.expressions import And, GreaterThanOrEqual, In, LessThan
+def _utc_day_filter(table: TableDef, day: date, symbols: Sequence[str]) -> BooleanExpression:
+    """The table's time column within the UTC ``day`` (and ``symbol`` one of ``symbols``, if any):
+    the reading API's typed filter, so a symbol is a value, never text pasted into a filter."""
+    from lakehouse.reading import row_filter
 
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    end = start + timedelta(days=1)
-    condition = And(GreaterThanOrEqual(column, start.isoformat()), LessThan(column, end.isoformat()))
-    return And(condition, In("symbol", set(symbols))) if symbols else condition
+    return row_filter(table, list(symbols), start, start + timedelta(days=1))
 
 
 def check_day(settings: Settings, day: date, symbols: Sequence[str] = ()) -> tuple[int, list[str]]:
@@ -86,7 +86,7 @@ def check_day(settings: Settings, day: date, symbols: Sequence[str] = ()) -> tup
     from lakehouse.tables import BARS_1M, TRADES
 
     trades = load_table(settings, TRADES).scan(
-        row_filter=And(_utc_day_filter("event_time", day, symbols), EqualTo("bar_eligible", True)),
+        row_filter=And(_utc_day_filter(TRADES, day, symbols), EqualTo("bar_eligible", True)),
         selected_fields=("symbol", "event_time", "price", "volume"),
     ).to_arrow()
     minute = pc.multiply(pc.divide(pc.cast(trades["event_time"], "int64"), MINUTE_US), MINUTE_US)
@@ -98,7 +98,7 @@ def check_day(settings: Settings, day: date, symbols: Sequence[str] = ()) -> tup
         for row in grouped.to_pylist()
     }
     bars = load_table(settings, BARS_1M).scan(
-        row_filter=_utc_day_filter("window_start", day, symbols),
+        row_filter=_utc_day_filter(BARS_1M, day, symbols),
         selected_fields=("symbol", "window_start", "trade_count", "volume", "high", "low"),
     ).to_arrow()
     starts = pc.cast(bars["window_start"], "int64").to_pylist()

@@ -45,6 +45,12 @@ class PollResult:
 
 # Failed symbols in a row that mean the source is down (the poll ends and the loop backs off).
 SOURCE_DOWN_AFTER = 3
+
+
+def source_is_down(failed_in_a_row: int, calls: int) -> bool:
+    """``SOURCE_DOWN_AFTER`` failures in a row, or every call when there are fewer."""
+    return failed_in_a_row >= min(SOURCE_DOWN_AFTER, calls)
+
 QUARANTINED_ROWS_REMEMBERED = 10_000
 # Attempts a backfill gives one symbol and interval before it moves on without it.
 BACKFILL_ATTEMPTS = 4
@@ -179,7 +185,7 @@ class VnstockPoller:
                 log.warning("vnstock %s: %s", symbol, exc)
                 result.failed_symbols.append(symbol)
                 in_a_row += 1
-                if exc.refused or in_a_row >= min(SOURCE_DOWN_AFTER, len(self.symbols)):
+                if exc.refused or source_is_down(in_a_row, len(self.symbols)):
                     failure = exc
                     break
         self._commit_marks()
@@ -251,7 +257,7 @@ class VnstockPoller:
                     continue
                 result.failed_symbols.append(f"{symbol} {interval}")
                 given_up_in_a_row += 1
-                if given_up_in_a_row >= min(SOURCE_DOWN_AFTER, len(self.symbols) * len(self.intervals)):
+                if source_is_down(given_up_in_a_row, len(self.symbols) * len(self.intervals)):
                     self._finish_backfill()
                     raise failure
         self._finish_backfill()
