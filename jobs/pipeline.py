@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from lakehouse import keyed_topic_job, raw_trades_stream
 from lakehouse.bars_stream import catch_up_bars, start_bars_query
 from lakehouse.job_args import job_parser, job_settings
+from lakehouse.kafka_loss import KafkaDataLost
 from lakehouse.keyed_topics import FEED_EVENTS_STREAM, SOURCE_REJECTS_STREAM, VENDOR_BARS_STREAM
 from lakehouse.logs import configure_logging
 from lakehouse.ops.stream_metrics import start_stream_metrics
@@ -47,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("pipeline running: %s", ", ".join(q.name for q in queries))
         # Raw trades stop first; the bars then take in what it stored last, so the two agree.
         run_until_stopped(queries, JOB_NAME, stop=stop, after_stop=[lambda: catch_up_bars(spark, settings)])
+    except KafkaDataLost as lost:  # one line that says what was lost and how to go on, no trace
+        log.error("%s", lost)
+        return 1
     finally:
         spark.stop()
     return 0

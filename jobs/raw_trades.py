@@ -7,10 +7,12 @@ The job is wiring; the logic lives in ``lakehouse.raw_trades_stream``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from lakehouse import raw_trades_stream
 from lakehouse.job_args import job_parser, job_settings
+from lakehouse.kafka_loss import KafkaDataLost
 from lakehouse.logs import configure_logging
 from lakehouse.ops import stream_metrics
 from lakehouse.spark import build_spark_session
@@ -28,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         stream_metrics.start_stream_metrics(spark, settings.metrics.streaming_port)  # ops hook: 0 = off
         run_until_stopped([raw_trades_stream.start(spark, settings)], JOB_NAME)
+    except KafkaDataLost as lost:  # one line that says what was lost and how to go on, no trace
+        logging.getLogger(JOB_NAME).error("%s", lost)
+        return 1
     finally:
         spark.stop()
     return 0

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from lakehouse.catalog import spark_table_name
 from lakehouse.iceberg_writes import append_once, batch_marker, writer_id
+from lakehouse.kafka_loss import KafkaDataLost
 from lakehouse.parsing import PARSED, REJECT_REASON, MessageParser, quarantine_rows
 from lakehouse.settings import Settings
 from lakehouse.spark import ensure_tables
@@ -65,7 +66,8 @@ def write_batch(
 def start(job: KeyedTopicJob, spark: SparkSession, settings: Settings) -> StreamingQuery:
     ensure_tables(spark, settings, (job.table, QUARANTINE))
     checkpoint = checkpoint_location(settings, job.name)
-    writer = writer_id(checkpoint)
+    source = read_kafka(spark, settings, job.topic(settings), resume=(job.name, checkpoint))
+    writer = writer_id(checkpoint)  # after read_kafka, which may start a new checkpoint
     parse = MessageParser(job.model)
     logging.getLogger(job.name).info(
         "reading Kafka topic %s at %s; merging into %s (key %s); rejects to %s; checkpoint %s",
@@ -73,8 +75,7 @@ def start(job: KeyedTopicJob, spark: SparkSession, settings: Settings) -> Stream
         ", ".join(job.table.key), spark_table_name(settings, QUARANTINE), checkpoint,
     )
     return (
-        read_kafka(spark, settings, job.topic(settings))
-        .writeStream.queryName(job.name)
+        source.writeStream.queryName(job.name)
         .foreachBatch(lambda batch, batch_id: write_batch(job, settings, writer, parse, batch, batch_id))
         .option("checkpointLocation", checkpoint)
         .trigger(processingTime=f"{settings.streaming.trigger_seconds} seconds")
@@ -96,6 +97,9 @@ def main(job: KeyedTopicJob, description: str, argv: Sequence[str] | None = None
     spark = build_spark_session(settings, job.name)
     try:
         run_until_stopped([start(job, spark, settings)], job.name)
+    except KafkaDataLost as lost:  # one line that says what was lost and how to go on, no trace
+        logging.getLogger(job.name).error("%s", lost)
+        return 1
     finally:
         spark.stop()
     return 0

@@ -187,15 +187,15 @@ def start(
     ``parse`` and ``dedupe_every_batch``: what a benchmark compares the job as shipped with."""
     ensure_tables(spark, settings, (TRADES, QUARANTINE))
     checkpoint = checkpoint_location(settings, JOB_NAME)
-    writer = writer_id(checkpoint)
+    source = read_kafka(spark, settings, settings.kafka.trades_topic, resume=(JOB_NAME, checkpoint))
+    writer = writer_id(checkpoint)  # after read_kafka, which may start a new checkpoint
     log.info(
         "reading Kafka topic %s at %s; writing %s and %s; checkpoint %s; trigger %ss",
         settings.kafka.trades_topic, settings.kafka.bootstrap_servers, spark_table_name(settings, TRADES),
         spark_table_name(settings, QUARANTINE), checkpoint, settings.streaming.trigger_seconds,
     )
     return (
-        read_kafka(spark, settings, settings.kafka.trades_topic)
-        .writeStream.queryName(JOB_NAME)
+        source.writeStream.queryName(JOB_NAME)
         .foreachBatch(RawTradesWriter(settings, writer, parse, dedupe_every_batch))
         .option("checkpointLocation", checkpoint)
         .trigger(processingTime=f"{settings.streaming.trigger_seconds} seconds")

@@ -214,6 +214,10 @@ class StreamingSettings(_Section):
     # stream that long). The source keeps trying for about three minutes in all, as with Kafka's
     # defaults, before the query fails (lakehouse.streaming.read_kafka).
     kafka_offsets_timeout_seconds: float = Field(default=15.0, ge=1)
+    # A stream whose checkpoint points at messages Kafka has deleted (retention ran out while it was
+    # stopped) stops and names them; true: record them as a 'kafka' gap in feed_events and go on
+    # from the oldest messages Kafka holds (lakehouse.kafka_loss).
+    accept_kafka_loss: bool = False
     # FAIR scheduler pools of the queries sharing one application (empty: Spark's defaults).
     scheduler_pools_file: str = "conf/fairscheduler.xml"
 

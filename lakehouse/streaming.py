@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from lakehouse.kafka_loss import starting_offsets
 from lakehouse.kafka_security import spark_kafka_options
 from lakehouse.logs import root_cause
 from lakehouse.settings import Settings
@@ -43,13 +44,18 @@ def offset_lookup_options(timeout_s: float) -> dict[str, str]:
     }
 
 
-def read_kafka(spark: SparkSession, settings: Settings, topic: str) -> DataFrame:
-    """The official Kafka source on one topic, from the earliest offset on a new checkpoint."""
+def read_kafka(spark: SparkSession, settings: Settings, topic: str, resume: tuple[str, str] | None = None) -> DataFrame:
+    """The official Kafka source on one topic, from the earliest offset on a new checkpoint.
+
+    ``resume`` (job name, checkpoint): the stream's checkpoint is first checked against what Kafka
+    still holds (``lakehouse.kafka_loss``: a loss stops the job, or, accepted, starts a new
+    checkpoint where the old one stopped)."""
+    starting = (starting_offsets(spark, settings, *resume, topic=topic) if resume else None) or "earliest"
     reader = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
         .option("subscribe", topic)
-        .option("startingOffsets", "earliest")
+        .option("startingOffsets", starting)
         .option("includeHeaders", "false")
         .options(**offset_lookup_options(settings.streaming.kafka_offsets_timeout_seconds))
         .options(**spark_kafka_options(settings))
@@ -90,6 +96,13 @@ def describe_progress(progress: dict) -> str:
         f"{progress.get('name') or 'query'} batch {progress.get('batchId')}: {rows} rows, "
         f"{rate:,.0f} rows/s, {duration_ms} ms" + (f", Kafka lag {lag} msgs" if lag is not None else "")
     )
+
+
+# What Spark's Kafka source says when the messages it is to read next were deleted (retention ran
+# out while the stream was behind); a restart names the lost offsets (lakehouse.kafka_loss).
+KAFKA_LOSS_MARKERS = ("OffsetOutOfRangeException", "Some data may have been lost")
+KAFKA_LOSS_HINT = ("; Kafka deleted messages this stream had not read yet: start the job again, and it names "
+                   "what was lost and how to go on")
 
 
 # How long a stop request waits for a running micro-batch to finish before stopping the query
@@ -141,7 +154,8 @@ def run_until_stopped(queries: list[StreamingQuery], process_name: str = "stream
     if failure is not None:
         log.error("%s: a query failed: %s", process_name, failure)
         log.info("%s: every query stopped", process_name)
-        raise RuntimeError(f"streaming query failed: {root_cause(failure)} (the whole trace is logged above)")
+        hint = KAFKA_LOSS_HINT if any(marker in str(failure) for marker in KAFKA_LOSS_MARKERS) else ""
+        raise RuntimeError(f"streaming query failed: {root_cause(failure)}{hint} (the whole trace is logged above)")
     for finish in after_stop:
         finish()
     log.info("%s: every query stopped", process_name)

@@ -8,6 +8,7 @@ from pathlib import Path
 from pyiceberg.schema import Schema
 from pyiceberg.types import NestedField, TimestamptzType
 
+from lakehouse.kafka_loss import kafka_offsets_of
 from lakehouse.ops.status import (
     Finding,
     JobPosition,
@@ -20,7 +21,7 @@ from lakehouse.ops.status import (
     lag_messages,
     render,
 )
-from lakehouse.ops.status_probe import event_column, kafka_offsets_of
+from lakehouse.ops.status_probe import event_column
 from lakehouse.settings import StatusSettings
 from lakehouse.tables import BARS_1M, FEED_EVENTS, QUARANTINE, TRADES, VENDOR_BARS, TableDef
 

@@ -17,12 +17,12 @@ Where each fact comes from, and why:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from lakehouse.catalog import live_files, load_catalog, missing_embedded_catalog, table_identifier
+from lakehouse.kafka_loss import kafka_offsets_of
 from lakehouse.logs import error_line
 from lakehouse.ops import job_runs
 from lakehouse.ops.status import JobPosition, Observation, TableState, TopicState
@@ -68,25 +68,6 @@ def _batch_ids(directory: Path) -> set[int]:
     if not directory.is_dir():
         return set()
     return {int(p.name) for p in directory.iterdir() if p.name.isdigit()}
-
-
-def kafka_offsets_of(offsets_file_text: str) -> dict[str, dict[int, int]]:
-    """topic -> partition -> offset from a checkpoint's ``offsets/<n>`` file (format ``v1``, a
-    metadata line, then one line per source; a Kafka source's line is ``{"topic":{"0":42}}``; other
-    sources' lines, such as Iceberg's, are skipped)."""
-    topics: dict[str, dict[int, int]] = {}
-    for line in offsets_file_text.splitlines()[2:]:
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(value, dict):
-            continue
-        for topic, partitions in value.items():
-            if isinstance(partitions, dict) and partitions and all(
-                    str(p).isdigit() and isinstance(o, int) for p, o in partitions.items()):
-                topics[topic] = {int(p): o for p, o in partitions.items()}
-    return topics
 
 
 def job_positions(checkpoint_root: Path) -> list[JobPosition]:
