@@ -16,7 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 SCHEMA_VERSION = 1
 
 Symbol = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9.:/^_\-]+$")]
-EpochMs = Annotated[int, Field(ge=0, le=253_402_300_799_999)]  # up to 9999-12-31
+# Up to 2099-12-31: a later time is no market's, and one of year ~5138 or later overflowed the bars'
+# exact (event time, Kafka position) order key, failing the bars stream on every restart; pandas
+# (the reading API) holds nothing after 2262.
+EpochMs = Annotated[int, Field(ge=0, le=4_102_444_799_999)]
 
 
 class Source(StrEnum):

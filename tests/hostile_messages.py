@@ -24,8 +24,8 @@ ODD_TEXT = ["", " ", "AAPL\n", "AAPL\r", "AAPL\u2028", "\ufeffAAPL", "ＡＡＰ�
             "ÄPL", "\ud800", "AAPL\\", "BRK.B", "^VIX", "BINANCE:BTCUSDT", "a/b_c-d", "💹", "null", "1"]
 ODD_NUMBERS = [0, -0.0, 0.0, math.inf, -math.inf, math.nan,
                5e-324, 2.2250738585072014e-308, 1e308, 1.7976931348623157e308, -1, 1, 2**53 + 1,
-               2**63 - 1, 2**63, 2**64, -(2**63), 10**30, 1e-300, 0.1, 253_402_300_799_999, 253_402_300_800_000,
-               -62_135_596_800_000, 1.5, 1e16]
+               2**63 - 1, 2**63, 2**64, -(2**63), 10**30, 1e-300, 0.1, 4_102_444_799_999, 4_102_444_800_000,
+               253_402_300_800_000, -62_135_596_800_000, 1.5, 1e16]
 NUMBER_TEXT = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e-400", "00", "01", "1.", ".5", "+1", "0x10",
                "1_000", "1E2", "-0", "123456789012345678901234567890", "1.0e+2"]
 JSON_VALUES = st.recursive(
@@ -124,7 +124,9 @@ NAMED_CASES: dict[str, bytes | None] = {
         "NaN price": _dumps({**valid_trade(11), "price": math.nan}).encode(),
         "price as a string": _dumps({**valid_trade(12), "price": "100.5"}).encode(),
         "volume -0.0": _dumps({**valid_trade(13), "volume": -0.0}).encode(),
-        "event time beyond 9999": _dumps({**valid_trade(14), "event_time_ms": 253_402_300_800_000}).encode(),
+        "event time beyond 2099": _dumps({**valid_trade(14), "event_time_ms": 4_102_444_800_000}).encode(),
+        "canonical, event time in the year 6000":
+            _dumps({**valid_trade(24), "event_time_ms": 127_174_492_800_000}, True).encode(),
         "price a whole number": _dumps({**valid_trade(15), "price": 7}).encode(),
         "escaped symbol": _dumps(valid_trade(16)).replace('"HOST"', '"\\u0048OST"').encode(),
         "BOM": b"\xef\xbb\xbf" + _dumps(valid_trade(17)).encode(),
