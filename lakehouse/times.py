@@ -51,9 +51,14 @@ def floor_to(moment: datetime, seconds: int) -> datetime:
 
 def to_utc(value: TimeLike) -> datetime:
     """Parse ``value`` into a tz-aware UTC ``datetime`` (microsecond precision, as Iceberg stores); a
-    naive value is UTC, a value with a zone is converted."""
+    naive value is UTC, a value with a zone is converted. ``"now"`` is the current UTC time and
+    ``"today"`` the start of the current UTC day (pandas reads both in the machine's local zone, so
+    a notebook in Hanoi asked for "now" got a time seven hours ahead)."""
     import pandas as pd
 
+    if isinstance(value, str) and value.strip().lower() in ("now", "today"):
+        now = utc_now()
+        return now if value.strip().lower() == "now" else datetime(now.year, now.month, now.day, tzinfo=UTC)
     if isinstance(value, str):
         try:
             stamp = pd.Timestamp(value)

@@ -383,6 +383,21 @@ def test_naive_times_are_read_as_utc_and_zoned_times_converted() -> None:
         to_utc("yesterday-ish")
 
 
+def test_now_and_today_are_utc_whatever_the_machines_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Ho_Chi_Minh")  # seven hours ahead of UTC, all year
+    time.tzset()
+    try:
+        before, now, after = datetime.now(UTC), to_utc(" Now"), datetime.now(UTC)
+        today = to_utc("today")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert before <= now <= after
+    assert today == datetime(after.year, after.month, after.day, tzinfo=UTC) or today.date() == before.date()
+
+
 def test_rollup_vwap_is_null_when_no_volume_traded_and_ignores_null_minute_vwaps() -> None:
     start = pd.Timestamp("2026-01-05 14:00", tz="UTC")
     minutes = pd.DataFrame({
