@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from lakehouse.catalog import table_identifier
@@ -28,7 +29,7 @@ from lakehouse.reading import (
     synthetic,
 )
 from lakehouse.settings import Settings, load_settings
-from lakehouse.tables import BARS_1M, FEED_EVENTS, LATE_TRADES, QUARANTINE, TRADES
+from lakehouse.tables import BARS_1M, FEED_EVENTS, LATE_TRADES, QUARANTINE, TRADES, VENDOR_BARS
 from lakehouse.times import to_utc
 
 DAY = synthetic.DEMO_DAY
@@ -381,6 +382,28 @@ def test_naive_times_are_read_as_utc_and_zoned_times_converted() -> None:
     assert to_utc(DAY) == datetime(2026, 1, 5, tzinfo=UTC)
     with pytest.raises(ValueError, match="ISO 8601"):
         to_utc("yesterday-ish")
+
+
+def test_a_vendor_day_bar_is_taken_by_its_markets_date_and_others_by_their_start(tmp_path: Path) -> None:
+    """vnstock's day bar starts at midnight in Hanoi (17:00 UTC the day before): asked for 5 January,
+    the reader gave the bar of the 6th."""
+    settings = embedded_settings(tmp_path)
+    catalog = synthetic.create_tables(settings, (VENDOR_BARS,))
+    hanoi = ZoneInfo("Asia/Ho_Chi_Minh")
+    starts = {("1D", datetime(2026, 1, d, tzinfo=hanoi)): 100.0 + d for d in (4, 5, 6)}
+    starts |= {("1m", datetime(2026, 1, 5, 2, m, tzinfo=UTC)): 200.0 + m for m in (0, 1)}
+    stamp = datetime(2026, 1, 7, tzinfo=UTC)
+    rows = pd.DataFrame([{"source": "vnstock", "symbol": "FPT", "interval": interval,
+                          "bar_start": pd.Timestamp(start).tz_convert(UTC), "open": close, "high": close,
+                          "low": close, "close": close, "volume": 10.0, "received_time": stamp, "ingested_time": stamp}
+                         for (interval, start), close in starts.items()])
+    synthetic.append_rows(catalog.load_table(table_identifier(settings, VENDOR_BARS)),
+                          pa.Table.from_pandas(rows, preserve_index=False))
+    lake = Lakehouse(settings)
+
+    assert lake.vendor_bars("FPT", "2026-01-05", "2026-01-06", "1d")["close"].tolist() == [105.0]
+    assert lake.vendor_bars("FPT", "2026-01-05", "2026-01-07", "1d")["close"].tolist() == [105.0, 106.0]
+    assert lake.vendor_bars("FPT", "2026-01-05 02:01", "2026-01-05 02:02", "1m")["close"].tolist() == [201.0]
 
 
 def test_now_and_today_are_utc_whatever_the_machines_zone(monkeypatch: pytest.MonkeyPatch) -> None:

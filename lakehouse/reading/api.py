@@ -40,6 +40,7 @@ from lakehouse.catalog import (
     table_identifier,
     warehouse_uri,
 )
+from lakehouse.ops.market_calendar import MARKETS
 from lakehouse.reading.errors import (
     CatalogUnavailableError,
     EmptyRangeError,
@@ -146,6 +147,18 @@ def _optional_range(start: TimeLike | None, end: TimeLike | None) -> tuple[datet
     if start is not None and end is not None:
         return time_range(start, end)
     return (to_utc(start) if start is not None else None, to_utc(end) if end is not None else None)
+
+
+
+def vendor_bar_day(frame: pd.DataFrame) -> pd.Series:
+    """Each vendor bar's date in its market's zone (by its source), as 00:00 UTC of that date: the
+    key of our own day bars."""
+    zones = {market.source: market.timezone for market in MARKETS.values()}
+    day = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]")
+    for source, rows in frame.groupby("source").groups.items():
+        local = frame.loc[rows, "bar_start"].dt.tz_convert(zones.get(source, "UTC"))
+        day.loc[rows] = local.dt.tz_localize(None).dt.normalize().dt.tz_localize("UTC")
+    return day
 
 
 class Lakehouse:
@@ -384,13 +397,21 @@ class Lakehouse:
     def vendor_bars(self, symbols: Symbols, start: TimeLike, end: TimeLike, interval: str = "1m") -> pd.DataFrame:
         """The vendor's own bars (vnstock) of ``interval`` whose ``bar_start`` is in ``[start, end)``,
         sorted by symbol then time; empty for symbols the vendor has none of (not an error: most
-        symbols have no vendor bars)."""
+        symbols have no vendor bars). A day bar (``1d``) is taken by its market's date, as our own
+        day bars are: vnstock's starts at midnight in Hanoi, 17:00 UTC the day before, and
+        ``[2026-01-05, 2026-01-06)`` gives the bar of 5 January."""
         interval_seconds(interval)  # an unknown interval is refused the same way as for our bars
         wanted = symbol_list(symbols)
         start_utc, end_utc = time_range(start, end)
-        rows = self.scan_arrow(VENDOR_BARS, And(row_filter(VENDOR_BARS, wanted, start_utc, end_utc),
+        daily = VENDOR_INTERVAL[interval] == "1D"
+        margin = timedelta(days=1) if daily else timedelta(0)
+        rows = self.scan_arrow(VENDOR_BARS, And(row_filter(VENDOR_BARS, wanted, start_utc - margin, end_utc + margin),
                                                 EqualTo("interval", VENDOR_INTERVAL[interval])))
-        return rows.sort_by([("symbol", "ascending"), ("bar_start", "ascending")]).to_pandas()
+        frame = rows.sort_by([("symbol", "ascending"), ("bar_start", "ascending")]).to_pandas()
+        if daily:
+            day = vendor_bar_day(frame)
+            frame = frame[(day >= start_utc) & (day < end_utc)].reset_index(drop=True)
+        return frame
 
     def table_ages(self, tables: Sequence[TableDef | str] = (TRADES, BARS_1M, VENDOR_BARS, LATE_TRADES, QUARANTINE,
                                                              FEED_EVENTS)) -> pd.DataFrame:
