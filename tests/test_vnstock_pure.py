@@ -17,7 +17,7 @@ from producers.vnstock_feed.convert import (
     new_trades,
     trades_from_rows,
 )
-from producers.vnstock_feed.source import RequestPacer
+from producers.vnstock_feed.source import RequestPacer, _epoch_ms
 from producers.vnstock_feed.trading_hours import VN_TZ, is_trading_time, next_session_start, session_minutes
 from producers.vnstock_feed.watermark import HighWaterMarks
 
@@ -142,3 +142,15 @@ def test_backoff_grows_to_its_cap_with_bounded_jitter(attempt: int, draw: float)
     delay = policy.delay_seconds(attempt, Fixed())  # type: ignore[arg-type]
     ceiling = min(60, 0.5 * 2**attempt) if attempt < 64 else 60
     assert ceiling * 0.5 - 1e-9 <= delay <= ceiling + 1e-9
+
+
+def test_vendor_times_become_the_same_epoch_ms_whatever_pandas_resolution() -> None:
+    import pandas as pd
+
+    local = pd.Series(pd.to_datetime(["2026-01-05 09:15:00.123", "2026-01-05 14:59:59.999"]))
+    expected = [1_767_579_300_123, 1_767_599_999_999]  # 02:15:00.123 and 07:59:59.999 UTC
+    for unit in ("ns", "us", "ms", "s"):
+        stamps = local.dt.floor("s") if unit == "s" else local
+        wanted = [ms - ms % 1000 for ms in expected] if unit == "s" else expected
+        assert _epoch_ms(stamps.dt.as_unit(unit)) == wanted, unit
+    assert _epoch_ms(local.dt.tz_localize(VN_TZ).dt.as_unit("us")) == expected

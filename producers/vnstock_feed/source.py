@@ -108,12 +108,17 @@ class RequestPacer:
                 return False
 
 
+EPOCH = pd.Timestamp(0, tz="UTC")
+
+
 def _epoch_ms(times: pd.Series) -> list[int]:
     """vnstock times are Vietnam wall-clock (naive) or aware; either way -> UTC epoch ms."""
     stamps = pd.to_datetime(times)
     if stamps.dt.tz is None:
         stamps = stamps.dt.tz_localize(VN_TZ)
-    return [int(v) for v in stamps.dt.tz_convert("UTC").astype("int64") // 1_000_000]
+    # By the timedelta, not the raw int64: that is in the frame's unit (ns today, but pandas also
+    # gives s, ms or us resolutions), and nanoseconds // 1e6 on microseconds stamps 1970.
+    return [int(v) for v in (stamps.dt.tz_convert("UTC") - EPOCH) // pd.Timedelta(milliseconds=1)]
 
 
 # VCI's intraday fields -> the poller's row keys; VCI prices are VND, vnstock's thousands of VND.
