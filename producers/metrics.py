@@ -20,9 +20,10 @@ from producers.progress import FeedCounters
 
 class ProducerCollector(Collector):
     def __init__(self, source: str, sink: KafkaSink, counters: FeedCounters,
-                 clock_seconds: Callable[[], float] = time.time) -> None:
+                 clock_seconds: Callable[[], float] = time.time, in_session: Callable[[], bool] | None = None) -> None:
         self.source, self.sink, self.counters = source, sink, counters
         self._clock_seconds = clock_seconds
+        self._in_session = in_session
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         stats, feed, source = self.sink.stats, self.counters, self.source
@@ -50,6 +51,13 @@ class ProducerCollector(Collector):
                                  labels=["source"])
         fill.add_metric([source], stats.pending_bytes / self.sink.config.max_pending_bytes)
         yield fill
+        if self._in_session is not None:
+            # What the stall alert waits for: a source rightly silent between sessions is no stall.
+            session = GaugeMetricFamily("lakehouse_producer_in_session",
+                                        "1 while the source's market is in its trading session, else 0.",
+                                        labels=["source"])
+            session.add_metric([source], float(self._in_session()))
+            yield session
         if feed.source_lag_ms is not None:
             lag = GaugeMetricFamily("lakehouse_producer_source_lag_seconds",
                                     "Receive time minus the newest event time in the last frame or poll.",
@@ -67,8 +75,10 @@ class ProducerCollector(Collector):
             yield age
 
 
-def register_producer_metrics(source: str, sink: KafkaSink, counters: FeedCounters) -> None:
-    """Add the producer's collector to the process registry (what ``serve_metrics`` serves)."""
+def register_producer_metrics(source: str, sink: KafkaSink, counters: FeedCounters,
+                              in_session: Callable[[], bool] | None = None) -> None:
+    """Add the producer's collector to the process registry (what ``serve_metrics`` serves);
+    ``in_session``: whether the source's market trades now."""
     from prometheus_client import REGISTRY
 
-    REGISTRY.register(ProducerCollector(source, sink, counters))
+    REGISTRY.register(ProducerCollector(source, sink, counters, in_session=in_session))

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from lakehouse.ops.market_calendar import (
     US,
     VN,
+    in_session,
     is_trading_day,
     rebuild_ready_utc,
     session_date,
@@ -62,3 +63,17 @@ def test_every_session_is_inside_the_utc_days_rebuilt_and_ready_after_they_end(d
     ready = rebuild_ready_utc(market, day, lateness)
     assert ready >= closes + timedelta(seconds=lateness)
     assert ready >= datetime.combine(utc_days[-1] + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+
+
+def test_in_session_follows_the_local_session_across_daylight_saving_and_weekends() -> None:
+    summer, winter = date(2026, 7, 6), date(2026, 12, 7)  # Mondays: EDT, then EST
+    assert in_session(US, datetime(2026, 7, 6, 13, 30, tzinfo=UTC))
+    assert not in_session(US, datetime(2026, 7, 6, 13, 29, 59, tzinfo=UTC))
+    assert not in_session(US, datetime(2026, 12, 7, 14, 29, 59, tzinfo=UTC))
+    assert in_session(US, datetime(2026, 12, 7, 20, 59, 59, tzinfo=UTC))
+    assert not in_session(US, datetime(2026, 12, 7, 21, 0, tzinfo=UTC))  # the close is exclusive
+    assert not in_session(US, datetime(2026, 7, 11, 15, 0, tzinfo=UTC))  # a Saturday
+    assert in_session(VN, datetime(2026, 7, 6, 2, 0, tzinfo=UTC))
+    assert not in_session(VN, datetime(2026, 7, 6, 8, 0, tzinfo=UTC))
+    assert (summer, winter) == (session_date(US, datetime(2026, 7, 6, 16, tzinfo=UTC)),
+                                session_date(US, datetime(2026, 12, 7, 16, tzinfo=UTC)))

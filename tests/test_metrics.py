@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from lakehouse.local.processes import free_port
 from lakehouse.messages import Source, Trade, trade_id
 from lakehouse.ops import stream_metrics
 from lakehouse.ops.job_runs import serve_job_metrics
+from lakehouse.ops.market_calendar import US, in_session
 from lakehouse.ops.metrics_http import serve_metrics
 from lakehouse.settings import PROJECT_ROOT, Settings
 from producers.simulators.finnhub_server import FinnhubSimulator
@@ -78,6 +80,8 @@ def test_a_running_finnhub_producer_exports_messages_that_grow_as_trades_flow(ka
 
         wait_for(lambda: trades_acked() > 0, 60, "the producer's first acknowledged trades")
         first = scrape(port)
+        opened = in_session(US, datetime.now(UTC))
+        assert value(first, "lakehouse_producer_in_session", source="finnhub") == float(opened)
         wait_for(lambda: trades_acked() > (value(first, acked, source="finnhub", topic=topic) or 0) + 50, 60,
                  "more trades")
         second = scrape(port)

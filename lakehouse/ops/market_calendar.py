@@ -73,6 +73,13 @@ def rebuild_ready_utc(market: Market, day: date, allowed_lateness_seconds: float
     return max(closes, last_utc_day_end) + timedelta(seconds=allowed_lateness_seconds)
 
 
+def in_session(market: Market, moment: datetime) -> bool:
+    """Whether ``moment`` (timezone-aware) is inside the market's regular session of its local date."""
+    day = session_date(market, moment)
+    opens, closes = session_utc(market, day)
+    return is_trading_day(market, day) and opens <= moment < closes
+
+
 def session_date(market: Market, moment: datetime) -> date:
     """The local date of ``moment`` (timezone-aware) in the market's time zone: how a DAG run's
     logical date, scheduled in the market's time zone, names its trading day."""

@@ -10,12 +10,14 @@ import argparse
 import asyncio
 import logging
 import sys
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError, SaslAuthenticationFailedError
 
 from lakehouse.kafka_security import kafka_python_options
 from lakehouse.logs import configure_logging
+from lakehouse.ops.market_calendar import US, in_session
 from lakehouse.ops.metrics_http import serve_metrics
 from lakehouse.settings import SettingsError, load_settings
 from producers.backoff import Backoff
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     on_stop_signals("finnhub-producer", feed.request_stop)
     # Ops hook: Prometheus metrics on 127.0.0.1 (metrics.finnhub_port; 0 = off).
-    register_producer_metrics("finnhub", sink, feed.counters)
+    register_producer_metrics("finnhub", sink, feed.counters, in_session=lambda: in_session(US, datetime.now(UTC)))
     stop_metrics = serve_metrics(settings.metrics.finnhub_port, "finnhub producer")
     log.info(
         "finnhub producer: %s -> %s (%d symbols)",

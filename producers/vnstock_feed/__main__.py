@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError, SaslAuthenticationFailedError
 
@@ -22,6 +22,7 @@ from lakehouse.settings import SettingsError, load_settings
 from producers.kafka_sink import KafkaSink, SinkConfig, broker_reachable, no_broker_message
 from producers.lifecycle import on_stop_signals
 from producers.metrics import register_producer_metrics
+from producers.vnstock_feed.trading_hours import is_trading_time
 
 log = logging.getLogger("producers.vnstock_feed")
 
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     on_stop_signals("vnstock-producer", poller.request_stop)
     # Ops hook: Prometheus metrics on 127.0.0.1 (metrics.vnstock_port; 0 = off).
-    register_producer_metrics("vnstock", sink, poller.counters)
+    register_producer_metrics("vnstock", sink, poller.counters, in_session=lambda: is_trading_time(datetime.now(UTC)))
     serve_metrics(settings.metrics.vnstock_port, "vnstock producer")
     log.info(
         "vnstock producer: %s via %s -> %s",
