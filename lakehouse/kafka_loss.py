@@ -217,7 +217,12 @@ def starting_offsets(spark: SparkSession, settings: Settings, job: str, checkpoi
     position = Checkpoint(spark, checkpoint).position(topic)
     if position is None:
         return None
-    earliest, latest = kafka_offset_span(settings, topic)
+    try:
+        earliest, latest = kafka_offset_span(settings, topic)
+    except Exception as error:  # Kafka not up yet: Spark's source waits for it as before
+        log.warning("%s: could not compare the checkpoint with what Kafka holds (%s: %s); starting on the "
+                    "checkpoint as it is", job, type(error).__name__, error)
+        return None
     ranges = lost_ranges(topic, position.offsets, earliest, latest)
     if not ranges:
         return None

@@ -12,8 +12,10 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import KafkaAdminClient
 
 from lakehouse.catalog import load_catalog, table_identifier
-from lakehouse.kafka_loss import KafkaDataLost, LostRange, lost_ranges, resume_offsets
+from lakehouse.kafka_loss import KafkaDataLost, LostRange, lost_ranges, resume_offsets, starting_offsets
+from lakehouse.local.processes import free_port
 from lakehouse.settings import Settings
+from lakehouse.streaming import checkpoint_location
 from lakehouse.tables import FEED_EVENTS
 from tests.kafka_helpers import new_topic, publish
 from tests.test_raw_trades import stored_rows, trade
@@ -97,3 +99,8 @@ def test_a_raw_stream_back_after_its_messages_were_deleted_names_them_then_goes_
     query.stop()
     ids = [r["trade_id"] for r in stored_rows(settings, symbols)]
     assert len(ids) == len(set(ids)) == len(first) + len(after) + len(later)
+
+    # Kafka not answering the check: the stream starts on its checkpoint, as before the check existed.
+    down = settings.model_copy(update={"kafka": settings.kafka.model_copy(
+        update={"bootstrap_servers": f"127.0.0.1:{free_port()}"})}).with_streaming(kafka_offsets_timeout_seconds=1)
+    assert starting_offsets(spark, down, "raw_trades", checkpoint_location(settings, "raw_trades"), topic=topic) is None
