@@ -11,8 +11,12 @@ Why these settings:
   acknowledged and, above ``max_pending_bytes``, blocks :meth:`KafkaSink.publish` (the source
   reader) in steps of ``max_block_ms``, logging the back-pressure, instead of growing memory or
   crashing. A caller that wants to give up (shutdown) passes ``should_stop``.
-- Records whose delivery finally failed (``delivery_timeout_ms`` exceeded during a long outage)
-  are re-sent, not dropped: the deterministic trade id lets the jobs store a re-sent trade once.
+- no delivery timeout (``delivery_timeout_ms`` at its maximum, ~24 days): a record waits for
+  the broker however long it is down, bounded by ``max_pending_bytes``. With kafka-python's 120 s
+  default, a batch in flight when the broker died expired, the idempotent producer reset its id and
+  then sent nothing ever again, even once the broker was back: every later record was lost.
+- Records whose delivery failed all the same are re-sent, not dropped: the deterministic trade id
+  lets the jobs store a re-sent trade once.
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ class SinkConfig:
     batch_size: int = 256 * 1024
     max_pending_bytes: int = 32 * 1024 * 1024  # unacknowledged record bytes held in memory
     max_block_ms: int = 1000  # one step of back-pressure; publish() loops over these steps
-    delivery_timeout_ms: int = 120_000
+    delivery_timeout_ms: int = 2**31 - 1  # never expire a record: see the module docstring
     request_timeout_ms: int = 15_000
     compression_type: str | None = None  # None = default_compression()
     connect_timeout_seconds: float = 60.0
