@@ -19,6 +19,7 @@ Symbol = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9
 # Up to 2099-12-31: a later time is no market's, and one of year ~5138 or later overflowed the bars'
 # exact (event time, Kafka position) order key, failing the bars stream on every restart; pandas
 # (the reading API) holds nothing after 2262.
+ConditionCode = Annotated[str, Field(max_length=32)]
 EpochMs = Annotated[int, Field(ge=0, le=4_102_444_799_999)]
 
 
@@ -50,7 +51,9 @@ class Trade(_Message):
     price: float = Field(gt=0, allow_inf_nan=False)
     volume: float = Field(ge=0, allow_inf_nan=False)
     event_time_ms: EpochMs
-    conditions: list[str] = Field(default_factory=list, max_length=16)
+    # Each code short (Finnhub's are numbers such as "12"): one 1.5 MB code passed the model and
+    # Kafka refused the record, which ended the producer.
+    conditions: list[ConditionCode] = Field(default_factory=list, max_length=16)
     venue: str | None = Field(default=None, max_length=32)
     received_time_ms: EpochMs
     trade_id: str = Field(min_length=1, max_length=64)

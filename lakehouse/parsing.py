@@ -140,6 +140,26 @@ _PLAIN_FLOAT = r"(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?"
 _PLAIN_INT = r"(0|[1-9][0-9]{0,17})"
 
 
+def _string_item(annotation: Any) -> bool:
+    return annotation is str or (typing.get_origin(annotation) is typing.Annotated
+                                 and typing.get_args(annotation)[0] is str)
+
+
+def _max_length(annotation: Any) -> int | None:
+    """The ``max_length`` of an ``Annotated[str, Field(max_length=...)]`` list item, else None."""
+    for meta in typing.get_args(annotation)[1:]:
+        for constraint in getattr(meta, "metadata", [meta]):
+            if isinstance(constraint, annotated_types.MaxLen):
+                return constraint.max_length
+    return None
+
+
+def _plain_string(max_length: int | None) -> str:
+    """``_PLAIN_STRING``, at most ``max_length`` characters (one byte each) when given: the fast path
+    then takes only what the item's own constraint allows, and a longer item goes to the model."""
+    return _PLAIN_STRING if max_length is None else _PLAIN_STRING.replace("]*", f"]{{0,{max_length}}}")
+
+
 def _value_form(name: str, annotation: Any) -> str:
     annotation, optional = _unwrap_optional(annotation)
     origin = typing.get_origin(annotation)
@@ -150,8 +170,9 @@ def _value_form(name: str, annotation: Any) -> str:
         form = "|".join(str(a) if isinstance(a, int) else f'"{a}"' for a in typing.get_args(annotation))
     elif isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         form = "|".join(f'"{member.value}"' for member in annotation)
-    elif origin is list and typing.get_args(annotation)[0] is str:
-        form = rf"\[({_PLAIN_STRING}(,{_PLAIN_STRING})*)?\]"
+    elif origin is list and _string_item(typing.get_args(annotation)[0]):
+        item = _plain_string(_max_length(typing.get_args(annotation)[0]))
+        form = rf"\[({item}(,{item})*)?\]"
     elif annotation is str:
         form = _PLAIN_STRING
     elif annotation is bool:

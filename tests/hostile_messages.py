@@ -127,6 +127,11 @@ NAMED_CASES: dict[str, bytes | None] = {
         "event time beyond 2099": _dumps({**valid_trade(14), "event_time_ms": 4_102_444_800_000}).encode(),
         "canonical, event time in the year 6000":
             _dumps({**valid_trade(24), "event_time_ms": 127_174_492_800_000}, True).encode(),
+        "canonical, a condition code of 33 characters":
+            _dumps({**valid_trade(25), "conditions": ["1", "C" * 33]}, True).encode(),
+        "canonical, a condition code of 32 characters":
+            _dumps({**valid_trade(26), "conditions": ["C" * 32]}, True).encode(),
+        "a condition code of 500,000 characters": _dumps({**valid_trade(27), "conditions": ["1" * 500_000]}).encode(),
         "price a whole number": _dumps({**valid_trade(15), "price": 7}).encode(),
         "escaped symbol": _dumps(valid_trade(16)).replace('"HOST"', '"\\u0048OST"').encode(),
         "BOM": b"\xef\xbb\xbf" + _dumps(valid_trade(17)).encode(),
