@@ -22,7 +22,7 @@ from lakehouse.ops.metrics_http import serve_metrics
 from lakehouse.settings import SettingsError, load_settings
 from producers.backoff import Backoff
 from producers.finnhub.client import FinnhubFeed, FinnhubTopics
-from producers.kafka_sink import KafkaSink, SinkConfig, broker_reachable, no_broker_message
+from producers.kafka_sink import KafkaSink, SinkConfig, broker_reachable, no_broker_message, spool_file
 from producers.lifecycle import on_stop_signals
 from producers.metrics import register_producer_metrics
 
@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         sink = KafkaSink(SinkConfig(bootstrap_servers=bootstrap, client_id="finnhub-producer",
-                                    security=kafka_python_options(settings)))
+                                    security=kafka_python_options(settings),
+                                    spool_file=spool_file(settings, "finnhub")))
     except SaslAuthenticationFailedError as refused:
         log.error("%s", refused)
         return 2

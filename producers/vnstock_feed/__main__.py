@@ -19,7 +19,7 @@ from lakehouse.logs import configure_logging
 from lakehouse.messages import BarInterval
 from lakehouse.ops.metrics_http import serve_metrics
 from lakehouse.settings import SettingsError, load_settings
-from producers.kafka_sink import KafkaSink, SinkConfig, broker_reachable, no_broker_message
+from producers.kafka_sink import KafkaSink, SinkConfig, broker_reachable, no_broker_message, spool_file
 from producers.lifecycle import on_stop_signals
 from producers.metrics import register_producer_metrics
 from producers.vnstock_feed.trading_hours import is_trading_time
@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         sink = KafkaSink(SinkConfig(bootstrap_servers=bootstrap, client_id="vnstock-producer",
-                                    security=kafka_python_options(settings)))
+                                    security=kafka_python_options(settings),
+                                    spool_file=spool_file(settings, "vnstock")))
     except SaslAuthenticationFailedError as refused:
         log.error("%s", refused)
         return 2

@@ -1,0 +1,40 @@
+"""The producers' Kafka sink against a real broker that goes away: a stop while Kafka is down keeps
+what it has not acknowledged in its spool file, and the next start sends it first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lakehouse.local.kafka_broker import ensure_topics
+from producers.kafka_sink import KafkaSink, SinkConfig, read_spool
+from producers.simulators.kafka_reader import read_topic
+from tests.conftest import start_broker
+
+
+def test_a_stop_while_kafka_is_down_spools_what_was_not_acknowledged_and_the_next_start_sends_it(
+    tmp_path: Path,
+) -> None:
+    broker = start_broker(tmp_path / "kafka")
+    spool = tmp_path / "producer" / "unacknowledged.jsonl"
+    config = SinkConfig(broker.bootstrap_servers, request_timeout_ms=2_000, spool_file=spool)
+    try:
+        ensure_topics(broker.bootstrap_servers, ["t"], 2)
+        sink = KafkaSink(config)
+        for n in range(100):
+            sink.publish_raw("t", b"K%d" % (n % 3), b"%d" % n)
+        assert sink.flush(30)
+        broker.stop()
+        for n in range(100, 400):
+            sink.publish_raw("t", b"K%d" % (n % 3), b"%d" % n)
+        assert not sink.close(timeout_seconds=2)
+        assert sorted(int(value) for _, _, value in read_spool(spool)) == list(range(100, 400))
+
+        broker.start(timeout_seconds=90)
+        again = KafkaSink(config)  # sends the spool first
+        again.publish_raw("t", b"K0", b"400")
+        assert again.close(timeout_seconds=30)
+        assert not spool.exists() and not spool.with_name(spool.name + ".replaying").exists()
+        landed = sorted(read_topic(broker.bootstrap_servers, "t", timeout_seconds=30))
+        assert landed == list(range(401)), "every record once: the spooled ones sent by the next start"
+    finally:
+        broker.stop()
