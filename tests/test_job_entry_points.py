@@ -94,3 +94,12 @@ def test_spark_submit_names_an_option_left_without_its_value() -> None:
     done = subprocess.run([str(PROJECT_ROOT / "spark-submit.sh"), "--driver-memory"], capture_output=True,
                           text=True, timeout=60)
     assert (done.returncode, done.stderr) == (2, "spark-submit option --driver-memory needs a value\n")
+
+
+@pytest.mark.parametrize("form", [["--config", "only_here.toml"], ["--config=only_here.toml"]])
+def test_spark_submit_reads_a_relative_config_from_the_callers_directory(tmp_path: Path, form: list[str]) -> None:
+    # The script cd's to the project root: the job said "config file only_here.toml does not exist".
+    (tmp_path / "only_here.toml").write_text("[kafka]\npartitions = 0\n")
+    done = subprocess.run([str(PROJECT_ROOT / "spark-submit.sh"), "raw_trades", *form], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "setting 'kafka.partitions'" in done.stderr, done.stderr
