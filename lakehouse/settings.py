@@ -46,7 +46,13 @@ class _Section(BaseModel):
 
 
 class LocalSettings(_Section):
-    """Where the embedded stack keeps its state (broker logs, catalog, warehouse, checkpoints)."""
+    """Where the embedded stack keeps its state: broker logs, the local servers' data, ops records.
+
+    The catalog, the warehouse and the checkpoints are settings of their own and do not follow
+    ``state_dir``: moving the state elsewhere means setting ``catalog.uri``, ``catalog.warehouse``
+    and ``streaming.checkpoint_dir`` too (their defaults name ``.state/`` themselves).
+    Paths may start with ``~``; an empty one is refused (it would name the project root).
+    """
 
     state_dir: Path = Path(".state")
     kafka_jars_dir: Path = Path("jars/kafka")
@@ -57,6 +63,13 @@ class LocalSettings(_Section):
     rest_catalog_port: int = Field(default=18181, ge=1, le=65535)
     # The address the local REST catalog server listens on: loopback, unless other hosts must reach it.
     rest_catalog_bind_address: str = "127.0.0.1"
+
+    @field_validator("state_dir", "kafka_jars_dir", "spark_jars_dir", "rest_catalog_jars_dir", mode="before")
+    @classmethod
+    def _named_folder(cls, value: object) -> object:
+        if isinstance(value, str | Path) and not str(value).strip():
+            raise ValueError("is empty: name a folder (an empty path would be the project root)")
+        return Path(value).expanduser() if isinstance(value, str | Path) else value
 
 
 class KafkaSettings(_Section):

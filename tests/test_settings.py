@@ -123,6 +123,18 @@ def test_a_relative_config_path_missing_in_the_working_directory_is_read_from_th
         load_settings(config_file=Path("nope.toml"), environ={})
 
 
+def test_an_empty_state_dir_is_refused_instead_of_meaning_the_project_root() -> None:
+    with pytest.raises(SettingsError, match=r"local\.state_dir.*is empty"):
+        load_settings(environ={"LAKEHOUSE__LOCAL__STATE_DIR": ""})
+
+
+def test_local_folders_expand_the_home_directory() -> None:
+    settings = load_settings(environ={"LAKEHOUSE__LOCAL__STATE_DIR": "~/lh", "LAKEHOUSE__LOCAL__SPARK_JARS_DIR": "~/j"})
+
+    assert settings.state_dir == Path.home() / "lh"  # was: <project root>/~/lh
+    assert settings.local.spark_jars_dir == Path.home() / "j"
+
+
 def test_secrets_never_show_in_the_settings_repr() -> None:
     settings = load_settings(environ={"LAKEHOUSE__FINNHUB__TOKEN": "sk-abcdef0123456789"})
 
