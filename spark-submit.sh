@@ -19,7 +19,7 @@
 set -euo pipefail
 
 caller_dir="$PWD"
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")"  # through a symlink: the project, not the link's folder
 cd "$root"
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 case "${1:-}" in -h|--help) usage; exit 0 ;; esac
@@ -41,7 +41,8 @@ has_master=false
 while [[ $# -gt 0 && "$1" == -* ]]; do
   case "$1" in
     --verbose|-v|--supervise) spark_opts+=("$1"); shift ;;
-    --master) has_master=true; spark_opts+=("$1" "$2"); shift 2 ;;
+    --master) [[ $# -ge 2 ]] || { echo "spark-submit option $1 needs a value" >&2; exit 2; }
+              has_master=true; spark_opts+=("$1" "$2"); shift 2 ;;
     --master=*) has_master=true; spark_opts+=("$1"); shift ;;
     *=*) spark_opts+=("$1"); shift ;;
     -h|--help) usage; exit 0 ;;
@@ -50,9 +51,12 @@ while [[ $# -gt 0 && "$1" == -* ]]; do
   esac
 done
 [[ $# -ge 1 ]] || { usage >&2; exit 2; }
-job="$1"; shift
-job_file="$root/jobs/${job%.py}.py"
-[[ -f "$job_file" ]] || { echo "no job '$job' in jobs/ (have: $(cd jobs && ls *.py | grep -v __init__ | sed 's/.py$//' | tr '\n' ' '))" >&2; exit 2; }
+job="${1%.py}"; shift
+job_file="$root/jobs/$job.py"
+if [[ ! "$job" =~ ^[a-z_]+$ || "$job" == __init__ || ! -f "$job_file" ]]; then  # no path out of jobs/
+  echo "no job '$job' in jobs/ (have: $(cd jobs && ls *.py | grep -v __init__ | sed 's/.py$//' | tr '\n' ' '))" >&2
+  exit 2
+fi
 $has_master || spark_opts=(--master "local[*]" "${spark_opts[@]}")
 
 # The job runs from $root: a relative --config naming a file in the caller's directory is made

@@ -103,3 +103,26 @@ def test_spark_submit_reads_a_relative_config_from_the_callers_directory(tmp_pat
     done = subprocess.run([str(PROJECT_ROOT / "spark-submit.sh"), "raw_trades", *form], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "setting 'kafka.partitions'" in done.stderr, done.stderr
+
+
+def test_spark_submit_names_a_master_left_without_its_value() -> None:
+    done = subprocess.run([str(PROJECT_ROOT / "spark-submit.sh"), "--master"], capture_output=True,
+                          text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (2, "spark-submit option --master needs a value\n")  # was: $2 unbound
+
+
+@pytest.mark.parametrize("job", ["../lakehouse/settings", "__init__", "Raw_Trades", "raw trades"])
+def test_spark_submit_runs_only_the_jobs_it_lists(job: str) -> None:
+    # '../lakehouse/settings' ran lakehouse/settings.py as a job, '__init__' ran the package's file.
+    done = subprocess.run([str(PROJECT_ROOT / "spark-submit.sh"), job], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith(f"no job '{job}' in jobs/ (have: bars "), done.stderr
+
+
+def test_spark_submit_started_through_a_symlink_finds_the_project(tmp_path: Path) -> None:
+    link = tmp_path / "submit"
+    link.symlink_to(PROJECT_ROOT / "spark-submit.sh")
+    missing = tmp_path / "nope.toml"
+    done = subprocess.run([str(link), "raw_trades", "--config", str(missing)], capture_output=True, text=True,
+                          timeout=120)
+    # Was: the link's folder taken for the project ("spark-submit not found" or "no jars in jars/spark").
+    assert (done.returncode, done.stderr) == (2, f"config file {missing} does not exist\n")
