@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from pyiceberg.schema import Schema
 from pyiceberg.types import NestedField, TimestamptzType
 
 from lakehouse.kafka_loss import kafka_offsets_of
+from lakehouse.ops import job_runs
 from lakehouse.ops.status import (
     Finding,
     JobPosition,
@@ -172,3 +174,39 @@ def test_a_failed_querys_last_line_is_the_deepest_cause_of_its_java_trace():
     # Py4J starts the Java line with ": ", which made maintenance say "could not run: : ...".
     py4j = "An error occurred while calling o42.sql.\n: org.apache.iceberg.exceptions.NotFoundException: gone"
     assert describe_error(RuntimeError(py4j)) == "org.apache.iceberg.exceptions.NotFoundException: gone"
+
+
+@pytest.mark.parametrize("record", [
+    b"lakehouse_maintenance_last_success_timestamp_seconds {oops\n",
+    b"lakehouse_maintenance_last_success_timestamp_seconds \xff\xfe\n",
+])
+def test_a_corrupt_job_record_is_unreadable_not_a_crash(tmp_path: Path, record: bytes):
+    (tmp_path / "ops").mkdir()
+    (tmp_path / "ops" / "maintenance.prom").write_bytes(record)
+    with pytest.raises(job_runs.UnreadableRecord, match=str(tmp_path / "ops" / "maintenance.prom")):
+        job_runs.last_success(tmp_path, "maintenance")  # was: ValueError or UnicodeDecodeError
+
+
+def test_status_shows_a_job_with_an_unreadable_record_stale_once(tmp_path: Path):
+    """``lakehouse status`` crashed on a corrupt ``<state_dir>/ops/maintenance.prom``; no broker and
+    no catalog here either, so every part is seen unreachable and the screen still renders."""
+    from lakehouse.local.processes import free_port
+    from lakehouse.ops import status_probe
+    from lakehouse.settings import load_settings
+
+    settings = load_settings(environ={
+        "LAKEHOUSE__LOCAL__STATE_DIR": str(tmp_path), "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{tmp_path}/catalog.db",
+        "LAKEHOUSE__CATALOG__WAREHOUSE": str(tmp_path / "warehouse"),
+        "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+        "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "LAKEHOUSE__STATUS__KAFKA_TIMEOUT_SECONDS": "1",
+    })
+    (tmp_path / "ops").mkdir()
+    (tmp_path / "ops" / "maintenance.prom").write_text("lakehouse_maintenance_last_success_timestamp_seconds {oops\n")
+
+    findings = assess(status_probe.observe(settings), NOW, THRESHOLDS, RUNS)
+
+    jobs = [f for f in findings if f.part == "job maintenance"]
+    assert [f.verdict for f in jobs] == [Verdict.STALE]
+    assert "record unreadable: " in jobs[0].detail and "maintenance.prom" in jobs[0].detail
+    assert exit_code(findings) == 1

@@ -104,13 +104,20 @@ def record_success(state_dir: Path, run: JobRun) -> Path:
     return target
 
 
+class UnreadableRecord(ValueError):
+    """A job's record exists but cannot be read back (not UTF-8, not Prometheus text, a bad value)."""
+
+
 def last_success(state_dir: Path, job: str) -> JobRun | None:
-    """The job's last recorded successful run, or None if it never recorded one here."""
+    """The job's last recorded successful run, or None if it never recorded one here; a record that
+    is there but unreadable raises ``UnreadableRecord`` naming the file (status shows it STALE)."""
     path = runs_dir(state_dir) / f"{job}.prom"
     try:
-        return parse(job, path.read_text())
+        return parse(job, path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+    except (UnicodeDecodeError, ValueError, OverflowError, OSError) as error:
+        raise UnreadableRecord(f"{path}: {type(error).__name__}: {error}") from None
 
 
 def serve_job_metrics(port: int, state_dir: Path, job: str) -> Callable[[], None] | None:

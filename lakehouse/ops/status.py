@@ -11,8 +11,8 @@ Rules:
   topic's end offsets exceed ``max_kafka_lag_messages``;
 * maintenance and the sync are stale when their last recorded success is older than their
   threshold, or was never recorded;
-* a part that could not be observed (broker or catalog unreachable) is stale: status that cannot
-  look must not say all is well.
+* a part that could not be observed (broker or catalog unreachable, a job's record unreadable) is
+  stale: status that cannot look must not say all is well.
 """
 
 from __future__ import annotations
@@ -151,7 +151,8 @@ def assess(observation: Observation, now: datetime, thresholds: StatusSettings,
     for topic in observation.topics:
         findings += topic_findings(topic, thresholds)
     findings += [run_finding(job, observation.last_runs.get(job), threshold, now)
-                 for job, threshold in run_thresholds_seconds.items()]
+                 for job, threshold in run_thresholds_seconds.items()
+                 if f"job {job}" not in observation.unreachable]  # already shown, as unreadable
     return findings
 
 
