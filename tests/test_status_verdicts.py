@@ -210,3 +210,12 @@ def test_status_shows_a_job_with_an_unreadable_record_stale_once(tmp_path: Path)
     assert [f.verdict for f in jobs] == [Verdict.STALE]
     assert "record unreadable: " in jobs[0].detail and "maintenance.prom" in jobs[0].detail
     assert exit_code(findings) == 1
+
+
+def test_a_job_records_counts_read_back_exactly_through_prometheus_text():
+    counts = {"files_rewritten": 98765432, "bytes_rewritten": 2**53 - 1, "ratio": 0.1 + 0.2, "tables": 0}
+    run = job_runs.JobRun("maintenance", datetime(2026, 3, 2, 14, 0, 0, 250_000, tzinfo=UTC), 42.5, counts)
+    text = job_runs.render(run)
+
+    assert job_runs.parse("maintenance", text) == run  # was: 9.87654e+07, read back as 98765400
+    assert "lakehouse_maintenance_files_rewritten 98765432\n" in text

@@ -51,6 +51,13 @@ def count_metric(job: str, count: str) -> str:
     return f"lakehouse_{job}_{count}"
 
 
+def sample_value(value: float) -> str:
+    """A sample's text that reads back as the same number: whole counts as integers, others as the
+    shortest exact ``repr`` (``{:g}`` kept six digits: 98765432 files became 9.87654e+07)."""
+    number = float(value)
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
 def render(run: JobRun) -> str:
     """The Prometheus text exposition of ``run`` (gauges: each value is the last run's)."""
     success, duration = count_metric(run.job, LAST_SUCCESS), count_metric(run.job, LAST_DURATION)
@@ -67,7 +74,7 @@ def render(run: JobRun) -> str:
         lines += [
             f"# HELP {name} {count.replace('_', ' ')} by the last successful run.",
             f"# TYPE {name} gauge",
-            f"{name} {float(value):g}",
+            f"{name} {sample_value(value)}",
         ]
     return "\n".join(lines) + "\n"
 
