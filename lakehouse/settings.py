@@ -260,6 +260,18 @@ class StatusSettings(_Section):
     small_file_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
     kafka_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    @field_validator("fresh_tables")
+    @classmethod
+    def _known_tables(cls, value: list[str]) -> list[str]:
+        """A misspelt name judged nothing and status said all was fresh on stale data."""
+        from lakehouse.tables import ALL_TABLES  # pyiceberg's schema types: only when validating
+
+        known = [table.name for table in ALL_TABLES]
+        unknown = [name for name in value if name not in known]
+        if unknown:
+            raise ValueError(f"unknown table(s) {', '.join(unknown)}; the tables are {', '.join(known)}")
+        return value
+
 
 class MetricsSettings(_Section):
     """Prometheus endpoints, always on 127.0.0.1. Port 0 means no endpoint (the default, so tests

@@ -135,6 +135,16 @@ def test_local_folders_expand_the_home_directory() -> None:
     assert settings.local.spark_jars_dir == Path.home() / "j"
 
 
+def test_status_fresh_tables_must_name_tables_that_exist() -> None:
+    # 'trade,bars_1M' was accepted, and status then judged no table: exit 0 on stale data.
+    with pytest.raises(SettingsError) as error:
+        load_settings(environ={"LAKEHOUSE__STATUS__FRESH_TABLES": "trade,bars_1M"})
+
+    said = str(error.value)
+    assert "status.fresh_tables" in said and "unknown table(s) trade, bars_1M" in said
+    assert "the tables are trades, bars_1m, " in said
+
+
 def test_secrets_never_show_in_the_settings_repr() -> None:
     settings = load_settings(environ={"LAKEHOUSE__FINNHUB__TOKEN": "sk-abcdef0123456789"})
 
