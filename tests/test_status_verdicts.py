@@ -12,6 +12,7 @@ from pyiceberg.types import NestedField, TimestamptzType
 from lakehouse.kafka_loss import kafka_offsets_of
 from lakehouse.ops import job_runs
 from lakehouse.ops.status import (
+    MAX_CLOCK_SKEW_SECONDS,
     Finding,
     JobPosition,
     Observation,
@@ -219,3 +220,19 @@ def test_a_job_records_counts_read_back_exactly_through_prometheus_text():
 
     assert job_runs.parse("maintenance", text) == run  # was: 9.87654e+07, read back as 98765400
     assert "lakehouse_maintenance_files_rewritten 98765432\n" in text
+
+
+@pytest.mark.parametrize("ahead", [timedelta(days=365), timedelta(days=365 * 74)])
+def test_a_future_dated_newest_trade_is_stale_not_fresh_forever(ahead: timedelta):
+    findings = assess(observation(NOW + ahead, 950, NOW), NOW, THRESHOLDS, RUNS)
+
+    trades = next(f for f in findings if f.part == "table trades")
+    assert trades.verdict is Verdict.STALE  # was: ok, age clamped to 0s
+    newest = (NOW + ahead).strftime("%Y-%m-%d %H:%M:%SZ")
+    assert trades.detail.startswith(f"newest event_time {newest} is in the future: its age cannot be judged "
+                                    "(a future-dated row)")
+
+
+def test_a_newest_event_time_a_little_ahead_of_now_is_clock_skew_and_fresh():
+    findings = assess(observation(NOW + timedelta(seconds=MAX_CLOCK_SKEW_SECONDS - 1), 950, NOW), NOW, THRESHOLDS, RUNS)
+    assert verdicts(findings)["table trades"] is Verdict.OK
