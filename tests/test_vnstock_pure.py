@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -142,3 +143,15 @@ def test_backoff_grows_to_its_cap_with_bounded_jitter(attempt: int, draw: float)
     delay = policy.delay_seconds(attempt, Fixed())  # type: ignore[arg-type]
     ceiling = min(60, 0.5 * 2**attempt) if attempt < 64 else 60
     assert ceiling * 0.5 - 1e-9 <= delay <= ceiling + 1e-9
+
+
+@pytest.mark.parametrize("pace", ["0", "-3"])
+def test_a_pace_below_one_request_per_minute_is_refused_as_a_bad_argument(
+    pace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from producers.vnstock_feed.__main__ import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--requests-per-minute", pace])  # was accepted; the pacer's first call raised IndexError
+    assert done.value.code == 2
+    assert f"argument --requests-per-minute: must be >= 1, got {pace}" in capsys.readouterr().err
