@@ -70,6 +70,10 @@ def test_spark_submit_checks_the_jobs_settings_before_it_starts_a_jvm(tmp_path: 
     # Iceberg's procedure refuses under 24 hours: it failed every table's step after the session started.
     ("maintenance", ["--orphan-age-hours", "23.9"], "argument --orphan-age-hours: must be >= 24, got 23.9"),
     ("maintenance", ["--snapshot-retention-hours", "inf"], "argument --snapshot-retention-hours: must be > 0"),
+    # An empty list maintained nothing and recorded a success; an unknown name exited 1.
+    ("maintenance", ["--tables", ""], "argument --tables: names no table; known: ['bars_1m', "),
+    ("maintenance", ["--tables", " , "], "argument --tables: names no table; known: "),
+    ("maintenance", ["--tables", "trades,trade"], "argument --tables: unknown tables ['trade']; known: ['bars_1m', "),
     ("bigquery_sync", ["--interval", "0"], "argument --interval: must be > 0, got 0"),
     ("bars", ["--max-rows-per-batch", "0"], "argument --max-rows-per-batch: must be >= 1, got 0"),
 ])
