@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,9 +127,28 @@ def last_success(state_dir: Path, job: str) -> JobRun | None:
         raise UnreadableRecord(f"{path}: {type(error).__name__}: {error}") from None
 
 
-def serve_job_metrics(port: int, state_dir: Path, job: str) -> Callable[[], None] | None:
+Sample = tuple[str, Mapping[str, str], float]  # metric name, labels, value
+
+
+def sample_families(samples: Iterable[Sample]) -> list:  # -> list[prometheus_client.Metric]
+    """Prometheus families of ``samples``: counters for ``*_total`` names, gauges otherwise."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
+    for name, labels, value in samples:
+        if name not in families:
+            kind = CounterMetricFamily if name.endswith("_total") else GaugeMetricFamily
+            families[name] = kind(name, name.replace("_", " "), labels=sorted(labels))
+        families[name].add_metric([labels[key] for key in sorted(labels)], value)
+    return list(families.values())
+
+
+def serve_job_metrics(
+    port: int, state_dir: Path, job: str, live_samples: Callable[[], Iterable[Sample]] | None = None
+) -> Callable[[], None] | None:
     """For a job run with ``--interval``: serve its record on 127.0.0.1:``port`` (0: not at all),
-    read from the file at every scrape, so the endpoint and the file never disagree."""
+    read from the file at every scrape, so the endpoint and the file never disagree, and what
+    ``live_samples`` returns at that scrape (the process's own counters)."""
     if not port:
         return None
     from prometheus_client import CollectorRegistry
@@ -142,6 +161,8 @@ def serve_job_metrics(port: int, state_dir: Path, job: str) -> Callable[[], None
             path = runs_dir(state_dir) / f"{job}.prom"
             if path.exists():
                 yield from text_string_to_metric_families(path.read_text())
+            if live_samples is not None:
+                yield from sample_families(live_samples())
 
     registry = CollectorRegistry()
     registry.register(RecordCollector())
