@@ -18,7 +18,8 @@
 # the job's exit code, 0 for a clean stop; a second signal a second or more later stops it at once.
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+caller_dir="$PWD"
+root="$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")"  # through a symlink: the project, not the link's folder
 cd "$root"
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 case "${1:-}" in -h|--help) usage; exit 0 ;; esac
@@ -40,7 +41,8 @@ has_master=false
 while [[ $# -gt 0 && "$1" == -* ]]; do
   case "$1" in
     --verbose|-v|--supervise) spark_opts+=("$1"); shift ;;
-    --master) has_master=true; spark_opts+=("$1" "$2"); shift 2 ;;
+    --master) [[ $# -ge 2 ]] || { echo "spark-submit option $1 needs a value" >&2; exit 2; }
+              has_master=true; spark_opts+=("$1" "$2"); shift 2 ;;
     --master=*) has_master=true; spark_opts+=("$1"); shift ;;
     *=*) spark_opts+=("$1"); shift ;;
     -h|--help) usage; exit 0 ;;
@@ -49,10 +51,26 @@ while [[ $# -gt 0 && "$1" == -* ]]; do
   esac
 done
 [[ $# -ge 1 ]] || { usage >&2; exit 2; }
-job="$1"; shift
-job_file="$root/jobs/${job%.py}.py"
-[[ -f "$job_file" ]] || { echo "no job '$job' in jobs/ (have: $(cd jobs && ls *.py | grep -v __init__ | sed 's/.py$//' | tr '\n' ' '))" >&2; exit 2; }
+job="${1%.py}"; shift
+job_file="$root/jobs/$job.py"
+if [[ ! "$job" =~ ^[a-z_]+$ || "$job" == __init__ || ! -f "$job_file" ]]; then  # no path out of jobs/
+  echo "no job '$job' in jobs/ (have: $(cd jobs && ls *.py | grep -v __init__ | sed 's/.py$//' | tr '\n' ' '))" >&2
+  exit 2
+fi
 $has_master || spark_opts=(--master "local[*]" "${spark_opts[@]}")
+
+# The job runs from $root: a relative --config naming a file in the caller's directory is made
+# absolute; any other relative path is left for the job to find under the project root.
+from_caller() { if [[ "$1" != /* && -e "$caller_dir/$1" ]]; then echo "$caller_dir/$1"; else echo "$1"; fi; }
+job_args=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --config) job_args+=("$1"); shift; [[ $# -eq 0 ]] || { job_args+=("$(from_caller "$1")"); shift; } ;;
+    --config=*) job_args+=("--config=$(from_caller "${1#--config=}")"); shift ;;
+    *) job_args+=("$1"); shift ;;
+  esac
+done
+set -- "${job_args[@]}"
 
 # On a cluster the driver and executors need lakehouse/ and jobs/: ship them as a zip. Locally the
 # virtualenv has the project installed, so nothing is shipped.

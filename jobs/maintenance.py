@@ -11,19 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from lakehouse.job_args import above_zero, at_least, job_parser, job_settings
+from lakehouse.job_args import above_zero, at_least, job_parser, job_settings, table_selection
 from lakehouse.logs import configure_logging
 from lakehouse.maintenance import MaintenancePolicy
 from lakehouse.maintenance_runs import run_maintenance
 from lakehouse.ops.batch_runs import MAINTENANCE as JOB_NAME
 from lakehouse.shutdown import StopRequest
 from lakehouse.spark import build_spark_session
-from lakehouse.tables import ALL_TABLES, tables_named
+from lakehouse.tables import ALL_TABLES
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = job_parser(JOB_NAME, __doc__.split("\n\n")[0])
-    parser.add_argument("--tables", default=",".join(t.name for t in ALL_TABLES),
+    parser.add_argument("--tables", type=table_selection, default=",".join(t.name for t in ALL_TABLES),
                         help="comma-separated table names (default: all)")
     parser.add_argument("--interval", type=at_least(0), default=0,
                         help="repeat every N seconds (default: 0, run once)")
@@ -42,10 +42,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
     settings = job_settings(parser, args.config)
-    try:
-        tables = tables_named(args.tables.split(","))
-    except ValueError as error:
-        raise SystemExit(str(error)) from None
     policy = MaintenancePolicy(
         snapshot_retention=timedelta(hours=args.snapshot_retention_hours),
         orphan_age=timedelta(hours=args.orphan_age_hours),
@@ -56,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = StopRequest(JOB_NAME).install()  # a stop waits for the table being maintained
     spark = build_spark_session(settings, JOB_NAME)
     try:
-        return run_maintenance(spark, settings, tables, policy, args.interval, stop)
+        return run_maintenance(spark, settings, args.tables, policy, args.interval, stop)
     finally:
         spark.stop()
 

@@ -16,6 +16,7 @@ runs (useful against the emulator) but warns.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -101,11 +102,38 @@ def bigquery_client(settings: Settings) -> bigquery.Client:
         )
     credentials = None
     if config.credentials_file is not None:
-        credentials = service_account.Credentials.from_service_account_file(
-            str(settings.path(config.credentials_file)),
-            scopes=["https://www.googleapis.com/auth/bigquery"],
-        )
+        key_file = settings.path(config.credentials_file)
+        if problem := key_file_problem(key_file):
+            raise SettingsError(f"{CREDENTIALS_FILE_SETTING} {key_file} {problem}")
+        try:
+            credentials = service_account.Credentials.from_service_account_file(
+                str(key_file), scopes=["https://www.googleapis.com/auth/bigquery"],
+            )
+        except ValueError:  # its message may quote the key: name the file only
+            raise SettingsError(f"{CREDENTIALS_FILE_SETTING} {key_file}: its private_key cannot be loaded") from None
     return bigquery.Client(project=config.project, credentials=credentials, location=config.location)
+
+
+CREDENTIALS_FILE_SETTING = "bigquery.credentials_file (LAKEHOUSE__BIGQUERY__CREDENTIALS_FILE)"
+SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key", "token_uri")
+
+
+def key_file_problem(key_file: Path) -> str | None:
+    """What makes ``key_file`` unusable as a service-account key, or None. A file that is set but
+    wrong was reported as "no Google credentials" (or a traceback); the answer never quotes the
+    file's content, which holds a private key."""
+    if not key_file.is_file():
+        return "is not a regular file" if key_file.exists() else "does not exist"
+    try:
+        info = json.loads(key_file.read_bytes())
+    except OSError as error:
+        return f"cannot be read: {error.strerror}"
+    except ValueError:  # not JSON, or not text at all
+        return "is not JSON: expected a service-account key file"
+    if not isinstance(info, dict) or info.get("type") != "service_account":
+        return 'is not a service-account key: its "type" is not "service_account"'
+    missing = [name for name in SERVICE_ACCOUNT_FIELDS if not info.get(name)]
+    return f"is a service-account key without {', '.join(missing)}" if missing else None
 
 
 NO_CREDENTIALS = (

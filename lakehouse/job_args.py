@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lakehouse.settings import Settings, SettingsError, load_settings
+from lakehouse.tables import ALL_TABLES, TableDef, tables_named
 
 SETTINGS_EPILOG = "Settings come from conf/lakehouse.toml (or --config) and LAKEHOUSE__SECTION__KEY variables."
 
@@ -55,6 +56,18 @@ def above_zero(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
+
+
+def table_selection(text: str) -> list[TableDef]:
+    """An argparse type: comma-separated lakehouse table names, at least one; refused with exit 2
+    otherwise (an empty list maintained nothing and recorded a success; an unknown name exited 1)."""
+    try:
+        tables = tables_named(text.split(","))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if not tables:
+        raise argparse.ArgumentTypeError(f"names no table; known: {sorted(t.name for t in ALL_TABLES)}")
+    return tables
 
 
 def job_settings(parser: argparse.ArgumentParser, config: Path | None) -> Settings:

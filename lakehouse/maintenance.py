@@ -100,7 +100,8 @@ class MaintenancePolicy:
 
 @dataclass
 class MaintenanceCounters:
-    """What maintenance met, for the operator and for the metrics exporter (Prometheus names).
+    """What maintenance met since the process started, for the operator and for Prometheus (the
+    endpoint of ``maintenance --interval``, lakehouse.maintenance_runs).
 
     Keys are (table, step); ``last_success_seconds`` is, per table, the epoch second at which a
     run last finished every step of it.
@@ -114,18 +115,20 @@ class MaintenanceCounters:
     last_orphan_check_seconds: dict[str, float] = field(default_factory=dict)
 
     def samples(self) -> list[tuple[str, dict[str, str], float]]:
-        """Every counter as (metric name, labels, value), the shape a Prometheus exporter serves."""
+        """Every counter as (metric name, labels, value), as served. The per-table success time is
+        ``..._table_last_success_...``: the unlabelled ``lakehouse_maintenance_last_success_timestamp_seconds``
+        is the run record's (lakehouse.ops.job_runs), which the alerts read."""
         out: list[tuple[str, dict[str, str], float]] = []
         for name, counts in (
-            ("maintenance_commit_conflicts_total", self.commit_conflicts),
-            ("maintenance_retries_total", self.retries),
-            ("maintenance_step_failures_total", self.step_failures),
+            ("lakehouse_maintenance_commit_conflicts_total", self.commit_conflicts),
+            ("lakehouse_maintenance_retries_total", self.retries),
+            ("lakehouse_maintenance_step_failures_total", self.step_failures),
         ):
             out.extend((name, {"table": table, "step": step}, float(n)) for (table, step), n in sorted(counts.items()))
-        out.append(("maintenance_runs_total", {}, float(self.runs_completed)))
-        out.extend(("maintenance_last_success_timestamp_seconds", {"table": table}, at)
+        out.append(("lakehouse_maintenance_runs_total", {}, float(self.runs_completed)))
+        out.extend(("lakehouse_maintenance_table_last_success_timestamp_seconds", {"table": table}, at)
                    for table, at in sorted(self.last_success_seconds.items()))
-        out.extend(("maintenance_last_orphan_check_timestamp_seconds", {"table": table}, at)
+        out.extend(("lakehouse_maintenance_last_orphan_check_timestamp_seconds", {"table": table}, at)
                    for table, at in sorted(self.last_orphan_check_seconds.items()))
         return out
 

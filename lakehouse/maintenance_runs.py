@@ -47,7 +47,7 @@ def run_maintenance(
     counters = MaintenanceCounters()
     catalog, namespace = settings.catalog.name, settings.catalog.namespace
     if interval_seconds:  # ops hook: Prometheus on metrics.maintenance_port (0 = off)
-        serve_job_metrics(settings.metrics.maintenance_port, settings.state_dir, MAINTENANCE)
+        serve_job_metrics(settings.metrics.maintenance_port, settings.state_dir, MAINTENANCE, counters.samples)
 
     def record(reports: list[MaintenanceReport], seconds: float) -> None:
         """Ops hook: a complete run without a failed step is a success for `lakehouse status`."""

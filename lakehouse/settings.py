@@ -46,7 +46,13 @@ class _Section(BaseModel):
 
 
 class LocalSettings(_Section):
-    """Where the embedded stack keeps its state (broker logs, catalog, warehouse, checkpoints)."""
+    """Where the embedded stack keeps its state: broker logs, the local servers' data, ops records.
+
+    The catalog, the warehouse and the checkpoints are settings of their own and do not follow
+    ``state_dir``: moving the state elsewhere means setting ``catalog.uri``, ``catalog.warehouse``
+    and ``streaming.checkpoint_dir`` too (their defaults name ``.state/`` themselves).
+    Paths may start with ``~``; an empty one is refused (it would name the project root).
+    """
 
     state_dir: Path = Path(".state")
     kafka_jars_dir: Path = Path("jars/kafka")
@@ -57,6 +63,13 @@ class LocalSettings(_Section):
     rest_catalog_port: int = Field(default=18181, ge=1, le=65535)
     # The address the local REST catalog server listens on: loopback, unless other hosts must reach it.
     rest_catalog_bind_address: str = "127.0.0.1"
+
+    @field_validator("state_dir", "kafka_jars_dir", "spark_jars_dir", "rest_catalog_jars_dir", mode="before")
+    @classmethod
+    def _named_folder(cls, value: object) -> object:
+        if isinstance(value, str | Path) and not str(value).strip():
+            raise ValueError("is empty: name a folder (an empty path would be the project root)")
+        return Path(value).expanduser() if isinstance(value, str | Path) else value
 
 
 class KafkaSettings(_Section):
@@ -247,6 +260,18 @@ class StatusSettings(_Section):
     small_file_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
     kafka_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    @field_validator("fresh_tables")
+    @classmethod
+    def _known_tables(cls, value: list[str]) -> list[str]:
+        """A misspelt name judged nothing and status said all was fresh on stale data."""
+        from lakehouse.tables import ALL_TABLES  # pyiceberg's schema types: only when validating
+
+        known = [table.name for table in ALL_TABLES]
+        unknown = [name for name in value if name not in known]
+        if unknown:
+            raise ValueError(f"unknown table(s) {', '.join(unknown)}; the tables are {', '.join(known)}")
+        return value
+
 
 class MetricsSettings(_Section):
     """Prometheus endpoints, always on 127.0.0.1. Port 0 means no endpoint (the default, so tests
@@ -340,24 +365,63 @@ def _describe(error: ValidationError) -> str:
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
+def _config_path(config_file: Path | None, environ: Mapping[str, str]) -> tuple[Path, str]:
+    """The config file to read and where its name came from (for messages).
+
+    An empty ``LAKEHOUSE_CONFIG`` is an error rather than "unset": ``Path("")`` is the working
+    directory, and a variable someone set means a file they wanted read.
+    """
+    if config_file is not None:
+        return _resolved(config_file), ""
+    if CONFIG_FILE_ENV not in environ:
+        return DEFAULT_CONFIG_FILE, ""
+    named = environ[CONFIG_FILE_ENV].strip()
+    if not named:
+        raise SettingsError(f"{CONFIG_FILE_ENV} is set but empty: name a config file, or unset it to read "
+                            f"{DEFAULT_CONFIG_FILE}")
+    return _resolved(Path(named).expanduser()), f" (from {CONFIG_FILE_ENV})"
+
+
+def _resolved(config_file: Path) -> Path:
+    """A relative config path against the working directory, else the project root (a notebook
+    kernel runs in ``notebooks/`` yet ``LAKEHOUSE_CONFIG=conf/gcp.toml`` means the project's file)."""
+    if config_file.is_absolute():
+        return config_file
+    in_cwd = Path.cwd() / config_file
+    in_root = PROJECT_ROOT / config_file
+    return in_root if not in_cwd.exists() and in_root.exists() else in_cwd
+
+
+def _read_toml(config_file: Path, origin: str) -> dict[str, Any]:
+    """The file's values; every way a file can be unreadable is one ``SettingsError`` line."""
+    if not config_file.is_file():
+        what = "is not a regular file" if config_file.exists() else "does not exist"
+        raise SettingsError(f"config file {config_file}{origin} {what}")
+    try:
+        return tomllib.loads(config_file.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {config_file}{origin} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        problem = f"{exc.reason} at byte {exc.start}"
+        raise SettingsError(f"config file {config_file}{origin} is not UTF-8 text: {problem}") from None
+    except OSError as exc:
+        raise SettingsError(f"config file {config_file}{origin} cannot be read: {exc.strerror or exc}") from None
+
+
 def load_settings(
     config_file: Path | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Build and validate the settings; raise ``SettingsError`` naming every bad setting."""
+    """Build and validate the settings; raise ``SettingsError`` naming every bad setting.
+
+    ``config_file`` (else ``LAKEHOUSE_CONFIG``, else ``conf/lakehouse.toml``) must be a readable
+    UTF-8 TOML file; only the default may be absent (embedded defaults). A relative path is looked
+    up in the working directory first, then under the project root.
+    """
     environ = os.environ if environ is None else environ
-    origin = ""
-    if config_file is None:
-        config_file = Path(environ[CONFIG_FILE_ENV]) if CONFIG_FILE_ENV in environ else DEFAULT_CONFIG_FILE
-        origin = f" (from {CONFIG_FILE_ENV})"
-    file_values: dict[str, Any] = {}
-    if config_file.exists():
-        try:
-            file_values = tomllib.loads(config_file.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise SettingsError(f"config file {config_file} is not valid TOML: {exc}") from exc
-    elif config_file != DEFAULT_CONFIG_FILE:
-        raise SettingsError(f"config file {config_file}{origin} does not exist")
+    config_file, origin = _config_path(config_file, environ)
+    absent_default = config_file == DEFAULT_CONFIG_FILE and not config_file.exists()
+    file_values = {} if absent_default else _read_toml(config_file, origin)
     try:
         return Settings.model_validate(_merge(file_values, _env_overrides(environ)))
     except ValidationError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 from datetime import UTC, date, datetime
@@ -149,3 +150,45 @@ def test_the_maintenance_and_sync_dags_each_run_once_end_to_end_and_record_their
     sync = last_success(settings.state_dir, "bigquery_sync")
     assert maintenance is not None and maintenance.counts["tables_maintained"] == len(ALL_TABLES)
     assert sync is not None and sync.counts["tables_created"] == len(ALL_TABLES)
+
+
+RENDER_COMMANDS = """
+import json, runpy, sys
+from pathlib import Path
+from airflow.sdk.definitions._internal.contextmanager import DagContext
+commands = {}
+for dag_file in sorted(Path(sys.argv[1]).glob("lakehouse_*.py")):  # as DagBag loads them, without its database
+    DagContext.current_autoregister_module_name = dag_file.stem
+    runpy.run_path(str(dag_file), run_name=dag_file.stem)
+for dag, _module in DagContext.autoregistered_dags:
+    for task in dag.tasks:
+        if hasattr(task, "bash_command"):
+            commands[f"{dag.dag_id}.{task.task_id}"] = task.bash_command
+print(json.dumps(commands))
+"""
+
+
+def test_the_dags_commands_keep_a_project_path_with_a_space_in_one_word(tmp_path: Path):
+    """``cd '/p a/main' && /p a/main/.venv/bin/python -m ...``: the interpreter's path was not quoted.
+    Fast: the DAG files and the calendar they import are copied under a path with a space and
+    imported once in Airflow's virtualenv, with no metadata database."""
+    root = tmp_path / "p a" / "main"
+    for source in (*DAGS_FOLDER.glob("*.py"), *(PROJECT_ROOT / "lakehouse").glob("__init__.py"),
+                   *(PROJECT_ROOT / "lakehouse" / "ops").glob("[_m]*.py")):
+        target = root / source.relative_to(PROJECT_ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source.read_text())
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "LAKEHOUSE"))}
+    env.update({"AIRFLOW_HOME": str(tmp_path / "airflow"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
+    done = subprocess.run([str(AIRFLOW_VENV / "bin" / "python"), "-c", RENDER_COMMANDS,
+                           str(root / "orchestration" / "airflow" / "dags")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    commands = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert {"lakehouse_daily_bars_us.check_bars", "lakehouse_bigquery_sync.bigquery_sync",
+            "lakehouse_vnstock_backfill.vnstock_backfill", "lakehouse_maintenance.maintenance"} <= commands.keys()
+    for task, command in commands.items():
+        words = shlex.split(command)
+        assert words[:3] == ["cd", str(root), "&&"], (task, command)
+        assert words[3] in (str(root / ".venv" / "bin" / "python"), "./spark-submit.sh"), (task, command)

@@ -7,6 +7,7 @@ configuration, and the Compute Engine metadata server pointed at a closed local 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -95,3 +96,40 @@ def test_a_table_whose_metadata_file_is_gone_is_named_and_the_others_are_still_s
     assert failed and "cannot load the Iceberg table" in failed[0] and "FileNotFoundError" in failed[0], done.stdout
     planned = [line for line in done.stdout.splitlines() if line.startswith("would create")]
     assert len(planned) == len(ALL_TABLES) - 1, done.stdout
+
+
+FAKE_KEY = "-----BEGIN PRIVATE KEY-----\nSECRETKEYDATA\n-----END PRIVATE KEY-----\n"
+
+
+def broken_key_file(state: Path, kind: str) -> Path:
+    """A credentials_file that is set but unusable, in one of the ways an operator gets it wrong."""
+    if kind == "a directory":
+        return state
+    key_file = state / "key.json"
+    if kind == "not JSON":
+        key_file.write_bytes(b"\xff\xfe" + FAKE_KEY.encode())
+    elif kind == "a malformed key":
+        key_file.write_text(json.dumps({"type": "service_account", "private_key": FAKE_KEY, "client_email": "a@b",
+                                        "token_uri": "https://oauth2.googleapis.com/token"}))
+    return key_file
+
+
+@pytest.mark.parametrize(("kind", "said"), [
+    ("a directory", "is not a regular file"),  # was: IsADirectoryError, a traceback
+    ("missing", "does not exist"),  # was: "no Google credentials: set ... credentials_file", though it is set
+    ("not JSON", "is not JSON"),
+    ("a malformed key", "its private_key cannot be loaded"),
+])
+def test_a_credentials_file_that_is_set_but_unusable_is_named_in_one_line_with_exit_status_2(
+    tmp_path: Path, kind: str, said: str
+) -> None:
+    key_file = broken_key_file(tmp_path, kind)
+    environ = {**without_google_credentials(tmp_path), "LAKEHOUSE__BIGQUERY__CREDENTIALS_FILE": str(key_file)}
+
+    for args in ((), ("--dry-run",)):
+        done = run_sync(environ, *args)
+
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and f"credentials_file (LAKEHOUSE__BIGQUERY__CREDENTIALS_FILE) {key_file}" \
+            in done.stderr and said in done.stderr, done.stderr
+        assert "SECRETKEYDATA" not in done.stdout + done.stderr and "no Google credentials" not in done.stderr

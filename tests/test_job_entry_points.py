@@ -70,6 +70,10 @@ def test_spark_submit_checks_the_jobs_settings_before_it_starts_a_jvm(tmp_path: 
     # Iceberg's procedure refuses under 24 hours: it failed every table's step after the session started.
     ("maintenance", ["--orphan-age-hours", "23.9"], "argument --orphan-age-hours: must be >= 24, got 23.9"),
     ("maintenance", ["--snapshot-retention-hours", "inf"], "argument --snapshot-retention-hours: must be > 0"),
+    # An empty list maintained nothing and recorded a success; an unknown name exited 1.
+    ("maintenance", ["--tables", ""], "argument --tables: names no table; known: ['bars_1m', "),
+    ("maintenance", ["--tables", " , "], "argument --tables: names no table; known: "),
+    ("maintenance", ["--tables", "trades,trade"], "argument --tables: unknown tables ['trade']; known: ['bars_1m', "),
     ("bigquery_sync", ["--interval", "0"], "argument --interval: must be > 0, got 0"),
     ("bars", ["--max-rows-per-batch", "0"], "argument --max-rows-per-batch: must be >= 1, got 0"),
 ])
@@ -94,3 +98,35 @@ def test_spark_submit_names_an_option_left_without_its_value() -> None:
     done = subprocess.run([str(PROJECT_ROOT / "spark-submit.sh"), "--driver-memory"], capture_output=True,
                           text=True, timeout=60)
     assert (done.returncode, done.stderr) == (2, "spark-submit option --driver-memory needs a value\n")
+
+
+@pytest.mark.parametrize("form", [["--config", "only_here.toml"], ["--config=only_here.toml"]])
+def test_spark_submit_reads_a_relative_config_from_the_callers_directory(tmp_path: Path, form: list[str]) -> None:
+    # The script cd's to the project root: the job said "config file only_here.toml does not exist".
+    (tmp_path / "only_here.toml").write_text("[kafka]\npartitions = 0\n")
+    done = subprocess.run([str(PROJECT_ROOT / "spark-submit.sh"), "raw_trades", *form], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "setting 'kafka.partitions'" in done.stderr, done.stderr
+
+
+def test_spark_submit_names_a_master_left_without_its_value() -> None:
+    done = subprocess.run([str(PROJECT_ROOT / "spark-submit.sh"), "--master"], capture_output=True,
+                          text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (2, "spark-submit option --master needs a value\n")  # was: $2 unbound
+
+
+@pytest.mark.parametrize("job", ["../lakehouse/settings", "__init__", "Raw_Trades", "raw trades"])
+def test_spark_submit_runs_only_the_jobs_it_lists(job: str) -> None:
+    # '../lakehouse/settings' ran lakehouse/settings.py as a job, '__init__' ran the package's file.
+    done = subprocess.run([str(PROJECT_ROOT / "spark-submit.sh"), job], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith(f"no job '{job}' in jobs/ (have: bars "), done.stderr
+
+
+def test_spark_submit_started_through_a_symlink_finds_the_project(tmp_path: Path) -> None:
+    link = tmp_path / "submit"
+    link.symlink_to(PROJECT_ROOT / "spark-submit.sh")
+    missing = tmp_path / "nope.toml"
+    done = subprocess.run([str(link), "raw_trades", "--config", str(missing)], capture_output=True, text=True,
+                          timeout=120)
+    # Was: the link's folder taken for the project ("spark-submit not found" or "no jars in jars/spark").
+    assert (done.returncode, done.stderr) == (2, f"config file {missing} does not exist\n")

@@ -128,8 +128,8 @@ def test_a_step_still_conflicting_after_its_attempts_fails_and_another_error_is_
     assert counters.step_failures == {("market.bars_1m", "rewrite_data_files"): 1,
                                       ("market.bars_1m", "expire_snapshots"): 1}
     names = {name for name, _, _ in counters.samples()}
-    assert names == {"maintenance_commit_conflicts_total", "maintenance_retries_total",
-                     "maintenance_step_failures_total", "maintenance_runs_total"}
+    assert names == {"lakehouse_maintenance_commit_conflicts_total", "lakehouse_maintenance_retries_total",
+                     "lakehouse_maintenance_step_failures_total", "lakehouse_maintenance_runs_total"}
 
 
 def test_compaction_keeps_to_closed_days_of_day_partitioned_tables_and_off_tables_upserted_anywhere() -> None:

@@ -173,6 +173,34 @@ def test_a_maintenance_run_records_its_success_and_serves_it(lake: Settings, tmp
     SCRAPED["maintenance"] = text
 
 
+def test_maintenances_counters_are_served_beside_its_run_record(tmp_path: Path):
+    """docs/operations.md named these counters, but nothing served them: samples() was never called."""
+    from collections import Counter
+    from datetime import UTC, datetime
+
+    from lakehouse.maintenance import MaintenanceCounters
+    from lakehouse.ops.job_runs import JobRun, record_success
+
+    counters = MaintenanceCounters(commit_conflicts=Counter({("market.bars_1m", "rewrite_data_files"): 3}),
+                                   retries=Counter({("market.bars_1m", "rewrite_data_files"): 2}),
+                                   runs_completed=5, last_orphan_check_seconds={"market.trades": 1_790_000_000.0})
+    record_success(tmp_path, JobRun("maintenance", datetime.fromtimestamp(1_790_000_100, UTC), 12.0))
+    port = free_port()
+    stop_server = serve_job_metrics(port, tmp_path, "maintenance", counters.samples)
+    try:
+        counters.runs_completed += 1  # read at each scrape, not when the endpoint started
+        text = scrape(port)
+    finally:
+        stop_server()
+
+    at = {"table": "market.bars_1m", "step": "rewrite_data_files"}
+    assert value(text, "lakehouse_maintenance_commit_conflicts_total", **at) == 3
+    assert value(text, "lakehouse_maintenance_retries_total", **at) == 2
+    assert value(text, "lakehouse_maintenance_runs_total") == 6
+    assert value(text, "lakehouse_maintenance_last_orphan_check_timestamp_seconds", table="market.trades") == 1.79e9
+    assert value(text, "lakehouse_maintenance_last_success_timestamp_seconds") == 1_790_000_100  # the record's
+
+
 def test_a_bigquery_sync_on_an_interval_serves_its_last_success(tmp_path: Path, bigquery_server):
     from lakehouse.catalog import load_catalog, table_identifier
     from lakehouse.settings import load_settings

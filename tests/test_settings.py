@@ -66,6 +66,85 @@ def test_a_config_file_that_is_not_toml_is_an_error(tmp_path: Path) -> None:
         load_settings(config_file=broken, environ={})
 
 
+def unreadable_config(tmp_path: Path, kind: str) -> Path:
+    """A config path that exists but cannot be read as TOML text."""
+    if kind == "directory":
+        return tmp_path
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes(b"\xff\xfe[kafka]\n")
+    return latin1
+
+
+@pytest.mark.parametrize(("kind", "said"), [("directory", "is not a regular file"), ("binary", "is not UTF-8 text")])
+def test_a_config_file_that_cannot_be_read_is_one_settings_error(tmp_path: Path, kind: str, said: str) -> None:
+    # Was: IsADirectoryError or UnicodeDecodeError, a traceback and exit 1 (``lakehouse status``: "stale").
+    config = unreadable_config(tmp_path, kind)
+
+    for how in ({"config_file": config, "environ": {}}, {"environ": {"LAKEHOUSE_CONFIG": str(config)}}):
+        with pytest.raises(SettingsError, match=said) as error:
+            load_settings(**how)
+        assert str(config) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_empty_lakehouse_config_is_an_error_that_names_it() -> None:
+    # Was: Path("") is ".", the working directory, read as a file: IsADirectoryError.
+    with pytest.raises(SettingsError, match="LAKEHOUSE_CONFIG is set but empty"):
+        load_settings(environ={"LAKEHOUSE_CONFIG": ""})
+
+
+def test_the_status_command_exits_2_not_1_on_an_unreadable_config(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from lakehouse.ops.cli import main
+
+    assert main(["status", "--config", str(tmp_path)]) == 2
+    assert capsys.readouterr().out == f"config file {tmp_path} is not a regular file\n"
+
+
+def test_a_relative_config_path_is_found_in_the_working_directory_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "lakehouse.toml").write_text('[kafka]\nbootstrap_servers = "here:9092"\n')
+    monkeypatch.chdir(tmp_path)
+
+    settings = load_settings(environ={"LAKEHOUSE_CONFIG": "conf/lakehouse.toml"})
+
+    assert settings.kafka.bootstrap_servers == "here:9092"
+
+
+def test_a_relative_config_path_missing_in_the_working_directory_is_read_from_the_project_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A notebook kernel runs in notebooks/; docs/gcp.md says LAKEHOUSE_CONFIG=conf/gcp.toml.
+    monkeypatch.chdir(tmp_path)
+
+    load_settings(environ={"LAKEHOUSE_CONFIG": "conf/lakehouse.toml"})  # was: "does not exist"
+    with pytest.raises(SettingsError, match=f"config file {tmp_path}/nope.toml does not exist"):
+        load_settings(config_file=Path("nope.toml"), environ={})
+
+
+def test_an_empty_state_dir_is_refused_instead_of_meaning_the_project_root() -> None:
+    with pytest.raises(SettingsError, match=r"local\.state_dir.*is empty"):
+        load_settings(environ={"LAKEHOUSE__LOCAL__STATE_DIR": ""})
+
+
+def test_local_folders_expand_the_home_directory() -> None:
+    settings = load_settings(environ={"LAKEHOUSE__LOCAL__STATE_DIR": "~/lh", "LAKEHOUSE__LOCAL__SPARK_JARS_DIR": "~/j"})
+
+    assert settings.state_dir == Path.home() / "lh"  # was: <project root>/~/lh
+    assert settings.local.spark_jars_dir == Path.home() / "j"
+
+
+def test_status_fresh_tables_must_name_tables_that_exist() -> None:
+    # 'trade,bars_1M' was accepted, and status then judged no table: exit 0 on stale data.
+    with pytest.raises(SettingsError) as error:
+        load_settings(environ={"LAKEHOUSE__STATUS__FRESH_TABLES": "trade,bars_1M"})
+
+    said = str(error.value)
+    assert "status.fresh_tables" in said and "unknown table(s) trade, bars_1M" in said
+    assert "the tables are trades, bars_1m, " in said
+
+
 def test_secrets_never_show_in_the_settings_repr() -> None:
     settings = load_settings(environ={"LAKEHOUSE__FINNHUB__TOKEN": "sk-abcdef0123456789"})
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from pyiceberg.schema import Schema
 from pyiceberg.types import NestedField, TimestamptzType
 
 from lakehouse.kafka_loss import kafka_offsets_of
+from lakehouse.ops import job_runs
 from lakehouse.ops.status import (
+    MAX_CLOCK_SKEW_SECONDS,
     Finding,
     JobPosition,
     Observation,
@@ -172,3 +175,64 @@ def test_a_failed_querys_last_line_is_the_deepest_cause_of_its_java_trace():
     # Py4J starts the Java line with ": ", which made maintenance say "could not run: : ...".
     py4j = "An error occurred while calling o42.sql.\n: org.apache.iceberg.exceptions.NotFoundException: gone"
     assert describe_error(RuntimeError(py4j)) == "org.apache.iceberg.exceptions.NotFoundException: gone"
+
+
+@pytest.mark.parametrize("record", [
+    b"lakehouse_maintenance_last_success_timestamp_seconds {oops\n",
+    b"lakehouse_maintenance_last_success_timestamp_seconds \xff\xfe\n",
+])
+def test_a_corrupt_job_record_is_unreadable_not_a_crash(tmp_path: Path, record: bytes):
+    (tmp_path / "ops").mkdir()
+    (tmp_path / "ops" / "maintenance.prom").write_bytes(record)
+    with pytest.raises(job_runs.UnreadableRecord, match=str(tmp_path / "ops" / "maintenance.prom")):
+        job_runs.last_success(tmp_path, "maintenance")  # was: ValueError or UnicodeDecodeError
+
+
+def test_status_shows_a_job_with_an_unreadable_record_stale_once(tmp_path: Path):
+    """``lakehouse status`` crashed on a corrupt ``<state_dir>/ops/maintenance.prom``; no broker and
+    no catalog here either, so every part is seen unreachable and the screen still renders."""
+    from lakehouse.local.processes import free_port
+    from lakehouse.ops import status_probe
+    from lakehouse.settings import load_settings
+
+    settings = load_settings(environ={
+        "LAKEHOUSE__LOCAL__STATE_DIR": str(tmp_path), "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{tmp_path}/catalog.db",
+        "LAKEHOUSE__CATALOG__WAREHOUSE": str(tmp_path / "warehouse"),
+        "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+        "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+        "LAKEHOUSE__STATUS__KAFKA_TIMEOUT_SECONDS": "1",
+    })
+    (tmp_path / "ops").mkdir()
+    (tmp_path / "ops" / "maintenance.prom").write_text("lakehouse_maintenance_last_success_timestamp_seconds {oops\n")
+
+    findings = assess(status_probe.observe(settings), NOW, THRESHOLDS, RUNS)
+
+    jobs = [f for f in findings if f.part == "job maintenance"]
+    assert [f.verdict for f in jobs] == [Verdict.STALE]
+    assert "record unreadable: " in jobs[0].detail and "maintenance.prom" in jobs[0].detail
+    assert exit_code(findings) == 1
+
+
+def test_a_job_records_counts_read_back_exactly_through_prometheus_text():
+    counts = {"files_rewritten": 98765432, "bytes_rewritten": 2**53 - 1, "ratio": 0.1 + 0.2, "tables": 0}
+    run = job_runs.JobRun("maintenance", datetime(2026, 3, 2, 14, 0, 0, 250_000, tzinfo=UTC), 42.5, counts)
+    text = job_runs.render(run)
+
+    assert job_runs.parse("maintenance", text) == run  # was: 9.87654e+07, read back as 98765400
+    assert "lakehouse_maintenance_files_rewritten 98765432\n" in text
+
+
+@pytest.mark.parametrize("ahead", [timedelta(days=365), timedelta(days=365 * 74)])
+def test_a_future_dated_newest_trade_is_stale_not_fresh_forever(ahead: timedelta):
+    findings = assess(observation(NOW + ahead, 950, NOW), NOW, THRESHOLDS, RUNS)
+
+    trades = next(f for f in findings if f.part == "table trades")
+    assert trades.verdict is Verdict.STALE  # was: ok, age clamped to 0s
+    newest = (NOW + ahead).strftime("%Y-%m-%d %H:%M:%SZ")
+    assert trades.detail.startswith(f"newest event_time {newest} is in the future: its age cannot be judged "
+                                    "(a future-dated row)")
+
+
+def test_a_newest_event_time_a_little_ahead_of_now_is_clock_skew_and_fresh():
+    findings = assess(observation(NOW + timedelta(seconds=MAX_CLOCK_SKEW_SECONDS - 1), 950, NOW), NOW, THRESHOLDS, RUNS)
+    assert verdicts(findings)["table trades"] is Verdict.OK

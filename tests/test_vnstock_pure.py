@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -154,3 +155,15 @@ def test_vendor_times_become_the_same_epoch_ms_whatever_pandas_resolution() -> N
         wanted = [ms - ms % 1000 for ms in expected] if unit == "s" else expected
         assert _epoch_ms(stamps.dt.as_unit(unit)) == wanted, unit
     assert _epoch_ms(local.dt.tz_localize(VN_TZ).dt.as_unit("us")) == expected
+
+
+@pytest.mark.parametrize("pace", ["0", "-3"])
+def test_a_pace_below_one_request_per_minute_is_refused_as_a_bad_argument(
+    pace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from producers.vnstock_feed.__main__ import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--requests-per-minute", pace])  # was accepted; the pacer's first call raised IndexError
+    assert done.value.code == 2
+    assert f"argument --requests-per-minute: must be >= 1, got {pace}" in capsys.readouterr().err

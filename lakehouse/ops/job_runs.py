@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,6 +51,13 @@ def count_metric(job: str, count: str) -> str:
     return f"lakehouse_{job}_{count}"
 
 
+def sample_value(value: float) -> str:
+    """A sample's text that reads back as the same number: whole counts as integers, others as the
+    shortest exact ``repr`` (``{:g}`` kept six digits: 98765432 files became 9.87654e+07)."""
+    number = float(value)
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
 def render(run: JobRun) -> str:
     """The Prometheus text exposition of ``run`` (gauges: each value is the last run's)."""
     success, duration = count_metric(run.job, LAST_SUCCESS), count_metric(run.job, LAST_DURATION)
@@ -67,7 +74,7 @@ def render(run: JobRun) -> str:
         lines += [
             f"# HELP {name} {count.replace('_', ' ')} by the last successful run.",
             f"# TYPE {name} gauge",
-            f"{name} {float(value):g}",
+            f"{name} {sample_value(value)}",
         ]
     return "\n".join(lines) + "\n"
 
@@ -104,18 +111,44 @@ def record_success(state_dir: Path, run: JobRun) -> Path:
     return target
 
 
+class UnreadableRecord(ValueError):
+    """A job's record exists but cannot be read back (not UTF-8, not Prometheus text, a bad value)."""
+
+
 def last_success(state_dir: Path, job: str) -> JobRun | None:
-    """The job's last recorded successful run, or None if it never recorded one here."""
+    """The job's last recorded successful run, or None if it never recorded one here; a record that
+    is there but unreadable raises ``UnreadableRecord`` naming the file (status shows it STALE)."""
     path = runs_dir(state_dir) / f"{job}.prom"
     try:
-        return parse(job, path.read_text())
+        return parse(job, path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
+    except (UnicodeDecodeError, ValueError, OverflowError, OSError) as error:
+        raise UnreadableRecord(f"{path}: {type(error).__name__}: {error}") from None
 
 
-def serve_job_metrics(port: int, state_dir: Path, job: str) -> Callable[[], None] | None:
+Sample = tuple[str, Mapping[str, str], float]  # metric name, labels, value
+
+
+def sample_families(samples: Iterable[Sample]) -> list:  # -> list[prometheus_client.Metric]
+    """Prometheus families of ``samples``: counters for ``*_total`` names, gauges otherwise."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    families: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
+    for name, labels, value in samples:
+        if name not in families:
+            kind = CounterMetricFamily if name.endswith("_total") else GaugeMetricFamily
+            families[name] = kind(name, name.replace("_", " "), labels=sorted(labels))
+        families[name].add_metric([labels[key] for key in sorted(labels)], value)
+    return list(families.values())
+
+
+def serve_job_metrics(
+    port: int, state_dir: Path, job: str, live_samples: Callable[[], Iterable[Sample]] | None = None
+) -> Callable[[], None] | None:
     """For a job run with ``--interval``: serve its record on 127.0.0.1:``port`` (0: not at all),
-    read from the file at every scrape, so the endpoint and the file never disagree."""
+    read from the file at every scrape, so the endpoint and the file never disagree, and what
+    ``live_samples`` returns at that scrape (the process's own counters)."""
     if not port:
         return None
     from prometheus_client import CollectorRegistry
@@ -128,6 +161,8 @@ def serve_job_metrics(port: int, state_dir: Path, job: str) -> Callable[[], None
             path = runs_dir(state_dir) / f"{job}.prom"
             if path.exists():
                 yield from text_string_to_metric_families(path.read_text())
+            if live_samples is not None:
+                yield from sample_families(live_samples())
 
     registry = CollectorRegistry()
     registry.register(RecordCollector())

@@ -5,14 +5,15 @@ state); ``now`` is passed in, so every verdict is a function of its inputs and t
 
 Rules:
 * a table of ``status.fresh_tables`` is stale when its newest event time is older than
-  ``max_event_age_seconds`` (age = now minus the newest event time the table holds), or when it
-  holds none;
+  ``max_event_age_seconds`` (age = now minus the newest event time the table holds), when it
+  holds none, or when that time is more than ``MAX_CLOCK_SKEW_SECONDS`` ahead of now (a
+  future-dated row hides the table's real age);
 * a job reading a Kafka topic is behind when the messages between its committed position and the
   topic's end offsets exceed ``max_kafka_lag_messages``;
 * maintenance and the sync are stale when their last recorded success is older than their
   threshold, or was never recorded;
-* a part that could not be observed (broker or catalog unreachable) is stale: status that cannot
-  look must not say all is well.
+* a part that could not be observed (broker or catalog unreachable, a job's record unreadable) is
+  stale: status that cannot look must not say all is well.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from datetime import datetime
 from enum import StrEnum
 
 from lakehouse.settings import StatusSettings
+
+# How far ahead of now a newest event time may be (clock skew between a source and this host) before
+# it is taken for a future-dated row: such a row would make its table's age negative, "fresh" forever.
+MAX_CLOCK_SKEW_SECONDS = 300.0
 
 
 class Verdict(StrEnum):
@@ -105,8 +110,12 @@ def table_finding(table: TableState, now: datetime, thresholds: StatusSettings) 
     if table.newest_event_time is None:
         return Finding(f"table {table.name}", Verdict.STALE if judged else Verdict.INFO, f"no rows; {files}")
     age = (now - table.newest_event_time).total_seconds()
-    verdict = _over(age, thresholds.max_event_age_seconds) if judged else Verdict.INFO
     newest = table.newest_event_time.strftime("%Y-%m-%d %H:%M:%SZ")
+    if -age > MAX_CLOCK_SKEW_SECONDS:
+        return Finding(f"table {table.name}", Verdict.STALE if judged else Verdict.INFO,
+                       f"newest {table.event_column} {newest} is in the future: its age cannot be judged "
+                       f"(a future-dated row); {files}")
+    verdict = _over(age, thresholds.max_event_age_seconds) if judged else Verdict.INFO
     detail = f"newest {table.event_column} {newest} (age {format_age(age)}); {files}"
     return Finding(f"table {table.name}", verdict, detail)
 
@@ -151,7 +160,8 @@ def assess(observation: Observation, now: datetime, thresholds: StatusSettings,
     for topic in observation.topics:
         findings += topic_findings(topic, thresholds)
     findings += [run_finding(job, observation.last_runs.get(job), threshold, now)
-                 for job, threshold in run_thresholds_seconds.items()]
+                 for job, threshold in run_thresholds_seconds.items()
+                 if f"job {job}" not in observation.unreachable]  # already shown, as unreadable
     return findings
 
 

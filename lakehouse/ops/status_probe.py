@@ -142,6 +142,10 @@ def observe(settings: Settings, tables: tuple[TableDef, ...] = ALL_TABLES) -> Ob
         unreachable["kafka"] = error_line(error)
     runs = {}
     for job in BATCH_JOBS:
-        run = job_runs.last_success(settings.state_dir, job)
+        try:
+            run = job_runs.last_success(settings.state_dir, job)
+        except job_runs.UnreadableRecord as error:
+            unreachable[f"job {job}"] = f"record unreadable: {error}"
+            continue
         runs[job] = run.finished_time if run else None
     return Observation(tuple(table_states), tuple(topic_states), runs, unreachable)

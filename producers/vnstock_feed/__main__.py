@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime
 
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError, SaslAuthenticationFailedError
 
+from lakehouse.job_args import at_least
 from lakehouse.kafka_security import kafka_python_options
 from lakehouse.logs import configure_logging
 from lakehouse.messages import BarInterval
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--requests-per-minute",
-        type=int,
+        type=at_least(1, int),  # 0 or less: no call could ever be made (the pacer raised IndexError)
         default=18,
         help="client-side pace; vnstock's guest quota is 20/min",
     )

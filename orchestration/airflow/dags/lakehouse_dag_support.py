@@ -32,8 +32,10 @@ from lakehouse.ops.market_calendar import (  # noqa: E402 (needs the project roo
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-PROJECT_PYTHON = PROJECT_ROOT / ".venv" / "bin" / "python"
-SPARK_SUBMIT = PROJECT_ROOT / "spark-submit.sh"
+# Shell words, quoted for the commands they are spliced into: a project path with a space split
+# the interpreter's path in two ("cd '/p a/main' && /p a/main/.venv/bin/python ...").
+PROJECT_PYTHON = shlex.quote(str(PROJECT_ROOT / ".venv" / "bin" / "python"))
+SPARK_SUBMIT = shlex.quote(str(PROJECT_ROOT / "spark-submit.sh"))
 # The streaming bars job's allowed lateness (streaming.allowed_lateness_seconds): rebuild_bars
 # refuses a day whose last window can still change, so the DAG waits this long after the day.
 ALLOWED_LATENESS_SECONDS = 60.0
