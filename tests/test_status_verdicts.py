@@ -48,6 +48,18 @@ def verdicts(findings: list[Finding]) -> dict[str, Verdict]:
     return {f.part: f.verdict for f in findings}
 
 
+def test_a_job_whose_unread_messages_kafka_deleted_is_stale_whatever_its_lag() -> None:
+    position = JobPosition("raw_trades", "market.trades", 7, {0: 100, 1: 480})
+    deleted = TopicState("market.trades", {0: 500, 1: 500}, (position,), earliest_offsets={0: 300, 1: 0})
+    findings = assess(Observation((), (deleted,), {}), NOW, THRESHOLDS, {})
+    lost = next(f for f in findings if f.part == "topic market.trades / raw_trades")
+    assert lost.verdict is Verdict.STALE
+    assert "Kafka deleted messages this job had not read: partition 0: offsets 100-299 (200 messages)" in lost.detail
+    held = TopicState("market.trades", {0: 500, 1: 500}, (position,), earliest_offsets={0: 100, 1: 0})
+    (kept,) = [f for f in assess(Observation((), (held,), {}), NOW, THRESHOLDS, {}) if f.part.startswith("topic")]
+    assert kept.detail.startswith("end 1000, committed 580")  # judged by its lag, as before
+
+
 def test_fresh_trades_small_lag_and_recent_maintenance_are_all_fresh():
     findings = assess(observation(NOW - timedelta(seconds=30), 950, NOW - timedelta(minutes=20)), NOW, THRESHOLDS, RUNS)
     assert verdicts(findings) == {

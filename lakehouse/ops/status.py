@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from lakehouse.kafka_loss import lost_ranges
 from lakehouse.settings import StatusSettings
 
 # How far ahead of now a newest event time may be (clock skew between a source and this host) before
@@ -62,6 +63,7 @@ class TopicState:
     topic: str
     end_offsets: Mapping[int, int]  # partition -> offset after the last message
     positions: tuple[JobPosition, ...] = ()
+    earliest_offsets: Mapping[int, int] | None = None  # partition -> oldest offset Kafka holds; None: not known
 
 
 @dataclass(frozen=True)
@@ -129,6 +131,14 @@ def topic_findings(topic: TopicState, thresholds: StatusSettings) -> list[Findin
                         f"{end_total} messages in {len(topic.end_offsets)} partitions; no job's checkpoint reads it")]
     findings = []
     for position in topic.positions:
+        if topic.earliest_offsets is not None and (lost := lost_ranges(
+                topic.topic, dict(position.committed_offsets), dict(topic.earliest_offsets),
+                dict(topic.end_offsets))):
+            findings.append(Finding(
+                f"topic {topic.topic} / {position.job}", Verdict.STALE,
+                "Kafka deleted messages this job had not read: " + "; ".join(r.describe() for r in lost)
+                + "; its next start stops and names them (docs/operations.md, messages Kafka deleted)"))
+            continue
         lag = lag_messages(topic.end_offsets, position.committed_offsets)
         if thresholds.max_kafka_lag_messages <= 0:
             verdict = Verdict.INFO

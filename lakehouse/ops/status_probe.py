@@ -89,6 +89,12 @@ def end_offsets(settings: Settings, topics: Iterable[str],
                 timeout_seconds: float | None = None) -> dict[str, dict[int, int]]:
     """topic -> partition -> end offset, from the broker (a topic it does not have: no partitions).
     ``timeout_seconds`` defaults to ``status.kafka_timeout_seconds``."""
+    return {topic: latest for topic, (_, latest) in offset_bounds(settings, topics, timeout_seconds).items()}
+
+
+def offset_bounds(settings: Settings, topics: Iterable[str], timeout_seconds: float | None = None
+                  ) -> dict[str, tuple[dict[int, int], dict[int, int]]]:
+    """topic -> (oldest offset Kafka holds, end offset) per partition, from the broker."""
     from kafka import KafkaConsumer, TopicPartition
 
     from lakehouse.kafka_security import kafka_python_options
@@ -100,8 +106,10 @@ def end_offsets(settings: Settings, topics: Iterable[str],
         result = {}
         for topic in topics:
             partitions = consumer.partitions_for_topic(topic) or set()
-            ends = consumer.end_offsets([TopicPartition(topic, p) for p in sorted(partitions)])
-            result[topic] = {tp.partition: offset for tp, offset in ends.items()}
+            parts = [TopicPartition(topic, p) for p in sorted(partitions)]
+            earliest, ends = consumer.beginning_offsets(parts), consumer.end_offsets(parts)
+            result[topic] = ({tp.partition: o for tp, o in earliest.items()},
+                             {tp.partition: o for tp, o in ends.items()})
         return result
     finally:
         consumer.close()
@@ -133,9 +141,10 @@ def observe(settings: Settings, tables: tuple[TableDef, ...] = ALL_TABLES) -> Ob
     topic_names = list(dict.fromkeys([*project_topics(settings), *(p.topic for p in positions)]))
     topic_states = []
     try:
-        ends = end_offsets(settings, topic_names)
+        bounds = offset_bounds(settings, topic_names)
         topic_states = [
-            TopicState(topic, ends.get(topic, {}), tuple(p for p in positions if p.topic == topic))
+            TopicState(topic, bounds.get(topic, ({}, {}))[1], tuple(p for p in positions if p.topic == topic),
+                       bounds.get(topic, ({}, {}))[0])
             for topic in topic_names
         ]
     except Exception as error:
