@@ -192,3 +192,26 @@ def test_the_dags_commands_keep_a_project_path_with_a_space_in_one_word(tmp_path
         words = shlex.split(command)
         assert words[:3] == ["cd", str(root), "&&"], (task, command)
         assert words[3] in (str(root / ".venv" / "bin" / "python"), "./spark-submit.sh"), (task, command)
+
+
+def test_a_dag_waits_for_the_allowed_lateness_the_jobs_are_set_to(tmp_path: Path):
+    """The US DAG released a day 60 s after it ended whatever the bars job's lateness: with 600 s the
+    rebuild refused the day ("not over yet") until a retry. Standard library only, as in Airflow."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dag_support", DAGS_FOLDER / "lakehouse_dag_support.py")
+    support = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(support)
+    config = tmp_path / "lakehouse.toml"
+    config.write_text("[streaming]\nallowed_lateness_seconds = 240\n")
+
+    assert support.allowed_lateness_seconds({}) == load_settings(environ={}).streaming.allowed_lateness_seconds
+    assert support.allowed_lateness_seconds({"LAKEHOUSE_CONFIG": str(config)}) == 240
+    assert support.allowed_lateness_seconds({"LAKEHOUSE_CONFIG": str(config),
+                                             "LAKEHOUSE__STREAMING__ALLOWED_LATENESS_SECONDS": "600"}) == 600
+    ready = support.calendar_macros(support.MARKETS["us"])["ready_at"]
+    os.environ["LAKEHOUSE__STREAMING__ALLOWED_LATENESS_SECONDS"] = "600"
+    try:
+        assert ready(datetime(2026, 7, 6, 20, 0, tzinfo=UTC)) == "2026-07-07T00:10:00+00:00"
+    finally:
+        del os.environ["LAKEHOUSE__STREAMING__ALLOWED_LATENESS_SECONDS"]

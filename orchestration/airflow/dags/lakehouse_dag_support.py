@@ -36,9 +36,29 @@ if TYPE_CHECKING:
 # the interpreter's path in two ("cd '/p a/main' && /p a/main/.venv/bin/python ...").
 PROJECT_PYTHON = shlex.quote(str(PROJECT_ROOT / ".venv" / "bin" / "python"))
 SPARK_SUBMIT = shlex.quote(str(PROJECT_ROOT / "spark-submit.sh"))
-# The streaming bars job's allowed lateness (streaming.allowed_lateness_seconds): rebuild_bars
-# refuses a day whose last window can still change, so the DAG waits this long after the day.
-ALLOWED_LATENESS_SECONDS = 60.0
+
+
+def allowed_lateness_seconds(environ: dict[str, str] | None = None) -> float:
+    """The streaming bars job's ``streaming.allowed_lateness_seconds``: rebuild_bars refuses a day
+    whose last window can still change, so a DAG waits this long after the day. Read as the jobs
+    read it (``LAKEHOUSE__STREAMING__ALLOWED_LATENESS_SECONDS``, else the settings file named by
+    ``LAKEHOUSE_CONFIG`` or ``conf/lakehouse.toml``), with the standard library only: Airflow's
+    virtualenv has no pydantic. A fixed 60 s released days too early under a longer lateness, and
+    the rebuild failed until a retry."""
+    import os
+    import tomllib
+
+    environ = os.environ if environ is None else environ
+    if value := environ.get("LAKEHOUSE__STREAMING__ALLOWED_LATENESS_SECONDS", "").strip():
+        return float(value)
+    config = Path(environ.get("LAKEHOUSE_CONFIG") or "conf/lakehouse.toml")
+    config = config if config.is_absolute() else PROJECT_ROOT / config
+    try:
+        streaming = tomllib.loads(config.read_text()).get("streaming", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return 60.0  # the settings' default; the job itself reports a bad settings file
+    return float(streaming.get("allowed_lateness_seconds", 60.0))
+
 
 # Retries and timeouts a scheduled batch job gets unless its DAG says otherwise.
 DEFAULT_ARGS = {
@@ -70,7 +90,7 @@ def calendar_macros(market: Market) -> dict:
 
     def ready_at(logical_date: datetime, params: dict | None = None) -> str:
         session = trading_day(market, logical_date, params)
-        return rebuild_ready_utc(market, session, ALLOWED_LATENESS_SECONDS).isoformat()
+        return rebuild_ready_utc(market, session, allowed_lateness_seconds()).isoformat()
 
     def day_args(logical_date: datetime, params: dict | None = None) -> str:
         """``--day D ...`` (the UTC days the session touches) and ``--symbol S ...`` when given."""
@@ -121,5 +141,5 @@ def periodic_dag(
     return dag
 
 
-__all__ = ["DEFAULT_ARGS", "MARKETS", "PROJECT_PYTHON", "SPARK_SUBMIT", "calendar_macros", "is_session_day",
-           "periodic_dag", "project_command"]
+__all__ = ["DEFAULT_ARGS", "MARKETS", "PROJECT_PYTHON", "SPARK_SUBMIT", "allowed_lateness_seconds", "calendar_macros",
+           "is_session_day", "periodic_dag", "project_command"]
