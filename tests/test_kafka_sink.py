@@ -3,10 +3,15 @@ what it has not acknowledged in its spool file, and the next start sends it firs
 
 from __future__ import annotations
 
+import itertools
+import time
+import tracemalloc
 from pathlib import Path
 
+import pytest
+
 from lakehouse.local.kafka_broker import ensure_topics
-from producers.kafka_sink import KafkaSink, SinkConfig, read_spool
+from producers.kafka_sink import RECORD_OVERHEAD_BYTES, KafkaSink, SinkClosedError, SinkConfig, read_spool
 from producers.simulators.kafka_reader import read_topic
 from tests.conftest import start_broker
 
@@ -36,5 +41,32 @@ def test_a_stop_while_kafka_is_down_spools_what_was_not_acknowledged_and_the_nex
         assert not spool.exists() and not spool.with_name(spool.name + ".replaying").exists()
         landed = sorted(read_topic(broker.bootstrap_servers, "t", timeout_seconds=30))
         assert landed == list(range(401)), "every record once: the spooled ones sent by the next start"
+    finally:
+        broker.stop()
+
+
+def test_the_buffer_bound_holds_the_memory_pending_records_really_take(tmp_path: Path) -> None:
+    """32 MiB counted as key and value bytes alone held 142,729 records and ~290 MB of memory."""
+    bound = 8 * 1024 * 1024
+    broker = start_broker(tmp_path / "kafka")
+    try:
+        ensure_topics(broker.bootstrap_servers, ["t"], 2)
+        sink = KafkaSink(SinkConfig(broker.bootstrap_servers, max_pending_bytes=bound))
+        value = b"x" * 230
+        sink.publish_raw("t", b"SYM0", value)
+        assert sink.flush(30)  # the client knows the topic's partitions, so it queues without a broker
+        broker.stop()
+        tracemalloc.start()  # the Python heap the pending records take, whatever the allocator keeps
+        try:
+            give_up = time.monotonic() + 8
+            with pytest.raises(SinkClosedError):  # back-pressure, until the caller gives up
+                for n in itertools.count():
+                    sink.publish_raw("t", b"SYM%d" % (n % 50), value, should_stop=lambda: time.monotonic() > give_up)
+            grown = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        assert sink.stats.pending <= bound // (len(value) + RECORD_OVERHEAD_BYTES) + 1
+        assert grown < 2 * bound, f"{grown / 2**20:.0f} MiB grown for a bound of {bound / 2**20:.0f} MiB"
+        sink.close(timeout_seconds=0.1)
     finally:
         broker.stop()
