@@ -26,6 +26,7 @@ from producers.simulators.kafka_reader import read_topic
 from tests.conftest import start_broker
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
+QUICK_BACKOFF = Backoff(0.1, 0.5)
 TOKEN = "test-token-8f3a"
 
 
@@ -52,12 +53,11 @@ def run_feed_until_replayed(
     topics: FinnhubTopics,
     during: Callable[[], None] | None = None,
     timeout: float = 60,
+    backoff: Backoff = QUICK_BACKOFF,
 ) -> tuple[FinnhubFeed, KafkaSink]:
     """Run the producer until the server has sent every trade, then stop it cleanly and flush."""
     sink = KafkaSink(SinkConfig(bootstrap, linger_ms=5))
-    feed = FinnhubFeed(
-        simulator.url, TOKEN, SYMBOLS, sink, topics, backoff=Backoff(0.1, 0.5), stall_timeout_seconds=2.0
-    )
+    feed = FinnhubFeed(simulator.url, TOKEN, SYMBOLS, sink, topics, backoff=backoff, stall_timeout_seconds=2.0)
 
     def stop_when_replayed() -> None:
         deadline = time.monotonic() + timeout
@@ -106,6 +106,21 @@ def test_dropped_connection_reconnects_resubscribes_and_records_the_gap(
     gaps = read_topic(kafka_broker.bootstrap_servers, topics.feed_events)
     assert [g["kind"] for g in gaps] == ["gap", "gap"]
     assert all(0 <= g["end_ms"] - g["start_ms"] < 10_000 and g["source"] == "finnhub" for g in gaps)
+    assert_every_trade_once_in_order(simulator, read_topic(kafka_broker.bootstrap_servers, topics.trades))
+
+
+def test_each_drop_after_a_working_connection_waits_the_first_backoff_step_again(
+    kafka_broker, simulator, topics
+) -> None:
+    simulator.drop_after_frames, simulator.max_drops = 5, 4
+    # No jitter, steep steps: without a reset the waits would be 0.2, 2, 20 and 60 s.
+    steep = Backoff(initial_seconds=0.2, max_seconds=60, multiplier=10, jitter=0)
+    started = time.monotonic()
+    feed, _ = run_feed_until_replayed(simulator, kafka_broker.bootstrap_servers, topics, timeout=20, backoff=steep)
+    assert simulator.drops == 4 and feed.counters.reconnects == 4
+    gaps = read_topic(kafka_broker.bootstrap_servers, topics.feed_events)
+    assert len(gaps) == 4 and all(g["end_ms"] - g["start_ms"] < 1500 for g in gaps), gaps
+    assert time.monotonic() - started < 20
     assert_every_trade_once_in_order(simulator, read_topic(kafka_broker.bootstrap_servers, topics.trades))
 
 

@@ -32,7 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from lakehouse.messages import FeedEvent, FeedEventKind, Source
 from lakehouse.times import now_ms
 from producers.backoff import Backoff
-from producers.finnhub.parser import newest_event_ms, parse_frame
+from producers.finnhub.parser import FrameKind, newest_event_ms, parse_frame
 from producers.kafka_sink import KafkaSink, SinkClosedError
 from producers.progress import FeedCounters, ProgressLog
 
@@ -134,9 +134,9 @@ class FinnhubFeed:
                         if gap_start_ms is not None:
                             self._publish_gap(gap_start_ms, self.clock_ms(), last_reason)
                             gap_start_ms = None
-                        got_frames, reason = await self._read(socket)
-                        if got_frames:
-                            attempt = 0
+                        worked, reason = await self._read(socket)
+                        if worked:
+                            attempt = 0  # the next drop is a new outage: wait the first step again
                 except (ConnectionClosed, InvalidHandshake, OSError, TimeoutError) as exc:
                     reason = self._redact(f"{type(exc).__name__}: {exc}")[:300]
                 except SinkClosedError as exc:  # stop requested while Kafka's buffer was full
@@ -164,9 +164,11 @@ class FinnhubFeed:
     _last_frame_ms: int | None = None
 
     async def _read(self, socket: ClientConnection) -> tuple[bool, str]:
-        """Read frames until the socket closes, stalls, or stop is requested: whether any frame
-        came, and why the reading ended ("" for a stop; a close by the server raises)."""
-        got_frames = False
+        """Read frames until the socket closes, stalls, or stop is requested: whether the
+        connection worked (a trade or ping came, not only errors), and why the reading ended
+        ("" for a stop). A close by the server ends the reading like a stall, so the caller
+        still learns that the connection worked and resets its backoff."""
+        worked = False
         stop_waiter = asyncio.create_task(self._stop.wait())
         try:
             while not self._stop.is_set():
@@ -180,18 +182,21 @@ class FinnhubFeed:
                     receive.cancel()
                     await socket.close()
                     if self._stop.is_set():
-                        return got_frames, ""
+                        return worked, ""
                     stalled = f"stalled: no frame for {self.stall_timeout_seconds:.0f}s"
                     log.warning("%s; closing the connection", stalled)
-                    return got_frames, stalled
-                raw = receive.result()
-                got_frames = True
-                self._handle(raw)
-            return got_frames, ""
+                    return worked, stalled
+                try:
+                    raw = receive.result()
+                except ConnectionClosed as closed:
+                    return worked, self._redact(f"{type(closed).__name__}: {closed}")[:300]
+                worked = self._handle(raw) in ("trade", "ping") or worked
+            return worked, ""
         finally:
             stop_waiter.cancel()
 
-    def _handle(self, raw: str | bytes) -> None:
+    def _handle(self, raw: str | bytes) -> FrameKind:
+        """Publish one frame's trades and quarantine records; its kind."""
         received = self.clock_ms()
         self._last_frame_ms = received
         self.counters.last_message_ms = received
@@ -211,6 +216,7 @@ class FinnhubFeed:
             self.counters.source_lag_ms = received - newest
         if frame.kind == "error":
             log.error("finnhub error frame: %s", self._redact(frame.error_message or ""))
+        return frame.kind
 
     def _publish_gap(self, start_ms: int, end_ms: int, reason: str) -> None:
         event = FeedEvent(
