@@ -21,6 +21,7 @@ from lakehouse.settings import PROJECT_ROOT
 from producers.backoff import Backoff
 from producers.finnhub.client import FinnhubFeed, FinnhubTopics
 from producers.kafka_sink import KafkaSink, SinkConfig
+from producers.metrics import ProducerCollector
 from producers.simulators.finnhub_server import FinnhubSimulator
 from producers.simulators.kafka_reader import read_topic
 from tests.conftest import start_broker
@@ -122,6 +123,23 @@ def test_each_drop_after_a_working_connection_waits_the_first_backoff_step_again
     assert len(gaps) == 4 and all(g["end_ms"] - g["start_ms"] < 1500 for g in gaps), gaps
     assert time.monotonic() - started < 20
     assert_every_trade_once_in_order(simulator, read_topic(kafka_broker.bootstrap_servers, topics.trades))
+
+
+def test_pings_without_trades_keep_the_message_age_fresh_and_the_trade_age_growing(
+    kafka_broker, simulator, topics
+) -> None:
+    simulator.rate_per_second = 0  # Finnhub after "Subscribing to too many symbols": pings, no trade
+    sink = KafkaSink(SinkConfig(kafka_broker.bootstrap_servers))
+    feed = FinnhubFeed(simulator.url, TOKEN, SYMBOLS, sink, topics, stall_timeout_seconds=2.0)
+    collector = ProducerCollector("finnhub", sink, feed.counters)
+    threading.Timer(2.5, feed.request_stop).start()
+    asyncio.run(feed.run())
+    sink.close()
+    exported = {s.name: s.value for family in collector.collect() for s in family.samples}
+    assert exported["lakehouse_producer_last_message_age_seconds"] < 1.0  # pings every 0.5 s
+    assert exported["lakehouse_producer_last_trade_age_seconds"] >= 2.5  # since the start: none came
+    assert "lakehouse_producer_last_trade_timestamp_seconds" not in exported
+    assert feed.counters.reconnects == 0
 
 
 def test_malformed_frames_go_to_quarantine_and_the_stream_goes_on(kafka_broker, simulator, topics) -> None:

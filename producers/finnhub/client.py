@@ -201,6 +201,8 @@ class FinnhubFeed:
         self._last_frame_ms = received
         self.counters.last_message_ms = received
         frame = parse_frame(raw, received)
+        if frame.trades:
+            self.counters.last_trade_ms = received
         should_stop = self._stopping.is_set
         for trade in frame.trades:
             self.sink.publish(self.topics.trades, trade, should_stop)
