@@ -142,6 +142,27 @@ def test_pings_without_trades_keep_the_message_age_fresh_and_the_trade_age_growi
     assert feed.counters.reconnects == 0
 
 
+def test_a_gap_ends_at_the_first_trade_after_the_reconnect_not_at_the_handshake(
+    kafka_broker, simulator, topics
+) -> None:
+    simulator.drop_after_frames, simulator.max_drops = 5, 1
+
+    def pings_only_for_a_while_after_the_drop() -> None:
+        while simulator.drops == 0:
+            time.sleep(0.005)
+        simulator.rate_per_second, rate = 0, simulator.rate_per_second  # before the 0.5 s backoff ends
+        time.sleep(2.0)
+        simulator.rate_per_second = rate
+
+    run_feed_until_replayed(simulator, kafka_broker.bootstrap_servers, topics,
+                            during=pings_only_for_a_while_after_the_drop, backoff=Backoff(0.5, 0.5, jitter=0))
+    [gap] = read_topic(kafka_broker.bootstrap_servers, topics.feed_events)
+    trades = read_topic(kafka_broker.bootstrap_servers, topics.trades)
+    first_after = min(t["received_time_ms"] for t in trades if t["received_time_ms"] > gap["start_ms"])
+    assert gap["end_ms"] == first_after and gap["end_ms"] - gap["start_ms"] >= 1500, gap  # was ~0.5 s
+    assert_every_trade_once_in_order(simulator, trades)
+
+
 def test_malformed_frames_go_to_quarantine_and_the_stream_goes_on(kafka_broker, simulator, topics) -> None:
     simulator.malformed_every_frames = 4
     feed, _ = run_feed_until_replayed(simulator, kafka_broker.bootstrap_servers, topics)

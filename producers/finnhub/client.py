@@ -3,9 +3,10 @@
 Connection life:
 1. connect to ``<url>?token=…`` (the token is never logged: every logged URL goes through
    :func:`redact_url`), send ``{"type":"subscribe","symbol":S}`` for every configured symbol;
-2. if this is a re-connect, publish a ``gap`` FeedEvent (from the last frame before the drop to
-   now): trades in that span may be missing, and a consumer can see it;
-3. read frames; trades go to the trades topic, bad frames/items to the quarantine topic; a silence
+2. read frames; after a re-connect, the first trade frame closes the open ``gap`` FeedEvent (from
+   the last frame before the drop to that frame: trades in that span may be missing, and a consumer
+   can see it; a handshake alone proves nothing, the subscription may not have taken effect);
+3. trades go to the trades topic, bad frames/items to the quarantine topic; a silence
    longer than ``stall_timeout_seconds`` (Finnhub pings every few seconds even when quiet) counts
    as a dead connection;
 4. on any drop: back off exponentially with jitter, and go to 1.
@@ -111,8 +112,6 @@ class FinnhubFeed:
         if self._stopping.is_set():
             return
         attempt = 0
-        gap_start_ms: int | None = None
-        last_reason = ""
         progress_task = asyncio.create_task(self._log_progress())
         try:
             while not self._stop.is_set():
@@ -131,9 +130,6 @@ class FinnhubFeed:
                         )
                         for symbol in self.symbols:
                             await socket.send(json.dumps({"type": "subscribe", "symbol": symbol}))
-                        if gap_start_ms is not None:
-                            self._publish_gap(gap_start_ms, self.clock_ms(), last_reason)
-                            gap_start_ms = None
                         worked, reason = await self._read(socket)
                         if worked:
                             attempt = 0  # the next drop is a new outage: wait the first step again
@@ -146,9 +142,8 @@ class FinnhubFeed:
                     raise ValueError(f"invalid Finnhub URL {self.safe_url}") from exc
                 if self._stop.is_set():
                     break
-                if gap_start_ms is None:
-                    gap_start_ms = self._last_frame_ms or self.clock_ms()
                 last_reason = reason or "disconnected"
+                self._open_gap(last_reason)
                 delay = self.backoff.delay_seconds(attempt, self.rng)
                 attempt += 1
                 self.counters.reconnects += 1
@@ -162,6 +157,13 @@ class FinnhubFeed:
             self.progress.maybe_log(force=True)
 
     _last_frame_ms: int | None = None
+    _gap: tuple[int, str] | None = None  # (start_ms, reason) of the gap no trade has closed yet
+
+    def _open_gap(self, reason: str) -> None:
+        """Start a gap at the last frame before this drop, or keep the open one (a connection that
+        delivered no trade did not end it) with the newest reason."""
+        start_ms = self._gap[0] if self._gap else self._last_frame_ms or self.clock_ms()
+        self._gap = (start_ms, reason)
 
     async def _read(self, socket: ClientConnection) -> tuple[bool, str]:
         """Read frames until the socket closes, stalls, or stop is requested: whether the
@@ -201,6 +203,10 @@ class FinnhubFeed:
         self._last_frame_ms = received
         self.counters.last_message_ms = received
         frame = parse_frame(raw, received)
+        if frame.kind == "trade" and self._gap is not None:
+            gap_start_ms, reason = self._gap
+            self._publish_gap(gap_start_ms, received, reason)
+            self._gap = None
         if frame.trades:
             self.counters.last_trade_ms = received
         should_stop = self._stopping.is_set
