@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import signal
@@ -172,6 +173,18 @@ def test_malformed_frames_go_to_quarantine_and_the_stream_goes_on(kafka_broker, 
     assert {q["reason"].split(":")[0] for q in quarantined} >= {"not valid JSON", "invalid trade item"}
     assert any(q["raw"] == "{not json" for q in quarantined)
     assert_every_trade_once_in_order(simulator, read_topic(kafka_broker.bootstrap_servers, topics.trades))
+
+
+def test_a_flood_of_bad_input_logs_a_few_counted_lines_that_name_a_symbol(
+    kafka_broker, simulator, topics, caplog
+) -> None:
+    simulator.malformed_every_frames = 1  # a bad frame after every trade frame: ~48 in under a second
+    with caplog.at_level(logging.WARNING, logger="producers.finnhub.client"):
+        run_feed_until_replayed(simulator, kafka_broker.bootstrap_servers, topics)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("quarantined")]
+    assert simulator.malformed_sent >= 40 and 1 <= len(lines) <= 3, lines
+    assert sum(int(line.split()[1]) for line in lines) == simulator.malformed_sent
+    assert any("symbol 'BAD'" in line for line in lines), lines
 
 
 def test_a_stalled_feed_is_detected_and_reconnected(kafka_broker, simulator, topics) -> None:

@@ -23,6 +23,7 @@ import logging
 import random
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -36,6 +37,7 @@ from producers.backoff import Backoff
 from producers.finnhub.parser import FrameKind, newest_event_ms, parse_frame
 from producers.kafka_sink import KafkaSink, SinkClosedError
 from producers.progress import FeedCounters, ProgressLog
+from producers.quarantine import QuarantinedInput
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,47 @@ def url_with_token(url: str, token: str | None) -> str:
 def redact_url(url: str) -> str:
     """The URL with any token value replaced, safe for logs and error messages."""
     return re.sub(r"(?i)(token=)[^&#\s]*", r"\1***", url)
+
+
+class QuarantineWarnings:
+    """At most one WARNING per interval about quarantined input, with the count and one example
+    (a symbol where an item names one): a line per bad item wrote 2,460 lines in 5 s at 500 bad
+    trades/s, and none said which symbol."""
+
+    def __init__(self, interval_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_seconds, self._clock = interval_seconds, clock
+        self._count, self._since = 0, clock()
+        self._symbol: str | None = None
+        self._reason: str | None = None
+        self._next_line = self._since  # the first bad input is reported at once
+
+    def add(self, records: list[QuarantinedInput]) -> None:
+        for record in records:
+            self._count += 1
+            symbol = _symbol_of(record) if self._symbol is None else None
+            if self._reason is None or symbol is not None:
+                self._symbol, self._reason = symbol, record.reason[:300]
+        self.maybe_log()
+
+    def maybe_log(self, force: bool = False) -> None:
+        now = self._clock()
+        if not self._count or (now < self._next_line and not force):
+            return
+        example = f"symbol {self._symbol!r}: " if self._symbol is not None else ""
+        log.warning("quarantined %d finnhub frames/items in the last %.0fs, e.g. %s%s",
+                    self._count, max(now - self._since, 0.0), example, self._reason)
+        self._count, self._symbol, self._reason = 0, None, None
+        self._since, self._next_line = now, now + self.interval_seconds
+
+
+def _symbol_of(record: QuarantinedInput) -> str | None:
+    """The ``s`` of a quarantined trade item, if it has one."""
+    try:
+        item = json.loads(record.raw)
+    except (ValueError, RecursionError):
+        return None
+    symbol = item.get("s") if isinstance(item, dict) else None
+    return symbol[:40] if isinstance(symbol, str) else None
 
 
 @dataclass(frozen=True)
@@ -85,6 +128,7 @@ class FinnhubFeed:
         self.clock_ms = clock_ms
         self.rng = rng or random.Random()
         self.counters = FeedCounters()
+        self.quarantine_warnings = QuarantineWarnings()
         self.progress = ProgressLog("finnhub", sink.stats, self.counters, progress_interval_seconds)
         self.trades_published = 0
         self.gaps_published = 0
@@ -154,6 +198,7 @@ class FinnhubFeed:
                     await asyncio.wait_for(self._stop.wait(), timeout=delay)
         finally:
             progress_task.cancel()
+            self.quarantine_warnings.maybe_log(force=True)
             self.progress.maybe_log(force=True)
 
     _last_frame_ms: int | None = None
@@ -215,9 +260,7 @@ class FinnhubFeed:
         self.trades_published += len(frame.trades)
         for record in frame.quarantined:
             self.sink.publish(self.topics.quarantine, record, should_stop)
-            log.warning(
-                "quarantined a finnhub %s: %s", "frame" if frame.kind == "invalid" else "item", record.reason
-            )
+        self.quarantine_warnings.add(frame.quarantined)
         self.counters.quarantined += len(frame.quarantined)
         newest = newest_event_ms(frame.trades)
         if newest is not None:
@@ -242,6 +285,7 @@ class FinnhubFeed:
     async def _log_progress(self) -> None:
         while True:
             await asyncio.sleep(1.0)
+            self.quarantine_warnings.maybe_log()
             self.progress.maybe_log()
 
 
