@@ -16,6 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -219,10 +220,34 @@ def _is_symbol(text: str) -> bool:
     return True
 
 
+def websocket_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a WebSocket server's address, or None. The text never quotes the URL,
+    which may carry a token."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:  # a port out of range or not a number
+        return f"not a valid URL: {error}"
+    if parts.scheme not in ("ws", "wss"):
+        return f"the scheme must be ws:// or wss://, not {parts.scheme + '://' if parts.scheme else 'none'}"
+    if not parts.hostname:
+        return "the URL names no host"
+    if port == 0:
+        return "port 0 is not a server's port"
+    return None
+
+
 class FinnhubSettings(_Section):
     url: str = "wss://ws.finnhub.io"
     token: SecretStr | None = None
     symbols: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT", "AMZN", "NVDA", "TSLA"])
+
+    @field_validator("url")
+    @classmethod
+    def _a_websocket_url(cls, url: str) -> str:
+        if problem := websocket_url_problem(url):
+            raise ValueError(problem)
+        return url
 
     @field_validator("symbols")
     @classmethod

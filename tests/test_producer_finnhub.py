@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -194,6 +195,16 @@ def test_a_stalled_feed_is_detected_and_reconnected(kafka_broker, simulator, top
     gaps = read_topic(kafka_broker.bootstrap_servers, topics.feed_events)
     assert gaps and gaps[0]["reason"] == "stalled: no frame for 2s"  # was "connection closed by server"
     assert_every_trade_once_in_order(simulator, read_topic(kafka_broker.bootstrap_servers, topics.trades))
+
+
+def test_a_url_websockets_refuses_ends_the_feed_without_the_token_in_any_exception_text(kafka_broker, topics) -> None:
+    sink = KafkaSink(SinkConfig(kafka_broker.bootstrap_servers))
+    feed = FinnhubFeed("http://127.0.0.1:1/x", "SECRETTOKEN123", SYMBOLS, sink, topics)
+    with pytest.raises(ValueError, match="invalid Finnhub URL") as refused:
+        asyncio.run(feed.run())
+    sink.close()
+    assert "SECRETTOKEN123" not in "".join(traceback.format_exception(refused.value))
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
 
 
 def test_broker_restart_midstream_loses_no_acknowledged_trade(tmp_path: Path, simulator) -> None:

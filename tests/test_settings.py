@@ -43,6 +43,9 @@ def test_environment_overrides_the_file_and_lists_split_on_commas() -> None:
         ({"LAKEHOUSE__KAFKA__BOOTSTRAP_SERVRS": "b:1"}, "kafka.bootstrap_servrs"),
         ({"LAKEHOUSE__FINNHUB__SYMBOLS": ""}, "finnhub.symbols"),
         ({"LAKEHOUSE__FINNHUB__SYMBOLS": " , "}, "finnhub.symbols"),
+        ({"LAKEHOUSE__FINNHUB__URL": "http://127.0.0.1:1/x"}, "finnhub.url"),
+        ({"LAKEHOUSE__FINNHUB__URL": "ws://h:99999"}, "finnhub.url"),
+        ({"LAKEHOUSE__FINNHUB__URL": "ws://h:abc"}, "finnhub.url"),
     ],
 )
 def test_a_malformed_or_unknown_setting_fails_with_its_name(environ: dict[str, str], named: str) -> None:

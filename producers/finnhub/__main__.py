@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import traceback
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -20,7 +21,7 @@ from lakehouse.kafka_security import kafka_python_options
 from lakehouse.logs import configure_logging
 from lakehouse.ops.market_calendar import US, in_session
 from lakehouse.ops.metrics_http import serve_metrics
-from lakehouse.settings import SettingsError, load_settings, symbols_problem
+from lakehouse.settings import SettingsError, load_settings, symbols_problem, websocket_url_problem
 from producers.backoff import Backoff
 from producers.finnhub.client import FinnhubFeed, FinnhubTopics
 from producers.kafka_sink import KafkaSink, SinkConfig, broker_reachable, no_broker_message
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     if problem := symbols_problem([s for s in symbols if s]):
         parser.exit(2, f"{parser.prog}: --symbols: {problem}\n")
     token = settings.finnhub.token.get_secret_value() if settings.finnhub.token else None
+    if args.url is not None and (problem := websocket_url_problem(args.url)):
+        parser.exit(2, f"{parser.prog}: --url: {problem}\n")
     url = args.url or settings.finnhub.url
     host = urlsplit(url).hostname or ""
     if token is None and (host == FINNHUB_HOST or host.endswith("." + FINNHUB_HOST)):
@@ -103,8 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         asyncio.run(feed.run())
-    except Exception:
-        log.exception("finnhub producer failed; flushing what was read")
+    except Exception as failure:  # the traceback is redacted: an exception's text may hold the URL with the token
+        log.error("finnhub producer failed; flushing what was read\n%s",
+                  feed.redact("".join(traceback.format_exception(failure))).rstrip())
         sink.close()
         return 1
     delivered = sink.close()

@@ -146,7 +146,8 @@ class FinnhubFeed:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
 
-    def _redact(self, text: str) -> str:
+    def redact(self, text: str) -> str:
+        """``text`` with the token masked wherever it appears, safe to log."""
         text = redact_url(text)
         return text.replace(self._token, "***") if self._token else text
 
@@ -178,12 +179,13 @@ class FinnhubFeed:
                         if worked:
                             attempt = 0  # the next drop is a new outage: wait the first step again
                 except (ConnectionClosed, InvalidHandshake, OSError, TimeoutError) as exc:
-                    reason = self._redact(f"{type(exc).__name__}: {exc}")[:300]
+                    reason = self.redact(f"{type(exc).__name__}: {exc}")[:300]
                 except SinkClosedError as exc:  # stop requested while Kafka's buffer was full
                     log.error("stopping while Kafka is not taking records: %s", exc)
                     break
                 except InvalidURI as exc:  # configuration error: retrying cannot help
-                    raise ValueError(f"invalid Finnhub URL {self.safe_url}") from exc
+                    # from None: the chained InvalidURI's text holds the URL with the token
+                    raise ValueError(f"invalid Finnhub URL: {self.redact(str(exc))}") from None
                 if self._stop.is_set():
                     break
                 last_reason = reason or "disconnected"
@@ -236,7 +238,7 @@ class FinnhubFeed:
                 try:
                     raw = receive.result()
                 except ConnectionClosed as closed:
-                    return worked, self._redact(f"{type(closed).__name__}: {closed}")[:300]
+                    return worked, self.redact(f"{type(closed).__name__}: {closed}")[:300]
                 worked = self._handle(raw) in ("trade", "ping") or worked
             return worked, ""
         finally:
@@ -266,7 +268,7 @@ class FinnhubFeed:
         if newest is not None:
             self.counters.source_lag_ms = received - newest
         if frame.kind == "error":
-            log.error("finnhub error frame: %s", self._redact(frame.error_message or ""))
+            log.error("finnhub error frame: %s", self.redact(frame.error_message or ""))
         return frame.kind
 
     def _publish_gap(self, start_ms: int, end_ms: int, reason: str) -> None:
