@@ -207,6 +207,27 @@ def test_a_url_websockets_refuses_ends_the_feed_without_the_token_in_any_excepti
     assert refused.value.__cause__ is None and refused.value.__suppress_context__
 
 
+def test_a_rejected_token_is_said_once_in_an_error_line_and_retried_until_it_is_accepted(
+    kafka_broker, simulator, topics, caplog
+) -> None:
+    simulator.refuse_handshake_status = 401
+
+    def accept_after_several_refusals() -> None:
+        while simulator.refused_handshakes < 4:
+            time.sleep(0.01)
+        simulator.refuse_handshake_status = None
+
+    with caplog.at_level(logging.WARNING, logger="producers.finnhub.client"):
+        feed, _ = run_feed_until_replayed(simulator, kafka_broker.bootstrap_servers, topics,
+                                          during=accept_after_several_refusals, backoff=Backoff(0.05, 0.2))
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [
+        "Finnhub rejected the token (HTTP 401): check finnhub.token / LAKEHOUSE__FINNHUB__TOKEN; retrying with backoff"
+    ]
+    assert feed.counters.reconnects >= 4 and TOKEN not in caplog.text
+    assert_every_trade_once_in_order(simulator, read_topic(kafka_broker.bootstrap_servers, topics.trades))
+
+
 def test_broker_restart_midstream_loses_no_acknowledged_trade(tmp_path: Path, simulator) -> None:
     broker = start_broker(tmp_path / "kafka")
     try:

@@ -9,7 +9,11 @@ Connection life:
 3. trades go to the trades topic, bad frames/items to the quarantine topic; a silence
    longer than ``stall_timeout_seconds`` (Finnhub pings every few seconds even when quiet) counts
    as a dead connection;
-4. on any drop: back off exponentially with jitter, and go to 1.
+4. on any drop: back off exponentially with jitter, and go to 1. A handshake refused with HTTP 401
+   or 403 (a bad or revoked token) is said once in an ERROR line naming the token setting, and
+   retried like any drop: a restart would not bring a new token, and a process that stays up keeps
+   its backoff and its metrics (the feed-stalled alert fires), where exiting under a supervisor
+   that restarts it would hammer Finnhub.
 
 Stopping (``stop`` event, set by SIGTERM/SIGINT) closes the socket; the caller then flushes the sink.
 """
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from lakehouse.messages import FeedEvent, FeedEventKind, Source
 from lakehouse.times import now_ms
@@ -178,6 +182,10 @@ class FinnhubFeed:
                         worked, reason = await self._read(socket)
                         if worked:
                             attempt = 0  # the next drop is a new outage: wait the first step again
+                            self._token_rejected = False
+                except InvalidStatus as exc:
+                    reason = self.redact(f"{type(exc).__name__}: {exc}")[:300]
+                    self._say_if_token_rejected(exc.response.status_code)
                 except (ConnectionClosed, InvalidHandshake, OSError, TimeoutError) as exc:
                     reason = self.redact(f"{type(exc).__name__}: {exc}")[:300]
                 except SinkClosedError as exc:  # stop requested while Kafka's buffer was full
@@ -204,6 +212,13 @@ class FinnhubFeed:
             self.progress.maybe_log(force=True)
 
     _last_frame_ms: int | None = None
+    _token_rejected = False  # said since the last connection that worked
+
+    def _say_if_token_rejected(self, status: int) -> None:
+        if status in (401, 403) and not self._token_rejected:
+            self._token_rejected = True
+            log.error("Finnhub rejected the token (HTTP %d): check finnhub.token / LAKEHOUSE__FINNHUB__TOKEN; "
+                      "retrying with backoff", status)
     _gap: tuple[int, str] | None = None  # (start_ms, reason) of the gap no trade has closed yet
 
     def _open_gap(self, reason: str) -> None:
