@@ -212,14 +212,15 @@ class FinnhubFeed:
             self.progress.maybe_log(force=True)
 
     _last_frame_ms: int | None = None
+    _gap: tuple[int, str] | None = None  # (start_ms, reason) of the gap no trade has closed yet
     _token_rejected = False  # said since the last connection that worked
 
     def _say_if_token_rejected(self, status: int) -> None:
+        """One ERROR line for a refused token: the WARNING per attempt does not say what to fix."""
         if status in (401, 403) and not self._token_rejected:
             self._token_rejected = True
             log.error("Finnhub rejected the token (HTTP %d): check finnhub.token / LAKEHOUSE__FINNHUB__TOKEN; "
                       "retrying with backoff", status)
-    _gap: tuple[int, str] | None = None  # (start_ms, reason) of the gap no trade has closed yet
 
     def _open_gap(self, reason: str) -> None:
         """Start a gap at the last frame before this drop, or keep the open one (a connection that
