@@ -16,8 +16,20 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from lakehouse.messages import Symbol
 
 
 def _project_root() -> Path:
@@ -200,10 +212,62 @@ class BigQuerySettings(_Section):
     credentials_file: Path | None = None
 
 
+SYMBOL_RULE = "1-32 characters of A-Z a-z 0-9 . : / ^ _ -"
+_SYMBOL = TypeAdapter(Symbol)
+
+
+def symbols_problem(symbols: list[str]) -> str | None:
+    """Why a producer cannot subscribe to these symbols, or None: it would run with none, or
+    subscribe to ones the message model refuses (every trade of such a symbol goes to quarantine)."""
+    if not symbols:
+        return "no symbols given"
+    bad = [symbol for symbol in symbols if not _is_symbol(symbol)]
+    return f"not valid symbols ({SYMBOL_RULE}): {', '.join(map(repr, bad))}" if bad else None
+
+
+def _is_symbol(text: str) -> bool:
+    try:
+        _SYMBOL.validate_python(text)
+    except ValidationError:
+        return False
+    return True
+
+
+def websocket_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a WebSocket server's address, or None. The text never quotes the URL,
+    which may carry a token."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:  # a port out of range or not a number
+        return f"not a valid URL: {error}"
+    if parts.scheme not in ("ws", "wss"):
+        return f"the scheme must be ws:// or wss://, not {parts.scheme + '://' if parts.scheme else 'none'}"
+    if not parts.hostname:
+        return "the URL names no host"
+    if port == 0:
+        return "port 0 is not a server's port"
+    return None
+
+
 class FinnhubSettings(_Section):
     url: str = "wss://ws.finnhub.io"
     token: SecretStr | None = None
     symbols: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT", "AMZN", "NVDA", "TSLA"])
+
+    @field_validator("url")
+    @classmethod
+    def _a_websocket_url(cls, url: str) -> str:
+        if problem := websocket_url_problem(url):
+            raise ValueError(problem)
+        return url
+
+    @field_validator("symbols")
+    @classmethod
+    def _subscribable(cls, symbols: list[str]) -> list[str]:
+        if problem := symbols_problem(symbols):
+            raise ValueError(problem)
+        return symbols
 
 
 class VnstockSettings(_Section):

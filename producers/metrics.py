@@ -3,7 +3,8 @@
 A collector, not instrumented calls: the values are read from ``SinkStats`` and ``FeedCounters``
 when Prometheus scrapes, so publishing a message costs nothing extra. Counters only ever grow
 (``rate(lakehouse_producer_messages_total[1m])`` is messages per second); times are Unix seconds, so
-an alert computes an age as ``time() - lakehouse_producer_last_message_timestamp_seconds``.
+an alert computes an age as ``time() - lakehouse_producer_last_trade_timestamp_seconds``. A "message"
+is anything the source sent (pings too); a "trade" is data, what a stall is judged on.
 """
 
 from __future__ import annotations
@@ -73,6 +74,23 @@ class ProducerCollector(Collector):
                                     "Seconds since the source last sent anything.", labels=["source"])
             age.add_metric([source], max(self._clock_seconds() - feed.last_message_ms / 1000, 0.0))
             yield age
+        yield from self._trade_times(feed)
+
+    def _trade_times(self, feed: FeedCounters) -> Iterator[GaugeMetricFamily]:
+        """The last trade's time and age. The age is exported from the start (since the producer
+        started, before its first trade) so the stall alert also fires for a feed that never sent one."""
+        source = self.source
+        if feed.last_trade_ms is not None:
+            last = GaugeMetricFamily("lakehouse_producer_last_trade_timestamp_seconds",
+                                     "When the source last sent a trade (Unix time).", labels=["source"])
+            last.add_metric([source], feed.last_trade_ms / 1000)
+            yield last
+        since_ms = feed.started_ms if feed.last_trade_ms is None else feed.last_trade_ms
+        age = GaugeMetricFamily("lakehouse_producer_last_trade_age_seconds",
+                                "Seconds since the source last sent a trade (before the first: since the start).",
+                                labels=["source"])
+        age.add_metric([source], max(self._clock_seconds() - since_ms / 1000, 0.0))
+        yield age
 
 
 def register_producer_metrics(source: str, sink: KafkaSink, counters: FeedCounters,

@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from lakehouse.times import now_ms
 from producers.kafka_sink import SinkStats
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,11 @@ class FeedCounters:
     quarantined: int = 0
     source_lag_ms: int | None = None  # receive time minus the newest event time seen
     gaps: int = 0  # feed gaps recorded
-    last_message_ms: int | None = None  # when the source last sent anything (epoch ms, UTC)
+    last_message_ms: int | None = None  # when the source last sent anything, pings too (epoch ms, UTC)
+    # When the source last sent a trade: pings and error frames keep last_message_ms fresh while no
+    # trade flows (Finnhub after "Subscribing to too many symbols"), so a stall is judged on this.
+    last_trade_ms: int | None = None
+    started_ms: int = field(default_factory=now_ms)  # when counting began: the trade age before the first
 
 
 def format_progress(

@@ -96,6 +96,8 @@ def test_a_running_finnhub_producer_exports_messages_that_grow_as_trades_flow(ka
     assert value(second, "lakehouse_producer_quarantined_total", source="finnhub") == 0
     assert value(second, "lakehouse_producer_feed_gaps_total", source="finnhub") == 0
     assert 0 <= value(second, "lakehouse_producer_last_message_age_seconds", source="finnhub") < 30
+    assert 0 <= value(second, "lakehouse_producer_last_trade_age_seconds", source="finnhub") < 30
+    assert value(second, "lakehouse_producer_last_trade_timestamp_seconds", source="finnhub") > time.time() - 30
     assert 0 <= value(second, "lakehouse_producer_buffer_fill_ratio", source="finnhub") < 1
     assert value(second, "lakehouse_producer_source_lag_seconds", source="finnhub") is not None
     SCRAPED["finnhub"] = second

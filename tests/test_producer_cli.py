@@ -30,6 +30,49 @@ def test_without_a_token_for_the_real_finnhub_the_first_line_names_the_token_set
     assert len(lines) == 1 and "LAKEHOUSE__FINNHUB__TOKEN" in lines[0], done.stderr
 
 
+@pytest.mark.parametrize(("overrides", "args", "named"), [
+    ({}, ("--symbols", ","), "--symbols: no symbols given"),
+    ({}, ("--symbols", "AAPL,BAD SYM,MSFT"), "'BAD SYM'"),
+    ({"LAKEHOUSE__FINNHUB__SYMBOLS": ""}, (), "LAKEHOUSE__FINNHUB__SYMBOLS"),
+    ({"LAKEHOUSE__FINNHUB__SYMBOLS": " , "}, (), "LAKEHOUSE__FINNHUB__SYMBOLS"),
+    ({"LAKEHOUSE__FINNHUB__SYMBOLS": "AAPL,bad!"}, (), "'bad!'"),
+])
+def test_no_symbols_or_a_symbol_the_trade_model_refuses_ends_the_start_with_exit_2(
+        overrides: dict[str, str], args: tuple[str, ...], named: str) -> None:
+    done = run_producer({"LAKEHOUSE__FINNHUB__TOKEN": "any-token", **overrides}, *args)
+
+    assert done.returncode == 2 and named in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) <= 2, done.stderr
+
+
+@pytest.mark.parametrize(("option", "given"), [
+    ("--max-backoff", "0"), ("--stall-timeout", "0"), ("--stall-timeout", "-5"), ("--progress-interval", "-1"),
+    ("--progress-interval", "0"), ("--broker-wait", "-1"), ("--max-backoff", "nan"),
+])
+def test_a_zero_or_negative_interval_is_refused_naming_the_option(option: str, given: str) -> None:
+    done = run_producer({"LAKEHOUSE__FINNHUB__TOKEN": "any-token"}, "--symbols", "AAPL", option, given)
+
+    assert done.returncode == 2
+    assert f"argument {option}: must be" in done.stderr.splitlines()[-1], done.stderr
+
+
+@pytest.mark.parametrize(("overrides", "args", "named"), [
+    ({}, ("--url", "http://127.0.0.1:1/x"), "--url: the scheme must be ws:// or wss://"),
+    ({}, ("--url", "ws://127.0.0.1:99999"), "--url: not a valid URL"),
+    ({}, ("--url", "ws://127.0.0.1:abc/?token=SECRETTOKEN123"), "--url: not a valid URL"),
+    ({"LAKEHOUSE__FINNHUB__URL": "http://127.0.0.1:1/x"}, (), "LAKEHOUSE__FINNHUB__URL"),
+    ({"LAKEHOUSE__FINNHUB__URL": "ws://h:abc"}, (), "LAKEHOUSE__FINNHUB__URL"),
+    ({"LAKEHOUSE__FINNHUB__URL": "ws:///path"}, (), "LAKEHOUSE__FINNHUB__URL"),
+])
+def test_a_url_that_is_no_websocket_address_ends_the_start_naming_it_and_never_the_token(
+        overrides: dict[str, str], args: tuple[str, ...], named: str) -> None:
+    done = run_producer({"LAKEHOUSE__FINNHUB__TOKEN": "SECRETTOKEN123", **overrides}, "--symbols", "AAPL", *args)
+
+    assert done.returncode == 2 and named in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) <= 2, done.stderr
+    assert "SECRETTOKEN123" not in done.stderr + done.stdout
+
+
 def test_without_a_broker_the_first_line_names_the_bootstrap_servers_and_it_exits_2() -> None:
     closed = f"127.0.0.1:{free_port()}"  # nothing listens there
 

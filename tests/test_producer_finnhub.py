@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,11 +23,13 @@ from lakehouse.settings import PROJECT_ROOT
 from producers.backoff import Backoff
 from producers.finnhub.client import FinnhubFeed, FinnhubTopics
 from producers.kafka_sink import KafkaSink, SinkConfig
+from producers.metrics import ProducerCollector
 from producers.simulators.finnhub_server import FinnhubSimulator
 from producers.simulators.kafka_reader import read_topic
 from tests.conftest import start_broker
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA"]
+QUICK_BACKOFF = Backoff(0.1, 0.5)
 TOKEN = "test-token-8f3a"
 
 
@@ -52,12 +56,11 @@ def run_feed_until_replayed(
     topics: FinnhubTopics,
     during: Callable[[], None] | None = None,
     timeout: float = 60,
+    backoff: Backoff = QUICK_BACKOFF,
 ) -> tuple[FinnhubFeed, KafkaSink]:
     """Run the producer until the server has sent every trade, then stop it cleanly and flush."""
     sink = KafkaSink(SinkConfig(bootstrap, linger_ms=5))
-    feed = FinnhubFeed(
-        simulator.url, TOKEN, SYMBOLS, sink, topics, backoff=Backoff(0.1, 0.5), stall_timeout_seconds=2.0
-    )
+    feed = FinnhubFeed(simulator.url, TOKEN, SYMBOLS, sink, topics, backoff=backoff, stall_timeout_seconds=2.0)
 
     def stop_when_replayed() -> None:
         deadline = time.monotonic() + timeout
@@ -109,6 +112,59 @@ def test_dropped_connection_reconnects_resubscribes_and_records_the_gap(
     assert_every_trade_once_in_order(simulator, read_topic(kafka_broker.bootstrap_servers, topics.trades))
 
 
+def test_each_drop_after_a_working_connection_waits_the_first_backoff_step_again(
+    kafka_broker, simulator, topics
+) -> None:
+    simulator.drop_after_frames, simulator.max_drops = 5, 4
+    # No jitter, steep steps: without a reset the waits would be 0.2, 2, 20 and 60 s.
+    steep = Backoff(initial_seconds=0.2, max_seconds=60, multiplier=10, jitter=0)
+    started = time.monotonic()
+    feed, _ = run_feed_until_replayed(simulator, kafka_broker.bootstrap_servers, topics, timeout=20, backoff=steep)
+    assert simulator.drops == 4 and feed.counters.reconnects == 4
+    gaps = read_topic(kafka_broker.bootstrap_servers, topics.feed_events)
+    assert len(gaps) == 4 and all(g["end_ms"] - g["start_ms"] < 1500 for g in gaps), gaps
+    assert time.monotonic() - started < 20
+    assert_every_trade_once_in_order(simulator, read_topic(kafka_broker.bootstrap_servers, topics.trades))
+
+
+def test_pings_without_trades_keep_the_message_age_fresh_and_the_trade_age_growing(
+    kafka_broker, simulator, topics
+) -> None:
+    simulator.rate_per_second = 0  # Finnhub after "Subscribing to too many symbols": pings, no trade
+    sink = KafkaSink(SinkConfig(kafka_broker.bootstrap_servers))
+    feed = FinnhubFeed(simulator.url, TOKEN, SYMBOLS, sink, topics, stall_timeout_seconds=2.0)
+    collector = ProducerCollector("finnhub", sink, feed.counters)
+    threading.Timer(2.5, feed.request_stop).start()
+    asyncio.run(feed.run())
+    sink.close()
+    exported = {s.name: s.value for family in collector.collect() for s in family.samples}
+    assert exported["lakehouse_producer_last_message_age_seconds"] < 1.0  # pings every 0.5 s
+    assert exported["lakehouse_producer_last_trade_age_seconds"] >= 2.5  # since the start: none came
+    assert "lakehouse_producer_last_trade_timestamp_seconds" not in exported
+    assert feed.counters.reconnects == 0
+
+
+def test_a_gap_ends_at_the_first_trade_after_the_reconnect_not_at_the_handshake(
+    kafka_broker, simulator, topics
+) -> None:
+    simulator.drop_after_frames, simulator.max_drops = 5, 1
+
+    def pings_only_for_a_while_after_the_drop() -> None:
+        while simulator.drops == 0:
+            time.sleep(0.005)
+        simulator.rate_per_second, rate = 0, simulator.rate_per_second  # before the 0.5 s backoff ends
+        time.sleep(2.0)
+        simulator.rate_per_second = rate
+
+    run_feed_until_replayed(simulator, kafka_broker.bootstrap_servers, topics,
+                            during=pings_only_for_a_while_after_the_drop, backoff=Backoff(0.5, 0.5, jitter=0))
+    [gap] = read_topic(kafka_broker.bootstrap_servers, topics.feed_events)
+    trades = read_topic(kafka_broker.bootstrap_servers, topics.trades)
+    first_after = min(t["received_time_ms"] for t in trades if t["received_time_ms"] > gap["start_ms"])
+    assert gap["end_ms"] == first_after and gap["end_ms"] - gap["start_ms"] >= 1500, gap  # was ~0.5 s
+    assert_every_trade_once_in_order(simulator, trades)
+
+
 def test_malformed_frames_go_to_quarantine_and_the_stream_goes_on(kafka_broker, simulator, topics) -> None:
     simulator.malformed_every_frames = 4
     feed, _ = run_feed_until_replayed(simulator, kafka_broker.bootstrap_servers, topics)
@@ -120,12 +176,55 @@ def test_malformed_frames_go_to_quarantine_and_the_stream_goes_on(kafka_broker, 
     assert_every_trade_once_in_order(simulator, read_topic(kafka_broker.bootstrap_servers, topics.trades))
 
 
+def test_a_flood_of_bad_input_logs_a_few_counted_lines_that_name_a_symbol(
+    kafka_broker, simulator, topics, caplog
+) -> None:
+    simulator.malformed_every_frames = 1  # a bad frame after every trade frame: ~48 in under a second
+    with caplog.at_level(logging.WARNING, logger="producers.finnhub.client"):
+        run_feed_until_replayed(simulator, kafka_broker.bootstrap_servers, topics)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("quarantined")]
+    assert simulator.malformed_sent >= 40 and 1 <= len(lines) <= 3, lines
+    assert sum(int(line.split()[1]) for line in lines) == simulator.malformed_sent
+    assert any("symbol 'BAD'" in line for line in lines), lines
+
+
 def test_a_stalled_feed_is_detected_and_reconnected(kafka_broker, simulator, topics) -> None:
     simulator.stall_after_frames, simulator.stall_seconds = 5, 4.0
     feed, _ = run_feed_until_replayed(simulator, kafka_broker.bootstrap_servers, topics)
     assert simulator.stalls == 1 and feed.counters.reconnects >= 1 and simulator.connections >= 2
     gaps = read_topic(kafka_broker.bootstrap_servers, topics.feed_events)
     assert gaps and gaps[0]["reason"] == "stalled: no frame for 2s"  # was "connection closed by server"
+    assert_every_trade_once_in_order(simulator, read_topic(kafka_broker.bootstrap_servers, topics.trades))
+
+
+def test_a_url_websockets_refuses_ends_the_feed_without_the_token_in_any_exception_text(kafka_broker, topics) -> None:
+    sink = KafkaSink(SinkConfig(kafka_broker.bootstrap_servers))
+    feed = FinnhubFeed("http://127.0.0.1:1/x", "SECRETTOKEN123", SYMBOLS, sink, topics)
+    with pytest.raises(ValueError, match="invalid Finnhub URL") as refused:
+        asyncio.run(feed.run())
+    sink.close()
+    assert "SECRETTOKEN123" not in "".join(traceback.format_exception(refused.value))
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
+
+
+def test_a_rejected_token_is_said_once_in_an_error_line_and_retried_until_it_is_accepted(
+    kafka_broker, simulator, topics, caplog
+) -> None:
+    simulator.refuse_handshake_status = 401
+
+    def accept_after_several_refusals() -> None:
+        while simulator.refused_handshakes < 4:
+            time.sleep(0.01)
+        simulator.refuse_handshake_status = None
+
+    with caplog.at_level(logging.WARNING, logger="producers.finnhub.client"):
+        feed, _ = run_feed_until_replayed(simulator, kafka_broker.bootstrap_servers, topics,
+                                          during=accept_after_several_refusals, backoff=Backoff(0.05, 0.2))
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [
+        "Finnhub rejected the token (HTTP 401): check finnhub.token / LAKEHOUSE__FINNHUB__TOKEN; retrying with backoff"
+    ]
+    assert feed.counters.reconnects >= 4 and TOKEN not in caplog.text
     assert_every_trade_once_in_order(simulator, read_topic(kafka_broker.bootstrap_servers, topics.trades))
 
 

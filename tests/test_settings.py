@@ -41,6 +41,11 @@ def test_environment_overrides_the_file_and_lists_split_on_commas() -> None:
         ({"LAKEHOUSE__CATALOG__URI": "mysql://catalog"}, "catalog.uri"),
         ({"LAKEHOUSE__STREAMING__TRIGGER_SECONDS": "-1"}, "streaming.trigger_seconds"),
         ({"LAKEHOUSE__KAFKA__BOOTSTRAP_SERVRS": "b:1"}, "kafka.bootstrap_servrs"),
+        ({"LAKEHOUSE__FINNHUB__SYMBOLS": ""}, "finnhub.symbols"),
+        ({"LAKEHOUSE__FINNHUB__SYMBOLS": " , "}, "finnhub.symbols"),
+        ({"LAKEHOUSE__FINNHUB__URL": "http://127.0.0.1:1/x"}, "finnhub.url"),
+        ({"LAKEHOUSE__FINNHUB__URL": "ws://h:99999"}, "finnhub.url"),
+        ({"LAKEHOUSE__FINNHUB__URL": "ws://h:abc"}, "finnhub.url"),
     ],
 )
 def test_a_malformed_or_unknown_setting_fails_with_its_name(environ: dict[str, str], named: str) -> None:
@@ -49,6 +54,14 @@ def test_a_malformed_or_unknown_setting_fails_with_its_name(environ: dict[str, s
 
     assert named in str(error.value)
     assert "LAKEHOUSE__" in str(error.value)
+
+
+def test_finnhub_symbols_the_trade_model_refuses_are_named_at_start() -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings(environ={"LAKEHOUSE__FINNHUB__SYMBOLS": "AAPL,BAD SYM,BRK.B," + "X" * 33})
+
+    assert "'BAD SYM'" in str(error.value) and "'" + "X" * 33 + "'" in str(error.value)
+    assert "AAPL" not in str(error.value) and "BRK.B" not in str(error.value)
 
 
 def test_a_missing_config_file_named_by_the_environment_is_an_error(tmp_path: Path) -> None:

@@ -10,16 +10,18 @@ import argparse
 import asyncio
 import logging
 import sys
+import traceback
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError, SaslAuthenticationFailedError
 
+from lakehouse.job_args import above_zero, at_least
 from lakehouse.kafka_security import kafka_python_options
 from lakehouse.logs import configure_logging
 from lakehouse.ops.market_calendar import US, in_session
 from lakehouse.ops.metrics_http import serve_metrics
-from lakehouse.settings import SettingsError, load_settings
+from lakehouse.settings import SettingsError, load_settings, symbols_problem, websocket_url_problem
 from producers.backoff import Backoff
 from producers.finnhub.client import FinnhubFeed, FinnhubTopics
 from producers.kafka_sink import KafkaSink, SinkConfig, broker_reachable, no_broker_message, spool_file
@@ -38,14 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--url", help="WebSocket URL (default: finnhub.url setting); ?token= is added")
     parser.add_argument("--symbols", help="comma-separated symbols (default: finnhub.symbols setting)")
-    parser.add_argument("--stall-timeout", type=float, default=30.0, help="seconds of silence = dead link")
-    parser.add_argument("--max-backoff", type=float, default=60.0, help="longest wait between reconnects (s)")
-    parser.add_argument(
-        "--progress-interval", type=float, default=30.0, help="seconds between progress lines"
-    )
-    parser.add_argument(
-        "--broker-wait", type=float, default=10.0, help="seconds to wait at start for a Kafka broker to answer"
-    )
+    # Finnhub pings every few seconds: a shorter silence is no dead link, and a shorter backoff
+    # cap hammers a server that refuses us (--max-backoff 0 made 2,185 handshakes in 4 s).
+    parser.add_argument("--stall-timeout", type=at_least(1.0), default=30.0,
+                        help="seconds of silence = dead link (>= 1)")
+    parser.add_argument("--max-backoff", type=at_least(1.0), default=60.0,
+                        help="longest wait between reconnects (s, >= 1)")
+    parser.add_argument("--progress-interval", type=above_zero, default=30.0, help="seconds between progress lines")
+    parser.add_argument("--broker-wait", type=at_least(0.0), default=10.0,
+                        help="seconds to wait at start for a Kafka broker to answer")
     args = parser.parse_args(argv)
     configure_logging()
     try:
@@ -53,12 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    symbols = (
-        [s.strip() for s in args.symbols.split(",") if s.strip()]
-        if args.symbols
-        else settings.finnhub.symbols
-    )
+    symbols = settings.finnhub.symbols if args.symbols is None else [s.strip() for s in args.symbols.split(",")]
+    if problem := symbols_problem([s for s in symbols if s]):
+        parser.exit(2, f"{parser.prog}: --symbols: {problem}\n")
     token = settings.finnhub.token.get_secret_value() if settings.finnhub.token else None
+    if args.url is not None and (problem := websocket_url_problem(args.url)):
+        parser.exit(2, f"{parser.prog}: --url: {problem}\n")
     url = args.url or settings.finnhub.url
     host = urlsplit(url).hostname or ""
     if token is None and (host == FINNHUB_HOST or host.endswith("." + FINNHUB_HOST)):
@@ -104,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         asyncio.run(feed.run())
-    except Exception:
-        log.exception("finnhub producer failed; flushing what was read")
+    except Exception as failure:  # the traceback is redacted: an exception's text may hold the URL with the token
+        log.error("finnhub producer failed; flushing what was read\n%s",
+                  feed.redact("".join(traceback.format_exception(failure))).rstrip())
         sink.close()
         return 1
     delivered = sink.close()

@@ -3,12 +3,17 @@
 Connection life:
 1. connect to ``<url>?token=…`` (the token is never logged: every logged URL goes through
    :func:`redact_url`), send ``{"type":"subscribe","symbol":S}`` for every configured symbol;
-2. if this is a re-connect, publish a ``gap`` FeedEvent (from the last frame before the drop to
-   now): trades in that span may be missing, and a consumer can see it;
-3. read frames; trades go to the trades topic, bad frames/items to the quarantine topic; a silence
+2. read frames; after a re-connect, the first trade frame closes the open ``gap`` FeedEvent (from
+   the last frame before the drop to that frame: trades in that span may be missing, and a consumer
+   can see it; a handshake alone proves nothing, the subscription may not have taken effect);
+3. trades go to the trades topic, bad frames/items to the quarantine topic; a silence
    longer than ``stall_timeout_seconds`` (Finnhub pings every few seconds even when quiet) counts
    as a dead connection;
-4. on any drop: back off exponentially with jitter, and go to 1.
+4. on any drop: back off exponentially with jitter, and go to 1. A handshake refused with HTTP 401
+   or 403 (a bad or revoked token) is said once in an ERROR line naming the token setting, and
+   retried like any drop: a restart would not bring a new token, and a process that stays up keeps
+   its backoff and its metrics (the feed-stalled alert fires), where exiting under a supervisor
+   that restarts it would hammer Finnhub.
 
 Stopping (``stop`` event, set by SIGTERM/SIGINT) closes the socket; the caller then flushes the sink.
 """
@@ -22,19 +27,21 @@ import logging
 import random
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from lakehouse.messages import FeedEvent, FeedEventKind, Source
 from lakehouse.times import now_ms
 from producers.backoff import Backoff
-from producers.finnhub.parser import newest_event_ms, parse_frame
+from producers.finnhub.parser import FrameKind, newest_event_ms, parse_frame
 from producers.kafka_sink import KafkaSink, SinkClosedError
 from producers.progress import FeedCounters, ProgressLog
+from producers.quarantine import QuarantinedInput
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,47 @@ def url_with_token(url: str, token: str | None) -> str:
 def redact_url(url: str) -> str:
     """The URL with any token value replaced, safe for logs and error messages."""
     return re.sub(r"(?i)(token=)[^&#\s]*", r"\1***", url)
+
+
+class QuarantineWarnings:
+    """At most one WARNING per interval about quarantined input, with the count and one example
+    (a symbol where an item names one): a line per bad item wrote 2,460 lines in 5 s at 500 bad
+    trades/s, and none said which symbol."""
+
+    def __init__(self, interval_seconds: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_seconds, self._clock = interval_seconds, clock
+        self._count, self._since = 0, clock()
+        self._symbol: str | None = None
+        self._reason: str | None = None
+        self._next_line = self._since  # the first bad input is reported at once
+
+    def add(self, records: list[QuarantinedInput]) -> None:
+        for record in records:
+            self._count += 1
+            symbol = _symbol_of(record) if self._symbol is None else None
+            if self._reason is None or symbol is not None:
+                self._symbol, self._reason = symbol, record.reason[:300]
+        self.maybe_log()
+
+    def maybe_log(self, force: bool = False) -> None:
+        now = self._clock()
+        if not self._count or (now < self._next_line and not force):
+            return
+        example = f"symbol {self._symbol!r}: " if self._symbol is not None else ""
+        log.warning("quarantined %d finnhub frames/items in the last %.0fs, e.g. %s%s",
+                    self._count, max(now - self._since, 0.0), example, self._reason)
+        self._count, self._symbol, self._reason = 0, None, None
+        self._since, self._next_line = now, now + self.interval_seconds
+
+
+def _symbol_of(record: QuarantinedInput) -> str | None:
+    """The ``s`` of a quarantined trade item, if it has one."""
+    try:
+        item = json.loads(record.raw)
+    except (ValueError, RecursionError):
+        return None
+    symbol = item.get("s") if isinstance(item, dict) else None
+    return symbol[:40] if isinstance(symbol, str) else None
 
 
 @dataclass(frozen=True)
@@ -84,6 +132,7 @@ class FinnhubFeed:
         self.clock_ms = clock_ms
         self.rng = rng or random.Random()
         self.counters = FeedCounters()
+        self.quarantine_warnings = QuarantineWarnings()
         self.progress = ProgressLog("finnhub", sink.stats, self.counters, progress_interval_seconds)
         self.trades_published = 0
         self.gaps_published = 0
@@ -101,7 +150,8 @@ class FinnhubFeed:
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._stop.set)
 
-    def _redact(self, text: str) -> str:
+    def redact(self, text: str) -> str:
+        """``text`` with the token masked wherever it appears, safe to log."""
         text = redact_url(text)
         return text.replace(self._token, "***") if self._token else text
 
@@ -111,8 +161,6 @@ class FinnhubFeed:
         if self._stopping.is_set():
             return
         attempt = 0
-        gap_start_ms: int | None = None
-        last_reason = ""
         progress_task = asyncio.create_task(self._log_progress())
         try:
             while not self._stop.is_set():
@@ -131,24 +179,25 @@ class FinnhubFeed:
                         )
                         for symbol in self.symbols:
                             await socket.send(json.dumps({"type": "subscribe", "symbol": symbol}))
-                        if gap_start_ms is not None:
-                            self._publish_gap(gap_start_ms, self.clock_ms(), last_reason)
-                            gap_start_ms = None
-                        got_frames, reason = await self._read(socket)
-                        if got_frames:
-                            attempt = 0
+                        worked, reason = await self._read(socket)
+                        if worked:
+                            attempt = 0  # the next drop is a new outage: wait the first step again
+                            self._token_rejected = False
+                except InvalidStatus as exc:
+                    reason = self.redact(f"{type(exc).__name__}: {exc}")[:300]
+                    self._say_if_token_rejected(exc.response.status_code)
                 except (ConnectionClosed, InvalidHandshake, OSError, TimeoutError) as exc:
-                    reason = self._redact(f"{type(exc).__name__}: {exc}")[:300]
+                    reason = self.redact(f"{type(exc).__name__}: {exc}")[:300]
                 except SinkClosedError as exc:  # stop requested while Kafka's buffer was full
                     log.error("stopping while Kafka is not taking records: %s", exc)
                     break
                 except InvalidURI as exc:  # configuration error: retrying cannot help
-                    raise ValueError(f"invalid Finnhub URL {self.safe_url}") from exc
+                    # from None: the chained InvalidURI's text holds the URL with the token
+                    raise ValueError(f"invalid Finnhub URL: {self.redact(str(exc))}") from None
                 if self._stop.is_set():
                     break
-                if gap_start_ms is None:
-                    gap_start_ms = self._last_frame_ms or self.clock_ms()
                 last_reason = reason or "disconnected"
+                self._open_gap(last_reason)
                 delay = self.backoff.delay_seconds(attempt, self.rng)
                 attempt += 1
                 self.counters.reconnects += 1
@@ -159,14 +208,32 @@ class FinnhubFeed:
                     await asyncio.wait_for(self._stop.wait(), timeout=delay)
         finally:
             progress_task.cancel()
+            self.quarantine_warnings.maybe_log(force=True)
             self.progress.maybe_log(force=True)
 
     _last_frame_ms: int | None = None
+    _gap: tuple[int, str] | None = None  # (start_ms, reason) of the gap no trade has closed yet
+    _token_rejected = False  # said since the last connection that worked
+
+    def _say_if_token_rejected(self, status: int) -> None:
+        """One ERROR line for a refused token: the WARNING per attempt does not say what to fix."""
+        if status in (401, 403) and not self._token_rejected:
+            self._token_rejected = True
+            log.error("Finnhub rejected the token (HTTP %d): check finnhub.token / LAKEHOUSE__FINNHUB__TOKEN; "
+                      "retrying with backoff", status)
+
+    def _open_gap(self, reason: str) -> None:
+        """Start a gap at the last frame before this drop, or keep the open one (a connection that
+        delivered no trade did not end it) with the newest reason."""
+        start_ms = self._gap[0] if self._gap else self._last_frame_ms or self.clock_ms()
+        self._gap = (start_ms, reason)
 
     async def _read(self, socket: ClientConnection) -> tuple[bool, str]:
-        """Read frames until the socket closes, stalls, or stop is requested: whether any frame
-        came, and why the reading ended ("" for a stop; a close by the server raises)."""
-        got_frames = False
+        """Read frames until the socket closes, stalls, or stop is requested: whether the
+        connection worked (a trade or ping came, not only errors), and why the reading ended
+        ("" for a stop). A close by the server ends the reading like a stall, so the caller
+        still learns that the connection worked and resets its backoff."""
+        worked = False
         stop_waiter = asyncio.create_task(self._stop.wait())
         try:
             while not self._stop.is_set():
@@ -180,37 +247,45 @@ class FinnhubFeed:
                     receive.cancel()
                     await socket.close()
                     if self._stop.is_set():
-                        return got_frames, ""
+                        return worked, ""
                     stalled = f"stalled: no frame for {self.stall_timeout_seconds:.0f}s"
                     log.warning("%s; closing the connection", stalled)
-                    return got_frames, stalled
-                raw = receive.result()
-                got_frames = True
-                self._handle(raw)
-            return got_frames, ""
+                    return worked, stalled
+                try:
+                    raw = receive.result()
+                except ConnectionClosed as closed:
+                    return worked, self.redact(f"{type(closed).__name__}: {closed}")[:300]
+                worked = self._handle(raw) in ("trade", "ping") or worked
+            return worked, ""
         finally:
             stop_waiter.cancel()
 
-    def _handle(self, raw: str | bytes) -> None:
+    def _handle(self, raw: str | bytes) -> FrameKind:
+        """Publish one frame's trades and quarantine records; its kind."""
         received = self.clock_ms()
         self._last_frame_ms = received
         self.counters.last_message_ms = received
         frame = parse_frame(raw, received)
+        if frame.kind == "trade" and self._gap is not None:
+            gap_start_ms, reason = self._gap
+            self._publish_gap(gap_start_ms, received, reason)
+            self._gap = None
+        if frame.trades:
+            self.counters.last_trade_ms = received
         should_stop = self._stopping.is_set
         for trade in frame.trades:
             self.sink.publish(self.topics.trades, trade, should_stop)
         self.trades_published += len(frame.trades)
         for record in frame.quarantined:
             self.sink.publish(self.topics.quarantine, record, should_stop)
-            log.warning(
-                "quarantined a finnhub %s: %s", "frame" if frame.kind == "invalid" else "item", record.reason
-            )
+        self.quarantine_warnings.add(frame.quarantined)
         self.counters.quarantined += len(frame.quarantined)
         newest = newest_event_ms(frame.trades)
         if newest is not None:
             self.counters.source_lag_ms = received - newest
         if frame.kind == "error":
-            log.error("finnhub error frame: %s", self._redact(frame.error_message or ""))
+            log.error("finnhub error frame: %s", self.redact(frame.error_message or ""))
+        return frame.kind
 
     def _publish_gap(self, start_ms: int, end_ms: int, reason: str) -> None:
         event = FeedEvent(
@@ -228,6 +303,7 @@ class FinnhubFeed:
     async def _log_progress(self) -> None:
         while True:
             await asyncio.sleep(1.0)
+            self.quarantine_warnings.maybe_log()
             self.progress.maybe_log()
 
 

@@ -13,7 +13,8 @@ that every trade the server sent reached Kafka exactly once.
 Fault switches (attributes, also settable while running): ``drop_after_frames`` closes the TCP
 connection without a WebSocket close after that many trade frames (``max_drops`` times);
 ``malformed_every_frames`` adds a malformed frame after every N trade frames; ``stall_after_frames``
-goes silent (no trades, no pings, the TCP link stays up) for ``stall_seconds``.
+goes silent (no trades, no pings, the TCP link stays up) for ``stall_seconds``;
+``refuse_handshake_status`` answers every upgrade with that HTTP status (401: a rejected token).
 
 CLI: ``python -m producers.simulators.finnhub_server --port 8765 --rate 500``.
 """
@@ -35,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from producers.simulators.trade_stream import DEFAULT_START_MS, TradeItem, generated_trades, recorded_trades
 
@@ -101,6 +103,7 @@ class FinnhubSimulator:
         self.stall_after_frames: int | None = None
         self.stall_seconds: float = 0.0
         self.max_stalls: int | None = 1
+        self.refuse_handshake_status: int | None = None  # e.g. 401: answer the upgrade with this HTTP status
         # observations, for tests
         self.connections = 0
         self.subscriptions: list[tuple[int, str]] = []  # (connection number, symbol)
@@ -108,6 +111,7 @@ class FinnhubSimulator:
         self.stalls = 0
         self.malformed_sent = 0
         self.frames_sent = 0
+        self.refused_handshakes = 0
         self._server: Server | None = None
         self._replies: set[asyncio.Future] = set()  # keeps fire-and-forget replies alive until sent
         self._thread: threading.Thread | None = None
@@ -152,6 +156,12 @@ class FinnhubSimulator:
         return items
 
     # --- connection ---------------------------------------------------------------------------
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if self.refuse_handshake_status is None:
+            return None
+        self.refused_handshakes += 1
+        return connection.respond(self.refuse_handshake_status, "Unauthorized: invalid token\n")
+
     async def _handle(self, connection: ServerConnection) -> None:
         self.connections += 1
         number = self.connections
@@ -246,7 +256,9 @@ class FinnhubSimulator:
         return f"ws://{self.host}:{self.port}"
 
     async def start(self) -> None:
-        self._server = await serve(self._handle, self.host, self.port, ping_interval=None)
+        self._server = await serve(
+            self._handle, self.host, self.port, ping_interval=None, process_request=self._process_request
+        )
         self.port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self.port
 
     async def stop(self) -> None:
@@ -298,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stall-after-frames", type=int, help="go silent after N frames ...")
     parser.add_argument("--stall-seconds", type=float, default=60.0, help="... for this long")
     parser.add_argument("--live", action="store_true", help="stamp trades with the wall clock as they are sent")
+    parser.add_argument("--refuse-handshake-status", type=int, help="answer every upgrade with this HTTP status")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     simulator = FinnhubSimulator(
@@ -315,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     simulator.drop_after_frames = args.drop_after_frames
     simulator.malformed_every_frames = args.malformed_every
     simulator.stall_after_frames, simulator.stall_seconds = args.stall_after_frames, args.stall_seconds
+    simulator.refuse_handshake_status = args.refuse_handshake_status
 
     async def serve_forever() -> None:
         await simulator.start()

@@ -132,7 +132,7 @@ class VnstockPoller:
                 self.sink.publish(self.topics.trades, trade, self.stop_event.is_set)
             if trades:
                 self.counters.source_lag_ms = now - trades[-1].event_time_ms
-                self.counters.last_message_ms = now
+                self.counters.last_message_ms = self.counters.last_trade_ms = now
             result.trades += len(trades)
             self._pending_trade_marks[symbol] = trade_mark
         today = local_date(now)
