@@ -16,6 +16,9 @@ Connection life:
    that restarts it would hammer Finnhub.
 
 Stopping (``stop`` event, set by SIGTERM/SIGINT) closes the socket; the caller then flushes the sink.
+With a ``mark_file`` the time of the last frame (or the start of a gap still open) outlives the
+process, and the next run's first trade frame closes a gap from it: a restart, a deploy or a crash
+left no trace in ``feed_events`` before.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -108,6 +112,33 @@ class FinnhubTopics:
     quarantine: str
 
 
+class LastFrameMark:
+    """The feed's last frame time (epoch ms) in a file, written at most once a second while trades
+    flow and at once when a gap opens or the feed stops: a crash loses at most a second of it, so a
+    gap from it errs on the long side."""
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
+        self.path, self._clock, self._written_at = path, clock, float("-inf")
+
+    def read(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def write(self, epoch_ms: int, force: bool = False) -> None:
+        if not force and self._clock() - self._written_at < 1.0:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.write_text(str(epoch_ms))
+        partial.replace(self.path)
+        self._written_at = self._clock()
+
+
+NOT_RUNNING = "producer not running (stopped, restarted or crashed)"
+
+
 class FinnhubFeed:
     def __init__(
         self,
@@ -121,6 +152,7 @@ class FinnhubFeed:
         progress_interval_seconds: float = 30.0,
         clock_ms: Callable[[], int] = now_ms,
         rng: random.Random | None = None,
+        mark_file: Path | None = None,
     ) -> None:
         self._url = url_with_token(url, token)
         self._token = token
@@ -139,6 +171,7 @@ class FinnhubFeed:
         self._stop = asyncio.Event()
         self._stopping = threading.Event()  # readable from a blocked publish(), settable from a signal
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._mark = LastFrameMark(mark_file) if mark_file is not None else None
 
     @property
     def safe_url(self) -> str:
@@ -161,6 +194,8 @@ class FinnhubFeed:
         if self._stopping.is_set():
             return
         attempt = 0
+        if self._mark is not None and (since := self._mark.read()) is not None:
+            self._gap = (since, NOT_RUNNING)  # the time between runs, closed by the first trade
         progress_task = asyncio.create_task(self._log_progress())
         try:
             while not self._stop.is_set():
@@ -208,6 +243,9 @@ class FinnhubFeed:
                     await asyncio.wait_for(self._stop.wait(), timeout=delay)
         finally:
             progress_task.cancel()
+            mark = self._gap[0] if self._gap else self._last_frame_ms
+            if self._mark is not None and mark is not None:
+                self._mark.write(mark, force=True)
             self.quarantine_warnings.maybe_log(force=True)
             self.progress.maybe_log(force=True)
 
@@ -227,6 +265,8 @@ class FinnhubFeed:
         delivered no trade did not end it) with the newest reason."""
         start_ms = self._gap[0] if self._gap else self._last_frame_ms or self.clock_ms()
         self._gap = (start_ms, reason)
+        if self._mark is not None:
+            self._mark.write(start_ms, force=True)
 
     async def _read(self, socket: ClientConnection) -> tuple[bool, str]:
         """Read frames until the socket closes, stalls, or stop is requested: whether the
@@ -272,6 +312,8 @@ class FinnhubFeed:
             self._gap = None
         if frame.trades:
             self.counters.last_trade_ms = received
+        if self._mark is not None and self._gap is None:
+            self._mark.write(received)
         should_stop = self._stopping.is_set
         for trade in frame.trades:
             self.sink.publish(self.topics.trades, trade, should_stop)
