@@ -57,10 +57,12 @@ def run_feed_until_replayed(
     during: Callable[[], None] | None = None,
     timeout: float = 60,
     backoff: Backoff = QUICK_BACKOFF,
+    mark_file: Path | None = None,
 ) -> tuple[FinnhubFeed, KafkaSink]:
     """Run the producer until the server has sent every trade, then stop it cleanly and flush."""
     sink = KafkaSink(SinkConfig(bootstrap, linger_ms=5))
-    feed = FinnhubFeed(simulator.url, TOKEN, SYMBOLS, sink, topics, backoff=backoff, stall_timeout_seconds=2.0)
+    feed = FinnhubFeed(simulator.url, TOKEN, SYMBOLS, sink, topics, backoff=backoff, stall_timeout_seconds=2.0,
+                       mark_file=mark_file)
 
     def stop_when_replayed() -> None:
         deadline = time.monotonic() + timeout
@@ -69,6 +71,13 @@ def run_feed_until_replayed(
         while not simulator.exhausted(SYMBOLS) and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)  # let the last frames reach the producer
+        # On a busy machine 0.5 s was not always enough: stopped early, the producer had not read the
+        # last frames. Without drops or stalls every frame sent reaches it, so wait for all of them.
+        handled_by = time.monotonic() + 30
+        while (simulator.drops == simulator.stalls == 0 and time.monotonic() < handled_by
+               and (feed.trades_published < sum(len(simulator.sent_trades(s)) for s in SYMBOLS)
+                    or feed.counters.quarantined < simulator.malformed_sent)):
+            time.sleep(0.05)
         feed.request_stop()
 
     stopper = threading.Thread(target=stop_when_replayed, daemon=True)
@@ -289,3 +298,23 @@ def test_sigterm_stops_reading_flushes_and_exits_zero(kafka_broker, topics) -> N
         sent = [(t["t"], t["p"]) for t in server.sent_trades(symbol)]
         got = [(m["event_time_ms"], m["price"]) for m in landed if m["symbol"] == symbol]
         assert got == sent[: len(got)]
+
+
+def test_the_time_between_two_runs_is_recorded_as_a_gap_closed_by_the_next_runs_first_trade(
+    kafka_broker, topics, tmp_path: Path
+) -> None:
+    """A restart, a deploy or a crash of the producer left no gap in feed_events."""
+    mark = tmp_path / "finnhub-last-frame"
+    for run in range(2):
+        server = FinnhubSimulator(token=TOKEN, trades_per_symbol=60, rate_per_second=3000).start_in_thread()
+        try:
+            run_feed_until_replayed(server, kafka_broker.bootstrap_servers, topics, mark_file=mark)
+        finally:
+            server.stop_thread()
+        if run == 0:
+            stopped_ms = int(mark.read_text())
+            assert read_topic(kafka_broker.bootstrap_servers, topics.feed_events, timeout_seconds=5) == []
+            time.sleep(1.5)  # the producer is down
+    (gap,) = read_topic(kafka_broker.bootstrap_servers, topics.feed_events, timeout_seconds=30)
+    assert gap["reason"] == "producer not running (stopped, restarted or crashed)"
+    assert gap["start_ms"] == stopped_ms and gap["end_ms"] - gap["start_ms"] >= 1500
