@@ -104,6 +104,8 @@ Record = tuple[str, bytes | None, bytes]  # topic, key, value
 # batch entry, the sink's callbacks and its spool entry. Measured: 100,000 pending trades of 230 B
 # grew the process by 169 MB (1,693 B each); counting the bytes alone let a 32 MiB bound hold ~290 MB.
 RECORD_OVERHEAD_BYTES = 1_500
+# How long a start waits to hand its spooled records to Kafka before it keeps them and goes on.
+SPOOL_SEND_PATIENCE_SECONDS = 60.0
 
 
 def write_spool(path: Path, records: list[Record]) -> None:
@@ -181,8 +183,15 @@ class KafkaSink:
                     len(records), spool)
         self._replaying = replaying
         first = self._sends
-        for topic, key, value in records:
-            self._send(topic, key, value, None)
+        give_up = self._clock() + SPOOL_SEND_PATIENCE_SECONDS
+        for index, (topic, key, value) in enumerate(records):
+            try:
+                self._send(topic, key, value, lambda: self._clock() > give_up)
+            except SinkClosedError as exc:  # a topic gone since, or another broker: keep them, start anyway
+                write_spool(spool, records[index:])
+                log.error("could not send %d spooled records within %.0f s (%s); kept in %s",
+                          len(records) - index, SPOOL_SEND_PATIENCE_SECONDS, exc, spool)
+                break
         with self._lock:
             self._replayed.update(n for n in range(first, self._sends) if n in self._unacked)
         self._forget_replayed()
@@ -394,7 +403,8 @@ class KafkaSink:
                 left = [*self._unacked.values(), *self._to_resend]
             kept = ""
             if self.config.spool_file is not None:
-                write_spool(self.config.spool_file, left)
+                # after what the start could not send, if anything: that stays in the file too
+                write_spool(self.config.spool_file, read_spool(self.config.spool_file) + left)
                 if self._replaying is not None:  # its records are among ``left`` or acknowledged
                     self._replaying.unlink(missing_ok=True)
                 kept = f"; kept in {self.config.spool_file}, sent first at the next start"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse.local.kafka_broker import ensure_topics
-from producers.kafka_sink import RECORD_OVERHEAD_BYTES, KafkaSink, SinkClosedError, SinkConfig, read_spool
+from producers.kafka_sink import RECORD_OVERHEAD_BYTES, KafkaSink, SinkClosedError, SinkConfig, read_spool, write_spool
 from producers.simulators.kafka_reader import read_topic
 from tests.conftest import start_broker
 
@@ -70,3 +70,21 @@ def test_the_buffer_bound_holds_the_memory_pending_records_really_take(tmp_path:
         sink.close(timeout_seconds=0.1)
     finally:
         broker.stop()
+
+
+def test_spooled_records_kafka_will_not_take_are_kept_and_the_sink_starts_anyway(
+    kafka_broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spool naming a topic the broker does not have (deleted since, or another broker) blocked
+    the start for ever."""
+    import producers.kafka_sink
+
+    monkeypatch.setattr(producers.kafka_sink, "SPOOL_SEND_PATIENCE_SECONDS", 2.0)
+    spool = tmp_path / "unacknowledged.jsonl"
+    write_spool(spool, [("no-such-topic", b"K", b"1"), ("no-such-topic", b"K", b"2")])
+    ensure_topics(kafka_broker.bootstrap_servers, ["spool-ok"], 1)
+    sink = KafkaSink(SinkConfig(kafka_broker.bootstrap_servers, spool_file=spool))
+    sink.publish_raw("spool-ok", b"K", b"3")
+    assert sink.close(timeout_seconds=30)
+    assert [value for _, _, value in read_spool(spool)] == [b"1", b"2"]
+    assert read_topic(kafka_broker.bootstrap_servers, "spool-ok", timeout_seconds=30) == [3]
