@@ -57,7 +57,7 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
         time.sleep(0.5)
 
 
-def test_a_running_finnhub_producer_exports_messages_that_grow_as_trades_flow(kafka_broker):
+def test_a_running_finnhub_producer_exports_messages_that_grow_as_trades_flow(kafka_broker, tmp_path: Path):
     topic = new_topic(kafka_broker.bootstrap_servers, "metrics.finnhub.trades", partitions=2)
     server = FinnhubSimulator(trades_per_symbol=None, rate_per_second=200, live=True).start_in_thread()
     port = free_port()
@@ -67,6 +67,7 @@ def test_a_running_finnhub_producer_exports_messages_that_grow_as_trades_flow(ka
         "LAKEHOUSE__KAFKA__TRADES_TOPIC": topic,
         "LAKEHOUSE__FINNHUB__TOKEN": "metrics-test",
         "LAKEHOUSE__METRICS__FINNHUB_PORT": str(port),
+        "LAKEHOUSE__LOCAL__STATE_DIR": str(tmp_path),  # its last-frame mark and spool, not the project's
     }
     process = subprocess.Popen([sys.executable, "-m", "producers.finnhub", "--url", server.url, "--symbols", "AAPL"],
                                cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -261,7 +261,7 @@ def test_broker_restart_midstream_loses_no_acknowledged_trade(tmp_path: Path, si
         broker.stop()
 
 
-def test_sigterm_stops_reading_flushes_and_exits_zero(kafka_broker, topics) -> None:
+def test_sigterm_stops_reading_flushes_and_exits_zero(kafka_broker, topics, tmp_path: Path) -> None:
     server = FinnhubSimulator(token=TOKEN, trades_per_symbol=None, rate_per_second=2000).start_in_thread()
     env = {
         **os.environ,
@@ -270,6 +270,7 @@ def test_sigterm_stops_reading_flushes_and_exits_zero(kafka_broker, topics) -> N
         "LAKEHOUSE__KAFKA__FEED_EVENTS_TOPIC": topics.feed_events,
         "LAKEHOUSE__KAFKA__QUARANTINE_TOPIC": topics.quarantine,
         "LAKEHOUSE__FINNHUB__TOKEN": TOKEN,
+        "LAKEHOUSE__LOCAL__STATE_DIR": str(tmp_path),  # its last-frame mark and spool, not the project's
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "producers.finnhub", "--url", server.url, "--symbols", ",".join(SYMBOLS)],
