@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 from lakehouse.bars_rebuild import open_days, rebuild_days
-from lakehouse.job_args import job_parser, job_settings
+from lakehouse.job_args import a_symbol, iso_day, job_parser, job_settings
 from lakehouse.logs import configure_logging
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.tables import BARS_1M, TRADES
@@ -24,9 +24,10 @@ log = logging.getLogger(JOB_NAME)
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = job_parser(JOB_NAME, __doc__.split("\n\n")[0])
-    parser.add_argument("--day", type=date.fromisoformat, action="append", required=True,
+    parser.add_argument("--day", type=iso_day, action="append", required=True,
                         help="UTC day to rebuild, YYYY-MM-DD (repeat for several)")
-    parser.add_argument("--symbol", action="append", default=[], help="only this symbol (repeatable; default all)")
+    parser.add_argument("--symbol", type=a_symbol, action="append", default=[],
+                        help="only this symbol (repeatable; default all)")
     args = parser.parse_args(argv)
     configure_logging()
     settings = job_settings(parser, args.config)

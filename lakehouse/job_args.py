@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 from lakehouse.settings import Settings, SettingsError, load_settings
@@ -68,6 +69,29 @@ def table_selection(text: str) -> list[TableDef]:
     if not tables:
         raise argparse.ArgumentTypeError(f"names no table; known: {sorted(t.name for t in ALL_TABLES)}")
     return tables
+
+
+def iso_day(text: str) -> date:
+    """An argparse type: a day as YYYY-MM-DD, refused with what is wrong (Python said "invalid
+    fromisoformat value" for 2026-13-01)."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError as error:
+        detail = "" if "fromisoformat" in str(error) else f" ({error})"
+        raise argparse.ArgumentTypeError(f"not a day YYYY-MM-DD: {text!r}{detail}") from None
+
+
+def a_symbol(text: str) -> str:
+    """An argparse type: a symbol as the message contract spells one (an empty one rebuilt "all
+    symbols of ''": nothing, and committed an empty replacement)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from lakehouse.messages import Symbol
+
+    try:
+        return TypeAdapter(Symbol).validate_python(text)
+    except ValidationError:
+        raise argparse.ArgumentTypeError(f"not a symbol: {text!r} (1-32 of A-Z a-z 0-9 . : / ^ _ -)") from None
 
 
 def job_settings(parser: argparse.ArgumentParser, config: Path | None) -> Settings:

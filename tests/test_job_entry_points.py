@@ -76,6 +76,11 @@ def test_spark_submit_checks_the_jobs_settings_before_it_starts_a_jvm(tmp_path: 
     ("maintenance", ["--tables", "trades,trade"], "argument --tables: unknown tables ['trade']; known: ['bars_1m', "),
     ("bigquery_sync", ["--interval", "0"], "argument --interval: must be > 0, got 0"),
     ("bars", ["--max-rows-per-batch", "0"], "argument --max-rows-per-batch: must be >= 1, got 0"),
+    ("rebuild_bars", ["--day", "2026-13-01"], "argument --day: not a day YYYY-MM-DD: '2026-13-01' (month must be"),
+    ("rebuild_bars", ["--day", "yesterday"], "argument --day: not a day YYYY-MM-DD: 'yesterday'"),
+    # An empty symbol rebuilt nothing and committed an empty replacement.
+    ("rebuild_bars", ["--day", "2026-01-05", "--symbol", ""], "argument --symbol: not a symbol: ''"),
+    ("rebuild_bars", ["--day", "2026-01-05", "--symbol", "BRK B"], "argument --symbol: not a symbol: 'BRK B'"),
 ])
 def test_a_number_out_of_range_is_refused_as_a_bad_argument(
     job: str, argv: list[str], said: str, capsys: pytest.CaptureFixture[str]

@@ -167,3 +167,12 @@ def test_a_pace_below_one_request_per_minute_is_refused_as_a_bad_argument(
         main(["--requests-per-minute", pace])  # was accepted; the pacer's first call raised IndexError
     assert done.value.code == 2
     assert f"argument --requests-per-minute: must be >= 1, got {pace}" in capsys.readouterr().err
+
+
+def test_a_backfill_range_that_ends_before_it_starts_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    from producers.vnstock_feed.__main__ import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--backfill", "2026-01-31:2026-01-02"])  # backfilled nothing and said nothing
+    assert done.value.code == 2
+    assert "the range ends before it starts: '2026-01-31:2026-01-02'" in capsys.readouterr().err

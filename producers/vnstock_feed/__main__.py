@@ -31,9 +31,12 @@ log = logging.getLogger("producers.vnstock_feed")
 def _date_range(text: str) -> tuple[date, date]:
     start, _, end = text.partition(":")
     try:
-        return date.fromisoformat(start), date.fromisoformat(end or start)
+        first, last = date.fromisoformat(start), date.fromisoformat(end or start)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD[:YYYY-MM-DD], got {text!r}") from exc
+    if last < first:  # an empty range backfilled nothing and said nothing
+        raise argparse.ArgumentTypeError(f"the range ends before it starts: {text!r}")
+    return first, last
 
 
 def main(argv: list[str] | None = None) -> int:
