@@ -40,6 +40,8 @@ def test_environment_overrides_the_file_and_lists_split_on_commas() -> None:
         ({"LAKEHOUSE__KAFKA__PARTITIONS": "0"}, "kafka.partitions"),
         ({"LAKEHOUSE__CATALOG__URI": "mysql://catalog"}, "catalog.uri"),
         ({"LAKEHOUSE__STREAMING__TRIGGER_SECONDS": "-1"}, "streaming.trigger_seconds"),
+        ({"LAKEHOUSE__STREAMING__TRIGGER_SECONDS": "inf"}, "streaming.trigger_seconds"),  # was accepted
+        ({"LAKEHOUSE__STATUS__MAX_EVENT_AGE_SECONDS": "nan"}, "status.max_event_age_seconds"),
         ({"LAKEHOUSE__KAFKA__BOOTSTRAP_SERVRS": "b:1"}, "kafka.bootstrap_servrs"),
         ({"LAKEHOUSE__FINNHUB__SYMBOLS": ""}, "finnhub.symbols"),
         ({"LAKEHOUSE__FINNHUB__SYMBOLS": " , "}, "finnhub.symbols"),
