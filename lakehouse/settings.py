@@ -425,6 +425,9 @@ def _describe(error: ValidationError) -> str:
     lines = []
     for problem in error.errors():
         setting = ".".join(str(part) for part in problem["loc"])
+        if len(problem["loc"]) < 2:  # a rule across a section's settings: no one variable to name
+            lines.append(f"settings [{setting}] (env {ENV_PREFIX}{setting.upper()}__*): {problem['msg']}")
+            continue
         env_name = ENV_PREFIX + "__".join(str(part).upper() for part in problem["loc"][:2])
         lines.append(f"setting '{setting}' (env {env_name}): {problem['msg']}")
     return "invalid configuration:\n  " + "\n  ".join(lines)

@@ -192,3 +192,10 @@ def test_the_kafka_sources_offset_lookups_time_out_early_and_keep_kafkas_patienc
     for too_short in ("0", "0.5"):  # below a second, a busy broker's answer would count as a failure
         with pytest.raises(SettingsError, match="kafka_offsets_timeout_seconds"):
             load_settings(environ={"LAKEHOUSE__STREAMING__KAFKA_OFFSETS_TIMEOUT_SECONDS": too_short})
+
+
+def test_a_rule_across_a_section_names_the_section_not_a_variable_that_does_not_exist() -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings(environ={"LAKEHOUSE__KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT"})
+    assert "settings [kafka] (env LAKEHOUSE__KAFKA__*): Value error, security_protocol SASL_PLAINTEXT needs" in str(
+        error.value)  # was "(env LAKEHOUSE__KAFKA)", a variable the settings refuse
