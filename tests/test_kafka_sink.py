@@ -39,8 +39,11 @@ def test_a_stop_while_kafka_is_down_spools_what_was_not_acknowledged_and_the_nex
         again.publish_raw("t", b"K0", b"400")
         assert again.close(timeout_seconds=30)
         assert not spool.exists() and not spool.with_name(spool.name + ".replaying").exists()
-        landed = sorted(read_topic(broker.bootstrap_servers, "t", timeout_seconds=30))
-        assert landed == list(range(401)), "every record once: the spooled ones sent by the next start"
+        landed = read_topic(broker.bootstrap_servers, "t", timeout_seconds=30)
+        # Every record, the spooled ones sent by the next start. A record the broker wrote as it went
+        # down, but never acknowledged, is spooled too and lands twice: at least once is the promise
+        # (the jobs store a trade once by its id).
+        assert set(landed) == set(range(401)), "a record was lost"
     finally:
         broker.stop()
 
