@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -172,21 +173,25 @@ class Checkpoint:
         return moved
 
 
-def kafka_offset_span(settings: Settings, topic: str) -> tuple[dict[int, int], dict[int, int]]:
-    """(earliest, latest) offset per partition of ``topic``, from the broker."""
+def offset_bounds(settings: Settings, topics: Iterable[str], timeout_seconds: float
+                  ) -> dict[str, tuple[dict[int, int], dict[int, int]]]:
+    """topic -> (oldest offset Kafka holds, end offset) per partition, from the broker (a topic it
+    does not have: no partitions). Shared by this check and ``lakehouse status``."""
     from kafka import KafkaConsumer, TopicPartition
 
     from lakehouse.kafka_security import kafka_python_options
 
-    timeout_ms = int(settings.streaming.kafka_offsets_timeout_seconds * 1000)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, bootstrap_timeout_ms=timeout_ms,
-                             request_timeout_ms=max(timeout_ms, 1000) + 5000, enable_auto_commit=False,
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers,
+                             bootstrap_timeout_ms=int(timeout_seconds * 1000), enable_auto_commit=False,
                              **kafka_python_options(settings))
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        earliest = consumer.beginning_offsets(partitions)
-        latest = consumer.end_offsets(partitions)
-        return ({tp.partition: o for tp, o in earliest.items()}, {tp.partition: o for tp, o in latest.items()})
+        result = {}
+        for topic in topics:
+            parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            earliest, ends = consumer.beginning_offsets(parts), consumer.end_offsets(parts)
+            result[topic] = ({tp.partition: o for tp, o in earliest.items()},
+                             {tp.partition: o for tp, o in ends.items()})
+        return result
     finally:
         consumer.close()
 
@@ -214,11 +219,12 @@ def starting_offsets(spark: SparkSession, settings: Settings, job: str, checkpoi
     Returns None when the stream can go on from its checkpoint (or has none yet). On a loss, raises
     ``KafkaDataLost``, or with ``streaming.accept_kafka_loss`` records it, moves the checkpoint
     aside and returns the ``startingOffsets`` JSON the new checkpoint starts from."""
-    position = Checkpoint(spark, checkpoint).position(topic)
+    stored = Checkpoint(spark, checkpoint)
+    position = stored.position(topic)
     if position is None:
         return None
     try:
-        earliest, latest = kafka_offset_span(settings, topic)
+        earliest, latest = offset_bounds(settings, [topic], settings.streaming.kafka_offsets_timeout_seconds)[topic]
     except Exception as error:  # Kafka not up yet: Spark's source waits for it as before
         log.warning("%s: could not compare the checkpoint with what Kafka holds (%s: %s); starting on the "
                     "checkpoint as it is", job, type(error).__name__, error)
@@ -230,7 +236,7 @@ def starting_offsets(spark: SparkSession, settings: Settings, job: str, checkpoi
         raise KafkaDataLost(job, ranges)
     log.warning("%s", loss_message(job, ranges).split(". To go on")[0])
     record_loss(spark, settings, job, ranges, position.committed_time)
-    moved = Checkpoint(spark, checkpoint).move_aside()
+    moved = stored.move_aside()
     start = resume_offsets(position.offsets, earliest, latest)
     log.warning("%s: loss accepted and recorded in feed_events; old checkpoint kept at %s; a new one starts at %s",
                 job, moved, start)

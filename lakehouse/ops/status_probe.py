@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lakehouse.catalog import live_files, load_catalog, missing_embedded_catalog, table_identifier
-from lakehouse.kafka_loss import kafka_offsets_of
+from lakehouse.kafka_loss import kafka_offsets_of, offset_bounds
 from lakehouse.logs import error_line
 from lakehouse.ops import job_runs
 from lakehouse.ops.status import JobPosition, Observation, TableState, TopicState
@@ -89,30 +89,8 @@ def end_offsets(settings: Settings, topics: Iterable[str],
                 timeout_seconds: float | None = None) -> dict[str, dict[int, int]]:
     """topic -> partition -> end offset, from the broker (a topic it does not have: no partitions).
     ``timeout_seconds`` defaults to ``status.kafka_timeout_seconds``."""
-    return {topic: latest for topic, (_, latest) in offset_bounds(settings, topics, timeout_seconds).items()}
-
-
-def offset_bounds(settings: Settings, topics: Iterable[str], timeout_seconds: float | None = None
-                  ) -> dict[str, tuple[dict[int, int], dict[int, int]]]:
-    """topic -> (oldest offset Kafka holds, end offset) per partition, from the broker."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    from lakehouse.kafka_security import kafka_python_options
-
-    timeout_ms = int((timeout_seconds or settings.status.kafka_timeout_seconds) * 1000)
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers, bootstrap_timeout_ms=timeout_ms,
-                             enable_auto_commit=False, **kafka_python_options(settings))
-    try:
-        result = {}
-        for topic in topics:
-            partitions = consumer.partitions_for_topic(topic) or set()
-            parts = [TopicPartition(topic, p) for p in sorted(partitions)]
-            earliest, ends = consumer.beginning_offsets(parts), consumer.end_offsets(parts)
-            result[topic] = ({tp.partition: o for tp, o in earliest.items()},
-                             {tp.partition: o for tp, o in ends.items()})
-        return result
-    finally:
-        consumer.close()
+    bounds = offset_bounds(settings, topics, timeout_seconds or settings.status.kafka_timeout_seconds)
+    return {topic: latest for topic, (_, latest) in bounds.items()}
 
 
 def project_topics(settings: Settings) -> list[str]:
@@ -141,7 +119,7 @@ def observe(settings: Settings, tables: tuple[TableDef, ...] = ALL_TABLES) -> Ob
     topic_names = list(dict.fromkeys([*project_topics(settings), *(p.topic for p in positions)]))
     topic_states = []
     try:
-        bounds = offset_bounds(settings, topic_names)
+        bounds = offset_bounds(settings, topic_names, settings.status.kafka_timeout_seconds)
         topic_states = [
             TopicState(topic, bounds.get(topic, ({}, {}))[1], tuple(p for p in positions if p.topic == topic),
                        bounds.get(topic, ({}, {}))[0])
