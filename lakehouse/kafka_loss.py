@@ -81,13 +81,23 @@ def resume_offsets(committed: dict[int, int], earliest: dict[int, int], latest: 
     return start
 
 
-def loss_message(job: str, ranges: list[LostRange]) -> str:
-    topics = sorted({r.topic for r in ranges})
-    parts = "; ".join(f"{r.topic} {r.describe()}" for r in ranges)
+def describe_ranges(ranges: list[LostRange]) -> str:
+    return "; ".join(f"{r.topic} {r.describe()}" for r in ranges)
+
+
+def loss_summary(job: str, ranges: list[LostRange]) -> str:
     return (
-        f"{job}: Kafka no longer holds messages this job had yet to read: {parts}. They were deleted "
-        f"(the topic's retention ran out while the job was stopped or behind, or the topic was created again) "
-        f"and cannot be stored. To go on from the oldest messages Kafka still holds, recording the loss as a "
+        f"{job}: Kafka no longer holds messages this job had yet to read: {describe_ranges(ranges)}. They were "
+        f"deleted (the topic's retention ran out while the job was stopped or behind, or the topic was created "
+        f"again) and cannot be stored"
+    )
+
+
+def loss_message(job: str, ranges: list[LostRange]) -> str:
+    """``loss_summary`` and what to do about it."""
+    topics = sorted({r.topic for r in ranges})
+    return (
+        f"{loss_summary(job, ranges)}. To go on from the oldest messages Kafka still holds, recording the loss as a "
         f"'{KAFKA_SOURCE}' gap in feed_events, start the job once with LAKEHOUSE__STREAMING__ACCEPT_KAFKA_LOSS=true; "
         f"to keep more, raise the retention of {', '.join(topics)} above the longest stop you expect."
     )
@@ -206,7 +216,7 @@ def record_loss(spark: SparkSession, settings: Settings, job: str, ranges: list[
 
     ensure_tables(spark, settings, (FEED_EVENTS,))
     now = datetime.now(UTC)
-    reason = f"{job}: deleted from Kafka before it was read: " + "; ".join(f"{r.topic} {r.describe()}" for r in ranges)
+    reason = f"{job}: deleted from Kafka before it was read: {describe_ranges(ranges)}"
     row = (KAFKA_SOURCE, "gap", "", since, now, reason[:2000], now)
     frame = spark.createDataFrame([row], "source string, kind string, symbol string, start_time timestamp, "
                                          "end_time timestamp, reason string, ingested_time timestamp")
@@ -234,7 +244,7 @@ def starting_offsets(spark: SparkSession, settings: Settings, job: str, checkpoi
         return None
     if not settings.streaming.accept_kafka_loss:
         raise KafkaDataLost(job, ranges)
-    log.warning("%s", loss_message(job, ranges).split(". To go on")[0])
+    log.warning("%s", loss_summary(job, ranges))
     record_loss(spark, settings, job, ranges, position.committed_time)
     moved = stored.move_aside()
     start = resume_offsets(position.offsets, earliest, latest)
