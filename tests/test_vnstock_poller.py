@@ -248,3 +248,47 @@ def test_a_backfill_against_a_source_that_is_down_raises_after_three_given_up(
         poller.backfill(date(2025, 5, 26), date(2025, 5, 30))
     assert len(server.requests) == 3 * BACKFILL_ATTEMPTS  # FPT 1m, FPT 1D, VNM 1m: not the rest
     assert poller.sink.close()
+
+
+def _vn_s(*parts: int) -> int:
+    return int(datetime(*parts, tzinfo=VN_TZ).timestamp())
+
+
+def test_a_bad_bar_is_quarantined_alone_and_its_symbols_bars_go_on(
+    server, clock, kafka_broker, topics, tmp_path
+) -> None:
+    """vnstock converts a chart page as one frame, so one bar whose price was not a number failed
+    the page, every poll: that symbol's bars stalled for good. Now the page is read bar by bar."""
+    server.corrupt_bar(SYMBOL, "ONE_MINUTE", _vn_s(2025, 6, 3, 9, 30), o="n/a")
+    server.corrupt_bar(SYMBOL, "ONE_MINUTE", _vn_s(2025, 6, 3, 9, 31), v=None, t="soon")
+    server.corrupt_bar(SYMBOL, "ONE_DAY", _vn_s(2025, 6, 2), c="closed")
+    poller = make_poller(server, clock, kafka_broker, topics, tmp_path, (SYMBOL, "VNM"))
+    first = poller.poll_once(include_trades=False)
+    clock.set(datetime(2025, 6, 3, 10, 20, 50, tzinfo=VN_TZ))
+    second = poller.poll_once(include_trades=False)  # its pages hold the bad bars again
+    assert poller.sink.close()
+
+    bars = read_topic(kafka_broker.bootstrap_servers, topics.vendor_bars)
+    rejects = read_topic(kafka_broker.bootstrap_servers, topics.quarantine)
+    today_ms = _vn_s(2025, 6, 3) * 1000
+    minutes = Counter(b["symbol"] for b in bars if b["interval"] == "1m" and b["bar_start_ms"] >= today_ms)
+    assert first.failed_symbols == second.failed_symbols == []
+    assert minutes == {SYMBOL: 80 - 2, "VNM": 80}  # 09:00-10:19 final, less the two bad ones
+    days = {s: {b["bar_start_ms"] for b in bars if b["interval"] == "1D" and b["symbol"] == s} for s in (SYMBOL, "VNM")}
+    assert days == {SYMBOL: set(), "VNM": {_vn_s(2025, 6, 2) * 1000}}  # the first poll reaches back to Monday
+    assert not [k for k, n in Counter((b["symbol"], b["interval"], b["bar_start_ms"]) for b in bars).items() if n > 1]
+    reasons = sorted(r["reason"] for r in rejects)  # each bad bar once, its fields named
+    assert len(reasons) == 3, reasons
+    assert "close 'closed' is not a number" in reasons[0] and reasons[0].startswith("invalid 1D bar")
+    assert "open 'n/a' is not a number" in reasons[1]
+    assert "t 'soon' is not a time" in reasons[2] and "volume None is not a number" in reasons[2]
+
+    # A bar read bar by bar is the bar vnstock's own conversion gives once the bad ones are gone.
+    ohlcv = ("bar_start_ms", "open", "high", "low", "close", "volume")
+    read_alone = {tuple(b[k] for k in ohlcv) for b in bars if b["symbol"] == SYMBOL and b["interval"] == "1m"}
+    server.corrupt_bar(SYMBOL, "ONE_MINUTE", _vn_s(2025, 6, 3, 9, 30))
+    server.corrupt_bar(SYMBOL, "ONE_MINUTE", _vn_s(2025, 6, 3, 9, 31))
+    by_vnstock = VnstockSource(server.base_url, RequestPacer(100)).bars(SYMBOL, BarInterval.MINUTE_1,
+                                                                       date(2025, 6, 3), date(2025, 6, 3))
+    by_vnstock_keys = {(r["time_ms"], r["open"], r["high"], r["low"], r["close"], r["volume"]) for r in by_vnstock}
+    assert len(read_alone) > 70 and read_alone <= by_vnstock_keys

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -18,7 +18,7 @@ from producers.vnstock_feed.convert import (
     new_trades,
     trades_from_rows,
 )
-from producers.vnstock_feed.source import RequestPacer, _epoch_ms
+from producers.vnstock_feed.source import RequestPacer, _epoch_ms, chart_rows
 from producers.vnstock_feed.trading_hours import VN_TZ, is_trading_time, next_session_start, session_minutes
 from producers.vnstock_feed.watermark import HighWaterMarks
 
@@ -176,3 +176,73 @@ def test_a_backfill_range_that_ends_before_it_starts_is_refused(capsys: pytest.C
         main(["--backfill", "2026-01-31:2026-01-02"])  # backfilled nothing and said nothing
     assert done.value.code == 2
     assert "the range ends before it starts: '2026-01-31:2026-01-02'" in capsys.readouterr().err
+
+
+def _chart(starts: list[datetime], **overrides: dict[int, object]) -> list[dict[str, object]]:
+    """A gap-chart answer in VCI's shape: prices in VND, times in epoch seconds (as strings)."""
+    columns = {"t": [str(int(at.timestamp())) for at in starts], "o": [95_400] * len(starts),
+               "h": [96_000] * len(starts), "l": [95_000] * len(starts), "c": [95_500] * len(starts),
+               "v": [100 + i for i in range(len(starts))]}
+    for field, values in overrides.items():
+        for index, value in values.items():
+            columns[field][index] = value
+    return [{"symbol": "FPT", **columns}]
+
+
+def test_chart_rows_read_each_bar_alone_in_vnstocks_units() -> None:
+    rows = chart_rows(_chart([vn(2025, 6, 3, 9, 0), vn(2025, 6, 3, 9, 1)], o={1: "n/a"}), BarInterval.MINUTE_1)
+    assert rows[0] | {"raw": None} == {"raw": None, "time_ms": ms(vn(2025, 6, 3, 9, 0)), "open": 95.4,
+                                       "high": 96.0, "low": 95.0, "close": 95.5, "volume": 100.0}
+    assert rows[1]["error"] == "open 'n/a' is not a number" and rows[1]["raw"]["o"] == "n/a"
+    converted = bars_from_rows("FPT", BarInterval.MINUTE_1, rows, 0)
+    assert len(converted.bars) == 1 and len(converted.quarantined) == 1
+    assert "open 'n/a' is not a number" in converted.quarantined[0].reason
+
+
+def test_chart_rows_put_a_day_bar_at_midnight_in_hanoi_whatever_vci_stamps() -> None:
+    rows = chart_rows(_chart([vn(2025, 6, 2, 0, 0), vn(2025, 6, 3, 9, 15)]), BarInterval.DAY_1)
+    assert [r["time_ms"] for r in rows] == [ms(vn(2025, 6, 2)), ms(vn(2025, 6, 3))]
+
+
+def test_chart_rows_of_uneven_or_hostile_columns_never_raise_per_bar() -> None:
+    answer = _chart([vn(2025, 6, 3, 9, 0), vn(2025, 6, 3, 9, 1)], t={1: 10**13}, v={0: None})
+    answer[0]["c"] = answer[0]["c"][:1]  # a column one bar short
+    rows = chart_rows(answer, BarInterval.MINUTE_1)
+    assert rows[0]["error"] == "volume None is not a number"
+    assert "t 10000000000000 is not a time" in rows[1]["error"] and "close None" in rows[1]["error"]
+    assert chart_rows([], BarInterval.MINUTE_1) == [] and chart_rows({"data": []}, BarInterval.DAY_1) == []
+    for hostile in ("<html>", [None], 5):
+        with pytest.raises(ValueError):
+            chart_rows(hostile, BarInterval.MINUTE_1)
+
+
+def test_chart_rows_build_five_minute_bars_and_quarantine_one_holding_a_bad_minute() -> None:
+    minutes = [vn(2025, 6, 3, 9, m) for m in range(10)]
+    rows = chart_rows(_chart(minutes, h={7: 99_000}, l={2: 94_000}, o={6: None}), BarInterval.MINUTE_5)
+    assert len(rows) == 2
+    assert rows[0] | {"raw": None} == {"raw": None, "time_ms": ms(vn(2025, 6, 3, 9, 0)), "open": 95.4,
+                                       "high": 96.0, "low": 94.0, "close": 95.5,
+                                       "volume": float(sum(range(100, 105)))}
+    assert rows[1]["error"] == "a 1-minute bar in it: open None is not a number" and len(rows[1]["raw"]) == 5
+
+
+@pytest.mark.parametrize("interval", [BarInterval.MINUTE_1, BarInterval.MINUTE_5, BarInterval.MINUTE_15,
+                                      BarInterval.HOUR_1, BarInterval.DAY_1])
+def test_chart_rows_of_a_clean_answer_are_vnstocks_own_conversion(interval: BarInterval) -> None:
+    from vnstock.core.utils.transform import ohlc_to_df
+    from vnstock.explorer.vci.const import _OHLC_DTYPE, _OHLC_MAP, _RESAMPLE_MAP
+
+    from producers.vnstock_feed.source import _records
+
+    step = timedelta(days=1) if interval == BarInterval.DAY_1 else timedelta(minutes=1)
+    starts = [vn(2025, 6, 3, 9, 0) + m * step for m in range(30)]
+    answer = _chart(starts, h={7: 99_100}, l={12: 94_300}, c={29: 95_910})
+    series = answer[0]
+    vnstocks = _records(ohlc_to_df(
+        data=[dict(zip("tohlcv", values, strict=True)) for values in zip(*(series[f] for f in "tohlcv"), strict=True)],
+        column_map=_OHLC_MAP, dtype_map=_OHLC_DTYPE, symbol="FPT", asset_type="stock", source="VCI",
+        interval=interval.value, resample_map=_RESAMPLE_MAP,
+    ))
+    fields = ("time_ms", "open", "high", "low", "close", "volume")
+    ours = [tuple(r[f] for f in fields) for r in chart_rows(answer, interval)]
+    assert ours == [tuple(r[f] for f in fields) for r in vnstocks] and len(ours) >= 2

@@ -17,7 +17,8 @@ Data is a deterministic function of (symbol, time), served up to the server's cl
 callable, so tests move time forward). Three trades per session minute, at :05, :25 and :45.
 Fault switches: :meth:`fail_next` answers the next N requests with an HTTP status (e.g. 429, 500);
 :meth:`garble_next` answers them with a body that is not JSON (an HTML page, a cut-off answer);
-:meth:`corrupt_trade` overwrites fields of one trade of a symbol in every intraday answer;
+:meth:`corrupt_trade` overwrites fields of one trade of a symbol in every intraday answer, and
+:meth:`corrupt_bar` those of one bar in every chart answer;
 :meth:`fail_symbol` answers every request for one symbol with an HTTP status.
 
 CLI: ``python -m producers.simulators.vnstock_server --port 8766``.
@@ -152,6 +153,7 @@ class VnstockSimulator:
         self._garbled: list[bytes] = []
         self._failing_symbols: dict[str, int] = {}
         self._corrupt_trades: dict[tuple[str, str], dict[str, Any]] = {}
+        self._corrupt_bars: dict[tuple[str, str, int], dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
@@ -178,6 +180,12 @@ class VnstockSimulator:
         with self._lock:
             self._corrupt_trades[(symbol, trade_id)] = fields
 
+    def corrupt_bar(self, symbol: str, time_frame: str, start_s: int, **fields: Any) -> None:
+        """From now on, chart answers for ``symbol`` at ``time_frame`` ("ONE_MINUTE"...) carry the
+        bar starting at ``start_s`` with ``fields`` overwritten (``o="n/a"``, ``t="soon"``...)."""
+        with self._lock:
+            self._corrupt_bars[(symbol, time_frame, start_s)] = fields
+
     def fail_symbol(self, symbol: str, status: int = 500) -> None:
         """From now on, every request for ``symbol`` gets ``status``."""
         with self._lock:
@@ -193,6 +201,7 @@ class VnstockSimulator:
             if self._failures:
                 return self._failures.pop(0), {"message": "simulated failure"}
             corrupt = dict(self._corrupt_trades)
+            corrupt_bars = dict(self._corrupt_bars)
             asked = str(body.get("symbol") or (body.get("symbols") or [""])[0])
             if asked in self._failing_symbols:
                 return self._failing_symbols[asked], {"message": f"simulated failure for {asked}"}
@@ -202,16 +211,15 @@ class VnstockSimulator:
             interval = str(body.get("timeFrame", "ONE_DAY"))
             before = min(int(body.get("to") or now_s), int(now_s) + 1)
             starts = _bar_starts(interval, before, max(0, min(int(body.get("countBack", 100)), 50_000)))
-            bars = [bar(symbol, interval, s) for s in starts]
+            rows = [
+                {**dict(zip("ohlcv", bar(symbol, interval, s), strict=True)), "t": str(s),
+                 **corrupt_bars.get((symbol, interval, s), {})}
+                for s in starts
+            ]
             return 200, [
                 {
                     "symbol": symbol,
-                    "t": [str(s) for s in starts],
-                    "o": [b[0] for b in bars],
-                    "h": [b[1] for b in bars],
-                    "l": [b[2] for b in bars],
-                    "c": [b[3] for b in bars],
-                    "v": [b[4] for b in bars],
+                    **{field: [row[field] for row in rows] for field in "tohlcv"},
                     "accumulatedVolume": [],
                     "accumulatedValue": [],
                     "minBatchTruncTime": None,

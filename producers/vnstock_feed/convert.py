@@ -87,6 +87,8 @@ def bars_from_rows(
     out = Converted()
     for row in rows:
         try:
+            if "error" in row:  # the source could not read a field of this bar
+                raise ValueError(row["error"])
             out.bars.append(
                 VendorBar(
                     source=Source.VNSTOCK,
