@@ -23,8 +23,9 @@ from lakehouse.tables import ALL_TABLES
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = job_parser(JOB_NAME, __doc__.split("\n\n")[0])
-    parser.add_argument("--tables", type=table_selection, default=",".join(t.name for t in ALL_TABLES),
-                        help="comma-separated table names (default: all)")
+    parser.add_argument("--tables", type=table_selection, default=None,
+                        help="comma-separated table names, each of which must exist (default: every table "
+                        "created so far)")
     parser.add_argument("--interval", type=at_least(0), default=0,
                         help="repeat every N seconds (default: 0, run once)")
     parser.add_argument("--snapshot-retention-hours", type=above_zero, default=6.0,
@@ -52,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = StopRequest(JOB_NAME).install()  # a stop waits for the table being maintained
     spark = build_spark_session(settings, JOB_NAME)
     try:
-        return run_maintenance(spark, settings, args.tables, policy, args.interval, stop)
+        return run_maintenance(spark, settings, args.tables or ALL_TABLES, policy, args.interval, stop,
+                               missing_ok=args.tables is None)
     finally:
         spark.stop()
 

@@ -149,6 +149,9 @@ class FileStats:
         return self.data_files / self.partitions if self.partitions else 0.0
 
 
+NOT_CREATED_YET = "not created yet"
+
+
 @dataclass(frozen=True)
 class MaintenanceReport:
     table: str
@@ -167,7 +170,14 @@ class MaintenanceReport:
     def succeeded(self) -> bool:
         return not self.failed_steps
 
+    @property
+    def skipped(self) -> bool:
+        """The table was not created yet (its job has not run) and the run was told that is fine."""
+        return self.scope == NOT_CREATED_YET
+
     def describe(self) -> str:
+        if self.skipped:
+            return f"{self.table}: {NOT_CREATED_YET} (the job that writes it creates it on its first run); skipped"
         outcome = f"; FAILED: {', '.join(self.failed_steps)}" if self.failed_steps else ""
         return (
             f"{self.table} ({self.scope}): data files {self.before.data_files} -> {self.after.data_files} "
@@ -465,16 +475,28 @@ def maintain_tables(
     policy: MaintenancePolicy,
     counters: MaintenanceCounters,
     stop: StopRequest | None = None,
+    missing_ok: bool = False,
 ) -> list[MaintenanceReport]:
     """One maintenance run over ``tables``: each table on its own, whatever another one met; a stop
-    request is honoured between tables. Counts the run as completed only if it went through all."""
+    request is honoured between tables. Counts the run as completed only if it went through all.
+
+    A table not created yet is a failed step, unless ``missing_ok`` (the job's default, every
+    table: a deployment without vnstock never creates ``vendor_bars``); even then, a run that finds
+    none of its tables has failed, as a wrong namespace must not look healthy."""
     reports = []
+    missing = [d for d in tables if not _exists(spark, f"{catalog}.{namespace}.{d.name}")]
+    if len(missing) == len(tables):
+        missing_ok = False
     for definition in tables:
         if stop is not None and stop.is_set():
             return reports
+        if definition in missing and missing_ok:
+            report = _not_created_yet(f"{catalog}.{namespace}.{definition.name}")
+            log.info("maintenance %s", report.describe())
+            reports.append(report)
+            continue
         try:
-            if not spark.catalog.tableExists(f"{catalog}.{namespace}.{definition.name}"):
-                # Not skipped: a run that maintained nothing (a wrong namespace) must not look healthy.
+            if definition in missing:
                 raise LookupError(f"no such table in catalog {catalog}: the job that writes it creates it "
                                   "on its first run")
             report = maintain(spark, catalog, f"{namespace}.{definition.name}", policy,
@@ -495,6 +517,19 @@ def maintain_tables(
     return reports
 
 
+def _exists(spark: SparkSession, qualified: str) -> bool:
+    try:
+        return bool(spark.catalog.tableExists(qualified))
+    except Exception:  # the catalog did not answer: the table's own step reports it
+        return True
+
+
+def _not_created_yet(table: str) -> MaintenanceReport:
+    nothing = FileStats(0, 0, 0, 0)
+    return MaintenanceReport(table=table, scope=NOT_CREATED_YET, before=nothing, after=nothing, rewritten_files=0,
+                             added_files=0, expired_snapshots=0, orphan_files_removed=0)
+
+
 def failed_steps(reports: Sequence[MaintenanceReport]) -> list[str]:
     """``table step`` for every step that still failed after its retries."""
     return [f"{report.table} {step}" for report in reports for step in report.failed_steps]
@@ -510,6 +545,7 @@ def maintain_every(
     interval_seconds: float,
     stop: StopRequest,
     after_run: Callable[[list[MaintenanceReport], float], None] | None = None,
+    missing_ok: bool = False,
 ) -> list[MaintenanceReport]:
     """Run maintenance every ``interval_seconds`` (from the end of one run to the start of the next)
     until ``stop`` is requested; returns the last run's reports. A failed run is logged and the loop
@@ -518,7 +554,7 @@ def maintain_every(
     reports: list[MaintenanceReport] = []
     while not stop.is_set():
         started = time.monotonic()
-        reports = maintain_tables(spark, catalog, namespace, tables, policy, counters, stop)
+        reports = maintain_tables(spark, catalog, namespace, tables, policy, counters, stop, missing_ok)
         log.info("maintenance run done: %s", counters.summary())
         if after_run is not None:
             after_run(reports, time.monotonic() - started)

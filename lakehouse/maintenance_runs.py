@@ -40,10 +40,12 @@ def run_maintenance(
     policy: MaintenancePolicy,
     interval_seconds: float,
     stop: StopRequest,
+    missing_ok: bool = False,
 ) -> int:
     """Maintain ``tables`` once (``interval_seconds`` 0) or every ``interval_seconds`` until ``stop``;
     return the exit code: 1 if a single run left a step failed after its retries, else 0. A stop
-    waits for the table being maintained."""
+    waits for the table being maintained. ``missing_ok``: a table not created yet is skipped, not a
+    failure (see ``maintain_tables``)."""
     counters = MaintenanceCounters()
     catalog, namespace = settings.catalog.name, settings.catalog.namespace
     if interval_seconds:  # ops hook: Prometheus on metrics.maintenance_port (0 = off)
@@ -58,11 +60,11 @@ def run_maintenance(
              ", ".join(t.name for t in tables), catalog, namespace,
              f"every {interval_seconds:g} s" if interval_seconds else "once")
     if interval_seconds:
-        maintain_every(spark, catalog, namespace, tables, policy, counters, interval_seconds, stop, record)
+        maintain_every(spark, catalog, namespace, tables, policy, counters, interval_seconds, stop, record, missing_ok)
         log.info("maintenance stopped: %s", counters.summary())
         return 0
     started = time.monotonic()
-    reports = maintain_tables(spark, catalog, namespace, tables, policy, counters, stop)
+    reports = maintain_tables(spark, catalog, namespace, tables, policy, counters, stop, missing_ok)
     record(reports, time.monotonic() - started)
     failed = failed_steps(reports)
     if failed:

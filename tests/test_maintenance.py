@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from lakehouse.maintenance import (
     maintain_tables,
     run_step,
 )
+from lakehouse.ops.batch_runs import maintenance_run
 from lakehouse.settings import Settings
 from lakehouse.tables import ALL_TABLES, BARS_1M, FEED_EVENTS, LATE_TRADES, TRADES, VENDOR_BARS, Compaction
 from tests.conftest import created_in
@@ -166,6 +168,31 @@ def test_one_table_failing_does_not_stop_the_others_and_the_run_names_it(
     assert reports[1].succeeded and reports[1].after.data_files == 1
     assert counters.runs_completed == 1
     assert f"{namespace}.maintenance_neighbour" in counters.last_success_seconds
+
+
+def test_by_default_a_table_not_created_yet_is_skipped_but_a_run_that_finds_none_fails(
+    spark, lake: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A deployment without vnstock never creates vendor_bars, and every default maintenance run
+    exited 1 for it; a wrong namespace, where no table exists, must still fail."""
+    caplog.set_level(logging.INFO, logger="lakehouse.maintenance")
+    settings = created_in(spark, lake)
+    namespace, catalog = settings.catalog.namespace, settings.catalog.name
+    spark.sql(f"CREATE TABLE {catalog}.{namespace}.maintenance_created (symbol string) USING iceberg "
+              "PARTITIONED BY (symbol)")
+    spark.sql(f"INSERT INTO {catalog}.{namespace}.maintenance_created VALUES ('AAA')")
+    missing = replace(LATE_TRADES, name="maintenance_not_yet")
+    present = replace(LATE_TRADES, name="maintenance_created")
+
+    reports = maintain_tables(spark, catalog, namespace, [missing, present], MaintenancePolicy(),
+                              MaintenanceCounters(), missing_ok=True)
+    assert failed_steps(reports) == [] and [r.skipped for r in reports] == [True, False]
+    assert f"{namespace}.maintenance_not_yet: not created yet" in caplog.text
+    assert maintenance_run(reports, datetime.now(UTC), 1.0).counts["tables_maintained"] == 1
+
+    none_there = maintain_tables(spark, catalog, f"{namespace}_misspelt", [missing, present], MaintenancePolicy(),
+                                 MaintenanceCounters(), missing_ok=True)
+    assert len(failed_steps(none_there)) == 2 and not any(r.skipped for r in none_there)
 
 
 def test_a_commit_between_compactions_plan_and_commit_is_a_conflict_that_the_retry_resolves(

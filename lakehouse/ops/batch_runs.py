@@ -19,7 +19,7 @@ BIGQUERY_SYNC = "bigquery_sync"
 
 def maintenance_run(reports: Sequence[MaintenanceReport], finished_time: datetime, seconds: float) -> JobRun:
     return JobRun(MAINTENANCE, finished_time, seconds, {
-        "tables_maintained": len(reports),
+        "tables_maintained": sum(not r.skipped for r in reports),
         "files_rewritten": sum(r.rewritten_files for r in reports),
         "files_added": sum(r.added_files for r in reports),
         "snapshots_expired": sum(r.expired_snapshots for r in reports),
