@@ -47,6 +47,17 @@ def test_one_bad_item_is_quarantined_and_the_rest_of_the_frame_survives() -> Non
     assert "price" in frame.quarantined[0].reason and "lacks s" in frame.quarantined[1].reason
 
 
+def test_a_trade_time_in_seconds_is_quarantined_as_a_unit_mix_up_not_stored_as_a_1970_trade() -> None:
+    """Finnhub's ``t`` is epoch milliseconds: 1733300000 is 2024-12-04 in seconds, 1970-01-21 in ms."""
+    item = {"s": "AAPL", "p": 189.5, "t": 1_733_300_000, "v": 100}
+    frame = parse_frame(trade_frame(item, {**item, "t": 1_733_300_000_000}), RECEIVED)
+    assert [t.event_time_ms for t in frame.trades] == [1_733_300_000_000]
+    [record] = frame.quarantined
+    assert json.loads(record.raw) == item
+    assert record.reason == (
+        "invalid trade item: event_time_ms: 1733300000 is before 2000-01-01T00:00Z: seconds instead of milliseconds?")
+
+
 def test_ping_error_and_unknown_frames_publish_nothing() -> None:
     assert parse_frame('{"type":"ping"}', RECEIVED).kind == "ping"
     error = parse_frame('{"type":"error","msg":"Invalid API key"}', RECEIVED)

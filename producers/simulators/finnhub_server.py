@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 MALFORMED_FRAMES = (
     "{not json",
-    json.dumps({"type": "trade", "data": [{"s": "BAD", "p": -1, "t": 1, "v": 1}]}),
+    json.dumps({"type": "trade", "data": [{"s": "BAD", "p": -1, "t": 1700000000000, "v": 1}]}),
     json.dumps({"type": "trade", "data": "nope"}),
     json.dumps([1, 2, 3]),
     json.dumps({"type": "trade", "data": [{"p": 1.5, "t": 1700000000000, "v": 3}]}),
