@@ -6,8 +6,10 @@ import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from websockets.exceptions import ConnectionClosedError, PayloadTooBig
+from websockets.frames import Close, CloseCode
 
-from producers.finnhub.client import redact_url, url_with_token
+from producers.finnhub.client import redact_url, refused_frame_bytes, url_with_token
 from producers.finnhub.parser import parse_frame
 
 RECEIVED = 1_700_000_001_000
@@ -82,6 +84,18 @@ def test_token_is_added_to_the_url_and_redacted_in_logs() -> None:
     url = url_with_token("wss://ws.finnhub.io", "s3cr3t")
     assert url == "wss://ws.finnhub.io?token=s3cr3t"
     assert "s3cr3t" not in redact_url(url) and "token=***" in redact_url(url)
+
+
+def test_a_close_for_a_frame_too_big_gives_its_size_when_websockets_knows_it() -> None:
+    def closed(code: CloseCode, cause: BaseException | None) -> ConnectionClosedError:
+        error = ConnectionClosedError(None, Close(code, ""), None)
+        error.__cause__ = cause
+        return error
+
+    assert refused_frame_bytes(closed(CloseCode.MESSAGE_TOO_BIG, PayloadTooBig(5_000_000, 4_194_304))) == 5_000_000
+    assert refused_frame_bytes(closed(CloseCode.MESSAGE_TOO_BIG, PayloadTooBig(None, 4_194_304))) == 0  # inflating
+    assert refused_frame_bytes(closed(CloseCode.ABNORMAL_CLOSURE, None)) is None
+    assert refused_frame_bytes(ConnectionClosedError(None, None, None)) is None  # closed by the server
 
 
 json_values = st.recursive(
