@@ -186,15 +186,17 @@ def format_rate(messages: float, seconds: float) -> str:
 
 def producer_table(figures: Sequence[Any]) -> html.Table:
     """A row per producer (``lakehouse.ops.producer_metrics.ProducerFigures``): messages Kafka
-    acknowledged, the windowed rate, reconnects, feed gaps; or why there are no figures. Each row
-    carries ``data-source`` and, when measured, the window's messages and seconds."""
+    acknowledged, the windowed rate, reconnects, feed gaps, the last trade's age (what the
+    feed-stalled alert judges) and the last message's (pings too: a feed that pings and sends no
+    trade is stalled though its messages are fresh); or why there are no figures. Each row carries
+    ``data-source`` and, when measured, the window's messages and seconds."""
     head = html.Tr([html.Th(h) for h in ("producer", "messages acked", "messages/s", "in window", "reconnects",
-                                         "feed gaps", "quarantined", "last message")])
+                                         "feed gaps", "quarantined", "last trade", "last message (pings too)")])
     rows = []
     for shown in figures:
         source = shown.endpoint.source
         if shown.reading is None:
-            rows.append(html.Tr([html.Td(source), html.Td(shown.problem, colSpan=7, className="problem")],
+            rows.append(html.Tr([html.Td(source), html.Td(shown.problem, colSpan=8, className="problem")],
                                 **{"data-source": source}))
             continue
         reading = shown.reading
@@ -210,9 +212,18 @@ def producer_table(figures: Sequence[Any]) -> html.Table:
             html.Td(source), html.Td(format_volume(reading.messages), className="messages"),
             html.Td(rate, className="rate"), html.Td(window), html.Td(f"{reading.reconnects:.0f}"),
             html.Td(f"{reading.feed_gaps:.0f}"), html.Td(f"{reading.quarantined:.0f}"),
+            html.Td(last_trade_text(reading.last_trade_age_seconds, reading.traded), className="last-trade"),
             html.Td("nothing yet" if age is None else f"{format_age(pd.Timedelta(seconds=age))} ago"),
         ], **attributes))
     return html.Table([html.Thead(head), html.Tbody(rows)], className="grid", id="producer-table")
+
+
+def last_trade_text(age_seconds: float | None, traded: bool) -> str:
+    """The trade age as the producer exports it: since the last trade, or since its start."""
+    if age_seconds is None:
+        return "not exported"  # a producer older than the trade-age gauge
+    age = format_age(pd.Timedelta(seconds=age_seconds))
+    return f"{age} ago" if traded else f"none since the start, {age} ago"
 
 
 def lag_table(lags: Sequence[Any]) -> html.Table:

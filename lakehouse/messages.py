@@ -8,19 +8,55 @@ validation rules from them (``lakehouse.parsing``), so the two sides cannot drif
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, model_validator
+from pydantic_core import PydanticCustomError, core_schema
 
 SCHEMA_VERSION = 1
 
 Symbol = Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9.:/^_\-]+$")]
-# Up to 2099-12-31: a later time is no market's, and one of year ~5138 or later overflowed the bars'
+ConditionCode = Annotated[str, Field(max_length=32)]
+
+# From 2000-01-01T00:00Z: no market this project reads trades before (Finnhub's feed is live; HOSE,
+# the oldest vnstock exchange, opened in July 2000), and a time in seconds (1733300000, 2024 read as
+# 1970-01-21) or any smaller unit mix-up falls below it. Up to 2099-12-31: a later time is no
+# market's (a time in microseconds is past it), and one of year ~5138 or later overflowed the bars'
 # exact (event time, Kafka position) order key, failing the bars stream on every restart; pandas
 # (the reading API) holds nothing after 2262.
-ConditionCode = Annotated[str, Field(max_length=32)]
-EpochMs = Annotated[int, Field(ge=0, le=4_102_444_799_999)]
+EARLIEST_EPOCH_MS = 946_684_800_000
+LATEST_EPOCH_MS = 4_102_444_799_999
+
+
+@dataclass(frozen=True)
+class NotBefore:
+    """A lower bound on an epoch-ms time whose refusal names the likely mistake, a time in seconds
+    (pydantic's own ``ge`` would say only "greater than or equal to 946684800000"). The Spark jobs
+    apply the same bound on their fast path (``lakehouse.parsing``)."""
+
+    earliest_ms: int
+    label: str
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(self._check, handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler) -> dict:
+        return {**handler(schema), "minimum": self.earliest_ms}
+
+    def _check(self, value: int) -> int:
+        if value >= self.earliest_ms:
+            return value
+        if self.earliest_ms <= value * 1000 <= LATEST_EPOCH_MS:
+            hint = ": seconds instead of milliseconds?"
+        else:
+            hint = ", the earliest time a message may carry"
+        raise PydanticCustomError("time_too_early", "{value} is before {label}{hint}",
+                                  {"value": value, "label": self.label, "hint": hint})
+
+
+EpochMs = Annotated[int, Field(le=LATEST_EPOCH_MS), NotBefore(EARLIEST_EPOCH_MS, "2000-01-01T00:00Z")]
 
 
 class Source(StrEnum):

@@ -30,6 +30,8 @@ import annotated_types
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
+from lakehouse.messages import NotBefore
+
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import Column, DataFrame
@@ -211,6 +213,8 @@ def _field_rules(name: str, field: FieldInfo) -> list[Column]:
             rules.append(present & (value >= constraint.lt))
         elif isinstance(constraint, annotated_types.Le):
             rules.append(present & (value > constraint.le))
+        elif isinstance(constraint, NotBefore):
+            rules.append(present & (value < constraint.earliest_ms))
         elif isinstance(constraint, annotated_types.MinLen):
             rules.append(present & (size < constraint.min_length))
         elif isinstance(constraint, annotated_types.MaxLen):

@@ -251,10 +251,17 @@ def websocket_url_problem(url: str) -> str | None:
     return None
 
 
+# The largest Finnhub frame the producer reads (a busy open on thousands of symbols batches tens of
+# thousands of trades, ~71 bytes each, into one frame); a larger one closes the connection and is
+# lost. Parsing holds ~27 bytes of Python objects per byte of frame: ~430 MiB at 16 MiB.
+FINNHUB_MAX_FRAME_BYTES = 16 * 2**20
+
+
 class FinnhubSettings(_Section):
     url: str = "wss://ws.finnhub.io"
     token: SecretStr | None = None
     symbols: list[str] = Field(default_factory=lambda: ["AAPL", "MSFT", "AMZN", "NVDA", "TSLA"])
+    max_frame_bytes: int = Field(default=FINNHUB_MAX_FRAME_BYTES, ge=2**16)
 
     @field_validator("url")
     @classmethod

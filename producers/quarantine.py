@@ -6,7 +6,7 @@ keyed by source, so an operator can see what was rejected and replay it after a 
 
 from __future__ import annotations
 
-from lakehouse.messages import QuarantinedInput, Source
+from lakehouse.messages import EARLIEST_EPOCH_MS, QuarantinedInput, Source
 
 __all__ = ["QuarantinedInput", "quarantined"]
 
@@ -14,7 +14,9 @@ RAW_TEXT_LIMIT = 100_000  # characters; a runaway frame must not make a runaway 
 
 
 def quarantined(source: Source, raw: str | bytes, reason: str, received_time_ms: int) -> QuarantinedInput:
-    """Build a quarantine record, truncating huge payloads and decoding bytes leniently."""
+    """Build a quarantine record, truncating huge payloads and decoding bytes leniently; a receive
+    time the contract refuses (a clock before 2000) is raised to its earliest, so the record is
+    always built: what the source sent is never lost to the producer's clock."""
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
     truncated = len(text) > RAW_TEXT_LIMIT
     return QuarantinedInput(
@@ -22,5 +24,5 @@ def quarantined(source: Source, raw: str | bytes, reason: str, received_time_ms:
         reason=reason[:2000],
         raw=text[:RAW_TEXT_LIMIT],
         raw_truncated=truncated,
-        received_time_ms=max(0, received_time_ms),
+        received_time_ms=max(EARLIEST_EPOCH_MS, received_time_ms),
     )

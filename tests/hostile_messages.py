@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from lakehouse.messages import Source, Trade, trade_id
 
 KAFKA_MAX_MESSAGE_BYTES = 1_048_588  # the broker's default message.max.bytes
+SESSION_MS = 1_767_261_600_000  # 2026-01-01T10:00:00Z: a realistic time for a message's *_ms fields
+SECONDS_NOT_MS = 1_733_300_000  # 2024-12-04T08:13:20Z in seconds: in milliseconds, 1970-01-21
 
 LINE_ENDS = ["\n", "\r", "\r\n", "\u2028", "\u2029", "\x85", "\x00", "\t", "\x1b"]
 ODD_TEXT = ["", " ", "AAPL\n", "AAPL\r", "AAPL\u2028", "\ufeffAAPL", "ＡＡＰＬ", "AAP L", "A" * 32, "A" * 33,
@@ -25,7 +27,8 @@ ODD_TEXT = ["", " ", "AAPL\n", "AAPL\r", "AAPL\u2028", "\ufeffAAPL", "ＡＡＰ�
 ODD_NUMBERS = [0, -0.0, 0.0, math.inf, -math.inf, math.nan,
                5e-324, 2.2250738585072014e-308, 1e308, 1.7976931348623157e308, -1, 1, 2**53 + 1,
                2**63 - 1, 2**63, 2**64, -(2**63), 10**30, 1e-300, 0.1, 4_102_444_799_999, 4_102_444_800_000,
-               253_402_300_800_000, -62_135_596_800_000, 1.5, 1e16]
+               253_402_300_800_000, -62_135_596_800_000, 1.5, 1e16, SECONDS_NOT_MS, 946_684_799_999,
+               946_684_800_000]
 NUMBER_TEXT = ["NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1e-400", "00", "01", "1.", ".5", "+1", "0x10",
                "1_000", "1E2", "-0", "123456789012345678901234567890", "1.0e+2"]
 JSON_VALUES = st.recursive(
@@ -49,13 +52,22 @@ FIELD_VALUES = st.one_of(
 
 def valid_trade(index: int) -> dict[str, Any]:
     """A valid trade as a JSON-ready dict; ``index`` makes its trade id unique."""
-    event_ms = 1_767_261_600_000 + index
+    event_ms = SESSION_MS + index
     return {
         "schema_version": 1, "source": Source.FINNHUB.value, "symbol": "HOST", "price": 100.25 + index,
         "volume": 10.0, "event_time_ms": event_ms, "conditions": ["1"], "venue": None,
         "received_time_ms": event_ms + 5,
         "trade_id": trade_id(Source.FINNHUB, "HOST", event_ms, 100.25 + index, 10.0, ["1"], ordinal=index),
     }
+
+
+# Valid messages of the other topics, as JSON-ready dicts.
+VALID_BAR = {"source": "vnstock", "symbol": "VCB", "interval": "1D", "bar_start_ms": SESSION_MS, "open": 10.0,
+             "high": 11.0, "low": 9.0, "close": 10.5, "volume": 1.0, "received_time_ms": SESSION_MS + 5}
+VALID_GAP = {"source": "finnhub", "kind": "gap", "start_ms": SESSION_MS, "end_ms": SESSION_MS + 1,
+             "reason": "disconnected"}
+VALID_REJECT = {"source": "finnhub", "reason": "not JSON", "raw": "{x", "raw_truncated": False,
+                "received_time_ms": SESSION_MS}
 
 
 def _dumps(payload: dict[str, Any], canonical: bool = False) -> str:
@@ -125,6 +137,15 @@ NAMED_CASES: dict[str, bytes | None] = {
         "price as a string": _dumps({**valid_trade(12), "price": "100.5"}).encode(),
         "volume -0.0": _dumps({**valid_trade(13), "volume": -0.0}).encode(),
         "event time beyond 2099": _dumps({**valid_trade(14), "event_time_ms": 4_102_444_800_000}).encode(),
+        "event time in seconds": _dumps({**valid_trade(28), "event_time_ms": SECONDS_NOT_MS}).encode(),
+        "canonical, event time in seconds": _dumps({**valid_trade(29), "event_time_ms": SECONDS_NOT_MS}, True).encode(),
+        "canonical, received time in seconds":
+            _dumps({**valid_trade(30), "received_time_ms": SECONDS_NOT_MS}, True).encode(),
+        "canonical, event time 0": _dumps({**valid_trade(31), "event_time_ms": 0}, True).encode(),
+        "canonical, event time a millisecond before 2000":
+            _dumps({**valid_trade(32), "event_time_ms": 946_684_799_999}, True).encode(),
+        "canonical, event time 2000-01-01T00:00Z": _dumps({**valid_trade(33), "event_time_ms": 946_684_800_000},
+                                                           True).encode(),
         "canonical, event time in the year 6000":
             _dumps({**valid_trade(24), "event_time_ms": 127_174_492_800_000}, True).encode(),
         "canonical, a condition code of 33 characters":

@@ -23,7 +23,19 @@ from lakehouse.parsing import EMPTY_MESSAGE, PARSED, REJECT_REASON, MessageParse
 from lakehouse.settings import Settings
 from lakehouse.tables import QUARANTINE, TRADES
 from tests.conftest import isolated, unique_name
-from tests.hostile_messages import FIELD_VALUES, NAMED_CASES, float_bits, hostile_trade, random_hostile_trade
+from tests.hostile_messages import (
+    FIELD_VALUES,
+    NAMED_CASES,
+    SECONDS_NOT_MS,
+    SESSION_MS,
+    VALID_BAR,
+    VALID_GAP,
+    VALID_REJECT,
+    float_bits,
+    hostile_trade,
+    random_hostile_trade,
+    valid_trade,
+)
 from tests.kafka_helpers import new_topic, publish
 
 
@@ -87,6 +99,33 @@ def test_the_issues_hostile_examples_get_the_models_verdict_and_values(spark) ->
     assert verdicts["price a whole number"][0][3] == ("float", float_bits(7.0))
     assert verdicts["tombstone"][1] == EMPTY_MESSAGE
     assert verdicts["symbol as a number"][1] == "symbol: Input should be a valid string"
+    seconds = f"{SECONDS_NOT_MS} is before 2000-01-01T00:00Z: seconds instead of milliseconds?"
+    for name, field in (("event time in seconds", "event_time_ms"),
+                        ("canonical, event time in seconds", "event_time_ms"),
+                        ("canonical, received time in seconds", "received_time_ms")):
+        assert verdicts[name] == (None, f"{field}: {seconds}"), name
+    for name in ("canonical, event time 0", "canonical, event time a millisecond before 2000"):
+        assert verdicts[name][0] is None and "is before 2000-01-01T00:00Z" in verdicts[name][1], name
+    assert verdicts["canonical, event time 2000-01-01T00:00Z"][1] is None
+
+
+EPOCH_MS_FIELDS = [(model, base, name) for model, base in ((Trade, valid_trade(0)), (VendorBar, VALID_BAR),
+                                                            (FeedEvent, VALID_GAP), (QuarantinedInput, VALID_REJECT))
+                   for name in model.model_fields if name.endswith("_ms")]
+
+
+@pytest.mark.parametrize(("model", "base", "name"), EPOCH_MS_FIELDS,
+                         ids=[f"{model.__name__}.{name}" for model, _, name in EPOCH_MS_FIELDS])
+def test_every_time_of_every_message_refuses_seconds_and_says_so(model, base, name) -> None:
+    """A time in seconds (2024 read as 1970-01-21) is no market's: the contract names the likely mix-up."""
+    assert model.model_validate({**base, name: SESSION_MS})
+    assert model.model_validate({**base, name: 946_684_800_000})  # 2000-01-01T00:00Z, the earliest
+    for too_early, hint in ((SECONDS_NOT_MS, ": seconds instead of milliseconds?"), (0, ""), (-1, ""),
+                            (946_684_799_999, "")):
+        with pytest.raises(pydantic.ValidationError) as refused:
+            model.model_validate_json(json.dumps({**base, name: too_early}))
+        assert reject_reason(refused.value).startswith(f"{name}: {too_early} is before 2000-01-01T00:00Z"), too_early
+        assert reject_reason(refused.value).endswith(hint)
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
@@ -105,12 +144,7 @@ def test_hostile_trades_get_the_models_verdict_and_values_from_the_parser(spark,
     FIELD_VALUES, max_size=12,
 ), min_size=50, max_size=50))
 def test_hostile_vendor_bars_feed_events_and_source_rejects_get_the_models_verdict(spark, payloads) -> None:
-    bar = {"source": "vnstock", "symbol": "VCB", "interval": "1D", "bar_start_ms": 0, "open": 10.0,
-           "high": 11.0, "low": 9.0, "close": 10.5, "volume": 1.0, "received_time_ms": 0}
-    gap = {"source": "finnhub", "kind": "gap", "start_ms": 0, "end_ms": 1, "reason": "disconnected"}
-    reject = {"source": "finnhub", "reason": "not JSON", "raw": "{x", "raw_truncated": False, "received_time_ms": 0}
-
-    for model, base in ((VendorBar, bar), (FeedEvent, gap), (QuarantinedInput, reject)):
+    for model, base in ((VendorBar, VALID_BAR), (FeedEvent, VALID_GAP), (QuarantinedInput, VALID_REJECT)):
         canonical = model.model_validate(base).to_json_bytes()
         corpus = [json.dumps({**model.model_validate(base).model_dump(mode="json"), **payload}, allow_nan=True,
                              separators=(",", ":") if compact else None).encode("utf-8", "surrogatepass")
@@ -125,6 +159,8 @@ def test_producers_canonical_messages_take_the_fast_path() -> None:
 
     assert pattern.match(trade.to_json_bytes().decode())
     assert not pattern.match(trade.to_json_bytes().decode() + "\n")
+    # So a time in seconds written canonically meets Spark's rules, not only the model's.
+    assert pattern.match(NAMED_CASES["canonical, event time in seconds"].decode())
 
 
 @settings(max_examples=1, deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))

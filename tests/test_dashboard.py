@@ -30,6 +30,7 @@ from lakehouse.reading import CatalogUnavailableError, Lakehouse, MissingCatalog
 from lakehouse.reading.market import session_vwap
 from lakehouse.settings import Settings, load_settings
 from lakehouse.tables import LATE_TRADES, QUARANTINE, TRADES, VENDOR_BARS
+from lakehouse.times import now_ms as now_epoch_ms
 from producers.kafka_sink import KafkaSink, SinkConfig
 from producers.metrics import ProducerCollector
 from producers.progress import FeedCounters
@@ -393,6 +394,33 @@ def test_the_producer_panel_shows_messages_per_second_reconnects_and_gaps_from_i
     assert texts(row_of(third, source="finnhub", window_messages="20", window_seconds="8.0")).split()[2] == "2.5/s"
     assert "no metrics endpoint configured (LAKEHOUSE__METRICS__VNSTOCK_PORT=0)" in texts(row_of(second,
                                                                                                   source="vnstock"))
+
+
+def test_the_producer_panel_ages_the_last_trade_not_the_last_ping(demo_settings: Settings, kafka_broker,
+                                                                   tmp_path: Path) -> None:
+    """Finnhub after "Subscribing to too many symbols" pings every few seconds and sends no trade: the
+    stall alert fires on the trade age, and the panel showed only the fresh message age."""
+    now_ms = now_epoch_ms()
+    counters = FeedCounters(last_message_ms=now_ms - 1_000, last_trade_ms=now_ms - 300_000,
+                            started_ms=now_ms - 900_000)
+    sink = KafkaSink(SinkConfig(kafka_broker.bootstrap_servers))
+    port, stop = serve_producer(sink, counters)
+    board = Dashboard(Lakehouse(with_feeds(demo_settings, kafka_broker.bootstrap_servers, tmp_path,
+                                           finnhub_port=port)))
+    try:
+        pinging = board.feeds()[0]
+        counters.last_trade_ms, counters.started_ms = None, now_ms - 90_000  # restarted, no trade since
+        never = board.feeds()[0]
+    finally:
+        stop()
+        sink.close()
+
+    head = [texts(cell) for cell in pinging.children[0].children.children]
+    assert head[-2:] == ["last trade", "last message (pings too)"]
+    cells = row_of(pinging, source="finnhub").children
+    assert texts(cells[-2]) == "5.0 min ago" and texts(cells[-1]) in ("1 s ago", "2 s ago")
+    assert cells[-2].className == "last-trade"
+    assert texts(row_of(never, source="finnhub").children[-2]).startswith("none since the start, 9")  # 90 s
 
 
 def test_a_producer_endpoint_that_does_not_answer_is_named_on_the_page(demo_settings: Settings,

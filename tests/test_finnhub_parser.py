@@ -6,8 +6,10 @@ import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from websockets.exceptions import ConnectionClosedError, PayloadTooBig
+from websockets.frames import Close, CloseCode
 
-from producers.finnhub.client import redact_url, url_with_token
+from producers.finnhub.client import redact_url, refused_frame_bytes, url_with_token
 from producers.finnhub.parser import parse_frame
 
 RECEIVED = 1_700_000_001_000
@@ -47,6 +49,17 @@ def test_one_bad_item_is_quarantined_and_the_rest_of_the_frame_survives() -> Non
     assert "price" in frame.quarantined[0].reason and "lacks s" in frame.quarantined[1].reason
 
 
+def test_a_trade_time_in_seconds_is_quarantined_as_a_unit_mix_up_not_stored_as_a_1970_trade() -> None:
+    """Finnhub's ``t`` is epoch milliseconds: 1733300000 is 2024-12-04 in seconds, 1970-01-21 in ms."""
+    item = {"s": "AAPL", "p": 189.5, "t": 1_733_300_000, "v": 100}
+    frame = parse_frame(trade_frame(item, {**item, "t": 1_733_300_000_000}), RECEIVED)
+    assert [t.event_time_ms for t in frame.trades] == [1_733_300_000_000]
+    [record] = frame.quarantined
+    assert json.loads(record.raw) == item
+    assert record.reason == (
+        "invalid trade item: event_time_ms: 1733300000 is before 2000-01-01T00:00Z: seconds instead of milliseconds?")
+
+
 def test_ping_error_and_unknown_frames_publish_nothing() -> None:
     assert parse_frame('{"type":"ping"}', RECEIVED).kind == "ping"
     error = parse_frame('{"type":"error","msg":"Invalid API key"}', RECEIVED)
@@ -71,6 +84,18 @@ def test_token_is_added_to_the_url_and_redacted_in_logs() -> None:
     url = url_with_token("wss://ws.finnhub.io", "s3cr3t")
     assert url == "wss://ws.finnhub.io?token=s3cr3t"
     assert "s3cr3t" not in redact_url(url) and "token=***" in redact_url(url)
+
+
+def test_a_close_for_a_frame_too_big_gives_its_size_when_websockets_knows_it() -> None:
+    def closed(code: CloseCode, cause: BaseException | None) -> ConnectionClosedError:
+        error = ConnectionClosedError(None, Close(code, ""), None)
+        error.__cause__ = cause
+        return error
+
+    assert refused_frame_bytes(closed(CloseCode.MESSAGE_TOO_BIG, PayloadTooBig(5_000_000, 4_194_304))) == 5_000_000
+    assert refused_frame_bytes(closed(CloseCode.MESSAGE_TOO_BIG, PayloadTooBig(None, 4_194_304))) == 0  # inflating
+    assert refused_frame_bytes(closed(CloseCode.ABNORMAL_CLOSURE, None)) is None
+    assert refused_frame_bytes(ConnectionClosedError(None, None, None)) is None  # closed by the server
 
 
 json_values = st.recursive(

@@ -42,7 +42,10 @@ CASES: list[tuple[bytes | None, str | None]] = [
     (mutated(source="nasdaq"), "source: Input should be 'finnhub' or 'vnstock'"),
     (mutated(symbol=""), "symbol: String should have at least 1 character"),
     (mutated(symbol="AA PL"), "symbol: String should match pattern '^[A-Za-z0-9.:/^_\\-]+$'"),
-    (mutated(event_time_ms=-1), "event_time_ms: Input should be greater than or equal to 0"),
+    (mutated(event_time_ms=-1),
+     "event_time_ms: -1 is before 2000-01-01T00:00Z, the earliest time a message may carry"),
+    (mutated(received_time_ms=1_767_261_600),
+     "received_time_ms: 1767261600 is before 2000-01-01T00:00Z: seconds instead of milliseconds?"),
     (mutated(trade_id=...), "trade_id: Field required"),
     (mutated(conditions=[str(i) for i in range(17)]),
      "conditions: List should have at most 16 items after validation, not 17"),
@@ -66,8 +69,8 @@ def test_spark_accepts_and_rejects_what_pydantic_does_with_the_first_broken_rule
 
 
 def test_a_vendor_bar_whose_high_and_low_do_not_bound_it_is_rejected_by_both(spark) -> None:
-    bar = {"source": "vnstock", "symbol": "VCB", "interval": "1D", "bar_start_ms": 0, "open": 10.0,
-           "high": 9.0, "low": 8.0, "close": 9.5, "volume": 1.0, "received_time_ms": 0}
+    bar = {"source": "vnstock", "symbol": "VCB", "interval": "1D", "bar_start_ms": 1_767_225_600_000, "open": 10.0,
+           "high": 9.0, "low": 8.0, "close": 9.5, "volume": 1.0, "received_time_ms": 1_767_261_600_000}
     frame = spark.createDataFrame([(json.dumps(bar).encode(),)], "value binary")
 
     [row] = MessageParser(VendorBar)(frame).select(REJECT_REASON).collect()

@@ -27,7 +27,7 @@ def assert_published_bytes_validate(messages: list, model: type) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(items | json_values, max_size=6), TEXT)
 def test_every_finnhub_item_is_published_as_the_model_accepts_it_or_quarantined(data: list, symbol: str) -> None:
-    frame = parse_frame(json.dumps({"type": "trade", "data": [*data, {"s": symbol, "p": 1, "t": 1, "v": 1}]},
+    frame = parse_frame(json.dumps({"type": "trade", "data": [*data, {"s": symbol, "p": 1, "t": RECEIVED_MS, "v": 1}]},
                                    allow_nan=True), RECEIVED_MS)
 
     assert len(frame.trades) + len(frame.quarantined) == len(data) + 1

@@ -15,6 +15,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,11 +59,14 @@ def run_feed_until_replayed(
     timeout: float = 60,
     backoff: Backoff = QUICK_BACKOFF,
     mark_file: Path | None = None,
+    lost_trades: Callable[[], int] = lambda: 0,
+    **feed_options: Any,
 ) -> tuple[FinnhubFeed, KafkaSink]:
-    """Run the producer until the server has sent every trade, then stop it cleanly and flush."""
+    """Run the producer until the server has sent every trade, then stop it cleanly and flush;
+    ``lost_trades``: how many of the sent trades the producer cannot have read."""
     sink = KafkaSink(SinkConfig(bootstrap, linger_ms=5))
     feed = FinnhubFeed(simulator.url, TOKEN, SYMBOLS, sink, topics, backoff=backoff, stall_timeout_seconds=2.0,
-                       mark_file=mark_file)
+                       mark_file=mark_file, **feed_options)
 
     def stop_when_replayed() -> None:
         deadline = time.monotonic() + timeout
@@ -75,7 +79,7 @@ def run_feed_until_replayed(
         # last frames. Without drops or stalls every frame sent reaches it, so wait for all of them.
         handled_by = time.monotonic() + 30
         while (simulator.drops == simulator.stalls == 0 and time.monotonic() < handled_by
-               and (feed.trades_published < sum(len(simulator.sent_trades(s)) for s in SYMBOLS)
+               and (feed.trades_published < sum(len(simulator.sent_trades(s)) for s in SYMBOLS) - lost_trades()
                     or feed.counters.quarantined < simulator.malformed_sent)):
             time.sleep(0.05)
         feed.request_stop()
@@ -204,6 +208,43 @@ def test_a_stalled_feed_is_detected_and_reconnected(kafka_broker, simulator, top
     gaps = read_topic(kafka_broker.bootstrap_servers, topics.feed_events)
     assert gaps and gaps[0]["reason"] == "stalled: no frame for 2s"  # was "connection closed by server"
     assert_every_trade_once_in_order(simulator, read_topic(kafka_broker.bootstrap_servers, topics.trades))
+
+
+def test_a_frame_just_over_4_mib_lands_whole_instead_of_closing_the_connection(kafka_broker, simulator, topics) -> None:
+    """A busy open on thousands of symbols sends frames this large: the client refused one over 4 MiB
+    (websockets' close 1009), losing its trades, reconnecting, and refusing the next one alike."""
+    simulator.pad_frame_after_frames, simulator.pad_frame_to_bytes = 5, 4 * 2**20 + 1
+    feed, _ = run_feed_until_replayed(simulator, kafka_broker.bootstrap_servers, topics)
+    assert simulator.padded_frames == 1 and feed.counters.reconnects == 0
+    assert read_topic(kafka_broker.bootstrap_servers, topics.feed_events, timeout_seconds=5) == []
+    assert_every_trade_once_in_order(simulator, read_topic(kafka_broker.bootstrap_servers, topics.trades))
+
+
+def test_a_frame_over_the_configured_limit_is_one_error_line_naming_the_setting_and_a_gap(
+    kafka_broker, simulator, topics, caplog
+) -> None:
+    limit = 2**20
+    simulator.pad_frame_after_frames, simulator.pad_frame_to_bytes = 5, limit + 1
+    with caplog.at_level(logging.WARNING, logger="producers.finnhub.client"):
+        feed, _ = run_feed_until_replayed(simulator, kafka_broker.bootstrap_servers, topics, max_frame_bytes=limit,
+                                          lost_trades=lambda: len(simulator.sent_from_padded_frame))
+    # Its size is unknown: compressed (permessage-deflate, as websockets negotiates by default), the
+    # frame was refused part way through inflating it.
+    refused = f"a frame larger than finnhub.max_frame_bytes ({limit} bytes), was refused"
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors == [
+        f"Finnhub sent {refused}: the connection closed and reconnects, and that frame's trades are missing "
+        "(a feed gap is recorded); raise finnhub.max_frame_bytes / LAKEHOUSE__FINNHUB__MAX_FRAME_BYTES"
+    ]
+    [gap] = read_topic(kafka_broker.bootstrap_servers, topics.feed_events)
+    assert gap["reason"] == refused
+    assert feed.counters.reconnects == 1 and simulator.connections == 2
+    lost = {id(item) for item in simulator.sent_from_padded_frame}  # the very items sent_trades holds
+    landed = read_topic(kafka_broker.bootstrap_servers, topics.trades)
+    for symbol in SYMBOLS:  # every trade but the refused connection's from the big frame on, once, in order
+        expected = [(t["t"], t["p"]) for t in simulator.sent_trades(symbol) if id(t) not in lost]
+        assert [(m["event_time_ms"], m["price"]) for m in landed if m["symbol"] == symbol] == expected, symbol
+    assert lost and len(landed) == sum(len(simulator.sent_trades(s)) for s in SYMBOLS) - len(lost)
 
 
 def test_a_url_websockets_refuses_ends_the_feed_without_the_token_in_any_exception_text(kafka_broker, topics) -> None:

@@ -25,11 +25,13 @@ def test_environment_overrides_the_file_and_lists_split_on_commas() -> None:
         "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": "b1:9092,b2:9092",
         "LAKEHOUSE__FINNHUB__SYMBOLS": "AAPL, MSFT",
         "LAKEHOUSE__STREAMING__TRIGGER_SECONDS": "0.5",
+        "LAKEHOUSE__FINNHUB__MAX_FRAME_BYTES": "67108864",
     })
 
     assert settings.kafka.bootstrap_servers == "b1:9092,b2:9092"
     assert settings.finnhub.symbols == ["AAPL", "MSFT"]
     assert settings.streaming.trigger_seconds == 0.5
+    assert settings.finnhub.max_frame_bytes == 64 * 2**20
 
 
 @pytest.mark.parametrize(
@@ -48,6 +50,7 @@ def test_environment_overrides_the_file_and_lists_split_on_commas() -> None:
         ({"LAKEHOUSE__FINNHUB__URL": "http://127.0.0.1:1/x"}, "finnhub.url"),
         ({"LAKEHOUSE__FINNHUB__URL": "ws://h:99999"}, "finnhub.url"),
         ({"LAKEHOUSE__FINNHUB__URL": "ws://h:abc"}, "finnhub.url"),
+        ({"LAKEHOUSE__FINNHUB__MAX_FRAME_BYTES": "4096"}, "finnhub.max_frame_bytes"),  # refuses every busy frame
     ],
 )
 def test_a_malformed_or_unknown_setting_fails_with_its_name(environ: dict[str, str], named: str) -> None:

@@ -59,30 +59,35 @@ def test_next_session_start_is_never_in_the_past_and_is_a_trading_time(at: datet
     assert start <= at or not is_trading_time(at)
 
 
+OPEN_MS = ms(vn(2025, 6, 3, 9, 0))  # a session's first trade and its bar: times the contract takes
+
+
 def trade_rows(*specs: tuple[int, str]) -> list[dict]:
-    return [{"time_ms": t, "price": 95.4, "volume": 100, "match_type": "Buy", "id": i} for t, i in specs]
+    """Rows at ``OPEN_MS`` plus each spec's offset in milliseconds."""
+    return [{"time_ms": OPEN_MS + t, "price": 95.4, "volume": 100, "match_type": "Buy", "id": i} for t, i in specs]
 
 
 def test_new_trades_skip_what_the_mark_covers_including_same_second_ids() -> None:
-    first = trades_from_rows("FPT", trade_rows((1000, "a"), (2000, "b"), (2000, "c")), 5000).trades
+    first = trades_from_rows("FPT", trade_rows((1000, "a"), (2000, "b"), (2000, "c")), OPEN_MS + 5000).trades
     published, mark = new_trades(first, TradeMark())
-    assert len(published) == 3 and mark.time_ms == 2000 and len(mark.ids_at_time) == 2
+    assert len(published) == 3 and mark.time_ms == OPEN_MS + 2000 and len(mark.ids_at_time) == 2
     later = trades_from_rows(
-        "FPT", trade_rows((2000, "b"), (2000, "c"), (2000, "d"), (3000, "e")), 6000
+        "FPT", trade_rows((2000, "b"), (2000, "c"), (2000, "d"), (3000, "e")), OPEN_MS + 6000
     ).trades
     again, mark = new_trades(later, mark)
-    assert [t.event_time_ms for t in again] == [2000, 3000]
+    assert [t.event_time_ms - OPEN_MS for t in again] == [2000, 3000]
     assert new_trades(later, mark) == ([], mark)
 
 
 def test_bad_rows_are_quarantined_not_raised() -> None:
-    out = trades_from_rows("FPT", [{"time_ms": 1, "price": -1, "volume": 1, "id": "x"}, {"price": 1}], 5)
+    out = trades_from_rows("FPT", [{"time_ms": OPEN_MS, "price": -1, "volume": 1, "id": "x"}, {"price": 1}],
+                           OPEN_MS + 5)
     assert not out.trades and len(out.quarantined) == 2
     bars = bars_from_rows(
         "FPT",
         BarInterval.MINUTE_1,
-        [{"time_ms": 0, "open": 2, "high": 1, "low": 1, "close": 1, "volume": 1}],
-        5,
+        [{"time_ms": OPEN_MS, "open": 2, "high": 1, "low": 1, "close": 1, "volume": 1}],
+        OPEN_MS + 5,
     )
     assert not bars.bars and "low <= open" in bars.quarantined[0].reason
 
@@ -93,7 +98,7 @@ def test_only_final_bars_are_published_and_a_forming_bar_stops_the_mark() -> Non
         {"time_ms": start + i * 60_000, "open": 1, "high": 1, "low": 1, "close": 1, "volume": 1}
         for i in range(3)
     ]
-    bars = bars_from_rows("FPT", BarInterval.MINUTE_1, rows, 0).bars
+    bars = bars_from_rows("FPT", BarInterval.MINUTE_1, rows, start).bars
     published = new_final_bars(bars, -1, start + 2 * 60_000 + 30_000)
     assert [b.bar_start_ms for b in published] == [start, start + 60_000]
     assert new_final_bars(bars, start + 60_000, start + 10 * 60_000)[0].bar_start_ms == start + 120_000
@@ -194,7 +199,7 @@ def test_chart_rows_read_each_bar_alone_in_vnstocks_units() -> None:
     assert rows[0] | {"raw": None} == {"raw": None, "time_ms": ms(vn(2025, 6, 3, 9, 0)), "open": 95.4,
                                        "high": 96.0, "low": 95.0, "close": 95.5, "volume": 100.0}
     assert rows[1]["error"] == "open 'n/a' is not a number" and rows[1]["raw"]["o"] == "n/a"
-    converted = bars_from_rows("FPT", BarInterval.MINUTE_1, rows, 0)
+    converted = bars_from_rows("FPT", BarInterval.MINUTE_1, rows, ms(vn(2025, 6, 3, 9, 5)))
     assert len(converted.bars) == 1 and len(converted.quarantined) == 1
     assert "open 'n/a' is not a number" in converted.quarantined[0].reason
 

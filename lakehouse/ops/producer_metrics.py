@@ -58,7 +58,11 @@ class ProducerReading:
     feed_gaps: float
     quarantined: float
     failed: float
-    last_message_age_seconds: float | None  # None: the source has sent nothing yet
+    last_message_age_seconds: float | None  # None: the source has sent nothing yet (pings count)
+    # What the stall alert judges: seconds since the last trade, or since the start while
+    # ``traded`` is False; None: the endpoint exports no trade age.
+    last_trade_age_seconds: float | None = None
+    traded: bool = False
 
     @property
     def messages(self) -> float:
@@ -83,14 +87,19 @@ def reading_from(source: str, samples: Mapping[tuple[str, tuple[tuple[str, str],
         return next((v for (n, labels), v in samples.items() if n == name and dict(labels).get("source") == source),
                     0.0)
 
+    def gauge(name: str) -> float | None:
+        return next((v for (n, labels), v in samples.items() if n == name and dict(labels).get("source") == source),
+                    None)
+
     by_topic = {dict(labels)["topic"]: value for (name, labels), value in samples.items()
                 if name == "lakehouse_producer_messages_total" and dict(labels).get("source") == source}
-    age = next((v for (n, labels), v in samples.items()
-                if n == "lakehouse_producer_last_message_age_seconds" and dict(labels).get("source") == source), None)
     return ProducerReading(source, scraped_at, by_topic, single("lakehouse_producer_reconnects_total"),
                            single("lakehouse_producer_feed_gaps_total"),
                            single("lakehouse_producer_quarantined_total"),
-                           single("lakehouse_producer_messages_failed_total"), age)
+                           single("lakehouse_producer_messages_failed_total"),
+                           gauge("lakehouse_producer_last_message_age_seconds"),
+                           gauge("lakehouse_producer_last_trade_age_seconds"),
+                           gauge("lakehouse_producer_last_trade_timestamp_seconds") is not None)
 
 
 def scrape(endpoint: ProducerEndpoint, timeout_seconds: float, now_seconds: float) -> ProducerReading:

@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         stall_timeout_seconds=args.stall_timeout,
         progress_interval_seconds=args.progress_interval,
         mark_file=settings.state_dir / "producers" / "finnhub-last-frame",
+        max_frame_bytes=settings.finnhub.max_frame_bytes,
     )
     on_stop_signals("finnhub-producer", feed.request_stop)
     # Ops hook: Prometheus metrics on 127.0.0.1 (metrics.finnhub_port; 0 = off).

@@ -9,7 +9,10 @@ Connection life:
 3. trades go to the trades topic, bad frames/items to the quarantine topic; a silence
    longer than ``stall_timeout_seconds`` (Finnhub pings every few seconds even when quiet) counts
    as a dead connection;
-4. on any drop: back off exponentially with jitter, and go to 1. A handshake refused with HTTP 401
+4. on any drop: back off exponentially with jitter, and go to 1. A frame larger than
+   ``max_frame_bytes`` (``finnhub.max_frame_bytes``) makes the client close the connection (close
+   code 1009); the frame and what followed it on that connection are lost, so it is said in an ERROR
+   line naming the setting and recorded as a gap like any drop. A handshake refused with HTTP 401
    or 403 (a bad or revoked token) is said once in an ERROR line naming the token setting, and
    retried like any drop: a restart would not bring a new token, and a process that stays up keeps
    its backoff and its metrics (the feed-stalled alert fires), where exiting under a supervisor
@@ -37,9 +40,11 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI, PayloadTooBig
+from websockets.frames import CloseCode
 
 from lakehouse.messages import FeedEvent, FeedEventKind, Source
+from lakehouse.settings import FINNHUB_MAX_FRAME_BYTES
 from lakehouse.times import now_ms
 from producers.backoff import Backoff
 from producers.finnhub.parser import FrameKind, newest_event_ms, parse_frame
@@ -105,6 +110,17 @@ def _symbol_of(record: QuarantinedInput) -> str | None:
     return symbol[:40] if isinstance(symbol, str) else None
 
 
+def refused_frame_bytes(closed: ConnectionClosed) -> int | None:
+    """The size of the frame the client refused as too big, if that is why the connection closed;
+    0 when unknown (a compressed frame is refused part way through inflating it)."""
+    if closed.sent is None or closed.sent.code != CloseCode.MESSAGE_TOO_BIG:
+        return None
+    cause = closed.__cause__
+    if not isinstance(cause, PayloadTooBig) or cause.size is None:
+        return 0
+    return cause.size + (cause.current_size or 0)  # a fragmented message: the fragments read before it
+
+
 @dataclass(frozen=True)
 class FinnhubTopics:
     trades: str
@@ -153,8 +169,10 @@ class FinnhubFeed:
         clock_ms: Callable[[], int] = now_ms,
         rng: random.Random | None = None,
         mark_file: Path | None = None,
+        max_frame_bytes: int = FINNHUB_MAX_FRAME_BYTES,
     ) -> None:
         self._url = url_with_token(url, token)
+        self.max_frame_bytes = max_frame_bytes
         self._token = token
         self.symbols = symbols
         self.sink = sink
@@ -205,7 +223,7 @@ class FinnhubFeed:
                         self._url,
                         open_timeout=10,
                         close_timeout=2,
-                        max_size=2**22,
+                        max_size=self.max_frame_bytes,
                         ping_interval=20,
                         ping_timeout=20,
                     ) as socket:
@@ -294,11 +312,23 @@ class FinnhubFeed:
                 try:
                     raw = receive.result()
                 except ConnectionClosed as closed:
+                    if (size := refused_frame_bytes(closed)) is not None:
+                        return worked, self._say_frame_refused(size)
                     return worked, self.redact(f"{type(closed).__name__}: {closed}")[:300]
                 worked = self._handle(raw) in ("trade", "ping") or worked
             return worked, ""
         finally:
             stop_waiter.cancel()
+
+    def _say_frame_refused(self, size: int) -> str:
+        """One ERROR line for a frame over the limit (the drop's WARNING does not say what to raise);
+        the gap's reason."""
+        refused = (f"a frame of {size} bytes, larger than" if size else "a frame larger than") + (
+            f" finnhub.max_frame_bytes ({self.max_frame_bytes} bytes), was refused")
+        log.error("%s: the connection closed and reconnects, and that frame's trades are missing (a feed gap is "
+                  "recorded); raise finnhub.max_frame_bytes / LAKEHOUSE__FINNHUB__MAX_FRAME_BYTES",
+                  f"Finnhub sent {refused}")
+        return refused
 
     def _handle(self, raw: str | bytes) -> FrameKind:
         """Publish one frame's trades and quarantine records; its kind."""

@@ -14,7 +14,9 @@ Fault switches (attributes, also settable while running): ``drop_after_frames`` 
 connection without a WebSocket close after that many trade frames (``max_drops`` times);
 ``malformed_every_frames`` adds a malformed frame after every N trade frames; ``stall_after_frames``
 goes silent (no trades, no pings, the TCP link stays up) for ``stall_seconds``;
-``refuse_handshake_status`` answers every upgrade with that HTTP status (401: a rejected token).
+``refuse_handshake_status`` answers every upgrade with that HTTP status (401: a rejected token);
+``pad_frame_after_frames`` pads that trade frame (once) with JSON whitespace to ``pad_frame_to_bytes``,
+a frame as large as a busy open's (a client refuses a frame by its length alone).
 
 CLI: ``python -m producers.simulators.finnhub_server --port 8765 --rate 500``.
 """
@@ -44,7 +46,7 @@ log = logging.getLogger(__name__)
 
 MALFORMED_FRAMES = (
     "{not json",
-    json.dumps({"type": "trade", "data": [{"s": "BAD", "p": -1, "t": 1, "v": 1}]}),
+    json.dumps({"type": "trade", "data": [{"s": "BAD", "p": -1, "t": 1700000000000, "v": 1}]}),
     json.dumps({"type": "trade", "data": "nope"}),
     json.dumps([1, 2, 3]),
     json.dumps({"type": "trade", "data": [{"p": 1.5, "t": 1700000000000, "v": 3}]}),
@@ -104,6 +106,8 @@ class FinnhubSimulator:
         self.stall_seconds: float = 0.0
         self.max_stalls: int | None = 1
         self.refuse_handshake_status: int | None = None  # e.g. 401: answer the upgrade with this HTTP status
+        self.pad_frame_after_frames: int | None = None
+        self.pad_frame_to_bytes = 0
         # observations, for tests
         self.connections = 0
         self.subscriptions: list[tuple[int, str]] = []  # (connection number, symbol)
@@ -112,6 +116,10 @@ class FinnhubSimulator:
         self.malformed_sent = 0
         self.frames_sent = 0
         self.refused_handshakes = 0
+        self.padded_frames = 0
+        # The padded frame's trades and those of every later frame on its connection: what a client
+        # that refuses the padded frame (and so discards the rest of that connection) never reads.
+        self.sent_from_padded_frame: list[TradeItem] = []
         self._server: Server | None = None
         self._replies: set[asyncio.Future] = set()  # keeps fire-and-forget replies alive until sent
         self._thread: threading.Thread | None = None
@@ -204,6 +212,7 @@ class FinnhubSimulator:
     async def _send_loop(self, connection: ServerConnection, subscribed: list[str]) -> None:
         loop = asyncio.get_running_loop()
         frames = 0
+        padded_here = False
         rotation = 0
         budget = 0.0
         last_tick = last_ping = loop.time()
@@ -225,7 +234,14 @@ class FinnhubSimulator:
                 if self.live:
                     now_ms = int(time.time() * 1000)
                     items = [{**item, "t": now_ms - (index * 37) % 400} for index, item in enumerate(items)]
-                await connection.send(json.dumps({"type": "trade", "data": items}))
+                text = json.dumps({"type": "trade", "data": items})  # ASCII: one byte a character
+                if self.pad_frame_after_frames and frames + 1 == self.pad_frame_after_frames and not self.padded_frames:
+                    text = text[:-1] + " " * (self.pad_frame_to_bytes - len(text)) + "}"
+                    self.padded_frames += 1
+                    padded_here = True
+                if padded_here:
+                    self.sent_from_padded_frame.extend(items)
+                await connection.send(text)
                 frames += 1
                 self.frames_sent += 1
                 if self.malformed_every_frames and frames % self.malformed_every_frames == 0:
@@ -311,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stall-seconds", type=float, default=60.0, help="... for this long")
     parser.add_argument("--live", action="store_true", help="stamp trades with the wall clock as they are sent")
     parser.add_argument("--refuse-handshake-status", type=int, help="answer every upgrade with this HTTP status")
+    parser.add_argument("--pad-frame-after-frames", type=int, help="pad trade frame N (once) ...")
+    parser.add_argument("--pad-frame-bytes", type=int, default=4 * 2**20 + 1, help="... to this many bytes")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     simulator = FinnhubSimulator(
@@ -329,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     simulator.malformed_every_frames = args.malformed_every
     simulator.stall_after_frames, simulator.stall_seconds = args.stall_after_frames, args.stall_seconds
     simulator.refuse_handshake_status = args.refuse_handshake_status
+    simulator.pad_frame_after_frames, simulator.pad_frame_to_bytes = args.pad_frame_after_frames, args.pad_frame_bytes
 
     async def serve_forever() -> None:
         await simulator.start()
