@@ -335,7 +335,9 @@ def test_sigterm_stops_reading_flushes_and_exits_zero(kafka_broker, topics, tmp_
     assert TOKEN not in output
     published = int(re.search(r"stopped: (\d+) trades published, (\d+) acknowledged", output).group(1))
     landed = read_topic(kafka_broker.bootstrap_servers, topics.trades)
-    assert published >= 3000 and len(landed) == published
+    # Frames still in the socket when SIGTERM lands are not read (a loaded machine left 320 of
+    # 3,000 there); what was published all landed.
+    assert 0 < published <= sum(len(server.sent_trades(s)) for s in SYMBOLS) and len(landed) == published
     for symbol in SYMBOLS:  # what landed is exactly the start of what was sent, in order
         sent = [(t["t"], t["p"]) for t in server.sent_trades(symbol)]
         got = [(m["event_time_ms"], m["price"]) for m in landed if m["symbol"] == symbol]
