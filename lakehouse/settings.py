@@ -85,6 +85,24 @@ class LocalSettings(_Section):
         return Path(value).expanduser() if isinstance(value, str | Path) else value
 
 
+def bootstrap_server_problem(server: str) -> str | None:
+    """Why one ``host:port`` entry of ``kafka.bootstrap_servers`` names no server, or None. An IPv6
+    address goes in brackets (``[::1]:9092``); the host is not looked up."""
+    host, sep, port = server.rpartition(":")
+    if not sep:
+        return "has no port"
+    if not (port.isascii() and port.isdigit()):
+        return f"has port {port!r}, not a number" if port else "has no port"
+    if not 1 <= int(port) <= 65535:
+        return f"has port {port}, outside 1-65535"
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host:
+        return "has no host"
+    if any(character.isspace() for character in host):
+        return "has a space in its host"
+    return None
+
+
 class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:19092"
     trades_topic: str = "market.trades"
@@ -114,10 +132,12 @@ class KafkaSettings(_Section):
     @field_validator("bootstrap_servers")
     @classmethod
     def _host_port_list(cls, value: str) -> str:
-        for server in value.split(","):
-            host, sep, port = server.strip().rpartition(":")
-            if not sep or not host or not port.isdigit():
-                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        """Every entry, at start: a port out of range otherwise shows only later, as a broker that
+        never answers (producers, status) or an error inside Kafka's client (jobs)."""
+        problems = [f"{server.strip()!r} {problem}" for server in value.split(",")
+                    if (problem := bootstrap_server_problem(server.strip()))]
+        if problems:
+            raise ValueError(f"{'; '.join(problems)} (expected host:port[,host:port...], port 1-65535)")
         return value
 
     @model_validator(mode="after")
