@@ -11,7 +11,9 @@ started from, agrees on the same local state directory, catalog file and warehou
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,6 +60,28 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` is neither an IP address nor a host name, or None. The name is not looked up:
+    only its form is checked (labels of letters, digits, ``-`` and ``_``, at most 253 characters);
+    a name whose last label is a number (``300.1.1.1``) is taken as a mistyped IPv4 address."""
+    if not host:
+        return "is empty: name an IP address or a host name"
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    labels = (host[:-1] if host.endswith(".") else host).split(".")
+    if len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        return f"{host!r} is neither an IP address nor a host name"
+    if labels[-1].isdigit():
+        return f"{host!r} is not an IP address (each of its 4 parts is 0-255)"
+    return None
+
+
 class LocalSettings(_Section):
     """Where the embedded stack keeps its state: broker logs, the local servers' data, ops records.
 
@@ -76,6 +100,13 @@ class LocalSettings(_Section):
     rest_catalog_port: int = Field(default=18181, ge=1, le=65535)
     # The address the local REST catalog server listens on: loopback, unless other hosts must reach it.
     rest_catalog_bind_address: str = "127.0.0.1"
+
+    @field_validator("rest_catalog_bind_address")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        if problem := host_problem(value):
+            raise ValueError(problem)
+        return value
 
     @field_validator("state_dir", "kafka_jars_dir", "spark_jars_dir", "rest_catalog_jars_dir", mode="before")
     @classmethod
@@ -327,6 +358,15 @@ class SparkSettings(_Section):
 
     ui_enabled: bool = True
     local_bind_address: str = "127.0.0.1"
+
+    @field_validator("local_bind_address")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        """An IP address or a host name, checked at start: Spark takes any string and fails only
+        once its JVM runs, in a Java stack trace (an empty one as late as the driver's RPC URL)."""
+        if problem := host_problem(value):
+            raise ValueError(problem)
+        return value
 
 
 class StatusSettings(_Section):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -58,6 +59,17 @@ def test_spark_submit_checks_the_jobs_settings_before_it_starts_a_jvm(tmp_path: 
                          capture_output=True, text=True, timeout=120)
     # One line, and nothing of Spark's start-up (its warnings, a traceback from the job's driver).
     assert (bad.returncode, bad.stdout, bad.stderr) == (2, "", f"config file {missing} does not exist\n")
+
+
+def test_spark_submit_refuses_a_bind_address_that_is_no_address_before_it_starts_a_jvm() -> None:
+    environ = {**os.environ, "LAKEHOUSE__SPARK__LOCAL_BIND_ADDRESS": "not an address"}
+    done = subprocess.run([str(PROJECT_ROOT / "spark-submit.sh"), "raw_trades"], env=environ, capture_output=True,
+                          text=True, timeout=300)
+    # Was: a JVM started and died with java.net.UnknownHostException in a 29-line trace, exit 1.
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    assert done.stderr.splitlines()[1:] == [
+        "  setting 'spark.local_bind_address' (env LAKEHOUSE__SPARK__LOCAL_BIND_ADDRESS): Value error, "
+        "'not an address' is neither an IP address nor a host name"]
 
 
 @pytest.mark.parametrize(("job", "argv", "said"), [

@@ -97,6 +97,36 @@ def test_bootstrap_servers_of_names_and_ip_addresses_are_accepted(servers: str) 
     assert load_settings(environ={"LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": servers}).kafka.bootstrap_servers == servers
 
 
+@pytest.mark.parametrize("variable", ["LAKEHOUSE__SPARK__LOCAL_BIND_ADDRESS",
+                                      "LAKEHOUSE__LOCAL__REST_CATALOG_BIND_ADDRESS"])
+@pytest.mark.parametrize(("address", "said"), [
+    ("not an address", "'not an address' is neither an IP address nor a host name"),
+    ("300.1.1.1", "'300.1.1.1' is not an IP address"),
+    ("1.2.3", "'1.2.3' is not an IP address"),
+    ("", "is empty: name an IP address or a host name"),
+    (" 127.0.0.1", "' 127.0.0.1' is neither an IP address nor a host name"),
+    ("127.0.0.1:4040", "'127.0.0.1:4040' is neither an IP address nor a host name"),
+    ("-driver", "'-driver' is neither an IP address nor a host name"),
+    ("a" * 64 + ".internal", "is neither an IP address nor a host name"),
+])
+def test_a_bind_address_that_is_no_ip_address_or_host_name_is_named_at_start(
+    variable: str, address: str, said: str
+) -> None:
+    # Was accepted: Spark failed in its JVM with UnknownHostException, or on an empty host in its RPC URL.
+    with pytest.raises(SettingsError) as error:
+        load_settings(environ={variable: address})
+
+    assert variable in str(error.value) and said in str(error.value), str(error.value)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "0.0.0.0", "::1", "localhost", "driver-1.corp.internal", "my_host"])
+def test_an_ip_address_or_a_host_name_is_a_bind_address(address: str) -> None:
+    settings = load_settings(environ={"LAKEHOUSE__SPARK__LOCAL_BIND_ADDRESS": address,
+                                      "LAKEHOUSE__LOCAL__REST_CATALOG_BIND_ADDRESS": address})
+
+    assert settings.spark.local_bind_address == settings.local.rest_catalog_bind_address == address
+
+
 def test_a_missing_config_file_named_by_the_environment_is_an_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
 
