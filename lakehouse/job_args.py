@@ -94,6 +94,18 @@ def a_symbol(text: str) -> str:
         raise argparse.ArgumentTypeError(f"not a symbol: {text!r} (1-32 of A-Z a-z 0-9 . : / ^ _ -)") from None
 
 
+def a_bigquery_connection(text: str) -> str:
+    """An argparse type: a BigQuery connection in a form BigQuery's table API takes, refused with the
+    forms it may take (any string went into every table's definition, for BigQuery to refuse)."""
+    from lakehouse.bigquery import BigQueryNameError, connection_parts
+
+    try:
+        connection_parts(text)
+    except BigQueryNameError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def job_settings(parser: argparse.ArgumentParser, config: Path | None) -> Settings:
     """The job's settings (``--config`` or the default file, and the environment); a bad setting
     or a missing file ends the job as a bad argument does: its message and exit code 2, before any

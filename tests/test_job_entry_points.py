@@ -87,6 +87,11 @@ def test_spark_submit_refuses_a_bind_address_that_is_no_address_before_it_starts
     ("maintenance", ["--tables", " , "], "argument --tables: names no table; known: "),
     ("maintenance", ["--tables", "trades,trade"], "argument --tables: unknown tables ['trade']; known: ['bars_1m', "),
     ("bigquery_sync", ["--interval", "0"], "argument --interval: must be > 0, got 0"),
+    # Any string went into every table's definition: BigQuery refused each, or a dry run printed it.
+    ("bigquery_sync", ["--dry-run", "--connection", "lake"], "argument --connection: BigQuery connection 'lake' "
+     "is not PROJECT.LOCATION.CONNECTION_ID or projects/PROJECT/locations/LOCATION/connections/CONNECTION_ID"),
+    ("bigquery_sync", ["--connection", "my-project.us.lake;x"], "argument --connection: BigQuery connection "
+     "'my-project.us.lake;x': connection id 'lake;x' may contain only letters, digits, underscores and hyphens"),
     ("bars", ["--max-rows-per-batch", "0"], "argument --max-rows-per-batch: must be >= 1, got 0"),
     ("rebuild_bars", ["--day", "2026-13-01"], "argument --day: not a day YYYY-MM-DD: '2026-13-01' (month must be"),
     ("rebuild_bars", ["--day", "yesterday"], "argument --day: not a day YYYY-MM-DD: 'yesterday'"),
