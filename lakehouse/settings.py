@@ -400,7 +400,9 @@ class StatusSettings(_Section):
 
 class MetricsSettings(_Section):
     """Prometheus endpoints, always on 127.0.0.1. Port 0 means no endpoint (the default, so tests
-    and several processes on one machine never clash); each process kind has its own port."""
+    and several processes on one machine never clash); each process kind has its own port, and two
+    processes of one kind need two values. A port already in use ends the second process at start
+    (``lakehouse.ops.metrics_http``)."""
 
     finnhub_port: int = Field(default=0, ge=0, le=65535)
     vnstock_port: int = Field(default=0, ge=0, le=65535)
