@@ -7,7 +7,11 @@ import importlib
 import inspect
 import os
 import re
+import shutil
 import subprocess
+import sys
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -152,3 +156,90 @@ def test_spark_submit_started_through_a_symlink_finds_the_project(tmp_path: Path
                           timeout=120)
     # Was: the link's folder taken for the project ("spark-submit not found" or "no jars in jars/spark").
     assert (done.returncode, done.stderr) == (2, f"config file {missing} does not exist\n")
+
+
+FAKE_SPARK_SUBMIT = """#!/usr/bin/env bash
+# Stands in for spark-submit: records the --py-files it was given; runs on while $HOLD exists.
+while [[ $# -gt 0 ]]; do [[ "$1" == --py-files ]] && echo "$2" >> "$RECORD"; shift; done
+while [[ -n "${HOLD:-}" && -e "$HOLD" ]]; do sleep 0.1; done
+"""
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """spark-submit.sh, lakehouse/ and jobs/ copied (the jars linked), so a test's .state/dist and
+    source edits stay its own; a fake spark-submit in SPARK_SUBMIT stands in for the JVM."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy2(PROJECT_ROOT / "spark-submit.sh", root)
+    for package in ("lakehouse", "jobs"):
+        shutil.copytree(PROJECT_ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "jars").symlink_to(PROJECT_ROOT / "jars")
+    fake = tmp_path / "fake-spark-submit"
+    fake.write_text(FAKE_SPARK_SUBMIT)
+    fake.chmod(0o755)
+    return root
+
+
+def launch(root: Path, hold: Path | None = None) -> subprocess.Popen[str]:
+    environ = {**os.environ, "SPARK_SUBMIT": str(root.parent / "fake-spark-submit"),
+               "RECORD": str(root.parent / "py-files.txt"), "HOLD": str(hold or "")}
+    return subprocess.Popen([str(root / "spark-submit.sh"), "--master", "spark://127.0.0.1:1", "raw_trades"],
+                            env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def launched(root: Path, hold: Path | None = None) -> Path:
+    """Run one launch to its end; the zip it shipped."""
+    done = launch(root, hold)
+    _, stderr = done.communicate(timeout=120)
+    assert done.returncode == 0, stderr
+    return Path((root.parent / "py-files.txt").read_text().splitlines()[-1])
+
+
+def zips(root: Path) -> set[Path]:
+    return set((root / ".state" / "dist").glob("lakehouse-py-*.zip"))
+
+
+def test_spark_submit_ships_one_zip_per_version_of_the_code_and_launches_reuse_it(project_copy: Path) -> None:
+    first, second = launched(project_copy), launched(project_copy)
+
+    # Was: a new 550 KB zip under .state/dist on every launch, none ever removed.
+    assert first == second and zips(project_copy) == {first}
+    assert "lakehouse/settings.py" in zipfile.ZipFile(first).namelist()
+
+
+def test_spark_submit_removes_the_zips_no_running_job_uses_and_keeps_a_running_jobs_zip(
+    project_copy: Path, tmp_path: Path
+) -> None:
+    dist = project_copy / ".state" / "dist"
+    hold = tmp_path / "job-a-runs"
+    hold.touch()
+    job_a = launch(project_copy, hold)  # a job that runs on with its zip
+    record = tmp_path / "py-files.txt"
+    deadline = time.monotonic() + 60
+    while not record.exists():
+        assert time.monotonic() < deadline and job_a.poll() is None, job_a.stderr and job_a.stderr.read()
+        time.sleep(0.1)
+    zip_a = Path(record.read_text().strip())
+    leftover, partial = dist / "lakehouse-py-Ab12Cd.zip", dist / ".partial-x1.zip"  # a launch's before, a killed one's
+    named = dist / "lakehouse-py-Ef34Gh.zip"
+    for path in (leftover, partial, named):
+        path.write_bytes(b"PK")
+    # A job started by an earlier spark-submit.sh, which took no lock: it names its zip on its command line.
+    older_job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "--py-files", str(named)])
+    try:
+        with (project_copy / "jobs" / "raw_trades.py").open("a") as source:
+            source.write("# another version of the code\n")
+        zip_b = launched(project_copy)
+        assert zip_b != zip_a
+        assert zips(project_copy) == {zip_a, zip_b, named}  # the leftover and the partial zip are gone
+        assert not partial.exists()
+    finally:
+        older_job.kill()
+        older_job.wait(timeout=30)
+        hold.unlink()
+        job_a.communicate(timeout=60)
+    assert job_a.returncode == 0
+
+    assert launched(project_copy) == zip_b
+    assert zips(project_copy) == {zip_b}  # job A's zip once job A had ended, the older job's once it had
