@@ -10,7 +10,8 @@
 # variables.
 #
 # On a cluster (Dataproc, YARN, Kubernetes): ./spark-submit.sh --master yarn JOB. The project's
-# Python packages ship as a zip with --py-files; the driver needs `pip install .` (pydantic,
+# Python packages ship as a zip with --py-files (.state/dist, one per version of the code: a zip no
+# running job uses is removed by the next launch); the driver needs `pip install .` (pydantic,
 # pyiceberg) and SPARK_SUBMIT may name the cluster's spark-submit.
 #
 # Stopping: SIGTERM or SIGINT to this script (or to its process group, as Ctrl-C does) asks the job
@@ -82,16 +83,43 @@ for ((i = 0; i < ${#spark_opts[@]}; i++)); do
     --master=*) master="${spark_opts[$i]#--master=}" ;;
   esac
 done
+# The zip is named after a digest of the sources, so runs of the same code share one, and a run
+# holds a shared lock on its zip for as long as its JVM lives (the descriptor is inherited). Under
+# the folder's lock, one launch at a time builds or reuses its zip, locks it, and deletes the other
+# zips that no run holds and no running process names (a job started before these locks existed).
+zip_in_use() {
+  flock --nonblock --exclusive "$1" true || return 0
+  pgrep -f -- "$(basename "$1" | sed 's/[.]/[.]/g')" >/dev/null
+}
 if [[ "$master" != local* ]]; then
-  mkdir -p "$root/.state/dist"
-  py_zip="$(mktemp "$root/.state/dist/lakehouse-py-XXXXXX.zip")"
-  python3 - "$py_zip" <<'PY'
-import pathlib, sys, zipfile
-with zipfile.ZipFile(sys.argv[1], "w") as archive:
-    for package in ("lakehouse", "jobs"):
-        for source in pathlib.Path(package).rglob("*.py"):
-            archive.write(source)
+  command -v flock >/dev/null || { echo "flock not found: install util-linux" >&2; exit 2; }
+  dist="$root/.state/dist"
+  mkdir -p "$dist"
+  exec {dist_lock}>"$dist/.lock"
+  flock --wait 120 "$dist_lock" || { echo "another launch holds $dist/.lock for over 120 s" >&2; exit 2; }
+  py_zip="$(python3 - "$dist" <<'PY'
+import hashlib, os, pathlib, sys, tempfile, zipfile
+sources = sorted(path for package in ("lakehouse", "jobs") for path in pathlib.Path(package).rglob("*.py"))
+contents = {path: path.read_bytes() for path in sources}
+digest = hashlib.sha256()
+for path, content in contents.items():
+    digest.update(f"{path}\0{len(content)}\0".encode() + content)
+target = pathlib.Path(sys.argv[1]) / f"lakehouse-py-{digest.hexdigest()[:20]}.zip"
+if not target.exists():  # written whole under another name, then renamed: a zip is never partial
+    handle, partial = tempfile.mkstemp(dir=sys.argv[1], prefix=".partial-", suffix=".zip")
+    with os.fdopen(handle, "wb") as file, zipfile.ZipFile(file, "w") as archive:
+        for path, content in contents.items():
+            archive.writestr(str(path), content)
+    os.replace(partial, target)
+print(target)
 PY
+)"
+  exec {zip_claim}<"$py_zip"
+  flock --shared "$zip_claim"
+  for old in "$dist"/lakehouse-py-*.zip "$dist"/.partial-*; do
+    [[ "$old" == "$py_zip" ]] || zip_in_use "$old" || rm -f -- "$old"
+  done
+  exec {dist_lock}>&-
   py_files=(--py-files "$py_zip")
 fi
 

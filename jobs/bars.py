@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lakehouse.bars_stream import JOB_NAME, start_bars_query
-from lakehouse.job_args import at_least, job_parser, job_settings
+from lakehouse.job_args import at_least, job_metrics, job_parser, job_settings
 from lakehouse.logs import configure_logging
 from lakehouse.ops import stream_metrics
 from lakehouse.spark import build_spark_session, ensure_tables
@@ -27,10 +27,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
     settings = job_settings(parser, args.config)
+    job_metrics(parser, lambda: stream_metrics.serve_stream_metrics(settings.metrics.streaming_port))  # ops hook
     spark = build_spark_session(settings, "lakehouse-bars")
     try:
         ensure_tables(spark, settings, (TRADES, BARS_1M, LATE_TRADES))
-        stream_metrics.start_stream_metrics(spark, settings.metrics.streaming_port)  # ops hook: 0 = off
+        stream_metrics.start_stream_metrics(spark, settings.metrics.streaming_port)  # port 0: no metrics
         query = start_bars_query(spark, settings, max_rows_per_batch=args.max_rows_per_batch)
         run_until_stopped([query], JOB_NAME)  # SIGTERM/SIGINT stop the query between micro-batches
     finally:

@@ -15,7 +15,7 @@ from functools import partial
 
 from lakehouse.bigquery import validate_dataset_id, validate_project_id
 from lakehouse.bigquery_sync import JOB_NAME, client_or_none, print_report, run_every, sync_and_record
-from lakehouse.job_args import above_zero, job_parser, job_settings
+from lakehouse.job_args import a_bigquery_connection, above_zero, job_metrics, job_parser, job_settings
 from lakehouse.logs import configure_logging
 from lakehouse.ops.job_runs import serve_job_metrics
 from lakehouse.shutdown import StopRequest
@@ -28,11 +28,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print what would change; change nothing")
     parser.add_argument("--interval", type=above_zero, metavar="SECONDS",
                         help="run every SECONDS until SIGTERM/SIGINT (default: once)")
-    parser.add_argument("--connection", metavar="PROJECT.LOCATION.CONNECTION",
-                        help="BigQuery connection for BigLake external tables (default: none)")
+    parser.add_argument("--connection", type=a_bigquery_connection, metavar="PROJECT.LOCATION.CONNECTION_ID",
+                        help="BigQuery connection for BigLake external tables, also as "
+                        "projects/P/locations/L/connections/ID (default: none)")
     args = parser.parse_args(argv)
     configure_logging()
     settings = job_settings(parser, args.config)
+    if args.interval is not None:  # ops hook: Prometheus on metrics.sync_port, 0 = off
+        job_metrics(parser, lambda: serve_job_metrics(settings.metrics.sync_port, settings.state_dir, JOB_NAME,
+                                                      setting="sync_port"))
     try:
         validate_project_id(settings.bigquery.project)
         validate_dataset_id(settings.bigquery.dataset)
@@ -46,7 +50,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = sync()
         print_report(report)
         return 0 if report.ok else 1
-    serve_job_metrics(settings.metrics.sync_port, settings.state_dir, JOB_NAME)  # ops hook: 0 = off
     log.info("syncing %s.%s every %.0f s", settings.bigquery.project, settings.bigquery.dataset, args.interval)
     run_every(args.interval, sync, stop)
     log.info("stopped")

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from lakehouse.job_args import above_zero, at_least, job_parser, job_settings, table_selection
+from lakehouse.job_args import above_zero, at_least, job_metrics, job_parser, job_settings, table_selection
 from lakehouse.logs import configure_logging
-from lakehouse.maintenance import MaintenancePolicy
-from lakehouse.maintenance_runs import run_maintenance
+from lakehouse.maintenance import MaintenanceCounters, MaintenancePolicy
+from lakehouse.maintenance_runs import run_maintenance, serve_maintenance_metrics
 from lakehouse.ops.batch_runs import MAINTENANCE as JOB_NAME
 from lakehouse.shutdown import StopRequest
 from lakehouse.spark import build_spark_session
@@ -50,10 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         allowed_lateness=timedelta(seconds=settings.streaming.allowed_lateness_seconds),
         step_attempts=args.step_attempts,
     )
+    counters = MaintenanceCounters()
+    if args.interval:  # ops hook: Prometheus on metrics.maintenance_port (0 = off)
+        job_metrics(parser, lambda: serve_maintenance_metrics(settings, counters))
     stop = StopRequest(JOB_NAME).install()  # a stop waits for the table being maintained
     spark = build_spark_session(settings, JOB_NAME)
     try:
-        return run_maintenance(spark, settings, args.tables or ALL_TABLES, policy, args.interval, stop,
+        return run_maintenance(spark, settings, args.tables or ALL_TABLES, policy, args.interval, stop, counters,
                                missing_ok=args.tables is None)
     finally:
         spark.stop()

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 from lakehouse import keyed_topic_job, raw_trades_stream
 from lakehouse.bars_stream import catch_up_bars, start_bars_query
-from lakehouse.job_args import job_parser, job_settings
+from lakehouse.job_args import job_metrics, job_parser, job_settings
 from lakehouse.kafka_loss import KafkaDataLost
 from lakehouse.keyed_topics import FEED_EVENTS_STREAM, SOURCE_REJECTS_STREAM, VENDOR_BARS_STREAM
 from lakehouse.logs import configure_logging
-from lakehouse.ops.stream_metrics import start_stream_metrics
+from lakehouse.ops.stream_metrics import serve_stream_metrics, start_stream_metrics
 from lakehouse.shutdown import StopRequest
 from lakehouse.spark import build_spark_session, ensure_tables
 from lakehouse.streaming import in_own_pool, run_until_stopped
@@ -33,11 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
     settings = job_settings(parser, args.config)
+    job_metrics(parser, lambda: serve_stream_metrics(settings.metrics.streaming_port))  # ops hook: Prometheus
     stop = StopRequest(JOB_NAME).install()  # a signal while the queries start is served too
     spark = build_spark_session(settings, JOB_NAME)
     try:
         ensure_tables(spark, settings)
-        start_stream_metrics(spark, settings.metrics.streaming_port)  # ops hook: Prometheus, 0 = off
+        start_stream_metrics(spark, settings.metrics.streaming_port)  # port 0: no metrics
         starts = {  # the pool of each query (``in_own_pool``) is named after it
             "raw_trades": lambda: raw_trades_stream.start(spark, settings),
             "bars": lambda: start_bars_query(spark, settings),

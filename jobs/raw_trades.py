@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 
 from lakehouse import raw_trades_stream
-from lakehouse.job_args import job_parser, job_settings
+from lakehouse.job_args import job_metrics, job_parser, job_settings
 from lakehouse.kafka_loss import KafkaDataLost
 from lakehouse.logs import configure_logging
 from lakehouse.ops import stream_metrics
@@ -26,9 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
     settings = job_settings(parser, args.config)
+    job_metrics(parser, lambda: stream_metrics.serve_stream_metrics(settings.metrics.streaming_port))  # ops hook
     spark = build_spark_session(settings, JOB_NAME)
     try:
-        stream_metrics.start_stream_metrics(spark, settings.metrics.streaming_port)  # ops hook: 0 = off
+        stream_metrics.start_stream_metrics(spark, settings.metrics.streaming_port)  # port 0: no metrics
         run_until_stopped([raw_trades_stream.start(spark, settings)], JOB_NAME)
     except KafkaDataLost as lost:  # one line that says what was lost and how to go on, no trace
         logging.getLogger(JOB_NAME).error("%s", lost)

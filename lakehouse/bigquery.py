@@ -92,6 +92,37 @@ def validate_dataset_id(dataset: str) -> str:
     return dataset
 
 
+CONNECTION_FORMS = "PROJECT.LOCATION.CONNECTION_ID or projects/PROJECT/locations/LOCATION/connections/CONNECTION_ID"
+_CONNECTION_DOTTED = re.compile(r"^(?P<project>.+)\.(?P<location>[^./]+)\.(?P<connection>[^./]+)$")
+_CONNECTION_PATH = re.compile(
+    r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/connections/(?P<connection>[^/]+)$"
+)
+_LOCATION = re.compile(r"^[A-Za-z][A-Za-z0-9-]*$")
+_CONNECTION_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def connection_parts(connection: str) -> tuple[str, str, str]:
+    """(project, location, connection id) of a BigQuery connection in either form BigQuery's table
+    API takes (``my-project.us.lake`` or ``projects/my-project/locations/us/connections/lake``)."""
+    form = _CONNECTION_PATH.match(connection) or _CONNECTION_DOTTED.match(connection)
+    if not form:
+        raise BigQueryNameError(
+            f"BigQuery connection {connection!r} is not {CONNECTION_FORMS} (e.g. my-project.us.lake)"
+        )
+    project, location, connection_id = form.group("project", "location", "connection")
+    try:
+        validate_project_id(project)
+    except BigQueryNameError as error:
+        raise BigQueryNameError(f"BigQuery connection {connection!r}: {error}") from None
+    if not _LOCATION.match(location):
+        raise BigQueryNameError(f"BigQuery connection {connection!r}: location {location!r} is not a BigQuery "
+                                "location (us, eu, us-central1...)")
+    if not _CONNECTION_ID.match(connection_id):
+        raise BigQueryNameError(f"BigQuery connection {connection!r}: connection id {connection_id!r} may contain "
+                                "only letters, digits, underscores and hyphens")
+    return project, location, connection_id
+
+
 def validate_table_name(table: str) -> str:
     """At most 1,024 UTF-8 bytes of Unicode letters, marks, numbers, connectors (``_``), dashes or
     spaces, not starting with a prefix BigQuery reserves."""
@@ -121,12 +152,14 @@ class ExternalTable:
     metadata_uri: str  # the Iceberg table's current metadata file, e.g. gs://…/metadata/00007-….metadata.json
     iceberg_table: str  # ``namespace.table`` in the Iceberg catalog
     doc: str = ""
-    connection_id: str | None = None  # ``project.location.connection`` for a BigLake table
+    connection_id: str | None = None  # a BigLake table's connection, in a form ``connection_parts`` reads
 
     def __post_init__(self) -> None:
         validate_project_id(self.project)
         validate_dataset_id(self.dataset)
         validate_table_name(self.name)
+        if self.connection_id is not None:
+            connection_parts(self.connection_id)
 
     @property
     def table_id(self) -> str:
@@ -156,7 +189,9 @@ class ExternalTable:
 
     def ddl(self) -> str:
         """The equivalent BigQuery DDL, for a dry run's reader (the sync itself uses the table API)."""
-        connection = f"\nWITH CONNECTION `{self.connection_id}`" if self.connection_id else ""
+        connection = ""
+        if self.connection_id:  # DDL names a connection only as PROJECT.LOCATION.CONNECTION_ID
+            connection = f"\nWITH CONNECTION `{'.'.join(connection_parts(self.connection_id))}`"
         uri = self.metadata_uri.replace("'", "\\'")
         return (
             f"CREATE OR REPLACE EXTERNAL TABLE `{self.table_id}`{connection}\n"

@@ -10,9 +10,12 @@ import argparse
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import TypeVar
 
 from lakehouse.settings import Settings, SettingsError, load_settings
 from lakehouse.tables import ALL_TABLES, TableDef, tables_named
+
+T = TypeVar("T")
 
 SETTINGS_EPILOG = "Settings come from conf/lakehouse.toml (or --config) and LAKEHOUSE__SECTION__KEY variables."
 
@@ -92,6 +95,30 @@ def a_symbol(text: str) -> str:
         return TypeAdapter(Symbol).validate_python(text)
     except ValidationError:
         raise argparse.ArgumentTypeError(f"not a symbol: {text!r} (1-32 of A-Z a-z 0-9 . : / ^ _ -)") from None
+
+
+def a_bigquery_connection(text: str) -> str:
+    """An argparse type: a BigQuery connection in a form BigQuery's table API takes, refused with the
+    forms it may take (any string went into every table's definition, for BigQuery to refuse)."""
+    from lakehouse.bigquery import BigQueryNameError, connection_parts
+
+    try:
+        connection_parts(text)
+    except BigQueryNameError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def job_metrics(parser: argparse.ArgumentParser, serve: Callable[[], T]) -> T:
+    """Start the job's metrics endpoint (``serve`` calls ``serve_metrics`` or ``serve_job_metrics``)
+    before its Spark session: a port it cannot listen on (another process serves it) ends the job as
+    a bad setting does, with the message naming the port's setting and exit code 2."""
+    from lakehouse.ops.metrics_http import MetricsPortError
+
+    try:
+        return serve()
+    except MetricsPortError as error:
+        parser.exit(2, f"{parser.prog}: {error}\n")
 
 
 def job_settings(parser: argparse.ArgumentParser, config: Path | None) -> Settings:

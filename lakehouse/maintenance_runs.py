@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(MAINTENANCE)
 
 
+def serve_maintenance_metrics(settings: Settings, counters: MaintenanceCounters) -> Callable[[], None] | None:
+    """For ``--interval``: the last run's record and ``counters`` on metrics.maintenance_port (0: off);
+    served before the Spark session starts (``lakehouse.job_args.job_metrics``)."""
+    return serve_job_metrics(settings.metrics.maintenance_port, settings.state_dir, MAINTENANCE, counters.samples,
+                             setting="maintenance_port")
+
+
 def run_maintenance(
     spark: SparkSession,
     settings: Settings,
@@ -40,16 +47,14 @@ def run_maintenance(
     policy: MaintenancePolicy,
     interval_seconds: float,
     stop: StopRequest,
+    counters: MaintenanceCounters,
     missing_ok: bool = False,
 ) -> int:
-    """Maintain ``tables`` once (``interval_seconds`` 0) or every ``interval_seconds`` until ``stop``;
-    return the exit code: 1 if a single run left a step failed after its retries, else 0. A stop
-    waits for the table being maintained. ``missing_ok``: a table not created yet is skipped, not a
-    failure (see ``maintain_tables``)."""
-    counters = MaintenanceCounters()
+    """Maintain ``tables`` once (``interval_seconds`` 0) or every ``interval_seconds`` until ``stop``,
+    counting into ``counters``; return the exit code: 1 if a single run left a step failed after its
+    retries, else 0. A stop waits for the table being maintained. ``missing_ok``: a table not created
+    yet is skipped, not a failure (see ``maintain_tables``)."""
     catalog, namespace = settings.catalog.name, settings.catalog.namespace
-    if interval_seconds:  # ops hook: Prometheus on metrics.maintenance_port (0 = off)
-        serve_job_metrics(settings.metrics.maintenance_port, settings.state_dir, MAINTENANCE, counters.samples)
 
     def record(reports: list[MaintenanceReport], seconds: float) -> None:
         """Ops hook: a complete run without a failed step is a success for `lakehouse status`."""

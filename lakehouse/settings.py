@@ -11,7 +11,9 @@ started from, agrees on the same local state directory, catalog file and warehou
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,6 +60,28 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` is neither an IP address nor a host name, or None. The name is not looked up:
+    only its form is checked (labels of letters, digits, ``-`` and ``_``, at most 253 characters);
+    a name whose last label is a number (``300.1.1.1``) is taken as a mistyped IPv4 address."""
+    if not host:
+        return "is empty: name an IP address or a host name"
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    labels = (host[:-1] if host.endswith(".") else host).split(".")
+    if len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        return f"{host!r} is neither an IP address nor a host name"
+    if labels[-1].isdigit():
+        return f"{host!r} is not an IP address (each of its 4 parts is 0-255)"
+    return None
+
+
 class LocalSettings(_Section):
     """Where the embedded stack keeps its state: broker logs, the local servers' data, ops records.
 
@@ -77,12 +101,37 @@ class LocalSettings(_Section):
     # The address the local REST catalog server listens on: loopback, unless other hosts must reach it.
     rest_catalog_bind_address: str = "127.0.0.1"
 
+    @field_validator("rest_catalog_bind_address")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        if problem := host_problem(value):
+            raise ValueError(problem)
+        return value
+
     @field_validator("state_dir", "kafka_jars_dir", "spark_jars_dir", "rest_catalog_jars_dir", mode="before")
     @classmethod
     def _named_folder(cls, value: object) -> object:
         if isinstance(value, str | Path) and not str(value).strip():
             raise ValueError("is empty: name a folder (an empty path would be the project root)")
         return Path(value).expanduser() if isinstance(value, str | Path) else value
+
+
+def bootstrap_server_problem(server: str) -> str | None:
+    """Why one ``host:port`` entry of ``kafka.bootstrap_servers`` names no server, or None. An IPv6
+    address goes in brackets (``[::1]:9092``); the host is not looked up."""
+    host, sep, port = server.rpartition(":")
+    if not sep:
+        return "has no port"
+    if not (port.isascii() and port.isdigit()):
+        return f"has port {port!r}, not a number" if port else "has no port"
+    if not 1 <= int(port) <= 65535:
+        return f"has port {port}, outside 1-65535"
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host:
+        return "has no host"
+    if any(character.isspace() for character in host):
+        return "has a space in its host"
+    return None
 
 
 class KafkaSettings(_Section):
@@ -114,10 +163,12 @@ class KafkaSettings(_Section):
     @field_validator("bootstrap_servers")
     @classmethod
     def _host_port_list(cls, value: str) -> str:
-        for server in value.split(","):
-            host, sep, port = server.strip().rpartition(":")
-            if not sep or not host or not port.isdigit():
-                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        """Every entry, at start: a port out of range otherwise shows only later, as a broker that
+        never answers (producers, status) or an error inside Kafka's client (jobs)."""
+        problems = [f"{server.strip()!r} {problem}" for server in value.split(",")
+                    if (problem := bootstrap_server_problem(server.strip()))]
+        if problems:
+            raise ValueError(f"{'; '.join(problems)} (expected host:port[,host:port...], port 1-65535)")
         return value
 
     @model_validator(mode="after")
@@ -315,6 +366,15 @@ class SparkSettings(_Section):
     ui_enabled: bool = True
     local_bind_address: str = "127.0.0.1"
 
+    @field_validator("local_bind_address")
+    @classmethod
+    def _an_address(cls, value: str) -> str:
+        """An IP address or a host name, checked at start: Spark takes any string and fails only
+        once its JVM runs, in a Java stack trace (an empty one as late as the driver's RPC URL)."""
+        if problem := host_problem(value):
+            raise ValueError(problem)
+        return value
+
 
 class StatusSettings(_Section):
     """Thresholds of ``lakehouse status``: beyond any of them it reports STALE and exits 1.
@@ -347,7 +407,9 @@ class StatusSettings(_Section):
 
 class MetricsSettings(_Section):
     """Prometheus endpoints, always on 127.0.0.1. Port 0 means no endpoint (the default, so tests
-    and several processes on one machine never clash); each process kind has its own port."""
+    and several processes on one machine never clash); each process kind has its own port, and two
+    processes of one kind need two values. A port already in use ends the second process at start
+    (``lakehouse.ops.metrics_http``)."""
 
     finnhub_port: int = Field(default=0, ge=0, le=65535)
     vnstock_port: int = Field(default=0, ge=0, le=65535)

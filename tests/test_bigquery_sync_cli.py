@@ -70,6 +70,21 @@ def test_a_real_sync_without_credentials_stops_with_one_line_and_exit_status_2(t
     assert done.stdout == ""
 
 
+def test_a_connection_in_no_form_bigquery_takes_ends_the_sync_in_one_line_with_exit_status_2(tmp_path: Path) -> None:
+    environ = without_google_credentials(tmp_path)
+    create_tables(load_settings(environ=environ))
+
+    done = run_sync(environ, "--dry-run", "--connection", "not a connection")
+
+    # Was: exit 0, every table planned "WITH CONNECTION `not a connection`" (a real run: BigQuery refused each).
+    assert (done.returncode, done.stdout) == (2, "")
+    assert [line for line in done.stderr.splitlines() if not line.startswith(("usage:", " "))] == [
+        "python -m jobs.bigquery_sync: error: argument --connection: BigQuery connection 'not a connection' is not "
+        "PROJECT.LOCATION.CONNECTION_ID or projects/PROJECT/locations/LOCATION/connections/CONNECTION_ID "
+        "(e.g. my-project.us.lake)"
+    ]
+
+
 def test_a_dry_run_before_any_job_ran_skips_every_table_instead_of_failing(tmp_path: Path) -> None:
     environ = without_google_credentials(tmp_path / "fresh-clone")  # not even the state folder exists
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,6 +16,7 @@ from lakehouse.bigquery import (
     ExistingTable,
     ExternalTable,
     TablePlan,
+    connection_parts,
     dataset_resource,
     metadata_uri_in,
     plan_table,
@@ -99,6 +102,42 @@ def test_a_connection_goes_into_the_resource_and_the_ddl() -> None:
         "CREATE OR REPLACE EXTERNAL TABLE `my-project.market.trades`\nWITH CONNECTION `my-project.us.lake`\n"
         f"OPTIONS (format = 'ICEBERG', uris = ['{URI_3}'])"
     )
+
+
+@pytest.mark.parametrize(("connection", "parts"), [
+    ("my-project.us.lake", ("my-project", "us", "lake")),
+    ("my-project.asia-southeast1.biglake_conn-2", ("my-project", "asia-southeast1", "biglake_conn-2")),
+    ("example.com:my-project.EU.lake", ("example.com:my-project", "EU", "lake")),
+    ("projects/my-project/locations/us/connections/lake", ("my-project", "us", "lake")),
+])
+def test_a_connection_in_either_form_the_table_api_takes_is_read(connection: str, parts: tuple[str, ...]) -> None:
+    assert connection_parts(connection) == parts
+
+
+@pytest.mark.parametrize(("connection", "said"), [
+    ("lake", "is not PROJECT.LOCATION.CONNECTION_ID or projects/PROJECT/locations/LOCATION/connections/CONNECTION_ID"),
+    ("us.lake", "is not PROJECT.LOCATION.CONNECTION_ID or projects/"),
+    ("", "is not PROJECT.LOCATION.CONNECTION_ID or projects/"),
+    ("my-project.us.", "is not PROJECT.LOCATION.CONNECTION_ID"),
+    ("projects/my-project/locations/us/connections/", "is not PROJECT.LOCATION.CONNECTION_ID"),
+    ("projects/my-project/connections/lake", "is not PROJECT.LOCATION.CONNECTION_ID or projects/"),
+    ("My_Project.us.lake", "project id 'My_Project' must be 6-30 lowercase letters"),
+    ("my-project.u s.lake", "location 'u s' is not a BigQuery location"),
+    ("my-project.us.lake!", "connection id 'lake!' may contain only letters, digits, underscores and hyphens"),
+    ("my-project.us.lake;drop", "connection id 'lake;drop' may contain only"),
+])
+def test_a_connection_in_neither_form_is_refused_naming_the_forms_or_the_bad_part(connection: str, said: str) -> None:
+    with pytest.raises(BigQueryNameError, match=re.escape(said)):
+        connection_parts(connection)
+    with pytest.raises(BigQueryNameError, match=re.escape(said)):
+        desired(connection_id=connection)
+
+
+def test_the_ddl_names_a_connection_given_as_a_resource_path_in_the_dotted_form() -> None:
+    table = desired(connection_id="projects/my-project/locations/us/connections/lake")
+    assert table.resource()["externalDataConfiguration"]["connectionId"] == (
+        "projects/my-project/locations/us/connections/lake")  # the table API takes it as given
+    assert "\nWITH CONNECTION `my-project.us.lake`\n" in table.ddl()
 
 
 def test_dataset_resource_carries_the_location() -> None:

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import re
+import shutil
 import subprocess
+import sys
+import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -60,6 +65,17 @@ def test_spark_submit_checks_the_jobs_settings_before_it_starts_a_jvm(tmp_path: 
     assert (bad.returncode, bad.stdout, bad.stderr) == (2, "", f"config file {missing} does not exist\n")
 
 
+def test_spark_submit_refuses_a_bind_address_that_is_no_address_before_it_starts_a_jvm() -> None:
+    environ = {**os.environ, "LAKEHOUSE__SPARK__LOCAL_BIND_ADDRESS": "not an address"}
+    done = subprocess.run([str(PROJECT_ROOT / "spark-submit.sh"), "raw_trades"], env=environ, capture_output=True,
+                          text=True, timeout=300)
+    # Was: a JVM started and died with java.net.UnknownHostException in a 29-line trace, exit 1.
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    assert done.stderr.splitlines()[1:] == [
+        "  setting 'spark.local_bind_address' (env LAKEHOUSE__SPARK__LOCAL_BIND_ADDRESS): Value error, "
+        "'not an address' is neither an IP address nor a host name"]
+
+
 @pytest.mark.parametrize(("job", "argv", "said"), [
     ("maintenance", ["--interval", "-5"], "argument --interval: must be >= 0, got -5"),
     ("maintenance", ["--interval", "nan"], "argument --interval: must be >= 0, got nan"),
@@ -75,6 +91,11 @@ def test_spark_submit_checks_the_jobs_settings_before_it_starts_a_jvm(tmp_path: 
     ("maintenance", ["--tables", " , "], "argument --tables: names no table; known: "),
     ("maintenance", ["--tables", "trades,trade"], "argument --tables: unknown tables ['trade']; known: ['bars_1m', "),
     ("bigquery_sync", ["--interval", "0"], "argument --interval: must be > 0, got 0"),
+    # Any string went into every table's definition: BigQuery refused each, or a dry run printed it.
+    ("bigquery_sync", ["--dry-run", "--connection", "lake"], "argument --connection: BigQuery connection 'lake' "
+     "is not PROJECT.LOCATION.CONNECTION_ID or projects/PROJECT/locations/LOCATION/connections/CONNECTION_ID"),
+    ("bigquery_sync", ["--connection", "my-project.us.lake;x"], "argument --connection: BigQuery connection "
+     "'my-project.us.lake;x': connection id 'lake;x' may contain only letters, digits, underscores and hyphens"),
     ("bars", ["--max-rows-per-batch", "0"], "argument --max-rows-per-batch: must be >= 1, got 0"),
     ("rebuild_bars", ["--day", "2026-13-01"], "argument --day: not a day YYYY-MM-DD: '2026-13-01' (month must be"),
     ("rebuild_bars", ["--day", "yesterday"], "argument --day: not a day YYYY-MM-DD: 'yesterday'"),
@@ -135,3 +156,90 @@ def test_spark_submit_started_through_a_symlink_finds_the_project(tmp_path: Path
                           timeout=120)
     # Was: the link's folder taken for the project ("spark-submit not found" or "no jars in jars/spark").
     assert (done.returncode, done.stderr) == (2, f"config file {missing} does not exist\n")
+
+
+FAKE_SPARK_SUBMIT = """#!/usr/bin/env bash
+# Stands in for spark-submit: records the --py-files it was given; runs on while $HOLD exists.
+while [[ $# -gt 0 ]]; do [[ "$1" == --py-files ]] && echo "$2" >> "$RECORD"; shift; done
+while [[ -n "${HOLD:-}" && -e "$HOLD" ]]; do sleep 0.1; done
+"""
+
+
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """spark-submit.sh, lakehouse/ and jobs/ copied (the jars linked), so a test's .state/dist and
+    source edits stay its own; a fake spark-submit in SPARK_SUBMIT stands in for the JVM."""
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy2(PROJECT_ROOT / "spark-submit.sh", root)
+    for package in ("lakehouse", "jobs"):
+        shutil.copytree(PROJECT_ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "jars").symlink_to(PROJECT_ROOT / "jars")
+    fake = tmp_path / "fake-spark-submit"
+    fake.write_text(FAKE_SPARK_SUBMIT)
+    fake.chmod(0o755)
+    return root
+
+
+def launch(root: Path, hold: Path | None = None) -> subprocess.Popen[str]:
+    environ = {**os.environ, "SPARK_SUBMIT": str(root.parent / "fake-spark-submit"),
+               "RECORD": str(root.parent / "py-files.txt"), "HOLD": str(hold or "")}
+    return subprocess.Popen([str(root / "spark-submit.sh"), "--master", "spark://127.0.0.1:1", "raw_trades"],
+                            env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def launched(root: Path, hold: Path | None = None) -> Path:
+    """Run one launch to its end; the zip it shipped."""
+    done = launch(root, hold)
+    _, stderr = done.communicate(timeout=120)
+    assert done.returncode == 0, stderr
+    return Path((root.parent / "py-files.txt").read_text().splitlines()[-1])
+
+
+def zips(root: Path) -> set[Path]:
+    return set((root / ".state" / "dist").glob("lakehouse-py-*.zip"))
+
+
+def test_spark_submit_ships_one_zip_per_version_of_the_code_and_launches_reuse_it(project_copy: Path) -> None:
+    first, second = launched(project_copy), launched(project_copy)
+
+    # Was: a new 550 KB zip under .state/dist on every launch, none ever removed.
+    assert first == second and zips(project_copy) == {first}
+    assert "lakehouse/settings.py" in zipfile.ZipFile(first).namelist()
+
+
+def test_spark_submit_removes_the_zips_no_running_job_uses_and_keeps_a_running_jobs_zip(
+    project_copy: Path, tmp_path: Path
+) -> None:
+    dist = project_copy / ".state" / "dist"
+    hold = tmp_path / "job-a-runs"
+    hold.touch()
+    job_a = launch(project_copy, hold)  # a job that runs on with its zip
+    record = tmp_path / "py-files.txt"
+    deadline = time.monotonic() + 60
+    while not record.exists():
+        assert time.monotonic() < deadline and job_a.poll() is None, job_a.stderr and job_a.stderr.read()
+        time.sleep(0.1)
+    zip_a = Path(record.read_text().strip())
+    leftover, partial = dist / "lakehouse-py-Ab12Cd.zip", dist / ".partial-x1.zip"  # a launch's before, a killed one's
+    named = dist / "lakehouse-py-Ef34Gh.zip"
+    for path in (leftover, partial, named):
+        path.write_bytes(b"PK")
+    # A job started by an earlier spark-submit.sh, which took no lock: it names its zip on its command line.
+    older_job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "--py-files", str(named)])
+    try:
+        with (project_copy / "jobs" / "raw_trades.py").open("a") as source:
+            source.write("# another version of the code\n")
+        zip_b = launched(project_copy)
+        assert zip_b != zip_a
+        assert zips(project_copy) == {zip_a, zip_b, named}  # the leftover and the partial zip are gone
+        assert not partial.exists()
+    finally:
+        older_job.kill()
+        older_job.wait(timeout=30)
+        hold.unlink()
+        job_a.communicate(timeout=60)
+    assert job_a.returncode == 0
+
+    assert launched(project_copy) == zip_b
+    assert zips(project_copy) == {zip_b}  # job A's zip once job A had ended, the older job's once it had

@@ -69,6 +69,67 @@ def test_finnhub_symbols_the_trade_model_refuses_are_named_at_start() -> None:
     assert "AAPL" not in str(error.value) and "BRK.B" not in str(error.value)
 
 
+@pytest.mark.parametrize(("servers", "said"), [
+    ("127.0.0.1:99999", "'127.0.0.1:99999' has port 99999, outside 1-65535"),
+    ("127.0.0.1:0", "'127.0.0.1:0' has port 0, outside 1-65535"),
+    ("b1:9092,b2:70000", "'b2:70000' has port 70000, outside 1-65535"),
+    ("host:", "'host:' has no port"),
+    ("host", "'host' has no port"),
+    (":9092", "':9092' has no host"),
+    ("[]:9092", "'[]:9092' has no host"),
+    ("host:abc", "'host:abc' has port 'abc', not a number"),
+    ("host:９０９２", "'host:９０９２' has port '９０９２', not a number"),
+    ("b1:9092,,b2:9092", "'' has no port"),
+    ("my broker:9092", "'my broker:9092' has a space in its host"),
+])
+def test_a_bootstrap_server_without_a_host_or_a_port_in_range_is_named_at_start(servers: str, said: str) -> None:
+    # A port out of range was accepted: producers then said no broker answered, status "KafkaTimeoutError".
+    with pytest.raises(SettingsError) as error:
+        load_settings(environ={"LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": servers})
+
+    message = str(error.value)
+    assert "LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS" in message and said in message, message
+    assert "(expected host:port[,host:port...], port 1-65535)" in message
+
+
+@pytest.mark.parametrize("servers", [
+    "b1:9092, b2:9092", "[::1]:9092", "::1:9092", "kafka_1:1", "10.0.0.7:65535",
+    "bootstrap.market.us-east1.managedkafka.my-project.cloud.goog:9092",
+])
+def test_bootstrap_servers_of_names_and_ip_addresses_are_accepted(servers: str) -> None:
+    assert load_settings(environ={"LAKEHOUSE__KAFKA__BOOTSTRAP_SERVERS": servers}).kafka.bootstrap_servers == servers
+
+
+@pytest.mark.parametrize("variable", ["LAKEHOUSE__SPARK__LOCAL_BIND_ADDRESS",
+                                      "LAKEHOUSE__LOCAL__REST_CATALOG_BIND_ADDRESS"])
+@pytest.mark.parametrize(("address", "said"), [
+    ("not an address", "'not an address' is neither an IP address nor a host name"),
+    ("300.1.1.1", "'300.1.1.1' is not an IP address"),
+    ("1.2.3", "'1.2.3' is not an IP address"),
+    ("", "is empty: name an IP address or a host name"),
+    (" 127.0.0.1", "' 127.0.0.1' is neither an IP address nor a host name"),
+    ("127.0.0.1:4040", "'127.0.0.1:4040' is neither an IP address nor a host name"),
+    ("-driver", "'-driver' is neither an IP address nor a host name"),
+    ("a" * 64 + ".internal", "is neither an IP address nor a host name"),
+])
+def test_a_bind_address_that_is_no_ip_address_or_host_name_is_named_at_start(
+    variable: str, address: str, said: str
+) -> None:
+    # Was accepted: Spark failed in its JVM with UnknownHostException, or on an empty host in its RPC URL.
+    with pytest.raises(SettingsError) as error:
+        load_settings(environ={variable: address})
+
+    assert variable in str(error.value) and said in str(error.value), str(error.value)
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "0.0.0.0", "::1", "localhost", "driver-1.corp.internal", "my_host"])
+def test_an_ip_address_or_a_host_name_is_a_bind_address(address: str) -> None:
+    settings = load_settings(environ={"LAKEHOUSE__SPARK__LOCAL_BIND_ADDRESS": address,
+                                      "LAKEHOUSE__LOCAL__REST_CATALOG_BIND_ADDRESS": address})
+
+    assert settings.spark.local_bind_address == settings.local.rest_catalog_bind_address == address
+
+
 def test_a_missing_config_file_named_by_the_environment_is_an_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
 

@@ -144,11 +144,13 @@ def sample_families(samples: Iterable[Sample]) -> list:  # -> list[prometheus_cl
 
 
 def serve_job_metrics(
-    port: int, state_dir: Path, job: str, live_samples: Callable[[], Iterable[Sample]] | None = None
+    port: int, state_dir: Path, job: str, live_samples: Callable[[], Iterable[Sample]] | None = None,
+    *, setting: str | None = None,
 ) -> Callable[[], None] | None:
     """For a job run with ``--interval``: serve its record on 127.0.0.1:``port`` (0: not at all),
     read from the file at every scrape, so the endpoint and the file never disagree, and what
-    ``live_samples`` returns at that scrape (the process's own counters)."""
+    ``live_samples`` returns at that scrape (the process's own counters). ``setting``: as for
+    ``serve_metrics``."""
     if not port:
         return None
     from prometheus_client import CollectorRegistry
@@ -166,4 +168,4 @@ def serve_job_metrics(
 
     registry = CollectorRegistry()
     registry.register(RecordCollector())
-    return serve_metrics(port, job, registry)
+    return serve_metrics(port, job, registry, setting=setting)

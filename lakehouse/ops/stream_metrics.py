@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -102,10 +102,16 @@ def listen_for_progress(spark: SparkSession) -> None:
     spark.streams.addListener(ProgressMetrics())
 
 
-def start_stream_metrics(spark: SparkSession, port: int) -> None:
-    """Metrics for every query of this application, on 127.0.0.1:``port`` (0: none at all)."""
+def serve_stream_metrics(port: int) -> Callable[[], None] | None:
+    """The endpoint of every query of this application, on 127.0.0.1:``port`` (0: none at all).
+    A job serves it before its Spark session starts: a port it cannot have
+    (``lakehouse.ops.metrics_http.MetricsPortError``) then ends it before any JVM does."""
     from lakehouse.ops.metrics_http import serve_metrics
 
+    return serve_metrics(port, "streaming", setting="streaming_port")
+
+
+def start_stream_metrics(spark: SparkSession, port: int) -> None:
+    """Feed every query's progress into what ``serve_stream_metrics`` serves (port 0: nothing)."""
     if port:
         listen_for_progress(spark)
-        serve_metrics(port, "streaming")

@@ -20,7 +20,7 @@ from lakehouse.job_args import above_zero, at_least
 from lakehouse.kafka_security import kafka_python_options
 from lakehouse.logs import configure_logging
 from lakehouse.ops.market_calendar import US, in_session
-from lakehouse.ops.metrics_http import serve_metrics
+from lakehouse.ops.metrics_http import MetricsPortError, serve_metrics
 from lakehouse.settings import SettingsError, load_settings, symbols_problem, websocket_url_problem
 from producers.backoff import Backoff
 from producers.finnhub.client import FinnhubFeed, FinnhubTopics
@@ -68,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("no Finnhub token: set LAKEHOUSE__FINNHUB__TOKEN (an API key from finnhub.io), "
                   "or point --url / LAKEHOUSE__FINNHUB__URL at a local simulator")
         return 2
+    try:  # ops hook: Prometheus metrics on 127.0.0.1 (metrics.finnhub_port; 0 = off), before any connection
+        stop_metrics = serve_metrics(settings.metrics.finnhub_port, "finnhub producer", setting="finnhub_port")
+    except MetricsPortError as taken:
+        log.error("%s", taken)
+        return 2
     bootstrap = settings.kafka.bootstrap_servers
     missing_broker = no_broker_message(bootstrap)
     if not broker_reachable(bootstrap, args.broker_wait):
@@ -98,9 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         max_frame_bytes=settings.finnhub.max_frame_bytes,
     )
     on_stop_signals("finnhub-producer", feed.request_stop)
-    # Ops hook: Prometheus metrics on 127.0.0.1 (metrics.finnhub_port; 0 = off).
     register_producer_metrics("finnhub", sink, feed.counters, in_session=lambda: in_session(US, datetime.now(UTC)))
-    stop_metrics = serve_metrics(settings.metrics.finnhub_port, "finnhub producer")
     log.info(
         "finnhub producer: %s -> %s (%d symbols)",
         feed.safe_url,

@@ -18,7 +18,7 @@ from lakehouse.job_args import at_least
 from lakehouse.kafka_security import kafka_python_options
 from lakehouse.logs import configure_logging
 from lakehouse.messages import BarInterval
-from lakehouse.ops.metrics_http import serve_metrics
+from lakehouse.ops.metrics_http import MetricsPortError, serve_metrics
 from lakehouse.settings import SettingsError, load_settings
 from producers.kafka_sink import KafkaSink, SinkConfig, broker_reachable, no_broker_message, spool_file
 from producers.lifecycle import on_stop_signals
@@ -73,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 2
+    try:  # ops hook: Prometheus metrics on 127.0.0.1 (metrics.vnstock_port; 0 = off), before any connection
+        serve_metrics(settings.metrics.vnstock_port, "vnstock producer", setting="vnstock_port")
+    except MetricsPortError as taken:
+        log.error("%s", taken)
+        return 2
     bootstrap = settings.kafka.bootstrap_servers
     if not broker_reachable(bootstrap, args.broker_wait):
         log.error("%s", no_broker_message(bootstrap))
@@ -109,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         intervals,
     )
     on_stop_signals("vnstock-producer", poller.request_stop)
-    # Ops hook: Prometheus metrics on 127.0.0.1 (metrics.vnstock_port; 0 = off).
     register_producer_metrics("vnstock", sink, poller.counters, in_session=lambda: is_trading_time(datetime.now(UTC)))
-    serve_metrics(settings.metrics.vnstock_port, "vnstock producer")
     log.info(
         "vnstock producer: %s via %s -> %s",
         ",".join(symbols),
