@@ -58,6 +58,15 @@ class NotBefore:
 
 EpochMs = Annotated[int, Field(le=LATEST_EPOCH_MS), NotBefore(EARLIEST_EPOCH_MS, "2000-01-01T00:00Z")]
 
+# Prices and volumes end where no market is (the dearest share trades near 1e6, a meme token's
+# trade near 1e10 units) and well before float64 does: a bar's notional is sum(price * volume), and
+# one trade at price 1e308 made it infinite and its VWAP infinite or NaN. At the bounds a trade's
+# notional is 1e27, and a minute of a million such trades is still exact enough and finite.
+MAX_PRICE = 1e12
+MAX_VOLUME = 1e15
+Price = Annotated[float, Field(gt=0, le=MAX_PRICE, allow_inf_nan=False)]
+Volume = Annotated[float, Field(ge=0, le=MAX_VOLUME, allow_inf_nan=False)]
+
 
 class Source(StrEnum):
     FINNHUB = "finnhub"
@@ -84,8 +93,8 @@ class Trade(_Message):
 
     source: Source
     symbol: Symbol
-    price: float = Field(gt=0, allow_inf_nan=False)
-    volume: float = Field(ge=0, allow_inf_nan=False)
+    price: Price
+    volume: Volume
     event_time_ms: EpochMs
     # Each code short (Finnhub's are numbers such as "12"): one 1.5 MB code passed the model and
     # Kafka refused the record, which ended the producer.
@@ -113,11 +122,11 @@ class VendorBar(_Message):
     symbol: Symbol
     interval: BarInterval
     bar_start_ms: EpochMs
-    open: float = Field(gt=0, allow_inf_nan=False)
-    high: float = Field(gt=0, allow_inf_nan=False)
-    low: float = Field(gt=0, allow_inf_nan=False)
-    close: float = Field(gt=0, allow_inf_nan=False)
-    volume: float = Field(ge=0, allow_inf_nan=False)
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: Volume
     received_time_ms: EpochMs
 
     @model_validator(mode="after")

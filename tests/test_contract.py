@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import itertools
 import json
+import math
 import re
 from typing import Any
 
@@ -18,7 +19,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from lakehouse.catalog import spark_table_name
-from lakehouse.messages import FeedEvent, QuarantinedInput, Trade, VendorBar
+from lakehouse.messages import MAX_PRICE, MAX_VOLUME, FeedEvent, QuarantinedInput, Trade, VendorBar
 from lakehouse.parsing import EMPTY_MESSAGE, PARSED, REJECT_REASON, MessageParser, canonical_form, reject_reason
 from lakehouse.settings import Settings
 from lakehouse.tables import QUARANTINE, TRADES
@@ -107,6 +108,24 @@ def test_the_issues_hostile_examples_get_the_models_verdict_and_values(spark) ->
     for name in ("canonical, event time 0", "canonical, event time a millisecond before 2000"):
         assert verdicts[name][0] is None and "is before 2000-01-01T00:00Z" in verdicts[name][1], name
     assert verdicts["canonical, event time 2000-01-01T00:00Z"][1] is None
+    # One trade at price 1e308 made its bar's notional, and so its VWAP, infinite.
+    for name in ("canonical, price 1e308", "canonical, price just over 1e12", "canonical, volume 1e300"):
+        assert verdicts[name][0] is None and "less than or equal to 1000000000000" in verdicts[name][1], name
+    assert verdicts["canonical, price 1e12"][1] is None and verdicts["canonical, volume 1e15"][1] is None
+
+
+@pytest.mark.parametrize("model", [Trade, VendorBar])
+def test_the_largest_prices_and_volumes_keep_a_bars_sums_finite(model) -> None:
+    """The bounds hold on every price and volume field, and a minute of a million trades at both
+    bounds still sums to a finite notional."""
+    base = valid_trade(0) if model is Trade else VALID_BAR
+    prices = [n for n in ("price", "open", "high", "low", "close") if n in model.model_fields]
+    at_bounds = {**base, **dict.fromkeys(prices, MAX_PRICE), "volume": MAX_VOLUME}
+    assert model.model_validate(at_bounds)
+    for name, over in [*((n, MAX_PRICE * 1.000001) for n in prices), ("volume", MAX_VOLUME * 1.000001)]:
+        with pytest.raises(pydantic.ValidationError):
+            model.model_validate({**at_bounds, name: over})
+    assert math.isfinite(sum([MAX_PRICE * MAX_VOLUME] * 1_000_000))
 
 
 EPOCH_MS_FIELDS = [(model, base, name) for model, base in ((Trade, valid_trade(0)), (VendorBar, VALID_BAR),
