@@ -463,3 +463,13 @@ def test_the_same_calls_read_a_gs_warehouse_on_the_gcs_emulator(tmp_path: Path) 
         assert len(bars) == 4
         assert lake.symbols() == ["AAPL", "MSFT"]
         assert list(lake.freshness()["symbol"]) == ["AAPL", "MSFT"]
+
+
+# -- argument forms an analyst types ------------------------------------------------------------
+
+
+def test_one_column_can_be_named_without_a_list(lakehouse: Lakehouse) -> None:
+    """``columns="price"`` was read as the columns 'p', 'r', 'i', 'c', 'e'."""
+    one = lakehouse.trades("AAPL", "2026-01-05 15:00", "2026-01-05 15:01", columns="price")
+    listed = lakehouse.trades("AAPL", "2026-01-05 15:00", "2026-01-05 15:01", columns=["price"])
+    pd.testing.assert_frame_equal(one, listed)

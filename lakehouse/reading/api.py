@@ -316,15 +316,18 @@ class Lakehouse:
         symbols: Symbols,
         start: TimeLike,
         end: TimeLike,
-        columns: Sequence[str] | None = None,
+        columns: str | Sequence[str] | None = None,
     ) -> pa.Table:
         """Trades whose ``event_time`` is in ``[start, end)``, sorted by symbol then event time.
 
         All trades are returned, including those the bar rule leaves out (odd lots, Form T...):
-        ``conditions`` says which.
+        ``conditions`` says which. ``columns`` is one column name or a list of them; ``symbol`` and
+        ``event_time`` always come first.
         """
         wanted = symbol_list(symbols)
         start_utc, end_utc = time_range(start, end)
+        if isinstance(columns, str):  # one name, not its letters
+            columns = [columns]
         if columns:
             unknown = [c for c in columns if c not in TRADES.column_names]
             if unknown:
@@ -340,7 +343,7 @@ class Lakehouse:
         symbols: Symbols,
         start: TimeLike,
         end: TimeLike,
-        columns: Sequence[str] | None = None,
+        columns: str | Sequence[str] | None = None,
     ) -> pd.DataFrame:
         return self.trades_arrow(symbols, start, end, columns).to_pandas()
 
