@@ -473,3 +473,12 @@ def test_one_column_can_be_named_without_a_list(lakehouse: Lakehouse) -> None:
     one = lakehouse.trades("AAPL", "2026-01-05 15:00", "2026-01-05 15:01", columns="price")
     listed = lakehouse.trades("AAPL", "2026-01-05 15:00", "2026-01-05 15:01", columns=["price"])
     pd.testing.assert_frame_equal(one, listed)
+@pytest.mark.parametrize("table", ["quarantine", "feed_events"])
+def test_symbols_of_a_table_not_partitioned_by_symbol_names_the_tables_that_are(
+    lakehouse: Lakehouse, table: str
+) -> None:
+    """It failed deep inside pyiceberg ("Could not find column: 'symbol'") or pyarrow."""
+    with pytest.raises(ValueError, match=rf"table {table} is not partitioned by symbol; .*trades, bars_1m"):
+        lakehouse.symbols(table)
+
+

@@ -53,6 +53,7 @@ from lakehouse.reading.errors import (
 from lakehouse.reading.rollup import interval_seconds, rollup_bars
 from lakehouse.settings import Settings, load_settings
 from lakehouse.tables import (
+    ALL_TABLES,
     BARS_1M,
     EVENT_TIME_COLUMN,
     FEED_EVENTS,
@@ -82,6 +83,10 @@ TIME_COLUMN: dict[str, str] = {
     FEED_EVENTS.name: "start_time",
     VENDOR_BARS.name: "bar_start",
 }
+
+
+# The tables partitioned by symbol, whose symbols ``Lakehouse.symbols`` lists from partition metadata.
+SYMBOL_TABLES: tuple[TableDef, ...] = tuple(t for t in ALL_TABLES if "symbol" in t.partition_by)
 
 
 # Our interval names -> the vendor's (vnstock) for the same bar length.
@@ -445,8 +450,14 @@ class Lakehouse:
         return frame.loc[:, ["table", "exists", "newest_event_time", "age", "rows", "snapshots"]]
 
     def symbols(self, table: TableDef | str = BARS_1M) -> list[str]:
-        """The symbols ``table`` holds data for, from partition metadata (no data files are read)."""
+        """The symbols ``table`` holds data for, from partition metadata (no data files are read).
+
+        Only the tables partitioned by symbol (``SYMBOL_TABLES``: trades, bars_1m, vendor_bars,
+        late_trades) can answer so; another table is refused."""
         table = table_def(table)
+        if table not in SYMBOL_TABLES:
+            raise ValueError(f"table {table.name} is not partitioned by symbol; symbols() reads "
+                             f"{', '.join(t.name for t in SYMBOL_TABLES)}")
         loaded = self.table(table)
         if loaded.current_snapshot() is None:  # created, never written
             return []
