@@ -482,3 +482,8 @@ def test_symbols_of_a_table_not_partitioned_by_symbol_names_the_tables_that_are(
         lakehouse.symbols(table)
 
 
+@pytest.mark.parametrize("minutes", [float("inf"), 10**12])
+def test_latest_bars_over_a_span_longer_than_the_data_are_all_its_bars(lakehouse: Lakehouse, minutes: float) -> None:
+    """An unbounded span raised OverflowError from datetime arithmetic."""
+    everything = lakehouse.latest_bars("AAPL", minutes=minutes)
+    assert len(everything) == len(lakehouse.bars("AAPL", DAY, DAY + timedelta(days=1))) == 390

@@ -64,7 +64,7 @@ from lakehouse.tables import (
     TableDef,
     tables_named,
 )
-from lakehouse.times import floor_to, to_utc, utc_now
+from lakehouse.times import EPOCH, floor_to, to_utc, utc_now
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -354,7 +354,8 @@ class Lakehouse:
 
     def latest_bars(self, symbols: Symbols | None = None, minutes: int = 60, interval: str = "1m") -> pd.DataFrame:
         """Each symbol's last ``minutes`` of bars, ending at its newest bar (no need to know when
-        the data stops, which for replayed demo data is not today)."""
+        the data stops, which for replayed demo data is not today). A span longer than the data
+        (``float("inf")`` included) gives all of it."""
         if isinstance(minutes, bool) or not isinstance(minutes, int | float) or not minutes > 0:
             raise ValueError(f"minutes must be a number above 0, got {minutes!r}")
         newest = self._newest_per_symbol(BARS_1M, "window_end")
@@ -366,7 +367,10 @@ class Lakehouse:
             newest = {s: newest[s] for s in wanted}
         if not newest:
             return self._empty(BARS_1M)
-        span = timedelta(minutes=minutes)
+        # A span reaching before 1970 holds every bar (the contract's times start in 2000): cut there,
+        # so no datetime arithmetic overflows (float('inf'), 10**12 minutes).
+        reach = min(newest.values()) - EPOCH
+        span = timedelta(minutes=minutes) if minutes < reach / timedelta(minutes=1) else reach
         bars = self.bars(list(newest), min(newest.values()) - span, max(newest.values()), interval)
         cutoff = bars["symbol"].map({s: end - span for s, end in newest.items()})
         return bars[bars["window_start"] >= cutoff].reset_index(drop=True)
