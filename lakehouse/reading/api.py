@@ -565,6 +565,8 @@ class Lakehouse:
     def late_trade_example(self, symbol: str) -> dict[str, object] | None:
         """One late trade of ``symbol`` (the one detected last), as stored in ``late_trades``; None
         when the symbol has none."""
+        if not isinstance(symbol, str) or not symbol:
+            raise ValueError(f"expected one symbol, got {symbol!r}")
         rows = self.scan_arrow(LATE_TRADES, row_filter(LATE_TRADES, [symbol]))
         if rows.num_rows == 0:
             return None

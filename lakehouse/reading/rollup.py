@@ -19,7 +19,7 @@ from lakehouse.tables import BARS_1M
 def interval_seconds(interval: str) -> int:
     try:
         return INTERVAL_SECONDS[interval]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: a list or other unhashable value
         raise UnknownIntervalError(
             f"unknown bar interval {interval!r}; choose one of {', '.join(INTERVAL_SECONDS)}"
         ) from None
