@@ -157,3 +157,37 @@ def test_notebooks_are_committed_without_outputs() -> None:
 
 def test_there_are_four_notebooks() -> None:
     assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04"]
+
+
+PYICEBERG_NOTEBOOKS = [p for p in NOTEBOOKS if "spark" not in p.stem]  # 04 starts a Spark session
+
+
+@pytest.mark.parametrize("path", PYICEBERG_NOTEBOOKS, ids=[p.stem for p in PYICEBERG_NOTEBOOKS])
+@pytest.mark.parametrize("symbol, symbols, expected", [
+    ("aapl", ("AAPL", "MSFT"), r"unknown symbol 'aapl' \(did you mean AAPL\?\) in table bars_1m"),
+    (None, (), r"table bars_1m holds no symbols yet: run `make demo`"),
+], ids=["lower-case symbol", "no bars yet"])
+def test_a_symbol_parameter_it_cannot_chart_stops_the_notebook_in_its_first_cell(
+    path: Path, symbol: str | None, symbols: tuple[str, ...], expected: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A symbol the lakehouse does not hold failed cells later ("Cannot cut empty array" in 02) or
+    not at all (03); a lakehouse without bars with "list index out of range"."""
+    from nbclient.exceptions import CellExecutionError
+
+    from tests.test_reader import embedded_settings
+
+    settings = embedded_settings(tmp_path / "lakehouse")
+    if symbols:
+        synthetic.write_demo_lakehouse(settings, symbols=symbols, commits=1)
+    else:
+        synthetic.create_tables(settings)
+    for name, value in {"LAKEHOUSE__LOCAL__STATE_DIR": str(settings.state_dir), "LAKEHOUSE__CATALOG__URI":
+                        settings.catalog.uri, "LAKEHOUSE__CATALOG__WAREHOUSE": settings.catalog.warehouse}.items():
+        monkeypatch.setenv(name, value)
+    notebook = with_parameters(nbformat.read(path, as_version=4), OUTPUT_DIR=str(tmp_path / "charts"), SYMBOL=symbol)
+
+    with pytest.raises(CellExecutionError, match=expected) as stopped:
+        NotebookClient(notebook, timeout=120, kernel_name="python3",
+                       resources={"metadata": {"path": str(NOTEBOOKS_DIR)}}).execute()
+    assert "symbols = lake.symbols()" in str(stopped.value)  # the first cell after the parameters

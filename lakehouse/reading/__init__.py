@@ -3,7 +3,7 @@
 See ``lakehouse.reading.api`` for what each call reads and how it prunes.
 """
 
-from lakehouse.reading.api import Lakehouse, row_filter
+from lakehouse.reading.api import Lakehouse, pick_symbol, row_filter
 from lakehouse.reading.errors import (
     CatalogUnavailableError,
     EmptyRangeError,
@@ -26,6 +26,7 @@ __all__ = [
     "UnknownColumnError",
     "UnknownIntervalError",
     "UnknownSymbolError",
+    "pick_symbol",
     "rollup_bars",
     "row_filter",
 ]

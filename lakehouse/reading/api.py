@@ -42,6 +42,7 @@ from lakehouse.catalog import (
 )
 from lakehouse.ops.market_calendar import MARKETS
 from lakehouse.reading.errors import (
+    CREATED_BY,
     CatalogUnavailableError,
     EmptyRangeError,
     MissingCatalogError,
@@ -99,6 +100,24 @@ def symbol_list(symbols: Symbols) -> list[str]:
     if not items or not all(isinstance(s, str) and s for s in items):
         raise ValueError(f"expected a symbol or a non-empty list of symbols, got {symbols!r}")
     return list(dict.fromkeys(items))
+
+
+def pick_symbol(symbol: str | None, known: Sequence[str], table: TableDef = BARS_1M) -> str:
+    """A notebook's ``SYMBOL`` parameter, checked once where it is set: ``symbol`` if it is one of
+    ``known`` (the symbols ``table`` holds), the first of them when ``symbol`` is None or empty.
+
+    An unknown symbol raises ``UnknownSymbolError`` (close matches, what exists) and a table with no
+    symbols ``ReadError``, instead of an empty selection failing cells later ("Cannot cut empty array")."""
+    if symbol is None or symbol == "":
+        if not known:
+            raise ReadError(f"table {table.name} holds no symbols yet: run `make demo`, or wait for "
+                            f"{CREATED_BY.get(table.name, 'its job')} to commit, then run this cell again")
+        return known[0]
+    if not isinstance(symbol, str):
+        raise ValueError(f"expected one symbol (a string) or None, got {symbol!r}")
+    if symbol not in known:
+        raise UnknownSymbolError([symbol], known, table)
+    return symbol
 
 
 def table_def(table: TableDef | str) -> TableDef:
