@@ -496,3 +496,20 @@ def test_a_symbol_or_interval_of_the_wrong_type_is_refused_in_the_readers_words(
         lakehouse.late_trade_example(["AAPL"])
     with pytest.raises(UnknownIntervalError, match=r"unknown bar interval \['5m'\]; choose one of 1m, 5m"):
         lakehouse.bars("AAPL", "2026-01-05", "2026-01-06", interval=["5m"])
+
+
+@pytest.mark.parametrize("minutes, interval, starts", [
+    (60, "1d", ["00:00"]),
+    (30, "1h", ["19:00"]),
+    (90, "1h", ["18:00", "19:00"]),
+    (7, "5m", ["19:50", "19:55"]),
+])
+def test_latest_bars_of_a_coarser_interval_are_those_holding_the_last_minutes(
+    lakehouse: Lakehouse, minutes: int, interval: str, starts: list[str]
+) -> None:
+    """The bar holding the span's first minute starts before it, and was dropped: the last hour in
+    day bars, or the last 30 minutes in hour bars, came back empty."""
+    latest = lakehouse.latest_bars("AAPL", minutes=minutes, interval=interval)
+    assert latest["window_start"].tolist() == [pd.Timestamp(f"2026-01-05 {s}", tz="UTC") for s in starts]
+    whole = lakehouse.bars("AAPL", latest["window_start"].iloc[0], "2026-01-05 20:00", interval=interval)
+    pd.testing.assert_frame_equal(latest, whole)

@@ -374,9 +374,14 @@ class Lakehouse:
     def latest_bars(self, symbols: Symbols | None = None, minutes: int = 60, interval: str = "1m") -> pd.DataFrame:
         """Each symbol's last ``minutes`` of bars, ending at its newest bar (no need to know when
         the data stops, which for replayed demo data is not today). A span longer than the data
-        (``float("inf")`` included) gives all of it."""
+        (``float("inf")`` included) gives all of it.
+
+        With an ``interval`` above ``1m``, the bars of that interval holding any of those minutes,
+        as ``bars`` gives them: the first may start before the span (the last hour in day bars is
+        that day's bar), and the last holds only the minutes up to the newest bar's end."""
         if isinstance(minutes, bool) or not isinstance(minutes, int | float) or not minutes > 0:
             raise ValueError(f"minutes must be a number above 0, got {minutes!r}")
+        seconds = interval_seconds(interval)
         newest = self._newest_per_symbol(BARS_1M, "window_end")
         if symbols is not None:
             wanted = symbol_list(symbols)
@@ -391,7 +396,7 @@ class Lakehouse:
         reach = min(newest.values()) - EPOCH
         span = timedelta(minutes=minutes) if minutes < reach / timedelta(minutes=1) else reach
         bars = self.bars(list(newest), min(newest.values()) - span, max(newest.values()), interval)
-        cutoff = bars["symbol"].map({s: end - span for s, end in newest.items()})
+        cutoff = bars["symbol"].map({s: floor_to(end - span, seconds) for s, end in newest.items()})
         return bars[bars["window_start"] >= cutoff].reset_index(drop=True)
 
     def latest_bar_per_symbol(self, symbols: Symbols | None = None) -> pd.DataFrame:
