@@ -10,6 +10,7 @@ only inside ``to_utc``).
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     TimeLike = datetime | date | str | pd.Timestamp
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A date typed with the year last (05/01/2026, 5.1.2026, 01-05-2026): day and month cannot be told apart.
+DAY_OR_MONTH_FIRST = re.compile(r"\s*\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b")
 
 
 def to_epoch_micros(moment: datetime) -> int:
@@ -53,12 +56,17 @@ def to_utc(value: TimeLike) -> datetime:
     """Parse ``value`` into a tz-aware UTC ``datetime`` (microsecond precision, as Iceberg stores); a
     naive value is UTC, a value with a zone is converted. ``"now"`` is the current UTC time and
     ``"today"`` the start of the current UTC day (pandas reads both in the machine's local zone, so
-    a notebook in Hanoi asked for "now" got a time seven hours ahead)."""
+    a notebook in Hanoi asked for "now" got a time seven hours ahead). A date written day or month
+    first (``"05/01/2026"``, ``"5.1.2026"``) is refused: pandas reads it month first, 1 May, where
+    much of the world means 5 January."""
     import pandas as pd
 
     if isinstance(value, str) and value.strip().lower() in ("now", "today"):
         now = utc_now()
         return now if value.strip().lower() == "now" else datetime(now.year, now.month, now.day, tzinfo=UTC)
+    if isinstance(value, str) and DAY_OR_MONTH_FIRST.match(value):
+        raise ValueError(f"ambiguous date {value!r}: day or month first? Write it year first, ISO 8601, "
+                         "e.g. '2026-01-05 14:30'")
     if isinstance(value, str):
         try:
             stamp = pd.Timestamp(value)

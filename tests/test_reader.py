@@ -6,6 +6,7 @@ commits (as streaming micro-batches would), so each (symbol, day) partition hold
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -513,3 +514,12 @@ def test_latest_bars_of_a_coarser_interval_are_those_holding_the_last_minutes(
     assert latest["window_start"].tolist() == [pd.Timestamp(f"2026-01-05 {s}", tz="UTC") for s in starts]
     whole = lakehouse.bars("AAPL", latest["window_start"].iloc[0], "2026-01-05 20:00", interval=interval)
     pd.testing.assert_frame_equal(latest, whole)
+
+
+@pytest.mark.parametrize("typed", ["05/01/2026", "5.1.2026", "01-05-2026 14:30", " 5/1/26"])
+def test_a_date_written_day_or_month_first_is_refused_as_ambiguous(typed: str) -> None:
+    """pandas read "5.1.2026" and "05/01/2026" month first, as 1 May: an analyst who meant 5 January
+    got May's bars (or an empty frame) without a word."""
+    with pytest.raises(ValueError, match=rf"ambiguous date {re.escape(repr(typed))}: .*year first.*'2026-01-05 14:30'"):
+        to_utc(typed)
+    assert to_utc("2026-01-05") == to_utc("Jan 5 2026") == datetime(2026, 1, 5, tzinfo=UTC)
