@@ -523,3 +523,21 @@ def test_a_date_written_day_or_month_first_is_refused_as_ambiguous(typed: str) -
     with pytest.raises(ValueError, match=rf"ambiguous date {re.escape(repr(typed))}: .*year first.*'2026-01-05 14:30'"):
         to_utc(typed)
     assert to_utc("2026-01-05") == to_utc("Jan 5 2026") == datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def test_a_lakehouse_can_be_opened_from_its_config_file(
+    reader_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lakehouse("conf/other.toml") failed on first use with "'str' object has no attribute 'catalog'"."""
+    import os
+
+    for name in [n for n in os.environ if n.startswith("LAKEHOUSE__")]:  # the file alone says where
+        monkeypatch.delenv(name)
+    config = tmp_path / "other.toml"
+    catalog = reader_settings.catalog
+    config.write_text(f'[local]\nstate_dir = "{reader_settings.state_dir}"\n'
+                      f'[catalog]\nuri = "{catalog.uri}"\nwarehouse = "{catalog.warehouse}"\n')
+    for given in (str(config), config):
+        assert Lakehouse(given).symbols() == sorted(SYMBOLS)
+    with pytest.raises(TypeError, match=r"expected Settings, a config file's path or None, got dict"):
+        Lakehouse({"catalog": {}})

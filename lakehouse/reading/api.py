@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -188,19 +189,26 @@ def vendor_bar_day(frame: pd.DataFrame) -> pd.Series:
 
 class Lakehouse:
     """Read the lakehouse tables named in ``settings`` (default: ``load_settings()``, which honours
-    ``LAKEHOUSE__*`` environment variables and ``conf/lakehouse.toml``).
+    ``LAKEHOUSE__*`` environment variables and ``conf/lakehouse.toml``), or in the config file at
+    that path (``Lakehouse("conf/other.toml")``, with the same environment variables over it).
 
     ``clock`` gives "now" for ``freshness``; tests pass a fixed one.
     """
 
     def __init__(
         self,
-        settings: Settings | None = None,
+        settings: Settings | str | Path | None = None,
         *,
         catalog: Catalog | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self.settings = settings if settings is not None else load_settings()
+        if isinstance(settings, str | Path):
+            settings = load_settings(Path(settings))
+        elif settings is None:
+            settings = load_settings()
+        elif not isinstance(settings, Settings):
+            raise TypeError(f"expected Settings, a config file's path or None, got {type(settings).__name__}")
+        self.settings = settings
         self._catalog = catalog
         self._clock = clock
         self._loaded: dict[str, Table] = {}  # identifier -> the version last loaded (SQL catalogs)
