@@ -541,3 +541,22 @@ def test_a_lakehouse_can_be_opened_from_its_config_file(
         assert Lakehouse(given).symbols() == sorted(SYMBOLS)
     with pytest.raises(TypeError, match=r"expected Settings, a config file's path or None, got dict"):
         Lakehouse({"catalog": {}})
+
+
+def test_vendor_bars_of_a_symbol_typed_in_another_case_name_the_one_the_vendor_has(tmp_path: Path) -> None:
+    """vendor_bars("fpt") gave an empty frame, as for a symbol the vendor has no bars of, though it
+    holds FPT's; a symbol it does not have at all still gives an empty frame."""
+    settings = embedded_settings(tmp_path)
+    catalog = synthetic.create_tables(settings, (VENDOR_BARS,))
+    stamp = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)
+    row = {"source": "vnstock", "symbol": "FPT", "interval": "1m", "bar_start": stamp, "open": 1.0, "high": 1.0,
+           "low": 1.0, "close": 1.0, "volume": 10.0, "received_time": stamp, "ingested_time": stamp}
+    synthetic.append_rows(catalog.load_table(table_identifier(settings, VENDOR_BARS)),
+                          pa.Table.from_pandas(pd.DataFrame([row]), preserve_index=False))
+    lake = Lakehouse(settings)
+
+    assert len(lake.vendor_bars("FPT", "2026-01-05", "2026-01-06")) == 1
+    for typed in ("fpt", "FPT "):
+        with pytest.raises(UnknownSymbolError, match=rf"symbol '{typed}' \(did you mean FPT\?\) in table vendor_bars"):
+            lake.vendor_bars(typed, "2026-01-05", "2026-01-06")
+    assert lake.vendor_bars(["FPT", "AAPL"], "2026-01-05", "2026-01-06")["symbol"].tolist() == ["FPT"]

@@ -442,9 +442,10 @@ class Lakehouse:
     def vendor_bars(self, symbols: Symbols, start: TimeLike, end: TimeLike, interval: str = "1m") -> pd.DataFrame:
         """The vendor's own bars (vnstock) of ``interval`` whose ``bar_start`` is in ``[start, end)``,
         sorted by symbol then time; empty for symbols the vendor has none of (not an error: most
-        symbols have no vendor bars). A day bar (``1d``) is taken by its market's date, as our own
-        day bars are: vnstock's starts at midnight in Hanoi, 17:00 UTC the day before, and
-        ``[2026-01-05, 2026-01-06)`` gives the bar of 5 January."""
+        symbols have no vendor bars), but a symbol the vendor has in another case or with spaces
+        (``"fpt"`` for ``FPT``) raises ``UnknownSymbolError`` naming it. A day bar (``1d``) is taken
+        by its market's date, as our own day bars are: vnstock's starts at midnight in Hanoi, 17:00
+        UTC the day before, and ``[2026-01-05, 2026-01-06)`` gives the bar of 5 January."""
         interval_seconds(interval)  # an unknown interval is refused the same way as for our bars
         wanted = symbol_list(symbols)
         start_utc, end_utc = time_range(start, end)
@@ -453,6 +454,13 @@ class Lakehouse:
         rows = self.scan_arrow(VENDOR_BARS, And(row_filter(VENDOR_BARS, wanted, start_utc - margin, end_utc + margin),
                                                 EqualTo("interval", VENDOR_INTERVAL[interval])))
         frame = rows.sort_by([("symbol", "ascending"), ("bar_start", "ascending")]).to_pandas()
+        absent = set(wanted) - set(frame["symbol"])
+        if absent:  # no bars is no error, but "fpt" for the vendor's FPT is a typo
+            known = self.symbols(VENDOR_BARS)
+            by_letters = {k.strip().upper() for k in known}
+            mistyped = [s for s in absent if s not in known and s.strip().upper() in by_letters]
+            if mistyped:
+                raise UnknownSymbolError(mistyped, known, VENDOR_BARS)
         if daily:
             day = vendor_bar_day(frame)
             frame = frame[(day >= start_utc) & (day < end_utc)].reset_index(drop=True)
