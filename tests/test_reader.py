@@ -560,3 +560,29 @@ def test_vendor_bars_of_a_symbol_typed_in_another_case_name_the_one_the_vendor_h
         with pytest.raises(UnknownSymbolError, match=rf"symbol '{typed}' \(did you mean FPT\?\) in table vendor_bars"):
             lake.vendor_bars(typed, "2026-01-05", "2026-01-06")
     assert lake.vendor_bars(["FPT", "AAPL"], "2026-01-05", "2026-01-06")["symbol"].tolist() == ["FPT"]
+
+
+def test_latest_bars_of_a_stale_symbol_do_not_read_the_others_history(tmp_path: Path) -> None:
+    """latest_bars read every symbol from the stalest one's newest bar to the freshest one's: one
+    symbol silent for a month made it load a month of minute bars of every other symbol."""
+
+    class CountingLakehouse(Lakehouse):
+        rows_read = 0
+
+        def scan_arrow(self, *args, **kwargs) -> pa.Table:
+            rows = super().scan_arrow(*args, **kwargs)
+            self.rows_read += rows.num_rows
+            return rows
+
+    settings = embedded_settings(tmp_path)
+    synthetic.write_demo_lakehouse(settings, symbols=("AAPL",), day=DAY, commits=1)
+    synthetic.write_demo_lakehouse(settings, symbols=("MSFT", "NVDA"), day=DAY + timedelta(days=28), commits=1)
+    lake = CountingLakehouse(settings)
+
+    latest = lake.latest_bars(minutes=10)
+
+    assert latest.groupby("symbol")["window_end"].max().dt.day.to_dict() == {"AAPL": 5, "MSFT": 2, "NVDA": 2}
+    assert latest.groupby("symbol").size().to_dict() == {"AAPL": 10, "MSFT": 10, "NVDA": 10}
+    assert latest[["symbol", "window_start"]].equals(latest.sort_values(["symbol", "window_start"])[
+        ["symbol", "window_start"]].reset_index(drop=True))
+    assert lake.rows_read == 30

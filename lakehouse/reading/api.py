@@ -104,6 +104,19 @@ def symbol_list(symbols: Symbols) -> list[str]:
     return list(dict.fromkeys(items))
 
 
+def read_together(newest: dict[str, datetime], span: timedelta) -> list[tuple[list[str], datetime, datetime]]:
+    """The symbols whose last ``span`` (ending at their ``newest`` time) fit in one range at most
+    two spans long, as ``(symbols, start, end)`` reads: a symbol that stopped trading long ago is
+    read on its own, not by reading every other symbol from its time on."""
+    groups: list[tuple[list[str], datetime, datetime]] = []
+    for symbol, end in sorted(newest.items(), key=lambda item: (item[1], item[0])):
+        if groups and end - groups[-1][1] <= 2 * span:
+            groups[-1] = (groups[-1][0] + [symbol], groups[-1][1], end)
+        else:
+            groups.append(([symbol], end - span, end))
+    return groups
+
+
 def pick_symbol(symbol: str | None, known: Sequence[str], table: TableDef = BARS_1M) -> str:
     """A notebook's ``SYMBOL`` parameter, checked once where it is set: ``symbol`` if it is one of
     ``known`` (the symbols ``table`` holds), the first of them when ``symbol`` is None or empty.
@@ -404,7 +417,8 @@ class Lakehouse:
         # so no datetime arithmetic overflows (float('inf'), 10**12 minutes).
         reach = min(newest.values()) - EPOCH
         span = timedelta(minutes=minutes) if minutes < reach / timedelta(minutes=1) else reach
-        bars = self.bars(list(newest), min(newest.values()) - span, max(newest.values()), interval)
+        frames = [self.bars(group, start, end, interval) for group, start, end in read_together(newest, span)]
+        bars = pd.concat(frames, ignore_index=True).sort_values(["symbol", "window_start"], ignore_index=True)
         cutoff = bars["symbol"].map({s: floor_to(end - span, seconds) for s, end in newest.items()})
         return bars[bars["window_start"] >= cutoff].reset_index(drop=True)
 
