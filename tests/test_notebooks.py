@@ -10,6 +10,7 @@ temporary folder. Any cell error fails the test; every chart a notebook saves mu
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import nbformat
@@ -191,3 +192,21 @@ def test_a_symbol_parameter_it_cannot_chart_stops_the_notebook_in_its_first_cell
         NotebookClient(notebook, timeout=120, kernel_name="python3",
                        resources={"metadata": {"path": str(NOTEBOOKS_DIR)}}).execute()
     assert "symbols = lake.symbols()" in str(stopped.value)  # the first cell after the parameters
+
+
+@pytest.mark.parametrize("path", PYICEBERG_NOTEBOOKS, ids=[p.stem for p in PYICEBERG_NOTEBOOKS])
+def test_a_notebook_charts_a_symbol_that_stopped_trading_before_the_others(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """02 analysed the lakehouse's newest day, where the symbol it charts (the first, AAPL, silent
+    for four weeks) had no bars: "Cannot cut empty array" in its volume-at-price cell."""
+    from tests.test_reader import embedded_settings
+
+    settings = embedded_settings(tmp_path / "lakehouse")
+    synthetic.write_demo_lakehouse(settings, symbols=("AAPL",), commits=1)
+    synthetic.write_demo_lakehouse(settings, symbols=("MSFT", "NVDA"), day=synthetic.DEMO_DAY + timedelta(days=28),
+                                   commits=1)
+    for name, value in {"LAKEHOUSE__LOCAL__STATE_DIR": str(settings.state_dir), "LAKEHOUSE__CATALOG__URI":
+                        settings.catalog.uri, "LAKEHOUSE__CATALOG__WAREHOUSE": settings.catalog.warehouse}.items():
+        monkeypatch.setenv(name, value)
+    run_notebook(path, tmp_path)
