@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+import warnings
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -58,7 +59,8 @@ def to_utc(value: TimeLike) -> datetime:
     ``"today"`` the start of the current UTC day (pandas reads both in the machine's local zone, so
     a notebook in Hanoi asked for "now" got a time seven hours ahead). A date written day or month
     first (``"05/01/2026"``, ``"5.1.2026"``) is refused: pandas reads it month first, 1 May, where
-    much of the world means 5 January."""
+    much of the world means 5 January. So is a zone abbreviation (``"09:30 EST"``), which pandas would
+    drop, reading the time as UTC."""
     import pandas as pd
 
     if isinstance(value, str) and value.strip().lower() in ("now", "today"):
@@ -68,10 +70,15 @@ def to_utc(value: TimeLike) -> datetime:
         raise ValueError(f"ambiguous date {value!r}: day or month first? Write it year first, ISO 8601, "
                          "e.g. '2026-01-05 14:30'")
     if isinstance(value, str):
-        try:
-            stamp = pd.Timestamp(value)
-        except ValueError as exc:
-            raise ValueError(f"cannot read {value!r} as a time; use ISO 8601, e.g. '2026-01-05 14:30'") from exc
+        with warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")
+            try:
+                stamp = pd.Timestamp(value)
+            except ValueError as exc:
+                raise ValueError(f"cannot read {value!r} as a time; use ISO 8601, e.g. '2026-01-05 14:30'") from exc
+        if any("un-recognized timezone" in str(w.message) for w in warned):  # pandas dropped it: UTC
+            raise ValueError(f"cannot read the time zone of {value!r}: give its UTC offset, e.g. "
+                             "'2026-01-05 09:30-05:00', or a datetime with tzinfo=ZoneInfo('America/New_York')")
     elif isinstance(value, datetime | date):
         stamp = pd.Timestamp(value)
     else:

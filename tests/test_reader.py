@@ -586,3 +586,12 @@ def test_latest_bars_of_a_stale_symbol_do_not_read_the_others_history(tmp_path: 
     assert latest[["symbol", "window_start"]].equals(latest.sort_values(["symbol", "window_start"])[
         ["symbol", "window_start"]].reset_index(drop=True))
     assert lake.rows_read == 30
+
+
+@pytest.mark.parametrize("typed", ["2026-01-05 09:30 EST", "2026-03-09 09:30 EDT", "2026-01-05 16:30 ICT"])
+def test_a_time_zone_abbreviation_is_refused_not_dropped(typed: str) -> None:
+    """pandas drops a zone it does not know (with a FutureWarning) and the time was read as UTC:
+    the US open typed as "09:30 EST" became 09:30 UTC, five hours early, with no error."""
+    with pytest.raises(ValueError, match=rf"cannot read the time zone of {re.escape(repr(typed))}: .*-05:00"):
+        to_utc(typed)
+    assert to_utc("2026-01-05 09:30 UTC") == to_utc("2026-01-05 09:30Z") == datetime(2026, 1, 5, 9, 30, tzinfo=UTC)

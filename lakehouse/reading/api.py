@@ -9,8 +9,9 @@ The catalog is the one in ``Settings`` (embedded SQLite + local warehouse, or Po
 ``gs://`` warehouse): nothing here knows which. Tables are re-loaded on every call, so a notebook
 cell re-run sees the commits the streaming jobs made since.
 
-Times: arguments may be ``datetime``, ``date`` or ISO strings; naive values are UTC, and a date
-typed day or month first (``"05/01/2026"``) is refused as ambiguous. Results carry tz-aware UTC
+Times: arguments may be ``datetime``, ``date`` or ISO strings; naive values are UTC. A date typed
+day or month first (``"05/01/2026"``) is refused as ambiguous, and a zone abbreviation
+(``"09:30 EST"``) as unreadable: give an offset (``"09:30-05:00"``). Results carry tz-aware UTC
 timestamps. Ranges are half-open, ``[start, end)``.
 """
 
