@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A date typed with the year last (05/01/2026, 5.1.2026, 01-05-2026): day and month cannot be told apart.
+# A time of day alone (14:30, 9:30:15.5): pandas would put it on the machine's local date.
+TIME_OF_DAY = re.compile(r"\s*\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*$")
 DAY_OR_MONTH_FIRST = re.compile(r"\s*\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b")
 
 
@@ -56,16 +58,19 @@ def floor_to(moment: datetime, seconds: int) -> datetime:
 def to_utc(value: TimeLike) -> datetime:
     """Parse ``value`` into a tz-aware UTC ``datetime`` (microsecond precision, as Iceberg stores); a
     naive value is UTC, a value with a zone is converted. ``"now"`` is the current UTC time and
-    ``"today"`` the start of the current UTC day (pandas reads both in the machine's local zone, so
-    a notebook in Hanoi asked for "now" got a time seven hours ahead). A date written day or month
-    first (``"05/01/2026"``, ``"5.1.2026"``) is refused: pandas reads it month first, 1 May, where
-    much of the world means 5 January. So is a zone abbreviation (``"09:30 EST"``), which pandas would
-    drop, reading the time as UTC."""
+    ``"today"`` the start of the current UTC day, and a time of day alone (``"14:30"``) is on the
+    current UTC date (pandas reads all three in the machine's local zone, so a notebook in Hanoi
+    asked for "now" got a time seven hours ahead). A date written day or month first
+    (``"05/01/2026"``, ``"5.1.2026"``) is refused: pandas reads it month first, 1 May, where much of
+    the world means 5 January. So is a zone abbreviation (``"09:30 EST"``), which pandas would drop,
+    reading the time as UTC."""
     import pandas as pd
 
     if isinstance(value, str) and value.strip().lower() in ("now", "today"):
         now = utc_now()
         return now if value.strip().lower() == "now" else datetime(now.year, now.month, now.day, tzinfo=UTC)
+    if isinstance(value, str) and TIME_OF_DAY.match(value):
+        value = f"{utc_now().date().isoformat()} {value.strip()}"
     if isinstance(value, str) and DAY_OR_MONTH_FIRST.match(value):
         raise ValueError(f"ambiguous date {value!r}: day or month first? Write it year first, ISO 8601, "
                          "e.g. '2026-01-05 14:30'")

@@ -595,3 +595,23 @@ def test_a_time_zone_abbreviation_is_refused_not_dropped(typed: str) -> None:
     with pytest.raises(ValueError, match=rf"cannot read the time zone of {re.escape(repr(typed))}: .*-05:00"):
         to_utc(typed)
     assert to_utc("2026-01-05 09:30 UTC") == to_utc("2026-01-05 09:30Z") == datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+
+
+def test_a_time_without_a_date_is_on_todays_utc_date_whatever_the_machines_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pandas puts "14:30" on the machine's local date: in Hanoi before 07:00, tomorrow's in UTC."""
+    import time
+
+    answers = []
+    for zone in ("Etc/GMT-14", "Etc/GMT+12"):  # 26 hours apart: one of them is on another date than UTC
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        try:
+            answers.append((datetime.now(UTC).date(), to_utc("14:30"), to_utc("9:30:15 ")))
+        finally:
+            monkeypatch.undo()
+            time.tzset()
+    for today, afternoon, morning in answers:
+        assert afternoon == datetime(today.year, today.month, today.day, 14, 30, tzinfo=UTC)
+        assert morning == datetime(today.year, today.month, today.day, 9, 30, 15, tzinfo=UTC)
