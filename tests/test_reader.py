@@ -615,3 +615,16 @@ def test_a_time_without_a_date_is_on_todays_utc_date_whatever_the_machines_zone(
     for today, afternoon, morning in answers:
         assert afternoon == datetime(today.year, today.month, today.day, 14, 30, tzinfo=UTC)
         assert morning == datetime(today.year, today.month, today.day, 9, 30, 15, tzinfo=UTC)
+
+
+def test_latest_bar_per_symbol_of_an_empty_table_has_the_columns_types(lakehouse: Lakehouse, tmp_path: Path) -> None:
+    """With no bars yet it gave object columns, so ``latest["window_start"].dt`` failed where the
+    same cell works once data arrives."""
+    settings = embedded_settings(tmp_path)
+    synthetic.create_tables(settings, (BARS_1M,))
+
+    empty = Lakehouse(settings).latest_bar_per_symbol()
+
+    assert empty.empty
+    assert empty.dtypes.to_dict() == lakehouse.latest_bar_per_symbol().dtypes.to_dict()
+    assert empty["window_start"].dt.tz is not None

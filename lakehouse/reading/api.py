@@ -439,8 +439,10 @@ class Lakehouse:
                 raise UnknownSymbolError(unknown, newest, BARS_1M)
             newest = {s: newest[s] for s in wanted}
         columns = [*BARS_1M.column_names, "day_open", "change", "change_pct"]
-        if not newest:
-            return pd.DataFrame(columns=columns)
+        if not newest:  # typed as when there are bars, so the same cell works on both
+            return self._empty(BARS_1M).assign(day_open=pd.Series(dtype="float64"),
+                                               change=pd.Series(dtype="float64"),
+                                               change_pct=pd.Series(dtype="float64")).loc[:, columns]
         by_day: dict[datetime, list[str]] = {}
         for symbol, start in newest.items():
             by_day.setdefault(floor_to(start, 86_400), []).append(symbol)
