@@ -491,10 +491,12 @@ def test_latest_bars_over_a_span_longer_than_the_data_are_all_its_bars(lakehouse
 
 
 def test_a_symbol_or_interval_of_the_wrong_type_is_refused_in_the_readers_words(lakehouse: Lakehouse) -> None:
-    """A list where one symbol is expected failed in pyiceberg ("Invalid literal value"), a list as
-    the interval with "unhashable type"."""
+    """A list where one symbol, topic or reason is expected failed in pyiceberg ("Invalid literal
+    value"), a list as the interval with "unhashable type"."""
     with pytest.raises(ValueError, match=r"expected one symbol, got \['AAPL'\]"):
         lakehouse.late_trade_example(["AAPL"])
+    with pytest.raises(ValueError, match=r"expected a topic and a reason as strings, got \['market.trades'\], None"):
+        lakehouse.quarantine_example(["market.trades"], None)
     with pytest.raises(UnknownIntervalError, match=r"unknown bar interval \['5m'\]; choose one of 1m, 5m"):
         lakehouse.bars("AAPL", "2026-01-05", "2026-01-06", interval=["5m"])
 

@@ -614,6 +614,8 @@ class Lakehouse:
         """One quarantined message of ``topic`` rejected for ``reason`` (the earliest by Kafka
         position), every column as stored: ``raw_value`` holds the message's bytes untouched.
         None when no message matches."""
+        if not isinstance(topic, str) or not isinstance(reason, str):
+            raise ValueError(f"expected a topic and a reason as strings, got {topic!r}, {reason!r}")
         rows = self.scan_arrow(QUARANTINE, And(EqualTo("topic", topic), EqualTo("reason", reason)))
         if rows.num_rows == 0:
             return None
