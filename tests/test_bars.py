@@ -212,7 +212,7 @@ class WatermarkModel:
                 )
                 if window_end <= watermark:
                     late.add(t["trade_id"])
-        newest = max(min(t["event_time"], t["ingested_time"]) for t in batch)
+        newest = max(min(t["event_time"], t["received_time"], t["ingested_time"]) for t in batch)
         self.high_water_mark = max(filter(None, [self.high_water_mark, newest]))
         return late
 
@@ -354,6 +354,21 @@ def test_high_water_mark_is_capped_at_ingest_time_and_never_moves_back() -> None
     assert bars.advance_high_water_mark(None, T0) == T0
     assert bars.advance_high_water_mark(T0, T0 - timedelta(hours=1)) == T0
     assert bars.watermark_from(T0, 60) == T0 - timedelta(minutes=1)
+
+
+def test_the_high_water_mark_candidate_is_capped_at_receive_and_ingest_time(bars_spark: Any) -> None:
+    """A backlog stored now: a trade stamped ahead of the time its producer received it moves the
+    mark no further than that receive time, nor ever past its ingest time."""
+    received = T0 + timedelta(seconds=20)
+    ingested = T0 + timedelta(minutes=30)
+    rows = [
+        {**trade("bad-clock", "AAPL", T0 + timedelta(hours=2), 10.0, offset=1), "received_time": received,
+         "ingested_time": ingested},
+        {**trade("clock-ahead", "MSFT", T0 + timedelta(hours=2), 10.0, offset=2),
+         "received_time": T0 + timedelta(hours=1), "ingested_time": ingested},
+    ]
+    marks = {r["symbol"]: r["mark_us"] for r in bars.batch_by_window(trades_df(bars_spark, rows)).collect()}
+    assert marks == {"AAPL": epoch_us(received), "MSFT": epoch_us(ingested)}
 
 
 def earlier_trades_table(spark: Any, base: Settings, label: str, **changes: Any) -> tuple[Settings, str]:
@@ -902,6 +917,28 @@ def test_a_restarted_job_keeps_future_dated_trades_stored_before_the_restart_in_
     query.stop()
     assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
     assert [bar[5] for bar in stored_bars(bars_spark, settings).values()] == [2]  # both trades, one bar
+
+
+def test_a_future_dated_trade_in_a_backlog_does_not_make_the_rest_of_the_backlog_late(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    # The raw job catching up after a stop stores half an hour of trades now; one of them carries an
+    # exchange time an hour ahead. Capped at its ingest time alone it moved the watermark to now.
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_backlog_future")
+    behind = (datetime.now(UTC) - timedelta(minutes=30)).replace(second=0, microsecond=0)
+    bad_clock = {**trade("bad-clock", "AAPL", datetime.now(UTC) + timedelta(hours=1), 10.0),
+                 "received_time": behind + timedelta(seconds=20)}
+    query = start(bars_spark, settings)
+    try:
+        raw.append([trade("b1", "AAPL", behind + timedelta(seconds=10), 10.0), bad_clock])
+        query.processAllAvailable()
+        raw.append([trade("b2", "AAPL", behind + timedelta(seconds=40), 11.0),
+                    trade("b3", "AAPL", behind + timedelta(seconds=70), 12.0)])
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    assert late_trade_ids(bars_spark, settings) == []
+    assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
 
 
 def test_rebuilding_a_day_replaces_its_bars_with_ones_from_every_stored_trade(
