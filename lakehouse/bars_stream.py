@@ -200,9 +200,10 @@ class BarsBatchWriter:
         trades = (
             session.table(self.trades_table)
             .where(trades_in_ranges(ranges) & (F.col("ingested_time") <= F.lit(ingested_until)))
+            # Every row counts, as in the batches and in rebuild_bars: the raw job stores each trade
+            # once, and a trade_id reused with another symbol or event time is a trade of its own
+            # (docs/contracts.md), so a dedupe on the id would drop a trade.
             .transform(bars.eligible_trades)
-            # The raw table is deduplicated by contract; this keeps the bars exact even if not.
-            .dropDuplicates(["trade_id"])
         )
         whole = bars.partial_bars(trades).join(F.broadcast(wanted), ["symbol", "window_start_us"], "left_semi")
         return [open_bar_from(row) for row in whole.collect()]

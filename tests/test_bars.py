@@ -941,6 +941,26 @@ def test_a_future_dated_trade_in_a_backlog_does_not_make_the_rest_of_the_backlog
     assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
 
 
+def test_two_trades_sharing_an_id_across_symbols_both_make_bars_when_their_windows_are_read_from_the_table(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    # docs/contracts.md: a trade_id reused with another symbol is a trade of its own, stored as a
+    # second row. The job's first batch reads its windows from the table, where a dedupe on the id
+    # alone kept one of the two rows and left the other symbol without its bar.
+    settings, _ = bars_lakehouse(bars_spark, bars_base_settings, "bars_shared_id")
+    rows = [{**trade("shared", symbol, T0 + timedelta(seconds=5), price, offset=offset),
+             "ingested_time": datetime.now(UTC)}
+            for symbol, price, offset in (("AAPL", 10.0, 1), ("MSFT", 20.0, 2))]
+    trades_df(bars_spark, rows).writeTo(spark_table_name(settings, TRADES)).append()
+    query = start(bars_spark, settings)
+    try:
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    assert stored_bars(bars_spark, settings) == reference_bars(rows)
+    assert len(reference_bars(rows)) == 2
+
+
 def test_rebuilding_a_day_replaces_its_bars_with_ones_from_every_stored_trade(
     bars_spark: Any, bars_base_settings: Settings
 ) -> None:
