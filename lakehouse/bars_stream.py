@@ -138,7 +138,7 @@ class BarsBatchWriter:
         )
 
     def _record_late(self, session: SparkSession, late: DataFrame, watermark: datetime, batch_id: int) -> int:
-        """MERGE the too-late trades into ``late_trades`` (insert-only, so a replay adds nothing).
+        """MERGE the too-late trades into ``late_trades`` on its key (insert-only, so a replay adds nothing).
         A second pass over the batch, taken only when it holds late trades."""
         from pyspark.sql import functions as F
 
@@ -160,10 +160,8 @@ class BarsBatchWriter:
         )
         view = f"late_trades_batch_{batch_id}"
         bars.late_trade_records(late_here, watermark).createOrReplaceTempView(view)
-        session.sql(
-            f"MERGE INTO {self.late_table} t USING {view} s ON t.trade_id = s.trade_id "
-            "WHEN NOT MATCHED THEN INSERT *"
-        )
+        on = " AND ".join(f"t.{column} = s.{column}" for column in LATE_TRADES.key)
+        session.sql(f"MERGE INTO {self.late_table} t USING {view} s ON {on} WHEN NOT MATCHED THEN INSERT *")
         session.catalog.dropTempView(view)
         return len(rows)
 

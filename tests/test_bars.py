@@ -961,6 +961,28 @@ def test_two_trades_sharing_an_id_across_symbols_both_make_bars_when_their_windo
     assert len(reference_bars(rows)) == 2
 
 
+def test_late_trades_sharing_an_id_across_symbols_are_each_recorded_once(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    # Two trades of one trade_id (two symbols: two trades, docs/contracts.md) arriving late in two
+    # batches: the late_trades MERGE matched on the id alone and never recorded the second.
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_late_shared_id")
+    late = lambda symbol, offset: {  # noqa: E731
+        **trade("shared", symbol, T0 + timedelta(seconds=5), 1.0, offset=offset), "ingested_time": datetime.now(UTC)}
+    query = start(bars_spark, settings)
+    try:
+        raw.append([trade("early", "AAPL", T0, 10.0), trade("ahead", "AAPL", T0 + timedelta(minutes=3), 11.0)])
+        query.processAllAvailable()
+        for offset, symbol in enumerate(("AAPL", "MSFT"), start=100):
+            trades_df(bars_spark, [late(symbol, offset)]).writeTo(spark_table_name(settings, TRADES)).append()
+            query.processAllAvailable()
+    finally:
+        query.stop()
+    recorded = bars_spark.table(spark_table_name(settings, LATE_TRADES)).select("trade_id", "symbol").collect()
+    assert sorted(tuple(r) for r in recorded) == [("shared", "AAPL"), ("shared", "MSFT")]
+    assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
+
+
 def test_rebuilding_a_day_replaces_its_bars_with_ones_from_every_stored_trade(
     bars_spark: Any, bars_base_settings: Settings
 ) -> None:
