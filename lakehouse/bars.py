@@ -287,6 +287,16 @@ def watermark_from(high_water_mark: datetime | None, allowed_lateness_seconds: f
     return None if high_water_mark is None else high_water_mark - timedelta(seconds=allowed_lateness_seconds)
 
 
+def advance_watermark(
+    previous: datetime | None, high_water_mark: datetime | None, allowed_lateness_seconds: float
+) -> datetime | None:
+    """The watermark: the high-water mark minus the allowed lateness, but never before ``previous``,
+    the watermark the job already closed bars at. A lateness raised between two runs would otherwise
+    move it back and reopen bars written as final: a trade for one was taken as on time and its
+    window's bar written a second time."""
+    return advance_high_water_mark(previous, watermark_from(high_water_mark, allowed_lateness_seconds))
+
+
 def symbol_ranges(windows: Iterable[tuple[str, datetime, datetime]]) -> list[SymbolRange]:
     """Collapse affected (symbol, window_start, window_end) keys to one span per symbol."""
     spans: dict[str, tuple[datetime, datetime]] = {}

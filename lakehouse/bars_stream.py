@@ -81,7 +81,7 @@ class BarsBatchWriter:
         started = time.monotonic()
         session = self.spark
         before = self.progress.before(batch_id)
-        watermark = bars.watermark_from(before.high_water_mark, self.lateness_seconds)
+        watermark = bars.advance_watermark(before.watermark, before.high_water_mark, self.lateness_seconds)
         windows = bars.batch_by_window(batch_df).collect()  # the batch's one full pass
         if not windows:
             return
@@ -103,7 +103,7 @@ class BarsBatchWriter:
         mark = bars.advance_high_water_mark(
             before.high_water_mark, from_epoch_micros(max(w["mark_us"] for w in windows))
         )
-        closed_before = bars.watermark_from(mark, self.lateness_seconds)
+        closed_before = bars.advance_watermark(watermark, mark, self.lateness_seconds)
         open_after = still_open(open_now, None if closed_before is None else to_epoch_micros(closed_before))
         closed = [bar for key, bar in open_now.items() if key not in open_after]
         self.committer.commit(
@@ -118,7 +118,7 @@ class BarsBatchWriter:
             tracked_from_us = self._tracking_starts(session, windows)
         stream_metrics.committed_event_time(QUERY_NAME, mark.timestamp())  # ops hook
         stream_metrics.late_trades(QUERY_NAME, late_count)
-        self.progress.record(batch_id, BarsProgress(mark, open_after, tracked_from_us))
+        self.progress.record(batch_id, BarsProgress(mark, open_after, tracked_from_us, closed_before))
         self.folder.maybe_start()
         elapsed = time.monotonic() - started
         trades = sum(w["trades"] for w in windows)

@@ -356,6 +356,14 @@ def test_high_water_mark_is_capped_at_ingest_time_and_never_moves_back() -> None
     assert bars.watermark_from(T0, 60) == T0 - timedelta(minutes=1)
 
 
+def test_the_watermark_never_moves_back_when_the_lateness_is_raised() -> None:
+    closed_at = T0 - timedelta(minutes=1)
+    assert bars.advance_watermark(closed_at, T0, 600) == closed_at  # a longer lateness reopens nothing
+    assert bars.advance_watermark(closed_at, T0, 30) == T0 - timedelta(seconds=30)
+    assert bars.advance_watermark(None, T0, 60) == closed_at  # progress from before it was kept
+    assert bars.advance_watermark(None, None, 60) is None
+
+
 def test_the_high_water_mark_candidate_is_capped_at_receive_and_ingest_time(bars_spark: Any) -> None:
     """A backlog stored now: a trade stamped ahead of the time its producer received it moves the
     mark no further than that receive time, nor ever past its ingest time."""
@@ -981,6 +989,35 @@ def test_late_trades_sharing_an_id_across_symbols_are_each_recorded_once(
     recorded = bars_spark.table(spark_table_name(settings, LATE_TRADES)).select("trade_id", "symbol").collect()
     assert sorted(tuple(r) for r in recorded) == [("shared", "AAPL"), ("shared", "MSFT")]
     assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
+
+
+def test_a_longer_lateness_after_a_restart_reopens_no_closed_bar(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    # The operator raises streaming.allowed_lateness_seconds and restarts the job: the watermark
+    # computed anew moved back, a trade for a bar already closed (final, appended) counted as on time,
+    # and its partial alone was written as a second row of that bar.
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_lateness_raised")
+    query = start(bars_spark, settings)
+    try:
+        raw.append([trade("before", "AAPL", T0 - timedelta(minutes=5), 9.0)])  # tracking starts at T0 - 4 min
+        query.processAllAvailable()
+        raw.append([trade("w0", "AAPL", T0 + timedelta(seconds=5), 10.0),
+                    trade("ahead", "AAPL", T0 + timedelta(minutes=3), 11.0)])
+        query.processAllAvailable()
+        raw.append([trade("next", "AAPL", T0 + timedelta(minutes=3, seconds=1), 12.0)])  # closes T0's bar
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    query = start(bars_spark, settings.with_streaming(allowed_lateness_seconds=600))
+    try:
+        raw.append([trade("after-raise", "AAPL", T0 + timedelta(seconds=30), 1.0)])
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    applied = [t for t in raw.stored.values() if t["trade_id"] != "after-raise"]
+    assert stored_bars(bars_spark, settings) == reference_bars(applied)
+    assert late_trade_ids(bars_spark, settings) == ["after-raise"]
 
 
 def test_rebuilding_a_day_replaces_its_bars_with_ones_from_every_stored_trade(
