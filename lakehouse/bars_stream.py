@@ -94,7 +94,7 @@ class BarsBatchWriter:
         partials = [open_bar_from(w) for w in on_time if w["trade_count"]]
         known, unknown = split_by_knowledge(partials, before.open_bars, before.tracked_from_us)
         rebuilt = self._bars_from_table(
-            session, [bar.key for bar in unknown], from_epoch_micros(max(w["ingested_us"] for w in windows))
+            session, [bar.key for bar in unknown], batch_df, from_epoch_micros(max(w["ingested_us"] for w in windows))
         )
         open_now, changed = apply_partials(before.open_bars, known)
         updated_us = to_epoch_micros(datetime.now(UTC))
@@ -177,13 +177,17 @@ class BarsBatchWriter:
         return first_window_after(max(newest_stored_us or 0, newest_window_us), bars.BAR_SECONDS)
 
     def _bars_from_table(
-        self, session: SparkSession, windows: list[BarKey], ingested_until: datetime
+        self, session: SparkSession, windows: list[BarKey], batch_df: DataFrame, ingested_until: datetime
     ) -> list[OpenBar]:
         """Whole bars of ``windows`` from the trades table, for windows the job does not hold.
 
-        Read only for those symbols and spans (Iceberg prunes partitions and files) and only up to
-        the newest ``ingested_time`` in this batch, so trades the raw job committed after this
-        batch's snapshots wait for their own batch instead of being counted twice.
+        Read only for those symbols and spans (Iceberg prunes partitions and files), and only the
+        trades stored before this batch's newest ``ingested_time`` (``ingested_until``, one raw-job
+        append), so trades the raw job committed after this batch's snapshots wait for their own
+        batch instead of being counted twice. The trades stamped ``ingested_until`` itself are taken
+        from the batch, not the table: with ``streaming-max-rows-per-micro-batch`` one append's
+        files may be split over two batches, and the table would give the next batch's part here
+        too. (No earlier batch holds an eligible trade of such a window: it would be held.)
         """
         from pyspark.sql import functions as F
 
@@ -195,16 +199,24 @@ class BarsBatchWriter:
         )
         # A small local relation, independent of the streaming plan, to broadcast into the join.
         wanted = session.createDataFrame(windows, "symbol string, window_start_us bigint")
-        trades = (
+        stored_before = (
             session.table(self.trades_table)
-            .where(trades_in_ranges(ranges) & (F.col("ingested_time") <= F.lit(ingested_until)))
+            .where(trades_in_ranges(ranges) & (F.col("ingested_time") < F.lit(ingested_until)))
             # Every row counts, as in the batches and in rebuild_bars: the raw job stores each trade
             # once, and a trade_id reused with another symbol or event time is a trade of its own
             # (docs/contracts.md), so a dedupe on the id would drop a trade.
             .transform(bars.eligible_trades)
         )
-        whole = bars.partial_bars(trades).join(F.broadcast(wanted), ["symbol", "window_start_us"], "left_semi")
-        return [open_bar_from(row) for row in whole.collect()]
+        whole = bars.partial_bars(stored_before).join(F.broadcast(wanted), ["symbol", "window_start_us"], "left_semi")
+        in_batch = (
+            batch_df.where(trades_in_ranges(ranges) & (F.col("ingested_time") == F.lit(ingested_until)))
+            .transform(bars.eligible_trades)
+        )
+        wanted_keys = set(windows)
+        last_append = [bar for bar in map(open_bar_from, bars.partial_bars(in_batch).collect())
+                       if bar.key in wanted_keys]
+        combined, _ = apply_partials({bar.key: bar for bar in map(open_bar_from, whole.collect())}, last_append)
+        return list(combined.values())
 
     def _bar_rows(self, session: SparkSession, bar_list: Iterable[OpenBar], now_us: int) -> DataFrame:
         """``bar_list`` as rows of ``bars_1m``; ``now_us`` is the update time of a bar held from a

@@ -1020,6 +1020,28 @@ def test_a_longer_lateness_after_a_restart_reopens_no_closed_bar(
     assert late_trade_ids(bars_spark, settings) == ["after-raise"]
 
 
+def test_an_append_split_over_two_batches_is_counted_once_in_a_bar_read_from_the_table(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    # streaming-max-rows-per-micro-batch (bars --max-rows-per-batch) may end a batch inside one raw
+    # append (its files); the first batch read the window's trades from the table up to that
+    # append's ingest time, the rest of the append included, and the next batch added them again.
+    settings, _ = bars_lakehouse(bars_spark, bars_base_settings, "bars_split_append")
+    now = datetime.now(UTC)
+    rows = [{**trade(f"s{i}", "AAPL", T0 + timedelta(seconds=5 + i), 10.0 + i, offset=i), "ingested_time": now}
+            for i in range(4)]
+    (trades_df(bars_spark, rows).repartition(4).writeTo(spark_table_name(settings, TRADES))
+     .option("distribution-mode", "none").option("fanout-enabled", "true").append())  # one append, several files
+    query = start_bars_query(bars_spark, settings, max_rows_per_batch=1)
+    try:
+        query.processAllAvailable()
+        batches = [p["numInputRows"] for p in query.recentProgress if p["numInputRows"]]
+    finally:
+        query.stop()
+    assert len(batches) > 1, f"the append should have been split over batches: {batches}"
+    assert stored_bars(bars_spark, settings) == reference_bars(rows)
+
+
 def test_rebuilding_a_day_replaces_its_bars_with_ones_from_every_stored_trade(
     bars_spark: Any, bars_base_settings: Settings
 ) -> None:
