@@ -7,7 +7,8 @@ kafka_offset, trade_id)``: open is the first eligible trade's price, close the l
 position breaks ties between trades in the same microsecond the way the exchange feed ordered them.
 
 Lateness: the bars job keeps a high-water mark (the largest event time it has seen, capped per trade
-at the time the trade was ingested so one bad future timestamp cannot close every bar). The
+at the times the trade was received and ingested, so one bad future timestamp cannot close every bar,
+in real time or while the raw job catches up on a backlog). The
 watermark is that mark minus the allowed lateness; a trade whose window ends at or before the
 watermark is too late to change its bar and is recorded instead (``late_trade_records``).
 
@@ -262,10 +263,15 @@ def late_trade_records(
 
 
 def high_water_mark_candidate() -> Column:
-    """Per trade: how far it may move the high-water mark (event time, capped at its ingest time)."""
+    """Per trade: how far it may move the high-water mark: its event time, capped at the time the
+    producer received it and at the time the raw job stored it. The receive time is what holds when
+    the raw job catches up on a backlog (every trade stored now, its neighbours' event times minutes
+    behind): capped at the ingest time alone, one trade stamped ahead of its receive time moved the
+    mark to now and made the rest of the backlog late. The ingest time still caps a producer whose
+    own clock runs ahead."""
     from pyspark.sql import functions as F
 
-    return F.least(F.col("event_time"), F.col("ingested_time"))
+    return F.least(F.col("event_time"), F.col("received_time"), F.col("ingested_time"))
 
 
 def advance_high_water_mark(previous: datetime | None, batch_max: datetime | None) -> datetime | None:
@@ -279,6 +285,16 @@ def advance_high_water_mark(previous: datetime | None, batch_max: datetime | Non
 
 def watermark_from(high_water_mark: datetime | None, allowed_lateness_seconds: float) -> datetime | None:
     return None if high_water_mark is None else high_water_mark - timedelta(seconds=allowed_lateness_seconds)
+
+
+def advance_watermark(
+    previous: datetime | None, high_water_mark: datetime | None, allowed_lateness_seconds: float
+) -> datetime | None:
+    """The watermark: the high-water mark minus the allowed lateness, but never before ``previous``,
+    the watermark the job already closed bars at. A lateness raised between two runs would otherwise
+    move it back and reopen bars written as final: a trade for one was taken as on time and its
+    window's bar written a second time."""
+    return advance_high_water_mark(previous, watermark_from(high_water_mark, allowed_lateness_seconds))
 
 
 def symbol_ranges(windows: Iterable[tuple[str, datetime, datetime]]) -> list[SymbolRange]:

@@ -33,12 +33,16 @@ class BarsProgress:
     # Windows starting here or later have had every trade pass through the job (``split_by_knowledge``);
     # None until the job has set it (its first batch, or the first after an upgrade).
     tracked_from_us: int | None = None
+    # The watermark the job closed bars at (``bars.advance_watermark``): never moves back, whatever
+    # the allowed lateness of a later run. None in an entry written before it was kept.
+    watermark: datetime | None = None
 
 
 class BarsProgressLog:
     """``<directory>/<batch_id>.json`` holding the high-water mark (epoch microseconds), the open
-    bars and where full tracking began. An entry written before open bars were kept has none: the
-    job then rebuilds each window it meets from the trades table until its tracking begins."""
+    bars, where full tracking began and the watermark bars were closed at. An entry written before
+    open bars were kept has none: the job then rebuilds each window it meets from the trades table
+    until its tracking begins."""
 
     def __init__(self, directory: str) -> None:
         self._fs, self._root = fsspec.core.url_to_fs(directory)
@@ -79,11 +83,13 @@ class BarsProgressLog:
             entry = json.load(handle)
         mark_us = entry.get("high_water_mark_us")
         tracked_from_us = entry.get("tracked_from_us")
+        watermark_us = entry.get("watermark_us")
         bars = (OpenBar.from_json(fields) for fields in entry.get("open_bars", []))
         return BarsProgress(
             None if mark_us is None else from_epoch_micros(int(mark_us)),
             {bar.key: bar for bar in bars},
             None if tracked_from_us is None else int(tracked_from_us),
+            None if watermark_us is None else from_epoch_micros(int(watermark_us)),
         )
 
     def record(self, batch_id: int, progress: BarsProgress) -> None:
@@ -98,6 +104,7 @@ class BarsProgressLog:
                     "high_water_mark": None if mark is None else mark.isoformat(),
                     "open_bars": [bar.to_json() for bar in progress.open_bars.values()],
                     "tracked_from_us": progress.tracked_from_us,
+                    "watermark_us": None if progress.watermark is None else to_epoch_micros(progress.watermark),
                 },
                 handle,
             )

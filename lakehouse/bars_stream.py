@@ -81,7 +81,7 @@ class BarsBatchWriter:
         started = time.monotonic()
         session = self.spark
         before = self.progress.before(batch_id)
-        watermark = bars.watermark_from(before.high_water_mark, self.lateness_seconds)
+        watermark = bars.advance_watermark(before.watermark, before.high_water_mark, self.lateness_seconds)
         windows = bars.batch_by_window(batch_df).collect()  # the batch's one full pass
         if not windows:
             return
@@ -94,7 +94,7 @@ class BarsBatchWriter:
         partials = [open_bar_from(w) for w in on_time if w["trade_count"]]
         known, unknown = split_by_knowledge(partials, before.open_bars, before.tracked_from_us)
         rebuilt = self._bars_from_table(
-            session, [bar.key for bar in unknown], from_epoch_micros(max(w["ingested_us"] for w in windows))
+            session, [bar.key for bar in unknown], batch_df, from_epoch_micros(max(w["ingested_us"] for w in windows))
         )
         open_now, changed = apply_partials(before.open_bars, known)
         updated_us = to_epoch_micros(datetime.now(UTC))
@@ -103,7 +103,7 @@ class BarsBatchWriter:
         mark = bars.advance_high_water_mark(
             before.high_water_mark, from_epoch_micros(max(w["mark_us"] for w in windows))
         )
-        closed_before = bars.watermark_from(mark, self.lateness_seconds)
+        closed_before = bars.advance_watermark(watermark, mark, self.lateness_seconds)
         open_after = still_open(open_now, None if closed_before is None else to_epoch_micros(closed_before))
         closed = [bar for key, bar in open_now.items() if key not in open_after]
         self.committer.commit(
@@ -118,7 +118,7 @@ class BarsBatchWriter:
             tracked_from_us = self._tracking_starts(session, windows)
         stream_metrics.committed_event_time(QUERY_NAME, mark.timestamp())  # ops hook
         stream_metrics.late_trades(QUERY_NAME, late_count)
-        self.progress.record(batch_id, BarsProgress(mark, open_after, tracked_from_us))
+        self.progress.record(batch_id, BarsProgress(mark, open_after, tracked_from_us, closed_before))
         self.folder.maybe_start()
         elapsed = time.monotonic() - started
         trades = sum(w["trades"] for w in windows)
@@ -138,7 +138,7 @@ class BarsBatchWriter:
         )
 
     def _record_late(self, session: SparkSession, late: DataFrame, watermark: datetime, batch_id: int) -> int:
-        """MERGE the too-late trades into ``late_trades`` (insert-only, so a replay adds nothing).
+        """MERGE the too-late trades into ``late_trades`` on its key (insert-only, so a replay adds nothing).
         A second pass over the batch, taken only when it holds late trades."""
         from pyspark.sql import functions as F
 
@@ -160,10 +160,8 @@ class BarsBatchWriter:
         )
         view = f"late_trades_batch_{batch_id}"
         bars.late_trade_records(late_here, watermark).createOrReplaceTempView(view)
-        session.sql(
-            f"MERGE INTO {self.late_table} t USING {view} s ON t.trade_id = s.trade_id "
-            "WHEN NOT MATCHED THEN INSERT *"
-        )
+        on = " AND ".join(f"t.{column} = s.{column}" for column in LATE_TRADES.key)
+        session.sql(f"MERGE INTO {self.late_table} t USING {view} s ON {on} WHEN NOT MATCHED THEN INSERT *")
         session.catalog.dropTempView(view)
         return len(rows)
 
@@ -179,13 +177,17 @@ class BarsBatchWriter:
         return first_window_after(max(newest_stored_us or 0, newest_window_us), bars.BAR_SECONDS)
 
     def _bars_from_table(
-        self, session: SparkSession, windows: list[BarKey], ingested_until: datetime
+        self, session: SparkSession, windows: list[BarKey], batch_df: DataFrame, ingested_until: datetime
     ) -> list[OpenBar]:
         """Whole bars of ``windows`` from the trades table, for windows the job does not hold.
 
-        Read only for those symbols and spans (Iceberg prunes partitions and files) and only up to
-        the newest ``ingested_time`` in this batch, so trades the raw job committed after this
-        batch's snapshots wait for their own batch instead of being counted twice.
+        Read only for those symbols and spans (Iceberg prunes partitions and files), and only the
+        trades stored before this batch's newest ``ingested_time`` (``ingested_until``, one raw-job
+        append), so trades the raw job committed after this batch's snapshots wait for their own
+        batch instead of being counted twice. The trades stamped ``ingested_until`` itself are taken
+        from the batch, not the table: with ``streaming-max-rows-per-micro-batch`` one append's
+        files may be split over two batches, and the table would give the next batch's part here
+        too. (No earlier batch holds an eligible trade of such a window: it would be held.)
         """
         from pyspark.sql import functions as F
 
@@ -197,15 +199,24 @@ class BarsBatchWriter:
         )
         # A small local relation, independent of the streaming plan, to broadcast into the join.
         wanted = session.createDataFrame(windows, "symbol string, window_start_us bigint")
-        trades = (
+        stored_before = (
             session.table(self.trades_table)
-            .where(trades_in_ranges(ranges) & (F.col("ingested_time") <= F.lit(ingested_until)))
+            .where(trades_in_ranges(ranges) & (F.col("ingested_time") < F.lit(ingested_until)))
+            # Every row counts, as in the batches and in rebuild_bars: the raw job stores each trade
+            # once, and a trade_id reused with another symbol or event time is a trade of its own
+            # (docs/contracts.md), so a dedupe on the id would drop a trade.
             .transform(bars.eligible_trades)
-            # The raw table is deduplicated by contract; this keeps the bars exact even if not.
-            .dropDuplicates(["trade_id"])
         )
-        whole = bars.partial_bars(trades).join(F.broadcast(wanted), ["symbol", "window_start_us"], "left_semi")
-        return [open_bar_from(row) for row in whole.collect()]
+        whole = bars.partial_bars(stored_before).join(F.broadcast(wanted), ["symbol", "window_start_us"], "left_semi")
+        in_batch = (
+            batch_df.where(trades_in_ranges(ranges) & (F.col("ingested_time") == F.lit(ingested_until)))
+            .transform(bars.eligible_trades)
+        )
+        wanted_keys = set(windows)
+        last_append = [bar for bar in map(open_bar_from, bars.partial_bars(in_batch).collect())
+                       if bar.key in wanted_keys]
+        combined, _ = apply_partials({bar.key: bar for bar in map(open_bar_from, whole.collect())}, last_append)
+        return list(combined.values())
 
     def _bar_rows(self, session: SparkSession, bar_list: Iterable[OpenBar], now_us: int) -> DataFrame:
         """``bar_list`` as rows of ``bars_1m``; ``now_us`` is the update time of a bar held from a

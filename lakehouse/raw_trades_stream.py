@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame, SparkSession
@@ -29,6 +30,7 @@ from lakehouse.trades import (
     SymbolSpan,
     TradeRows,
     advance_stored_until,
+    ingest_stamp,
     not_yet_stored,
     ranges_to_check,
     stored_until_from_files,
@@ -50,8 +52,10 @@ class RawTradesWriter:
     """
 
     def __init__(self, settings: Settings, writer: str, parse: MessageParser | None = None,
-                 dedupe_every_batch: bool = False):
+                 dedupe_every_batch: bool = False, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.settings = settings
+        self.clock = clock
+        self.last_ingested: datetime | None = None  # this process's newest ingest stamp (ingest_stamp)
         self.writer = writer
         # With the trades table's append spec (day only), read on the first batch: one file per task
         # and day, whatever the number of symbols.
@@ -166,7 +170,8 @@ class RawTradesWriter:
             trades = self.trade_rows.first_of_each_trade(valid, partitions)
         else:
             trades = self.trade_rows.in_place(valid, partitions)
-        trades = self.trade_rows.stamped(trades, datetime.now(UTC))
+        self.last_ingested = ingest_stamp(self.clock(), self.last_ingested)
+        trades = self.trade_rows.stamped(trades, self.last_ingested)
         ranges = ranges_to_check(spans, self._stored_until(spark))
         if ranges:
             stored = spark.table(self.trades_table).where(trades_in_ranges(ranges))

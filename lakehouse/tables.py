@@ -233,7 +233,8 @@ LATE_TRADES = TableDef(
         ("detected_time", TimestamptzType(), True, ""),
     ),
     partition_by=("symbol",),
-    key=("trade_id",),
+    # A trade_id reused with another symbol or event time is another trade (docs/contracts.md).
+    key=("trade_id", "symbol", "event_time"),
     # Its MERGE only inserts (WHEN NOT MATCHED), which Iceberg commits as an append: never in
     # conflict with a rewrite, so the whole table may be compacted.
     compaction=Compaction.WHOLE_TABLE,

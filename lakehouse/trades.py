@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from lakehouse.conditions import bar_eligible_column
@@ -227,3 +227,13 @@ def trades_in_ranges(ranges: Iterable[SymbolRange]) -> Column:
         paired = [a | b for a, b in zip(conditions[::2], conditions[1::2], strict=False)]
         conditions = paired + conditions[len(paired) * 2:]
     return conditions[0]
+
+
+def ingest_stamp(now: datetime, previous: datetime | None) -> datetime:
+    """The ``ingested_time`` of a writer's next append: ``now``, but never at or before the stamp of
+    its previous append (``previous``). The bars job reads a window's stored trades up to the newest
+    ingest time of its micro-batch (``BarsBatchWriter._bars_from_table``); a clock stepped back
+    between two appends gave the later one older stamps, and its trades were counted twice."""
+    if previous is None or now > previous:
+        return now
+    return previous + timedelta(microseconds=1)

@@ -212,7 +212,7 @@ class WatermarkModel:
                 )
                 if window_end <= watermark:
                     late.add(t["trade_id"])
-        newest = max(min(t["event_time"], t["ingested_time"]) for t in batch)
+        newest = max(min(t["event_time"], t["received_time"], t["ingested_time"]) for t in batch)
         self.high_water_mark = max(filter(None, [self.high_water_mark, newest]))
         return late
 
@@ -354,6 +354,29 @@ def test_high_water_mark_is_capped_at_ingest_time_and_never_moves_back() -> None
     assert bars.advance_high_water_mark(None, T0) == T0
     assert bars.advance_high_water_mark(T0, T0 - timedelta(hours=1)) == T0
     assert bars.watermark_from(T0, 60) == T0 - timedelta(minutes=1)
+
+
+def test_the_watermark_never_moves_back_when_the_lateness_is_raised() -> None:
+    closed_at = T0 - timedelta(minutes=1)
+    assert bars.advance_watermark(closed_at, T0, 600) == closed_at  # a longer lateness reopens nothing
+    assert bars.advance_watermark(closed_at, T0, 30) == T0 - timedelta(seconds=30)
+    assert bars.advance_watermark(None, T0, 60) == closed_at  # progress from before it was kept
+    assert bars.advance_watermark(None, None, 60) is None
+
+
+def test_the_high_water_mark_candidate_is_capped_at_receive_and_ingest_time(bars_spark: Any) -> None:
+    """A backlog stored now: a trade stamped ahead of the time its producer received it moves the
+    mark no further than that receive time, nor ever past its ingest time."""
+    received = T0 + timedelta(seconds=20)
+    ingested = T0 + timedelta(minutes=30)
+    rows = [
+        {**trade("bad-clock", "AAPL", T0 + timedelta(hours=2), 10.0, offset=1), "received_time": received,
+         "ingested_time": ingested},
+        {**trade("clock-ahead", "MSFT", T0 + timedelta(hours=2), 10.0, offset=2),
+         "received_time": T0 + timedelta(hours=1), "ingested_time": ingested},
+    ]
+    marks = {r["symbol"]: r["mark_us"] for r in bars.batch_by_window(trades_df(bars_spark, rows)).collect()}
+    assert marks == {"AAPL": epoch_us(received), "MSFT": epoch_us(ingested)}
 
 
 def earlier_trades_table(spark: Any, base: Settings, label: str, **changes: Any) -> tuple[Settings, str]:
@@ -902,6 +925,121 @@ def test_a_restarted_job_keeps_future_dated_trades_stored_before_the_restart_in_
     query.stop()
     assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
     assert [bar[5] for bar in stored_bars(bars_spark, settings).values()] == [2]  # both trades, one bar
+
+
+def test_a_future_dated_trade_in_a_backlog_does_not_make_the_rest_of_the_backlog_late(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    # The raw job catching up after a stop stores half an hour of trades now; one of them carries an
+    # exchange time an hour ahead. Capped at its ingest time alone it moved the watermark to now.
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_backlog_future")
+    behind = (datetime.now(UTC) - timedelta(minutes=30)).replace(second=0, microsecond=0)
+    bad_clock = {**trade("bad-clock", "AAPL", datetime.now(UTC) + timedelta(hours=1), 10.0),
+                 "received_time": behind + timedelta(seconds=20)}
+    query = start(bars_spark, settings)
+    try:
+        raw.append([trade("b1", "AAPL", behind + timedelta(seconds=10), 10.0), bad_clock])
+        query.processAllAvailable()
+        raw.append([trade("b2", "AAPL", behind + timedelta(seconds=40), 11.0),
+                    trade("b3", "AAPL", behind + timedelta(seconds=70), 12.0)])
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    assert late_trade_ids(bars_spark, settings) == []
+    assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
+
+
+def test_two_trades_sharing_an_id_across_symbols_both_make_bars_when_their_windows_are_read_from_the_table(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    # docs/contracts.md: a trade_id reused with another symbol is a trade of its own, stored as a
+    # second row. The job's first batch reads its windows from the table, where a dedupe on the id
+    # alone kept one of the two rows and left the other symbol without its bar.
+    settings, _ = bars_lakehouse(bars_spark, bars_base_settings, "bars_shared_id")
+    rows = [{**trade("shared", symbol, T0 + timedelta(seconds=5), price, offset=offset),
+             "ingested_time": datetime.now(UTC)}
+            for symbol, price, offset in (("AAPL", 10.0, 1), ("MSFT", 20.0, 2))]
+    trades_df(bars_spark, rows).writeTo(spark_table_name(settings, TRADES)).append()
+    query = start(bars_spark, settings)
+    try:
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    assert stored_bars(bars_spark, settings) == reference_bars(rows)
+    assert len(reference_bars(rows)) == 2
+
+
+def test_late_trades_sharing_an_id_across_symbols_are_each_recorded_once(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    # Two trades of one trade_id (two symbols: two trades, docs/contracts.md) arriving late in two
+    # batches: the late_trades MERGE matched on the id alone and never recorded the second.
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_late_shared_id")
+    late = lambda symbol, offset: {  # noqa: E731
+        **trade("shared", symbol, T0 + timedelta(seconds=5), 1.0, offset=offset), "ingested_time": datetime.now(UTC)}
+    query = start(bars_spark, settings)
+    try:
+        raw.append([trade("early", "AAPL", T0, 10.0), trade("ahead", "AAPL", T0 + timedelta(minutes=3), 11.0)])
+        query.processAllAvailable()
+        for offset, symbol in enumerate(("AAPL", "MSFT"), start=100):
+            trades_df(bars_spark, [late(symbol, offset)]).writeTo(spark_table_name(settings, TRADES)).append()
+            query.processAllAvailable()
+    finally:
+        query.stop()
+    recorded = bars_spark.table(spark_table_name(settings, LATE_TRADES)).select("trade_id", "symbol").collect()
+    assert sorted(tuple(r) for r in recorded) == [("shared", "AAPL"), ("shared", "MSFT")]
+    assert stored_bars(bars_spark, settings) == reference_bars(list(raw.stored.values()))
+
+
+def test_a_longer_lateness_after_a_restart_reopens_no_closed_bar(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    # The operator raises streaming.allowed_lateness_seconds and restarts the job: the watermark
+    # computed anew moved back, a trade for a bar already closed (final, appended) counted as on time,
+    # and its partial alone was written as a second row of that bar.
+    settings, raw = bars_lakehouse(bars_spark, bars_base_settings, "bars_lateness_raised")
+    query = start(bars_spark, settings)
+    try:
+        raw.append([trade("before", "AAPL", T0 - timedelta(minutes=5), 9.0)])  # tracking starts at T0 - 4 min
+        query.processAllAvailable()
+        raw.append([trade("w0", "AAPL", T0 + timedelta(seconds=5), 10.0),
+                    trade("ahead", "AAPL", T0 + timedelta(minutes=3), 11.0)])
+        query.processAllAvailable()
+        raw.append([trade("next", "AAPL", T0 + timedelta(minutes=3, seconds=1), 12.0)])  # closes T0's bar
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    query = start(bars_spark, settings.with_streaming(allowed_lateness_seconds=600))
+    try:
+        raw.append([trade("after-raise", "AAPL", T0 + timedelta(seconds=30), 1.0)])
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    applied = [t for t in raw.stored.values() if t["trade_id"] != "after-raise"]
+    assert stored_bars(bars_spark, settings) == reference_bars(applied)
+    assert late_trade_ids(bars_spark, settings) == ["after-raise"]
+
+
+def test_an_append_split_over_two_batches_is_counted_once_in_a_bar_read_from_the_table(
+    bars_spark: Any, bars_base_settings: Settings
+) -> None:
+    # streaming-max-rows-per-micro-batch (bars --max-rows-per-batch) may end a batch inside one raw
+    # append (its files); the first batch read the window's trades from the table up to that
+    # append's ingest time, the rest of the append included, and the next batch added them again.
+    settings, _ = bars_lakehouse(bars_spark, bars_base_settings, "bars_split_append")
+    now = datetime.now(UTC)
+    rows = [{**trade(f"s{i}", "AAPL", T0 + timedelta(seconds=5 + i), 10.0 + i, offset=i), "ingested_time": now}
+            for i in range(4)]
+    (trades_df(bars_spark, rows).repartition(4).writeTo(spark_table_name(settings, TRADES))
+     .option("distribution-mode", "none").option("fanout-enabled", "true").append())  # one append, several files
+    query = start_bars_query(bars_spark, settings, max_rows_per_batch=1)
+    try:
+        query.processAllAvailable()
+        batches = [p["numInputRows"] for p in query.recentProgress if p["numInputRows"]]
+    finally:
+        query.stop()
+    assert len(batches) > 1, f"the append should have been split over batches: {batches}"
+    assert stored_bars(bars_spark, settings) == reference_bars(rows)
 
 
 def test_rebuilding_a_day_replaces_its_bars_with_ones_from_every_stored_trade(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -99,8 +99,10 @@ def test_progress_log_returns_what_the_batch_before_recorded(tmp_path: Path) -> 
     bar = bar_of([(10**37 + 3, 400, 1)])
     mark = datetime(2026, 11, 25, 14, 30, 5, 123456, tzinfo=UTC)
     assert log.before(0) == BarsProgress()
-    log.record(3, BarsProgress(mark, {bar.key: bar}, START_US + MINUTE_US))
-    assert log.before(4) == BarsProgress(mark, {bar.key: bar}, START_US + MINUTE_US)
+    recorded = BarsProgress(mark, {bar.key: bar}, START_US + MINUTE_US, mark - timedelta(minutes=10))
+    log.record(3, recorded)
+    assert log.before(4) == recorded
+    assert BarsProgressLog(str(tmp_path / "progress")).before(4) == recorded  # read back after a restart
     assert log.before(3) == BarsProgress(), "a replay of batch 3 starts from what stood before it"
 
 

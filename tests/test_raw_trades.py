@@ -7,7 +7,7 @@ import random
 import re
 import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pyiceberg.exceptions import NoSuchTableError
@@ -395,6 +395,32 @@ def test_a_batch_without_copies_is_written_in_place_and_one_with_copies_goes_thr
 
     plan = TradeRows.in_place(spark.table(spark_table_name(lake, TRADES)), 2)._jdf.queryExecution()
     assert "Exchange" not in plan.executedPlan().toString(), plan.executedPlan().toString()
+
+
+def test_a_clock_stepped_back_between_batches_never_stamps_an_append_before_the_previous_one(
+    spark, lake: Settings
+) -> None:
+    """The bars job reads a window's stored trades up to its batch's newest ingest time: an append
+    stamped before the previous one had its trades counted twice in such a bar."""
+    from lakehouse.raw_trades_stream import RawTradesWriter
+    from lakehouse.spark import ensure_tables
+
+    ensure_tables(spark, lake, (TRADES,))
+    stepped_back = iter([datetime(2026, 1, 2, 15, 0, 5, tzinfo=UTC), datetime(2026, 1, 2, 15, 0, 3, tzinfo=UTC)])
+    writer = RawTradesWriter(lake.with_streaming(fold_interval_seconds=0), "clock", clock=lambda: next(stepped_back))
+    writer(kafka_rows(spark, [(trade("CLK1", 0), 0, 0)]), 0)
+    writer(kafka_rows(spark, [(trade("CLK1", 1), 0, 1)]), 1)
+    stamps = {r["kafka_offset"]: r["ingested_time"] for r in stored_rows(lake, ("CLK1",))}
+    assert stamps[1] > stamps[0] == datetime(2026, 1, 2, 15, 0, 5, tzinfo=UTC)
+
+
+def test_an_ingest_stamp_is_now_unless_that_is_not_after_the_previous_one() -> None:
+    from lakehouse.trades import ingest_stamp
+
+    earlier, later = datetime(2026, 1, 2, 15, 0, 3, tzinfo=UTC), datetime(2026, 1, 2, 15, 0, 5, tzinfo=UTC)
+    assert ingest_stamp(later, None) == later
+    assert ingest_stamp(later, earlier) == later
+    assert ingest_stamp(earlier, later) == ingest_stamp(later, later) == later + timedelta(microseconds=1)
 
 
 def test_the_deduplicated_batch_reaches_the_trades_table_in_partition_order_with_one_shuffle(
