@@ -207,15 +207,16 @@ class BarsBatchWriter:
             # (docs/contracts.md), so a dedupe on the id would drop a trade.
             .transform(bars.eligible_trades)
         )
-        whole = bars.partial_bars(stored_before).join(F.broadcast(wanted), ["symbol", "window_start_us"], "left_semi")
         in_batch = (
             batch_df.where(trades_in_ranges(ranges) & (F.col("ingested_time") == F.lit(ingested_until)))
             .transform(bars.eligible_trades)
         )
-        wanted_keys = set(windows)
-        last_append = [bar for bar in map(open_bar_from, bars.partial_bars(in_batch).collect())
-                       if bar.key in wanted_keys]
-        combined, _ = apply_partials({bar.key: bar for bar in map(open_bar_from, whole.collect())}, last_append)
+
+        def wanted_bars(trades: DataFrame) -> list[OpenBar]:
+            partials = bars.partial_bars(trades).join(F.broadcast(wanted), ["symbol", "window_start_us"], "left_semi")
+            return [open_bar_from(row) for row in partials.collect()]
+
+        combined, _ = apply_partials({bar.key: bar for bar in wanted_bars(stored_before)}, wanted_bars(in_batch))
         return list(combined.values())
 
     def _bar_rows(self, session: SparkSession, bar_list: Iterable[OpenBar], now_us: int) -> DataFrame:
