@@ -17,10 +17,11 @@ import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -82,6 +83,17 @@ def host_problem(host: str) -> str | None:
     return None
 
 
+def _an_address(value: str) -> str:
+    if problem := host_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+# An address a server listens on, checked at start: Spark takes any string and fails only once its
+# JVM runs, in a Java stack trace (an empty one as late as the driver's RPC URL).
+BindAddress = Annotated[str, AfterValidator(_an_address)]
+
+
 class LocalSettings(_Section):
     """Where the embedded stack keeps its state: broker logs, the local servers' data, ops records.
 
@@ -99,14 +111,7 @@ class LocalSettings(_Section):
     postgres_port: int = Field(default=15432, ge=1, le=65535)
     rest_catalog_port: int = Field(default=18181, ge=1, le=65535)
     # The address the local REST catalog server listens on: loopback, unless other hosts must reach it.
-    rest_catalog_bind_address: str = "127.0.0.1"
-
-    @field_validator("rest_catalog_bind_address")
-    @classmethod
-    def _an_address(cls, value: str) -> str:
-        if problem := host_problem(value):
-            raise ValueError(problem)
-        return value
+    rest_catalog_bind_address: BindAddress = "127.0.0.1"
 
     @field_validator("state_dir", "kafka_jars_dir", "spark_jars_dir", "rest_catalog_jars_dir", mode="before")
     @classmethod
@@ -364,16 +369,7 @@ class SparkSettings(_Section):
     manager decides."""
 
     ui_enabled: bool = True
-    local_bind_address: str = "127.0.0.1"
-
-    @field_validator("local_bind_address")
-    @classmethod
-    def _an_address(cls, value: str) -> str:
-        """An IP address or a host name, checked at start: Spark takes any string and fails only
-        once its JVM runs, in a Java stack trace (an empty one as late as the driver's RPC URL)."""
-        if problem := host_problem(value):
-            raise ValueError(problem)
-        return value
+    local_bind_address: BindAddress = "127.0.0.1"
 
 
 class StatusSettings(_Section):
