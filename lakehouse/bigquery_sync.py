@@ -87,21 +87,11 @@ class SyncReport:
 def bigquery_client(settings: Settings) -> bigquery.Client:
     """The official client: the emulator without credentials when ``bigquery.endpoint`` is set, else
     a service-account key file (``bigquery.credentials_file``) or Application Default Credentials."""
-    from google.api_core.client_options import ClientOptions
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import bigquery
-    from google.oauth2 import service_account
-
     config = settings.bigquery
-    if config.endpoint:
-        return bigquery.Client(
-            project=config.project,
-            credentials=AnonymousCredentials(),
-            client_options=ClientOptions(api_endpoint=config.endpoint),
-            location=config.location,
-        )
     credentials = None
-    if config.credentials_file is not None:
+    if not config.endpoint and config.credentials_file is not None:
+        from google.oauth2 import service_account
+
         key_file = settings.path(config.credentials_file)
         if problem := key_file_problem(key_file):
             raise SettingsError(f"{CREDENTIALS_FILE_SETTING} {key_file} {problem}")
@@ -111,6 +101,19 @@ def bigquery_client(settings: Settings) -> bigquery.Client:
             )
         except ValueError:  # its message may quote the key: name the file only
             raise SettingsError(f"{CREDENTIALS_FILE_SETTING} {key_file}: its private_key cannot be loaded") from None
+    # Only now: the client library (pandas with it) costs a CPU-second that a start refused for its
+    # key file never needs.
+    from google.api_core.client_options import ClientOptions
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery
+
+    if config.endpoint:
+        return bigquery.Client(
+            project=config.project,
+            credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=config.endpoint),
+            location=config.location,
+        )
     return bigquery.Client(project=config.project, credentials=credentials, location=config.location)
 
 
