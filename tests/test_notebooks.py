@@ -9,7 +9,10 @@ temporary folder. Any cell error fails the test; every chart a notebook saves mu
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
@@ -163,6 +166,56 @@ def test_there_are_four_notebooks() -> None:
 PYICEBERG_NOTEBOOKS = [p for p in NOTEBOOKS if "spark" not in p.stem]  # 04 starts a Spark session
 
 
+def embedded_environ(settings: Settings) -> dict[str, str]:
+    """The LAKEHOUSE__* variables that point a kernel's ``load_settings()`` at an embedded lakehouse."""
+    return {"LAKEHOUSE__LOCAL__STATE_DIR": str(settings.state_dir), "LAKEHOUSE__CATALOG__URI": settings.catalog.uri,
+            "LAKEHOUSE__CATALOG__WAREHOUSE": settings.catalog.warehouse}
+
+
+def synthetic_lakehouse(state_dir: Path, symbols: tuple[str, ...]) -> Settings:
+    """A pyiceberg-written lakehouse of one session of ``symbols``; none: its tables, without bars."""
+    from tests.test_reader import embedded_settings
+
+    settings = embedded_settings(state_dir)
+    if symbols:
+        synthetic.write_demo_lakehouse(settings, symbols=symbols, commits=1)
+    else:
+        synthetic.create_tables(settings)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def kernel_on(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[tuple[str, ...]], NotebookClient]]:
+    """A running kernel on a synthetic lakehouse of ``symbols``, one per lakehouse, shared by the checks
+    that a notebook stops in its first cell: a kernel's start and the notebooks' imports cost about
+    6 s of CPU, the first cell itself under a second. ``run_in`` clears the kernel's namespace before
+    each notebook, so none sees another's variables (modules stay imported)."""
+    with ExitStack() as kernels_running:
+        kernels: dict[tuple[str, ...], NotebookClient] = {}
+
+        def kernel(symbols: tuple[str, ...]) -> NotebookClient:
+            if symbols not in kernels:
+                settings = synthetic_lakehouse(tmp_path_factory.mktemp("lakehouse"), symbols)
+                client = NotebookClient(nbformat.v4.new_notebook(), timeout=120, kernel_name="python3",
+                                        resources={"metadata": {"path": str(NOTEBOOKS_DIR)}})
+                kernels_running.enter_context(client.setup_kernel(env={**os.environ, **embedded_environ(settings)}))
+                kernels[symbols] = client
+            return kernels[symbols]
+
+        yield kernel
+
+
+def run_in(client: NotebookClient, notebook: nbformat.NotebookNode) -> None:
+    """Run ``notebook``'s cells in ``client``'s kernel, after ``%reset -f`` (a fresh namespace); a cell
+    error raises CellExecutionError, with the cell and traceback, as ``NotebookClient.execute`` does."""
+    reset = nbformat.v4.new_code_cell("%reset -f")
+    client.nb = nbformat.v4.new_notebook(cells=[reset])
+    client.execute_cell(reset, 0)
+    client.nb = notebook
+    for index, cell in enumerate(notebook.cells):
+        client.execute_cell(cell, index)
+
+
 @pytest.mark.parametrize("path", PYICEBERG_NOTEBOOKS, ids=[p.stem for p in PYICEBERG_NOTEBOOKS])
 @pytest.mark.parametrize("symbol, symbols, expected", [
     ("aapl", ("AAPL", "MSFT"), r"unknown symbol 'aapl' \(did you mean AAPL\?\) in table bars_1m"),
@@ -170,43 +223,34 @@ PYICEBERG_NOTEBOOKS = [p for p in NOTEBOOKS if "spark" not in p.stem]  # 04 star
 ], ids=["lower-case symbol", "no bars yet"])
 def test_a_symbol_parameter_it_cannot_chart_stops_the_notebook_in_its_first_cell(
     path: Path, symbol: str | None, symbols: tuple[str, ...], expected: str, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    kernel_on: Callable[[tuple[str, ...]], NotebookClient],
 ) -> None:
     """A symbol the lakehouse does not hold failed cells later ("Cannot cut empty array" in 02) or
     not at all (03); a lakehouse without bars with "list index out of range"."""
     from nbclient.exceptions import CellExecutionError
 
-    from tests.test_reader import embedded_settings
-
-    settings = embedded_settings(tmp_path / "lakehouse")
-    if symbols:
-        synthetic.write_demo_lakehouse(settings, symbols=symbols, commits=1)
-    else:
-        synthetic.create_tables(settings)
-    for name, value in {"LAKEHOUSE__LOCAL__STATE_DIR": str(settings.state_dir), "LAKEHOUSE__CATALOG__URI":
-                        settings.catalog.uri, "LAKEHOUSE__CATALOG__WAREHOUSE": settings.catalog.warehouse}.items():
-        monkeypatch.setenv(name, value)
     notebook = with_parameters(nbformat.read(path, as_version=4), OUTPUT_DIR=str(tmp_path / "charts"), SYMBOL=symbol)
 
     with pytest.raises(CellExecutionError, match=expected) as stopped:
-        NotebookClient(notebook, timeout=120, kernel_name="python3",
-                       resources={"metadata": {"path": str(NOTEBOOKS_DIR)}}).execute()
+        run_in(kernel_on(symbols), notebook)
     assert "symbols = lake.symbols()" in str(stopped.value)  # the first cell after the parameters
+
+
+@pytest.fixture(scope="module")
+def stopped_trading_environ(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """AAPL's session, then four weeks later MSFT's and NVDA's (AAPL silent since): notebooks only read it."""
+    settings = synthetic_lakehouse(tmp_path_factory.mktemp("stopped-trading"), ("AAPL",))
+    synthetic.write_demo_lakehouse(settings, symbols=("MSFT", "NVDA"), day=synthetic.DEMO_DAY + timedelta(days=28),
+                                   commits=1)
+    return embedded_environ(settings)
 
 
 @pytest.mark.parametrize("path", PYICEBERG_NOTEBOOKS, ids=[p.stem for p in PYICEBERG_NOTEBOOKS])
 def test_a_notebook_charts_a_symbol_that_stopped_trading_before_the_others(
-    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    path: Path, stopped_trading_environ: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """02 analysed the lakehouse's newest day, where the symbol it charts (the first, AAPL, silent
     for four weeks) had no bars: "Cannot cut empty array" in its volume-at-price cell."""
-    from tests.test_reader import embedded_settings
-
-    settings = embedded_settings(tmp_path / "lakehouse")
-    synthetic.write_demo_lakehouse(settings, symbols=("AAPL",), commits=1)
-    synthetic.write_demo_lakehouse(settings, symbols=("MSFT", "NVDA"), day=synthetic.DEMO_DAY + timedelta(days=28),
-                                   commits=1)
-    for name, value in {"LAKEHOUSE__LOCAL__STATE_DIR": str(settings.state_dir), "LAKEHOUSE__CATALOG__URI":
-                        settings.catalog.uri, "LAKEHOUSE__CATALOG__WAREHOUSE": settings.catalog.warehouse}.items():
+    for name, value in stopped_trading_environ.items():
         monkeypatch.setenv(name, value)
     run_notebook(path, tmp_path)
