@@ -18,6 +18,7 @@ from lakehouse.kafka_security import GoogleTokenProvider, kafka_python_options, 
 from lakehouse.local.kafka_broker import LocalKafkaBroker, SaslPlainListener
 from lakehouse.local.processes import free_port
 from lakehouse.settings import Settings, SettingsError, load_settings
+from lakehouse.streaming import OFFSET_LOOKUP_PATIENCE_S
 from lakehouse.tables import TRADES
 from producers.kafka_sink import KafkaSink, SinkConfig
 from tests.kafka_helpers import new_topic
@@ -77,7 +78,11 @@ def test_the_producer_and_the_raw_trades_job_authenticate_through_the_settings(
 def test_a_wrong_password_fails_the_producer_and_the_job_clearly(
     sasl_broker: LocalKafkaBroker, settings: Settings, spark: Any
 ) -> None:
-    lake = secured(settings, sasl_broker, "not-the-password", "wrong")
+    # Each offset lookup bounded by the lookup patience itself: Spark's source then makes its minimum
+    # of 3 attempts (1 s apart) before the query fails, instead of 12 at the 15 s default; the same
+    # refusal, the same failure.
+    lake = secured(settings, sasl_broker, "not-the-password", "wrong").with_streaming(
+        kafka_offsets_timeout_seconds=OFFSET_LOOKUP_PATIENCE_S)
     new_topic(sasl_broker.bootstrap_servers, lake.kafka.trades_topic)
 
     # The broker's reason when kafka-python reads it before the broker closes the socket; else the
