@@ -55,7 +55,7 @@ def bars_base_settings(lakehouse_dir: Path) -> Settings:
             "LAKEHOUSE__CATALOG__URI": f"jdbc:sqlite:{lakehouse_dir}/catalog.db",
             "LAKEHOUSE__CATALOG__WAREHOUSE": str(lakehouse_dir / "warehouse"),
             "LAKEHOUSE__STREAMING__CHECKPOINT_DIR": str(lakehouse_dir / "checkpoints"),
-            "LAKEHOUSE__STREAMING__TRIGGER_SECONDS": __import__("os").environ.get("BARS_TRIGGER", "0.2"),
+            "LAKEHOUSE__STREAMING__TRIGGER_SECONDS": "1",
             "LAKEHOUSE__STREAMING__ALLOWED_LATENESS_SECONDS": str(LATENESS_SECONDS),
         }
     )
