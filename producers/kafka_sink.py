@@ -205,9 +205,10 @@ class KafkaSink:
         """Create the client, retrying while the broker is unreachable (a producer may start first).
 
         A broker that refuses the SASL login: kafka-python's bootstrap only logs the broker's reason
-        and then times out as if no broker answered. When the reason reached the log, this fails at
-        once with ``SaslAuthenticationFailedError`` naming it (retrying a wrong password would not
-        help); a refusing broker may also just close the socket before the reason is read, so a SASL
+        and then times out (its 10 s bootstrap) as if no broker answered. When the reason reached the
+        log, this fails after that first bootstrap, without retrying, with
+        ``SaslAuthenticationFailedError`` naming it (retrying a wrong password would not help); a
+        refusing broker may also just close the socket before the reason is read, so a SASL
         connection that times out says to check the SASL settings.
         """
         deadline = self._clock() + self.config.connect_timeout_seconds
