@@ -166,12 +166,6 @@ def test_there_are_four_notebooks() -> None:
 PYICEBERG_NOTEBOOKS = [p for p in NOTEBOOKS if "spark" not in p.stem]  # 04 starts a Spark session
 
 
-def embedded_environ(settings: Settings) -> dict[str, str]:
-    """The LAKEHOUSE__* variables that point a kernel's ``load_settings()`` at an embedded lakehouse."""
-    return {"LAKEHOUSE__LOCAL__STATE_DIR": str(settings.state_dir), "LAKEHOUSE__CATALOG__URI": settings.catalog.uri,
-            "LAKEHOUSE__CATALOG__WAREHOUSE": settings.catalog.warehouse}
-
-
 def synthetic_lakehouse(state_dir: Path, symbols: tuple[str, ...]) -> Settings:
     """A pyiceberg-written lakehouse of one session of ``symbols``; none: its tables, without bars."""
     from tests.test_reader import embedded_settings
@@ -198,7 +192,7 @@ def kernel_on(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[tu
                 settings = synthetic_lakehouse(tmp_path_factory.mktemp("lakehouse"), symbols)
                 client = NotebookClient(nbformat.v4.new_notebook(), timeout=120, kernel_name="python3",
                                         resources={"metadata": {"path": str(NOTEBOOKS_DIR)}})
-                kernels_running.enter_context(client.setup_kernel(env={**os.environ, **embedded_environ(settings)}))
+                kernels_running.enter_context(client.setup_kernel(env={**os.environ, **environ_of(settings)}))
                 kernels[symbols] = client
             return kernels[symbols]
 
@@ -242,7 +236,7 @@ def stopped_trading_environ(tmp_path_factory: pytest.TempPathFactory) -> dict[st
     settings = synthetic_lakehouse(tmp_path_factory.mktemp("stopped-trading"), ("AAPL",))
     synthetic.write_demo_lakehouse(settings, symbols=("MSFT", "NVDA"), day=synthetic.DEMO_DAY + timedelta(days=28),
                                    commits=1)
-    return embedded_environ(settings)
+    return environ_of(settings)
 
 
 @pytest.mark.parametrize("path", PYICEBERG_NOTEBOOKS, ids=[p.stem for p in PYICEBERG_NOTEBOOKS])

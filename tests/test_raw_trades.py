@@ -14,6 +14,7 @@ from pyiceberg.exceptions import NoSuchTableError
 
 from lakehouse.catalog import load_catalog, table_identifier
 from lakehouse.conditions import is_bar_eligible
+from lakehouse.local.demo import count_rows
 from lakehouse.local.processes import kill_process_tree, submit_job, terminate_group
 from lakehouse.messages import Source, Trade, trade_id
 from lakehouse.settings import Settings
@@ -70,19 +71,6 @@ def stored_rows(settings: Settings, symbols: tuple[str, ...]) -> list[dict]:
         return []
     quoted = ", ".join(f"'{s}'" for s in symbols)
     return table.scan(row_filter=f"symbol in ({quoted})").to_arrow().to_pylist()
-
-
-def stored_count(settings: Settings) -> int:
-    """How many rows the test's trades table holds, from its current snapshot's summary: metadata
-    only, where a scan reads every data file (a poll every second over a thousand partitions' files
-    cost more CPU than the job it waited for). The table is the test's own; duplicates are counted,
-    so a poll never waits less than a scan would."""
-    try:
-        table = load_catalog(settings).load_table(table_identifier(settings, TRADES))
-    except NoSuchTableError:
-        return 0
-    snapshot = table.current_snapshot()
-    return 0 if snapshot is None else int(snapshot.summary["total-records"])
 
 
 def test_resent_trades_are_stored_once_and_bad_messages_are_quarantined(spark, lake: Settings, kafka_broker):
@@ -152,17 +140,18 @@ def test_kill_dash_nine_mid_stream_then_restart_loses_and_duplicates_nothing(
     job = start_job()
     try:
         deadline = time.monotonic() + 180
-        while stored_count(settings) == 0:  # kill it once it has committed something, mid-stream
+        while count_rows(settings, TRADES) == 0:  # kill it once it has committed something, mid-stream
             assert job.poll() is None, f"job died: {log_file.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"no commit within 180 s: {log_file.read_text()[-3000:]}"
             time.sleep(0.5)
         publish(kafka_broker.bootstrap_servers, topic, [(t.key(), t.to_json_bytes()) for t in trades[3000:]])
         kill_process_tree(job)
-        assert stored_count(settings) < len(trades), "the kill must land mid-stream for this test to mean anything"
+        assert count_rows(settings, TRADES) < len(trades), (
+            "the kill must land mid-stream for this test to mean anything")
 
         job = start_job()
         deadline = time.monotonic() + 240
-        while stored_count(settings) < len(trades) and time.monotonic() < deadline:
+        while count_rows(settings, TRADES) < len(trades) and time.monotonic() < deadline:
             assert job.poll() is None, f"restarted job died: {log_file.read_text()[-3000:]}"
             time.sleep(1)
     finally:
@@ -192,7 +181,7 @@ def test_a_batch_over_a_thousand_symbols_fits_a_512m_driver_and_resent_trades_ar
 
     def wait_for(count: int, job: subprocess.Popen) -> None:
         deadline = time.monotonic() + 240
-        while stored_count(settings) < count:
+        while count_rows(settings, TRADES) < count:
             assert job.poll() is None, f"job died: {log_file.read_text()[-3000:]}"
             assert time.monotonic() < deadline, f"not {count} stored within 240 s: {log_file.read_text()[-3000:]}"
             time.sleep(1)
