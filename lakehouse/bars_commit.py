@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
@@ -43,6 +43,9 @@ OPEN_FILES_PROPERTY = "lakehouse.open-bars-files"
 HISTORY_SEARCHED = 500
 MAX_PRUNING_SYMBOLS = 64
 MISSING_FILES = "Missing required files to delete"
+# How long a batch's commit keeps retrying races lost to other writers before the stream fails: a
+# compaction that ignores the open bars (an operator's, every few seconds) can win several in a row.
+COMMIT_PATIENCE_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ class BarsCommitter:
         if self.open_files is None:  # where the open bars are is not known: delete them by key
             to_delete += replaced
         if to_delete and _holds_rows(snapshot):
-            self._delete_bars(to_delete)
+            _retry_races(lambda: self._delete_bars(to_delete), f"{self.table_name} batch {batch_id} delete")
             table.refresh()
             snapshot = table.currentSnapshot()
         new_open = self._write(table, open_rows)
@@ -165,7 +168,7 @@ class BarsCommitter:
             table.refresh()
             self._commit(table, table.currentSnapshot(), [], added, batch_id, new_open)
 
-        with_commit_retry(attempt, f"{self.table_name} batch {batch_id}", retried=COMMIT_CONFLICT_MARKERS)
+        _retry_races(attempt, f"{self.table_name} batch {batch_id}")
 
     def _commit(self, table, snapshot, delete: list, add: list, batch_id: int, open_files: list) -> None:
         overwrite = table.newOverwrite()
@@ -240,6 +243,12 @@ class BarsCommitter:
             )
         finally:
             self.spark.catalog.dropTempView(view)
+
+
+def _retry_races(write: Callable[[], None], what: str) -> None:
+    """Run ``write`` (idempotent), again while it loses races to other writers' commits, for at least
+    ``COMMIT_PATIENCE_SECONDS``."""
+    with_commit_retry(write, what, retried=COMMIT_CONFLICT_MARKERS, patience_seconds=COMMIT_PATIENCE_SECONDS)
 
 
 def _holds_rows(snapshot) -> bool:

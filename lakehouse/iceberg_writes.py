@@ -70,25 +70,33 @@ def batch_committed(spark: SparkSession, table_name: str, marker: str) -> bool:
 
 def with_commit_retry(
     write: Callable[[], T], what: str, attempts: int = COMMIT_ATTEMPTS,
-    retried: Sequence[str] = CATALOG_BUSY_MARKERS,
+    retried: Sequence[str] = CATALOG_BUSY_MARKERS, patience_seconds: float = 0.0,
 ) -> T:
     """Run an idempotent write, retrying (with jittered backoff) the errors named in ``retried``.
 
     Only safe for idempotent writes (``append_once``, MERGE upserts): a write whose commit failed
     left no snapshot, and a retried one that had committed is recognised and skipped. ``retried``:
-    the error texts that make a write worth another try (by default, a busy catalog).
+    the error texts that make a write worth another try (by default, a busy catalog). It gives up
+    after ``attempts`` tries, or, with ``patience_seconds``, once that long has passed since the
+    first try as well: a write that loses races to a writer committing every few seconds (a
+    compaction on a short schedule) wins one when it gets enough tries, and a slow machine, where
+    each try takes longer, gets as many seconds, not fewer chances.
     """
-    for attempt in range(1, attempts + 1):
+    started = time.monotonic()
+    limit = f"{attempts}" if not patience_seconds else f"{attempts}, or {patience_seconds:g} s"
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return write()
         except Exception as error:  # Py4JJavaError carries the Java exception text
-            if attempt == attempts or not any(m in str(error) for m in retried):
+            patient = time.monotonic() - started < patience_seconds
+            if (attempt >= attempts and not patient) or not any(m in str(error) for m in retried):
                 raise
-            pause = min(8.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random())
+            pause = min(8.0, 0.25 * 2 ** (min(attempt, attempts) - 1)) * (0.5 + random.random())
             log.warning("commit of %s refused (attempt %s/%s); retrying in %.1f s: %s",
-                        what, attempt, attempts, pause, str(error).splitlines()[0][:200])
+                        what, attempt, limit, pause, str(error).splitlines()[0][:200])
             time.sleep(pause)
-    raise AssertionError("unreachable")
 
 
 def append_once(
