@@ -405,13 +405,7 @@ class Lakehouse:
         if isinstance(minutes, bool) or not isinstance(minutes, int | float) or not minutes > 0:
             raise ValueError(f"minutes must be a number above 0, got {minutes!r}")
         seconds = interval_seconds(interval)
-        newest = self._newest_per_symbol(BARS_1M, "window_end")
-        if symbols is not None:
-            wanted = symbol_list(symbols)
-            unknown = set(wanted) - set(newest)
-            if unknown:
-                raise UnknownSymbolError(unknown, newest, BARS_1M)
-            newest = {s: newest[s] for s in wanted}
+        newest = self._newest_bar_of(symbols, "window_end")
         if not newest:
             return self._empty(BARS_1M)
         # A span reaching before 1970 holds every bar (the contract's times start in 2000): cut there,
@@ -431,13 +425,7 @@ class Lakehouse:
         bar, ``change = close - day_open`` and ``change_pct`` its share of ``day_open`` in percent.
         Reads only each symbol's newest day partition.
         """
-        newest = self._newest_per_symbol(BARS_1M, "window_start")
-        if symbols is not None:
-            wanted = symbol_list(symbols)
-            unknown = set(wanted) - set(newest)
-            if unknown:
-                raise UnknownSymbolError(unknown, newest, BARS_1M)
-            newest = {s: newest[s] for s in wanted}
+        newest = self._newest_bar_of(symbols, "window_start")
         columns = [*BARS_1M.column_names, "day_open", "change", "change_pct"]
         if not newest:  # typed as when there are bars, so the same cell works on both
             return self._empty(BARS_1M).assign(day_open=pd.Series(dtype="float64"),
@@ -585,7 +573,11 @@ class Lakehouse:
         """Per symbol: trades that arrived after their bar had closed (event time in the range),
         and the longest delay from event to detection."""
         start_utc, end_utc = _optional_range(start, end)
-        late = self.scan_arrow(LATE_TRADES, row_filter(LATE_TRADES, None, start_utc, end_utc)).to_pandas()
+        late = self.scan_arrow(
+            LATE_TRADES,
+            row_filter(LATE_TRADES, None, start_utc, end_utc),
+            columns=("symbol", "trade_id", "event_time", "detected_time"),
+        ).to_pandas()
         late["delay"] = late["detected_time"] - late["event_time"]
         counts = late.groupby("symbol").agg(
             late_trades=("trade_id", "size"),
@@ -653,6 +645,18 @@ class Lakehouse:
             if unknown:
                 raise UnknownSymbolError(unknown, known, table)
         return rows
+
+    def _newest_bar_of(self, symbols: Symbols | None, column: str) -> dict[str, datetime]:
+        """``_newest_per_symbol`` of ``bars_1m`` for ``symbols`` (None: every symbol), each of which
+        must have bars."""
+        newest = self._newest_per_symbol(BARS_1M, column)
+        if symbols is None:
+            return newest
+        wanted = symbol_list(symbols)
+        unknown = set(wanted) - set(newest)
+        if unknown:
+            raise UnknownSymbolError(unknown, newest, BARS_1M)
+        return {s: newest[s] for s in wanted}
 
     def _newest_per_symbol(self, table: TableDef, column: str) -> dict[str, datetime]:
         """Largest value of ``column`` per symbol, from the live data files' upper bounds."""
