@@ -46,6 +46,10 @@ FOLD_PROPERTY = "lakehouse.fold"  # snapshot summary: the fold's id
 # The fold's read is split so that every core reads (and shuffles) a share of the appended bytes,
 # in tasks of at least this many bytes: many small appended files are read a few to a task.
 MIN_READ_SPLIT_BYTES = 16 * 1024 * 1024
+# The fold writes zstd at level 1, not the tables' 3: most of a small file's cost is setting up a
+# compressor per column chunk, less at level 1; a closed day's compaction rewrites every partition
+# the folds left more than one file in at the table's level (docs/performance.md#many-symbols).
+FOLD_COMPRESSION_LEVEL = "1"
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,7 @@ def fold_appended_files(
                 # one per symbol-day and ran a 2,000-symbol fold out of heap).
                 .option("distribution-mode", "hash")
                 .option("fanout-enabled", "false")
+                .option("compression-level", FOLD_COMPRESSION_LEVEL)
                 .option("output-spec-id", str(table.spec().specId()))
                 .mode("append")
                 .save(group)
