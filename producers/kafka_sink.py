@@ -39,6 +39,7 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, SaslAuthenticationFailedError
 
+from lakehouse.kafka_security import kafka_python_options
 from lakehouse.messages import _Message
 from lakehouse.settings import Settings
 
@@ -426,6 +427,21 @@ class KafkaSink:
 def spool_file(settings: Settings, source: str) -> Path:
     """Where a producer of ``source`` keeps what Kafka had not acknowledged when it stopped."""
     return settings.state_dir / "producers" / f"{source}-unacknowledged.jsonl"
+
+
+def open_sink(settings: Settings, source: str) -> KafkaSink | None:
+    """The producer's ``KafkaSink`` for ``source`` (its client id ``<source>-producer``, its spool
+    file), or None after logging the one line that says why it could not connect: a refused login,
+    or no broker answering."""
+    bootstrap = settings.kafka.bootstrap_servers
+    try:
+        return KafkaSink(SinkConfig(bootstrap_servers=bootstrap, client_id=f"{source}-producer",
+                                    security=kafka_python_options(settings), spool_file=spool_file(settings, source)))
+    except SaslAuthenticationFailedError as refused:
+        log.error("%s", refused)
+    except (KafkaConnectionError, KafkaTimeoutError):
+        log.error("%s", no_broker_message(bootstrap))
+    return None
 
 
 def no_broker_message(bootstrap_servers: str) -> str:

@@ -64,11 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Kafka's, the WebSocket's and Prometheus' clients only now: a start refused above (an option,
     # a symbol, a URL, the token) ends in 0.3 CPU-s without them instead of 0.5.
-    from kafka.errors import KafkaConnectionError, KafkaTimeoutError, SaslAuthenticationFailedError
-
-    from lakehouse.kafka_security import kafka_python_options
     from producers.finnhub.client import FinnhubFeed, FinnhubTopics
-    from producers.kafka_sink import KafkaSink, SinkConfig, broker_reachable, no_broker_message, spool_file
+    from producers.kafka_sink import broker_reachable, no_broker_message, open_sink
     from producers.metrics import register_producer_metrics
 
     try:  # ops hook: Prometheus metrics on 127.0.0.1 (metrics.finnhub_port; 0 = off), before any connection
@@ -77,19 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", taken)
         return 2
     bootstrap = settings.kafka.bootstrap_servers
-    missing_broker = no_broker_message(bootstrap)
     if not broker_reachable(bootstrap, args.broker_wait):
-        log.error("%s", missing_broker)
+        log.error("%s", no_broker_message(bootstrap))
         return 2
-    try:
-        sink = KafkaSink(SinkConfig(bootstrap_servers=bootstrap, client_id="finnhub-producer",
-                                    security=kafka_python_options(settings),
-                                    spool_file=spool_file(settings, "finnhub")))
-    except SaslAuthenticationFailedError as refused:
-        log.error("%s", refused)
-        return 2
-    except (KafkaConnectionError, KafkaTimeoutError):
-        log.error("%s", missing_broker)
+    sink = open_sink(settings, "finnhub")
+    if sink is None:
         return 2
     feed = FinnhubFeed(
         url=url,

@@ -12,15 +12,12 @@ import logging
 import sys
 from datetime import UTC, date, datetime
 
-from kafka.errors import KafkaConnectionError, KafkaTimeoutError, SaslAuthenticationFailedError
-
 from lakehouse.job_args import at_least
-from lakehouse.kafka_security import kafka_python_options
 from lakehouse.logs import configure_logging
 from lakehouse.messages import BarInterval
 from lakehouse.ops.metrics_http import MetricsPortError, serve_metrics
 from lakehouse.settings import SettingsError, load_settings
-from producers.kafka_sink import KafkaSink, SinkConfig, broker_reachable, no_broker_message, spool_file
+from producers.kafka_sink import broker_reachable, no_broker_message, open_sink
 from producers.lifecycle import on_stop_signals
 from producers.metrics import register_producer_metrics
 from producers.vnstock_feed.trading_hours import is_trading_time
@@ -93,15 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.symbols
         else settings.vnstock.symbols
     )
-    try:
-        sink = KafkaSink(SinkConfig(bootstrap_servers=bootstrap, client_id="vnstock-producer",
-                                    security=kafka_python_options(settings),
-                                    spool_file=spool_file(settings, "vnstock")))
-    except SaslAuthenticationFailedError as refused:
-        log.error("%s", refused)
-        return 2
-    except (KafkaConnectionError, KafkaTimeoutError):
-        log.error("%s", no_broker_message(bootstrap))
+    sink = open_sink(settings, "vnstock")
+    if sink is None:
         return 2
     poller = VnstockPoller(
         VnstockSource(settings.vnstock.base_url, RequestPacer(args.requests_per_minute)),
