@@ -630,3 +630,30 @@ def test_latest_bar_per_symbol_of_an_empty_table_has_the_columns_types(lakehouse
     assert empty.empty
     assert empty.dtypes.to_dict() == lakehouse.latest_bar_per_symbol().dtypes.to_dict()
     assert empty["window_start"].dt.tz is not None
+
+
+def test_reads_skip_the_snapshot_history_and_see_every_new_commit(tmp_path: Path) -> None:
+    """A reader following a live table loads it on each commit; it parses the current state only
+    (the history can hold 3,600 snapshots), so a read must still see exactly the current data."""
+    settings = embedded_settings(tmp_path)
+    synthetic.write_demo_lakehouse(settings, symbols=SYMBOLS, day=DAY, commits=COMMITS)
+    lake = Lakehouse(settings, clock=lambda: NOW)
+    whole = lake.table(TRADES)
+    history = len(whole.metadata.snapshots)
+    assert history >= COMMITS
+    day = (f"{DAY} 00:00", f"{DAY} 23:59")
+    before = lake.trades(list(SYMBOLS), *day)
+    assert len(before) == whole.scan().to_arrow().num_rows > 0
+    read = lake._readable(TRADES)
+    assert [s.snapshot_id for s in read.metadata.snapshots] == [whole.current_snapshot().snapshot_id]
+    assert lake.table_ages([TRADES])["snapshots"].tolist() == [history]
+
+    one_more = whole.scan(limit=1).to_arrow()
+    id_field = one_more.schema.field("trade_id")
+    one_more = one_more.set_column(one_more.schema.get_field_index("trade_id"), id_field,
+                                   pa.array(["one-more"], id_field.type))
+    synthetic.append_rows(whole, one_more)
+    after = lake.trades(list(SYMBOLS), *day)
+    assert len(after) == len(before) + 1 and "one-more" in set(after["trade_id"])
+    assert lake.table_ages([TRADES])["snapshots"].tolist() == [history + 1]
+    assert len(lake._readable(TRADES).metadata.snapshots) == 1

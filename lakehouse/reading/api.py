@@ -44,6 +44,7 @@ from lakehouse.catalog import (
     warehouse_uri,
 )
 from lakehouse.ops.market_calendar import MARKETS
+from lakehouse.reading.current_state import CurrentTable, load_current
 from lakehouse.reading.errors import (
     CREATED_BY,
     CatalogUnavailableError,
@@ -226,6 +227,7 @@ class Lakehouse:
         self._catalog = catalog
         self._clock = clock
         self._loaded: dict[str, Table] = {}  # identifier -> the version last loaded (SQL catalogs)
+        self._current: dict[str, CurrentTable] = {}  # identifier -> its current state last loaded (SQL catalogs)
 
     def __repr__(self) -> str:
         catalog = self.settings.catalog
@@ -295,6 +297,28 @@ class Lakehouse:
                 self._loaded[identifier] = loaded
             return loaded
 
+    def _readable(self, table: TableDef) -> Table:
+        """``table`` for reading its current data: on a SQL catalog without its snapshot history
+        (``_current_state``); other catalogs load it whole."""
+        current = self._current_state(table)
+        return current.table if current else self.table(table)
+
+    def _current_state(self, table: TableDef) -> CurrentTable | None:
+        """On a SQL catalog, ``table`` as of its current snapshot, loaded without the history its
+        metadata file holds (``lakehouse.reading.current_state``) and reused while the catalog's
+        pointer stays; None on other catalogs."""
+        from pyiceberg.catalog.sql import SqlCatalog
+
+        if not isinstance(self._reachable_catalog(), SqlCatalog):
+            return None
+        pointer = self.metadata_pointer(table)
+        identifier = table_identifier(self.settings, table)
+        known = self._current.get(identifier)
+        if known is None or known.table.metadata_location != pointer:
+            with self._catalog_answers(f" loading {identifier}"):
+                known = self._current[identifier] = load_current(self.catalog, identifier, pointer)
+        return known
+
     def metadata_pointer(self, table: TableDef) -> str:
         """The catalog's pointer to ``table``'s current metadata file: it moves on every commit and
         only then, so a reader that keeps the last one re-reads a table only when it changed.
@@ -332,7 +356,7 @@ class Lakehouse:
     ) -> pa.Table:
         """Rows of ``table`` matching ``filter_`` (see ``row_filter``), only ``columns`` if given."""
         selected = tuple(columns) if columns else ("*",)
-        return self.table(table).scan(row_filter=filter_, selected_fields=selected).to_arrow()
+        return self._readable(table).scan(row_filter=filter_, selected_fields=selected).to_arrow()
 
     # -- market data ----------------------------------------------------------------------------
 
@@ -484,7 +508,8 @@ class Lakehouse:
                     newest = max(self.newest_bar_event_times().values(), default=None)
                 else:
                     newest = self._newest_in_table(table, EVENT_TIME_COLUMN[table.name])
-                loaded = self.table(table)
+                current = self._current_state(table)
+                loaded = current.table if current else self.table(table)
             except MissingTableError:
                 records.append({"table": table.name, "exists": False, "newest_event_time": pd.NaT,
                                 "rows": 0, "snapshots": 0})
@@ -492,7 +517,7 @@ class Lakehouse:
             snapshot = loaded.current_snapshot()
             rows = int(snapshot.summary.get("total-records", 0)) if snapshot and snapshot.summary else 0
             records.append({"table": table.name, "exists": True, "newest_event_time": newest, "rows": rows,
-                            "snapshots": len(loaded.metadata.snapshots)})
+                            "snapshots": current.snapshots if current else len(loaded.metadata.snapshots)})
         frame = pd.DataFrame.from_records(records, columns=["table", "exists", "newest_event_time", "rows",
                                                             "snapshots"])
         frame["newest_event_time"] = pd.to_datetime(frame["newest_event_time"], utc=True)
@@ -508,7 +533,7 @@ class Lakehouse:
         if table not in SYMBOL_TABLES:
             raise ValueError(f"table {table.name} is not partitioned by symbol; symbols() reads "
                              f"{', '.join(t.name for t in SYMBOL_TABLES)}")
-        loaded = self.table(table)
+        loaded = self._readable(table)
         if loaded.current_snapshot() is None:  # created, never written
             return []
         partitions = loaded.inspect.partitions()
@@ -685,7 +710,7 @@ class Lakehouse:
 
     def _data_files(self, table: TableDef) -> pa.Table:
         """The live data files of ``table`` (its ``files`` metadata, delete files left out)."""
-        files = live_files(self.table(table))
+        files = live_files(self._readable(table))
         return files.filter(pc.equal(files.column("content"), 0))
 
     def _newest_in_appended_files(self, table: TableDef, data_files: pa.Table, column: str) -> dict[str, datetime]:
@@ -718,7 +743,7 @@ class Lakehouse:
                                column)
 
     def _empty(self, table: TableDef) -> pd.DataFrame:
-        return self.table(table).schema().as_arrow().empty_table().to_pandas()
+        return self._readable(table).schema().as_arrow().empty_table().to_pandas()
 
 
 def partition_symbols(files: pa.Table) -> pa.ChunkedArray:
