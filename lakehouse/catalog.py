@@ -195,10 +195,15 @@ def pyiceberg_properties(settings: Settings) -> dict[str, Any]:
     return props
 
 
-def load_catalog(settings: Settings) -> Catalog:
+def load_catalog(settings: Settings, refs_only: bool = False) -> Catalog:
+    """pyiceberg's client of the catalog. ``refs_only`` (REST catalogs): tables load with only the
+    snapshots their refs point at (the REST spec's ``snapshots=refs``), for readers of current data."""
     from pyiceberg.catalog import load_catalog as pyiceberg_load_catalog
 
-    return pyiceberg_load_catalog(settings.catalog.name, **pyiceberg_properties(settings))
+    props = pyiceberg_properties(settings)
+    if refs_only and settings.catalog.type == "rest":
+        props["snapshot-loading-mode"] = "refs"
+    return pyiceberg_load_catalog(settings.catalog.name, **props)
 
 
 def prepare_catalog(settings: Settings) -> None:

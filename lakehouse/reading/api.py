@@ -228,6 +228,7 @@ class Lakehouse:
         self._clock = clock
         self._loaded: dict[str, Table] = {}  # identifier -> the version last loaded (SQL catalogs)
         self._current: dict[str, CurrentTable] = {}  # identifier -> its current state last loaded (SQL catalogs)
+        self._refs_catalog: Catalog | None = None  # a REST catalog's client that loads refs' snapshots only
 
     def __repr__(self) -> str:
         catalog = self.settings.catalog
@@ -304,15 +305,27 @@ class Lakehouse:
         return current.table if current else self.table(table)
 
     def _current_state(self, table: TableDef) -> CurrentTable | None:
-        """On a SQL catalog, ``table`` as of its current snapshot, loaded without the history its
-        metadata file holds (``lakehouse.reading.current_state``) and reused while the catalog's
-        pointer stays; None on other catalogs."""
+        """``table`` as of its current snapshot, without the snapshot history: on a SQL catalog its
+        metadata file parsed without it (``lakehouse.reading.current_state``) and reused while the
+        catalog's pointer stays; on a REST catalog loaded with only its refs' snapshots (counted as
+        unknown); None on other catalogs."""
+        from pyiceberg.catalog.rest import RestCatalog
         from pyiceberg.catalog.sql import SqlCatalog
+        from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
-        if not isinstance(self._reachable_catalog(), SqlCatalog):
+        catalog = self._reachable_catalog()
+        identifier = table_identifier(self.settings, table)
+        if isinstance(catalog, RestCatalog):
+            with self._catalog_answers(f" loading {identifier}"):
+                if self._refs_catalog is None:
+                    self._refs_catalog = load_catalog(self.settings, refs_only=True)
+                try:
+                    return CurrentTable(self._refs_catalog.load_table(identifier), None)
+                except (NoSuchTableError, NoSuchNamespaceError):
+                    raise MissingTableError(table, identifier, repr(self)) from None
+        if not isinstance(catalog, SqlCatalog):
             return None
         pointer = self.metadata_pointer(table)
-        identifier = table_identifier(self.settings, table)
         known = self._current.get(identifier)
         if known is None or known.table.metadata_location != pointer:
             with self._catalog_answers(f" loading {identifier}"):
@@ -324,13 +337,15 @@ class Lakehouse:
         only then, so a reader that keeps the last one re-reads a table only when it changed.
 
         On a SQL catalog this is one indexed row read, without parsing the metadata file (which
-        holds the whole snapshot history: 0.13 s at 3,600 snapshots); other catalogs load the table.
+        holds the whole snapshot history: 0.13 s at 3,600 snapshots); a REST catalog loads the table
+        with its refs' snapshots only; other catalogs load the whole table.
         """
         from pyiceberg.catalog.sql import SqlCatalog
 
         catalog = self._reachable_catalog()
         if not isinstance(catalog, SqlCatalog):
-            return self.table(table).metadata_location
+            current = self._current_state(table)
+            return (current.table if current else self.table(table)).metadata_location
         from sqlalchemy import text
 
         query = text(
@@ -510,6 +525,9 @@ class Lakehouse:
                     newest = self._newest_in_table(table, EVENT_TIME_COLUMN[table.name])
                 current = self._current_state(table)
                 loaded = current.table if current else self.table(table)
+                snapshots = current.snapshots if current and current.snapshots is not None else None
+                if snapshots is None:
+                    snapshots = len(self.table(table).metadata.snapshots)
             except MissingTableError:
                 records.append({"table": table.name, "exists": False, "newest_event_time": pd.NaT,
                                 "rows": 0, "snapshots": 0})
@@ -517,7 +535,7 @@ class Lakehouse:
             snapshot = loaded.current_snapshot()
             rows = int(snapshot.summary.get("total-records", 0)) if snapshot and snapshot.summary else 0
             records.append({"table": table.name, "exists": True, "newest_event_time": newest, "rows": rows,
-                            "snapshots": current.snapshots if current else len(loaded.metadata.snapshots)})
+                            "snapshots": snapshots})
         frame = pd.DataFrame.from_records(records, columns=["table", "exists", "newest_event_time", "rows",
                                                             "snapshots"])
         frame["newest_event_time"] = pd.to_datetime(frame["newest_event_time"], utc=True)

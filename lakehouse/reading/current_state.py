@@ -27,7 +27,7 @@ HISTORY_LOGS = ("snapshot-log", "metadata-log")
 @dataclass(frozen=True)
 class CurrentTable:
     table: Table  # the current snapshot and what reads need, no history
-    snapshots: int  # how many snapshots the metadata file holds
+    snapshots: int | None  # how many snapshots the metadata file holds (None: not known to this load)
 
 
 def current_state(metadata: dict[str, Any]) -> dict[str, Any]:
