@@ -344,8 +344,7 @@ class Lakehouse:
 
         catalog = self._reachable_catalog()
         if not isinstance(catalog, SqlCatalog):
-            current = self._current_state(table)
-            return (current.table if current else self.table(table)).metadata_location
+            return self._readable(table).metadata_location
         from sqlalchemy import text
 
         query = text(
@@ -524,10 +523,11 @@ class Lakehouse:
                 else:
                     newest = self._newest_in_table(table, EVENT_TIME_COLUMN[table.name])
                 current = self._current_state(table)
-                loaded = current.table if current else self.table(table)
-                snapshots = current.snapshots if current and current.snapshots is not None else None
-                if snapshots is None:
-                    snapshots = len(self.table(table).metadata.snapshots)
+                if current is None or current.snapshots is None:  # the count needs the whole table
+                    loaded = self.table(table)
+                    snapshots = len(loaded.metadata.snapshots)
+                else:
+                    loaded, snapshots = current.table, current.snapshots
             except MissingTableError:
                 records.append({"table": table.name, "exists": False, "newest_event_time": pd.NaT,
                                 "rows": 0, "snapshots": 0})
